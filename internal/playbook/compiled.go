@@ -1,0 +1,90 @@
+package playbook
+
+import (
+	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// This file is the contract between the compiler (this package) and the
+// runner (internal/runner): a compiled playbook is a DAG of Nodes, one per
+// (task, host), with every template already rendered.
+
+// Compiled is a playbook ready to run: validated, rendered, and laid out as
+// a graph. Nothing in it needs the playbook file any more.
+type Compiled struct {
+	File  string
+	Plays []*Play
+	// Graph holds every node; edges run from a dependency to its dependent.
+	Graph *dag.Graph[*Node]
+}
+
+// Node is one task on one host (or, for a run_once task, one node for the
+// whole play, bound to the first host of the batch).
+type Node struct {
+	// ID is stable and readable: "p1.t3.etcd1" (play 1, task 3, host).
+	ID   string
+	Play *Play
+	Task *Task
+	// Host is the inventory hostname the node runs on.
+	Host string
+	// Hosts is, for a run_once node, every host of the play it acts for.
+	Hosts []string
+	// Args are the module arguments rendered for Host.
+	Args modules.Args
+	// Vars are Host's merged variables (inventory, group_vars, host_vars,
+	// play vars, vars_files, extra vars) plus facts; modules get them in
+	// Env.Vars.
+	Vars map[string]any
+	// Skip is set when the task's `when` rendered false at compile time,
+	// or the task is filtered out by --tags: the runner reports it skipped.
+	Skip       bool
+	SkipReason string
+	// Handler marks a handler node: it runs only if a task on the same host
+	// (or, run_once, on any host of the play) that lists it in notify
+	// reported changed; otherwise it is skipped silently.
+	Handler bool
+}
+
+// Play is a play after validation.
+type Play struct {
+	Index             int // 1-based
+	Name              string
+	Hosts             []string // resolved, limited, in inventory order
+	Serial            []int    // batch sizes resolved to host counts; nil = all at once
+	MaxFailPercentage int      // -1 when unset
+	AnyErrorsFatal    bool
+	Tasks             []*Task
+	Handlers          []*Task
+}
+
+// Task is a task after validation (templates in Args still unrendered).
+type Task struct {
+	Index   int // 1-based within the play
+	ID      string
+	Name    string
+	Module  string
+	Args    map[string]any // raw, before rendering
+	Needs   []string
+	When    string
+	Tags    []string
+	Notify  []string
+	RunOnce bool
+	Retries int
+	Delay   float64 // seconds
+	// Until is a template rendered against the task's result after each
+	// try (".result.status", ".result.data.rc", ...); retries stop when it
+	// renders "true".
+	Until    string
+	Become   *bool
+	Register string
+	// IgnoreErrors keeps a failure from skipping dependents.
+	IgnoreErrors bool
+	Pos          Pos
+}
+
+// Pos is where something was written: file, 1-based line and column.
+type Pos struct {
+	File   string
+	Line   int
+	Column int
+}

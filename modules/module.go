@@ -1,0 +1,226 @@
+// Package modules defines the contract every etcdplay module implements and
+// the registry the compiler and the agent look modules up in.
+//
+// A module is "plan, then apply": Plan is read-only and returns a Change that
+// says exactly what Apply would do; --check stops after Plan, apply hands the
+// same Change to Apply. There is one code path for both, so a dry run can
+// never drift from a real run.
+package modules
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"sync"
+)
+
+// Module is the small interface at the seam between the engine and a module.
+type Module interface {
+	// Validate checks the arguments at compile time, before any connection
+	// is made. It must not touch the network or the filesystem. Arguments
+	// that still hold template expressions have been rendered already.
+	Validate(args Args) error
+	// Plan computes what would change on env's host. It must not change
+	// anything. An empty Change (no Actions) means "ok, nothing to do".
+	Plan(ctx context.Context, env *Env, args Args) (*Change, error)
+	// Apply does exactly what c says (c came from Plan on the same host in
+	// the same run). It is only called when c has actions and not in check
+	// mode.
+	Apply(ctx context.Context, env *Env, c *Change) (*Result, error)
+}
+
+// ControllerSide is implemented by modules whose Plan and Apply run on the
+// controller (they talk to etcd's API, hold the CA key, or fetch tarballs),
+// using env.Remote to act on the host. All other modules run inside the
+// agent on the host itself, where env.Remote is nil.
+type ControllerSide interface {
+	RunsOnController()
+}
+
+// Env is what a module sees of the run it is part of.
+type Env struct {
+	// Host is the inventory hostname the task runs for.
+	Host string
+	// Vars are the host's merged variables (inventory, play, extra vars),
+	// plus the facts inventory_hostname, groups and hostvars.
+	Vars map[string]any
+	// Check is true under --check: Plan runs, Apply never does.
+	Check bool
+	// Remote is the controller's handle on the host. Set only for
+	// ControllerSide modules.
+	Remote Remote
+	// Hosts gives ControllerSide modules the handles on every host of the
+	// play (for cluster-wide work such as a rolling restart). Nil inside
+	// the agent.
+	Hosts map[string]Remote
+	// Notified lists, for a handler, the hosts whose tasks notified it in
+	// this run (a run_once handler acts for all of them).
+	Notified []string
+	// StateDir is the controller-side state directory (PKI, caches,
+	// backups). Set only for ControllerSide modules.
+	StateDir string
+	// Log receives progress lines worth showing live (may be nil).
+	Log func(format string, args ...any)
+}
+
+// Logf writes a progress line when the run has a log sink.
+func (e *Env) Logf(format string, args ...any) {
+	if e != nil && e.Log != nil {
+		e.Log(format, args...)
+	}
+}
+
+// Remote is the controller's handle on one host: the single SSH connection
+// and the agent session behind it.
+type Remote interface {
+	// Name is the inventory hostname.
+	Name() string
+	// Address is the address SSH connects to (ansible_host).
+	Address() string
+	// Do runs a host-side module in the agent: plan, and apply unless check.
+	Do(ctx context.Context, module string, args Args, check bool) (*Result, error)
+	// Dial opens a TCP connection from the host's side of the SSH
+	// connection, so the controller can reach ports only the host can.
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Upload streams r to path on the host atomically (temp file, fsync,
+	// rename) with the given mode.
+	Upload(ctx context.Context, r io.Reader, path string, mode uint32) error
+	// Download streams the file at path on the host to w.
+	Download(ctx context.Context, path string, w io.Writer) error
+	// Reachable reports whether the host answered SSH in this run.
+	Reachable() bool
+}
+
+// Status is the outcome of one task on one host.
+type Status string
+
+const (
+	StatusOK          Status = "ok"
+	StatusChanged     Status = "changed"
+	StatusFailed      Status = "failed"
+	StatusSkipped     Status = "skipped"
+	StatusUnreachable Status = "unreachable"
+)
+
+// Action is one line of a plan: a non-file change (a package install, a
+// service restart, a membership change) or a file write.
+type Action struct {
+	// Op is '+' create, '~' update, '-' delete, '!' run/restart.
+	Op string `json:"op"`
+	// Target names what changes: a path, a unit, a member.
+	Target string `json:"target"`
+	// Detail says how, in operator terms ("restart (config changed)").
+	Detail string `json:"detail,omitempty"`
+}
+
+func (a Action) String() string {
+	if a.Detail == "" {
+		return a.Op + " " + a.Target
+	}
+	return a.Op + " " + a.Target + ": " + a.Detail
+}
+
+// FileDiff is the before and after content of one file. Secret files carry
+// only a hash of each side, never the content.
+type FileDiff struct {
+	Path   string `json:"path"`
+	Before string `json:"before"`
+	After  string `json:"after"`
+	Secret bool   `json:"secret,omitempty"`
+}
+
+// Change is what Plan found: empty means nothing to do.
+type Change struct {
+	Actions []Action   `json:"actions,omitempty"`
+	Diffs   []FileDiff `json:"diffs,omitempty"`
+	// Payload is module-private data Plan hands to Apply (desired content,
+	// resolved ids). It never crosses the wire.
+	Payload any `json:"-"`
+}
+
+// Empty reports whether the change does nothing.
+func (c *Change) Empty() bool { return c == nil || len(c.Actions) == 0 }
+
+// Add appends an action.
+func (c *Change) Add(op, target, detail string) {
+	c.Actions = append(c.Actions, Action{Op: op, Target: target, Detail: detail})
+}
+
+// Result is what a task did (or, under --check, would do) on one host.
+type Result struct {
+	Status Status  `json:"status"`
+	Msg    string  `json:"msg,omitempty"`
+	Change *Change `json:"change,omitempty"`
+	// Data is the module's output, available to later tasks through
+	// register (stdout, rc, member id, snapshot path, ...).
+	Data map[string]any `json:"data,omitempty"`
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Module{}
+)
+
+// Register makes a module available under name. Module packages call it
+// from init; the binary imports them all through modules/all.
+func Register(name string, m Module) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("modules: %q registered twice", name))
+	}
+	registry[name] = m
+}
+
+// Lookup returns the module registered under name.
+func Lookup(name string) (Module, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	m, ok := registry[name]
+	return m, ok
+}
+
+// Names lists the registered modules, sorted (for "did you mean" hints).
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// OnController reports whether m runs on the controller.
+func OnController(m Module) bool {
+	_, ok := m.(ControllerSide)
+	return ok
+}
+
+// Resolver is implemented by modules that need controller-side inputs (a
+// template, a local file, cluster-wide variables) turned into plain
+// arguments before the task goes to the host. The compiler calls Resolve
+// once per host after rendering the task's templates and before Validate;
+// an error from it is a compile error and stops the run before any
+// connection is made.
+type Resolver interface {
+	Resolve(args Args, rc *ResolveContext) (Args, error)
+}
+
+// ResolveContext is what Resolve may use: files beside the playbook and the
+// host's variables. It never reaches a host.
+type ResolveContext struct {
+	// BaseDir is the playbook's directory; templates/ and files/ beside it
+	// are looked up first, then the templates embedded in the binary.
+	BaseDir string
+	// Host is the inventory hostname the task is being compiled for.
+	Host string
+	// Vars are the host's merged variables and facts (hostvars, groups).
+	Vars map[string]any
+	// Render renders text as a Go template over Vars with the playbook's
+	// template functions.
+	Render func(name, text string) (string, error)
+}
