@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// server is one agent session. Writes to out are serialized by wmu; the
+// map of running requests is guarded by mu.
+type server struct {
+	wmu sync.Mutex
+	enc *json.Encoder
+	bw  *bufio.Writer
+
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc
+	vars    map[string]any
+	host    string
+	wg      sync.WaitGroup
+}
+
+// Serve reads Requests from in and writes Responses to out until in ends,
+// a "shutdown" request arrives, or ctx is done. Each request runs in its own
+// goroutine. It returns nil on a clean end of input or shutdown.
+func Serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	bw := bufio.NewWriter(out)
+	s := &server{bw: bw, enc: json.NewEncoder(bw), running: map[uint64]context.CancelFunc{}}
+
+	dec := json.NewDecoder(bufio.NewReader(in))
+	dec.UseNumber()
+	var err error
+	for {
+		var req Request
+		if derr := dec.Decode(&req); derr != nil {
+			if !errors.Is(derr, io.EOF) {
+				err = fmt.Errorf("agent: reading request: %w", derr)
+			}
+			// The controller is gone (or confused): stop what runs.
+			cancelAll()
+			break
+		}
+		if req.Op == OpShutdown {
+			s.wg.Wait()
+			s.send(&Response{ID: req.ID})
+			break
+		}
+		if req.Op == OpCancel {
+			s.mu.Lock()
+			if cancel := s.running[req.Cancel]; cancel != nil {
+				cancel()
+			}
+			s.mu.Unlock()
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		s.mu.Lock()
+		s.running[req.ID] = cancel
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			resp := s.handle(rctx, &req)
+			s.mu.Lock()
+			delete(s.running, req.ID)
+			s.mu.Unlock()
+			cancel()
+			s.send(resp)
+		}()
+	}
+	s.wg.Wait()
+	return err
+}
+
+func (s *server) send(r *Response) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	// A write error means the controller is gone; the read side will see
+	// the end of input and stop the session.
+	if err := s.enc.Encode(r); err != nil {
+		return
+	}
+	_ = s.bw.Flush()
+}
+
+func (s *server) handle(ctx context.Context, req *Request) *Response {
+	resp := &Response{ID: req.ID}
+	switch req.Op {
+	case OpHello:
+		if req.Version != ProtocolVersion {
+			resp.Error = fmt.Sprintf("protocol version mismatch: controller speaks %d, agent %s speaks %d; upload a matching agent binary",
+				req.Version, Version, ProtocolVersion)
+			return resp
+		}
+		resp.Facts = HostFacts()
+	case OpVars:
+		s.mu.Lock()
+		s.vars = normalizeMap(req.Vars)
+		s.host = req.Host
+		s.mu.Unlock()
+	case OpRun:
+		resp.Result = s.run(ctx, req)
+	case OpCopy:
+		if req.Copy == nil {
+			resp.Error = "copy: missing copy spec"
+		} else if err := Copy(req.Copy); err != nil {
+			resp.Error = err.Error()
+		}
+	default:
+		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	return resp
+}
+
+func normalizeMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return Normalize(m).(map[string]any)
+}
+
+// run plans the module and applies the plan unless in check mode. Every
+// failure, a panic included, becomes a failed Result.
+func (s *server) run(ctx context.Context, req *Request) (res *modules.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(os.Stderr, "agent: panic in module %s: %v\n%s", req.Module, p, debug.Stack())
+			res = &modules.Result{Status: modules.StatusFailed, Msg: fmt.Sprintf("module %s panicked: %v", req.Module, p)}
+		}
+	}()
+	failed := func(format string, a ...any) *modules.Result {
+		return &modules.Result{Status: modules.StatusFailed, Msg: fmt.Sprintf(format, a...)}
+	}
+	m, ok := modules.Lookup(req.Module)
+	if !ok {
+		return failed("unknown module %q in agent %s", req.Module, Version)
+	}
+	if modules.OnController(m) {
+		return failed("module %s runs on the controller, not in the agent", req.Module)
+	}
+	args := req.Args
+	if args == nil {
+		args = modules.Args{}
+	}
+	Normalize(args)
+	s.mu.Lock()
+	vars, host := s.vars, s.host
+	s.mu.Unlock()
+	if req.Vars != nil {
+		vars = normalizeMap(req.Vars)
+	}
+	if req.Host != "" {
+		host = req.Host
+	}
+	env := &modules.Env{
+		Host:     host,
+		Vars:     vars,
+		Check:    req.Check,
+		Notified: req.Notified,
+		Log: func(format string, a ...any) {
+			s.send(&Response{ID: req.ID, Log: fmt.Sprintf(format, a...)})
+		},
+	}
+	if err := m.Validate(args); err != nil {
+		return failed("%s: %v", req.Module, err)
+	}
+	c, err := m.Plan(ctx, env, args)
+	if err != nil {
+		return failed("%v", err)
+	}
+	if c.Empty() {
+		return &modules.Result{Status: modules.StatusOK, Change: c}
+	}
+	if req.Check {
+		return &modules.Result{Status: modules.StatusChanged, Change: c}
+	}
+	if err := ctx.Err(); err != nil {
+		return failed("%v", err)
+	}
+	r, err := m.Apply(ctx, env, c)
+	if err != nil {
+		msg := err.Error()
+		if r != nil && r.Msg != "" {
+			msg = r.Msg + ": " + msg
+		}
+		out := &modules.Result{Status: modules.StatusFailed, Msg: msg, Change: c}
+		if r != nil {
+			out.Data = r.Data
+		}
+		return out
+	}
+	if r == nil {
+		r = &modules.Result{}
+	}
+	if r.Status == "" {
+		r.Status = modules.StatusChanged
+	}
+	if r.Change == nil {
+		r.Change = c
+	}
+	return r
+}
+
+// HostFacts describes this host and agent.
+func HostFacts() *Facts {
+	f := &Facts{
+		OS:       runtime.GOOS,
+		Arch:     runtime.GOARCH,
+		UID:      os.Getuid(),
+		Version:  Version,
+		Protocol: ProtocolVersion,
+	}
+	f.Hostname, _ = os.Hostname()
+	f.Executable, _ = os.Executable()
+	return f
+}
