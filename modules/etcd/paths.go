@@ -1,0 +1,71 @@
+package etcd
+
+import "path/filepath"
+
+// HostPaths are where etcd's files live on a member host. Modules take them
+// from here so every module agrees; tests override them with temp dirs.
+type HostPaths struct {
+	ConfigDir   string // /etc/etcd
+	ConfigFile  string // /etc/etcd/etcd.yaml
+	PKIDir      string // /etc/etcd/pki
+	CACert      string
+	ServerCert  string
+	ServerKey   string
+	PeerCert    string
+	PeerKey     string
+	InstallRoot string // /opt/etcd; a release goes to InstallRoot/<version>
+	BinDir      string // /usr/local/bin: stable links to the active release
+	UploadDir   string // /var/tmp/etcdplay: tarballs pushed by the controller
+}
+
+// DefaultHostPaths is the standard layout.
+func DefaultHostPaths() HostPaths {
+	return HostPaths{
+		ConfigDir:   "/etc/etcd",
+		ConfigFile:  "/etc/etcd/etcd.yaml",
+		PKIDir:      "/etc/etcd/pki",
+		CACert:      "/etc/etcd/pki/ca.crt",
+		ServerCert:  "/etc/etcd/pki/server.crt",
+		ServerKey:   "/etc/etcd/pki/server.key",
+		PeerCert:    "/etc/etcd/pki/peer.crt",
+		PeerKey:     "/etc/etcd/pki/peer.key",
+		InstallRoot: "/opt/etcd",
+		BinDir:      "/usr/local/bin",
+		UploadDir:   "/var/tmp/etcdplay",
+	}
+}
+
+// InstallDir is the versioned directory a release is unpacked into.
+func (p HostPaths) InstallDir(v Version) string {
+	return p.InstallRoot + "/" + v.String()
+}
+
+// Binaries are the release's executables, installed and linked.
+var Binaries = []string{"etcd", "etcdctl", "etcdutl"}
+
+// StatePKI is the controller-side PKI directory of one cluster:
+// <StateDir>/<cluster name>/pki. The CA key lives here and nowhere else.
+type StatePKI struct{ Dir string }
+
+// PKI returns the cluster's controller-side PKI layout under stateDir.
+func (c *Cluster) PKI(stateDir string) StatePKI {
+	return StatePKI{Dir: filepath.Join(stateDir, c.Name, "pki")}
+}
+
+func (s StatePKI) CACert() string { return filepath.Join(s.Dir, "ca.crt") }
+func (s StatePKI) CAKey() string  { return filepath.Join(s.Dir, "ca.key") }
+
+// Server, Peer and Client return a certificate and its key.
+func (s StatePKI) Server(member string) (crt, key string) { return s.pair("server-" + member) }
+func (s StatePKI) Peer(member string) (crt, key string)   { return s.pair("peer-" + member) }
+func (s StatePKI) Client(cn string) (crt, key string)     { return s.pair("client-" + cn) }
+
+func (s StatePKI) pair(base string) (string, string) {
+	return filepath.Join(s.Dir, base+".crt"), filepath.Join(s.Dir, base+".key")
+}
+
+// CacheDir is where release tarballs are cached on the controller:
+// <StateDir>/cache/<version>.
+func (c *Cluster) CacheDir(stateDir string) string {
+	return filepath.Join(stateDir, "cache", c.Version.String())
+}
