@@ -1,0 +1,232 @@
+package etcd_service
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// account is one line of /etc/passwd or /etc/group, the fields we manage.
+type account struct {
+	Name  string
+	ID    int
+	GID   int // passwd only
+	Home  string
+	Shell string
+}
+
+// parsePasswd reads /etc/passwd-format text. Parsing the file ourselves
+// (rather than os/user) gives us the login shell, which os/user hides.
+func parsePasswd(data []byte) map[string]account {
+	out := map[string]account{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		uid, err1 := strconv.Atoi(f[2])
+		gid, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[f[0]] = account{Name: f[0], ID: uid, GID: gid, Home: f[5], Shell: f[6]}
+	}
+	return out
+}
+
+// parseGroup reads /etc/group-format text.
+func parseGroup(data []byte) map[string]account {
+	out := map[string]account{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		gid, err := strconv.Atoi(f[2])
+		if err != nil {
+			continue
+		}
+		out[f[0]] = account{Name: f[0], ID: gid}
+	}
+	return out
+}
+
+// dirState is what we know of one directory we manage.
+type dirState struct {
+	Exists   bool
+	IsDir    bool
+	Mode     fs.FileMode
+	UID, GID int
+}
+
+// unitState is the part of `systemctl show` we act on.
+type unitState struct {
+	LoadState        string // loaded, not-found
+	ActiveState      string // active, activating, inactive, failed, ...
+	UnitFileState    string // enabled, disabled, "" when not found
+	NeedDaemonReload bool
+}
+
+// Running reports whether etcd is up or on its way up (a bootstrapping
+// member waits in "activating" until the cluster has quorum).
+func (u unitState) Running() bool {
+	switch u.ActiveState {
+	case "active", "activating", "reloading":
+		return true
+	}
+	return false
+}
+
+// hostState is everything Plan looks at, gathered in one pass so the plan
+// itself is a pure function (and table-testable).
+type hostState struct {
+	Users    map[string]account
+	Groups   map[string]account
+	Dirs     map[string]dirState
+	Unit     []byte // nil when the unit file does not exist
+	UnitSeen bool
+	Systemd  unitState
+}
+
+func gatherState(ctx context.Context, w *want) (*hostState, error) {
+	st := &hostState{Dirs: map[string]dirState{}}
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	st.Users = parsePasswd(passwd)
+	group, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return nil, err
+	}
+	st.Groups = parseGroup(group)
+	for _, d := range w.Dirs {
+		fi, err := os.Stat(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			st.Dirs[d] = dirState{}
+		case err != nil:
+			return nil, err
+		default:
+			ds := dirState{Exists: true, IsDir: fi.IsDir(), Mode: fi.Mode().Perm(), UID: -1, GID: -1}
+			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+				ds.UID, ds.GID = int(sys.Uid), int(sys.Gid)
+			}
+			st.Dirs[d] = ds
+		}
+	}
+	unit, err := os.ReadFile(w.UnitPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		st.Unit, st.UnitSeen = unit, true
+	}
+	st.Systemd, err = showUnit(ctx, w.Name)
+	return st, err
+}
+
+// showUnit asks systemd about the unit in one exec (the no-op path of a
+// warm apply is dominated by process starts, so keep them few).
+func showUnit(ctx context.Context, name string) (unitState, error) {
+	out, err := exec.CommandContext(ctx, "systemctl", "show", name,
+		"-p", "LoadState", "-p", "ActiveState", "-p", "UnitFileState", "-p", "NeedDaemonReload").Output()
+	if err != nil {
+		return unitState{}, fmt.Errorf("systemctl show %s: %w%s", name, err, stderrOf(err))
+	}
+	return parseShow(out), nil
+}
+
+func parseShow(out []byte) unitState {
+	var u unitState
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "LoadState":
+			u.LoadState = v
+		case "ActiveState":
+			u.ActiveState = v
+		case "UnitFileState":
+			u.UnitFileState = v
+		case "NeedDaemonReload":
+			u.NeedDaemonReload = v == "yes"
+		}
+	}
+	return u
+}
+
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return ": " + strings.TrimSpace(string(ee.Stderr))
+	}
+	return ""
+}
+
+// run executes one command of an Apply step, with its stderr in the error.
+func run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg != "" {
+			return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+		}
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// writeAtomic replaces path with data through a synced temp file and a
+// rename, so systemd never reads a half-written unit.
+func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

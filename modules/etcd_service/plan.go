@@ -1,0 +1,150 @@
+package etcd_service
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// want is the desired state, from the resolved arguments.
+type want struct {
+	Name     string // systemd unit name
+	UnitPath string
+	Unit     []byte
+	User     string
+	Group    string
+	Home     string
+	Shell    string
+	Dirs     []string
+	Enabled  bool
+	State    string // started, present, stopped
+}
+
+// step is one thing Apply does, in order.
+type step int
+
+const (
+	stepGroup step = iota
+	stepUserAdd
+	stepUserMod
+	stepDirs
+	stepUnit
+	stepReload
+	stepEnable
+	stepDisable
+	stepStart
+	stepStop
+)
+
+// payload is what Plan hands to Apply.
+type payload struct {
+	Want  *want
+	Steps []step
+}
+
+// plan compares st with w. It is pure so every branch is table-tested.
+func plan(st *hostState, w *want) (*modules.Change, error) {
+	c := &modules.Change{}
+	p := &payload{Want: w}
+	add := func(s step, op, target, detail string) {
+		p.Steps = append(p.Steps, s)
+		c.Add(op, target, detail)
+	}
+
+	grp, haveGroup := st.Groups[w.Group]
+	if !haveGroup {
+		add(stepGroup, "+", "group "+w.Group, "system group")
+	}
+	usr, haveUser := st.Users[w.User]
+	if !haveUser {
+		add(stepUserAdd, "+", "user "+w.User, fmt.Sprintf("system user, group %s, home %s, shell %s", w.Group, w.Home, w.Shell))
+	} else {
+		var d []string
+		if usr.Home != w.Home {
+			d = append(d, fmt.Sprintf("home %s->%s", usr.Home, w.Home))
+		}
+		if usr.Shell != w.Shell {
+			d = append(d, fmt.Sprintf("shell %s->%s", usr.Shell, w.Shell))
+		}
+		if haveGroup && usr.GID != grp.ID {
+			d = append(d, "primary group ->"+w.Group)
+		}
+		if len(d) > 0 {
+			add(stepUserMod, "~", "user "+w.User, strings.Join(d, ", "))
+		}
+	}
+
+	dirsChange := false
+	for _, dir := range w.Dirs {
+		ds := st.Dirs[dir]
+		if ds.Exists && !ds.IsDir {
+			return nil, fmt.Errorf("%s exists and is not a directory", dir)
+		}
+		if !ds.Exists {
+			c.Add("+", dir, fmt.Sprintf("directory 0700 %s:%s", w.User, w.Group))
+			dirsChange = true
+			continue
+		}
+		var d []string
+		if ds.Mode != 0o700 {
+			d = append(d, fmt.Sprintf("mode %04o->0700", uint32(ds.Mode)))
+		}
+		if !haveUser || ds.UID != usr.ID {
+			d = append(d, "owner ->"+w.User)
+		}
+		if !haveGroup || ds.GID != grp.ID {
+			d = append(d, "group ->"+w.Group)
+		}
+		if len(d) > 0 {
+			c.Add("~", dir, strings.Join(d, ", "))
+			dirsChange = true
+		}
+	}
+	if dirsChange {
+		p.Steps = append(p.Steps, stepDirs)
+	}
+
+	unitChanged := false
+	if w.Unit != nil && (!st.UnitSeen || !bytes.Equal(st.Unit, w.Unit)) {
+		op, detail := "+", "systemd unit"
+		if st.UnitSeen {
+			op, detail = "~", "systemd unit changed"
+		}
+		add(stepUnit, op, w.UnitPath, detail)
+		c.Diffs = append(c.Diffs, modules.FileDiff{Path: w.UnitPath, Before: string(st.Unit), After: string(w.Unit)})
+		unitChanged = true
+	}
+	if unitChanged || st.Systemd.NeedDaemonReload {
+		add(stepReload, "!", "systemctl daemon-reload", "")
+	}
+
+	enabled := st.Systemd.UnitFileState == "enabled"
+	switch {
+	case w.Enabled && !enabled:
+		add(stepEnable, "!", "enable "+w.Name, "start at boot")
+	case !w.Enabled && enabled:
+		add(stepDisable, "!", "disable "+w.Name, "")
+	}
+
+	switch {
+	case w.State == "started" && !st.Systemd.Running():
+		// Type=notify: a blocking start of the first member of a new
+		// cluster would wait for a quorum that cannot form until its
+		// peers start too.
+		add(stepStart, "!", "start "+w.Name, "without waiting (--no-block); etcd_health waits for the cluster")
+	case w.State == "stopped" && st.Systemd.Running():
+		add(stepStop, "!", "stop "+w.Name, "")
+	}
+
+	if len(c.Actions) == 0 {
+		return &modules.Change{}, nil
+	}
+	c.Payload = p
+	return c, nil
+}
+
+// dirMode is the data directory's mode: etcd itself insists on 0700.
+const dirMode fs.FileMode = 0o700

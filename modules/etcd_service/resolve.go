@@ -1,0 +1,127 @@
+package etcd_service
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/template"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/templates"
+)
+
+// DefaultUnitPath is where the unit goes: /etc/systemd/system, so a
+// distribution package's unit in /lib/systemd can never shadow ours.
+const DefaultUnitPath = "/etc/systemd/system/etcd.service"
+
+// DefaultTemplate is the unit template's name, looked up in the playbook's
+// templates/ directory first and then in the binary.
+const DefaultTemplate = "etcd.service.tmpl"
+
+// DefaultStartTimeout bounds how long systemd waits for etcd's READY=1.
+// A new member waits for quorum before it is ready, so this must cover
+// the slowest peer's start.
+const DefaultStartTimeout = "120"
+
+// UnitData is what the unit template sees.
+type UnitData struct {
+	Name            string // etcd member name
+	User, Group     string
+	Binary          string
+	ConfigFile      string
+	DataDir         string
+	IONicePriority  int
+	TimeoutStartSec string
+	Vars            map[string]any // the host's variables, for custom templates
+}
+
+// Resolve renders the unit on the controller and adds the cluster model's
+// paths, so the agent gets plain values.
+func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	c, err := etcd.FromVars(rc.Vars)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Member(rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	out := modules.Args{}
+	for k, v := range args {
+		out[k] = v
+	}
+	data := UnitData{
+		Name:            m.Name,
+		User:            "etcd",
+		Group:           "etcd",
+		Binary:          filepath.Join(c.Paths.BinDir, "etcd"),
+		ConfigFile:      c.Paths.ConfigFile,
+		DataDir:         c.DataDir,
+		IONicePriority:  args.Int("ionice_priority", c.IonicePriority),
+		TimeoutStartSec: args.Str("start_timeout", DefaultStartTimeout),
+		Vars:            rc.Vars,
+	}
+	name := args.Str("template", DefaultTemplate)
+	text, err := loadTemplate(rc.BaseDir, name)
+	if err != nil {
+		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
+	}
+	unit, err := renderUnit(name, text, data)
+	if err != nil {
+		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
+	}
+	dirs := []any{c.DataDir}
+	if c.WALDir != "" {
+		dirs = append(dirs, c.WALDir)
+	}
+	out["unit"] = unit
+	setDefault(out, "unit_path", DefaultUnitPath)
+	setDefault(out, "name", "etcd.service")
+	setDefault(out, "user", data.User)
+	setDefault(out, "group", data.Group)
+	setDefault(out, "home", c.DataDir)
+	setDefault(out, "shell", "/usr/sbin/nologin")
+	setDefault(out, "dirs", dirs)
+	return out, nil
+}
+
+func setDefault(a modules.Args, k string, v any) {
+	if _, ok := a[k]; !ok {
+		a[k] = v
+	}
+}
+
+// loadTemplate prefers the playbook's own templates/name so a site can
+// override the unit without rebuilding etcdplay.
+func loadTemplate(baseDir, name string) (string, error) {
+	if baseDir != "" {
+		b, err := os.ReadFile(filepath.Join(baseDir, "templates", name))
+		if err == nil {
+			return string(b), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	b, err := fs.ReadFile(templates.FS, name)
+	if err != nil {
+		return "", fmt.Errorf("template %s: not in %s/templates nor built in", name, baseDir)
+	}
+	return string(b), nil
+}
+
+func renderUnit(name, text string, data UnitData) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}

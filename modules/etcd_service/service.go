@@ -1,0 +1,157 @@
+// Package etcd_service manages etcd's systemd side on a host: the etcd
+// system user and group, the data directory, the unit file, enablement, and
+// the first start. It runs in the agent (one round trip per host, which
+// keeps a warm no-op apply fast) after Resolve has rendered the unit on the
+// controller.
+//
+// It never restarts a running etcd: that is the rolling etcd_restart
+// handler's job, so that no two members are ever down at once.
+package etcd_service
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+func init() { modules.Register("etcd_service", Module{}) }
+
+// Module is the etcd_service module.
+type Module struct{}
+
+// spec covers the playbook-facing arguments and those Resolve adds.
+var spec = modules.Spec{
+	// Playbook-facing.
+	"state":           {Kind: modules.String, OneOf: []string{"started", "present", "stopped"}},
+	"enabled":         {Kind: modules.Bool},
+	"template":        {Kind: modules.String},
+	"ionice_priority": {Kind: modules.Int},
+	"start_timeout":   {Kind: modules.String},
+	// Filled in by Resolve from the cluster model.
+	"unit":      {Kind: modules.String, Required: true},
+	"unit_path": {Kind: modules.String},
+	"name":      {Kind: modules.String},
+	"user":      {Kind: modules.String},
+	"group":     {Kind: modules.String},
+	"home":      {Kind: modules.String},
+	"shell":     {Kind: modules.String},
+	"dirs":      {Kind: modules.List},
+}
+
+// Validate checks the resolved arguments.
+func (Module) Validate(args modules.Args) error {
+	if err := spec.Check(args); err != nil {
+		return err
+	}
+	if p := args.Int("ionice_priority", 0); p < 0 || p > 7 {
+		return &modules.ArgError{Arg: "ionice_priority", Msg: fmt.Sprintf("best-effort IO priority must be 0 (highest) to 7, got %d", p)}
+	}
+	return nil
+}
+
+func wantFrom(args modules.Args) *want {
+	w := &want{
+		Name:     args.Str("name", "etcd.service"),
+		UnitPath: args.Str("unit_path", DefaultUnitPath),
+		User:     args.Str("user", "etcd"),
+		Group:    args.Str("group", "etcd"),
+		Home:     args.Str("home", "/var/lib/etcd"),
+		Shell:    args.Str("shell", "/usr/sbin/nologin"),
+		Dirs:     args.Strings("dirs"),
+		Enabled:  args.Bool("enabled", true),
+		State:    args.Str("state", "started"),
+	}
+	if u, ok := args["unit"]; ok {
+		w.Unit = []byte(fmt.Sprint(u))
+	}
+	return w
+}
+
+// Plan looks at the host; it changes nothing.
+func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	w := wantFrom(args)
+	st, err := gatherState(ctx, w)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
+	}
+	c, err := plan(st, w)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
+	}
+	return c, nil
+}
+
+// Apply carries out the plan's steps in order.
+func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
+	p, ok := c.Payload.(*payload)
+	if !ok {
+		return nil, fmt.Errorf("etcd_service on %s: plan payload missing", env.Host)
+	}
+	w := p.Want
+	for _, s := range p.Steps {
+		var err error
+		switch s {
+		case stepGroup:
+			err = run(ctx, "groupadd", "--system", w.Group)
+		case stepUserAdd:
+			err = run(ctx, "useradd", "--system", "--gid", w.Group, "--home-dir", w.Home,
+				"--no-create-home", "--shell", w.Shell, "--comment", "etcd", w.User)
+		case stepUserMod:
+			err = run(ctx, "usermod", "--home", w.Home, "--shell", w.Shell, "--gid", w.Group, w.User)
+		case stepDirs:
+			err = ensureDirs(w)
+		case stepUnit:
+			err = writeAtomic(w.UnitPath, w.Unit, 0o644)
+		case stepReload:
+			err = run(ctx, "systemctl", "daemon-reload")
+		case stepEnable:
+			err = run(ctx, "systemctl", "enable", "--quiet", w.Name)
+		case stepDisable:
+			err = run(ctx, "systemctl", "disable", "--quiet", w.Name)
+		case stepStart:
+			err = run(ctx, "systemctl", "start", "--no-block", w.Name)
+		case stepStop:
+			err = run(ctx, "systemctl", "stop", w.Name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
+		}
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
+}
+
+// ensureDirs creates the data directories 0700 owned by the etcd user
+// (looked up again: the user may have been created a step earlier).
+func ensureDirs(w *want) error {
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return err
+	}
+	group, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return err
+	}
+	u, ok := parsePasswd(passwd)[w.User]
+	if !ok {
+		return fmt.Errorf("user %s does not exist", w.User)
+	}
+	g, ok := parseGroup(group)[w.Group]
+	if !ok {
+		return fmt.Errorf("group %s does not exist", w.Group)
+	}
+	for _, d := range w.Dirs {
+		if err := os.MkdirAll(d, dirMode); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, dirMode); err != nil {
+			return err
+		}
+		if err := os.Chown(d, u.ID, g.ID); err != nil {
+			return fmt.Errorf("chown %s to %s:%s (uid %s): %w", d, w.User, w.Group, strconv.Itoa(u.ID), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package etcd_service
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestParsePasswd(t *testing.T) {
+	got := parsePasswd([]byte("root:x:0:0:root:/root:/bin/bash\n#c\nbad line\netcd:x:998:997:etcd:/var/lib/etcd:/usr/sbin/nologin\n"))
+	want := map[string]account{
+		"root": {Name: "root", ID: 0, GID: 0, Home: "/root", Shell: "/bin/bash"},
+		"etcd": {Name: "etcd", ID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %+v want %+v", k, got[k], v)
+		}
+	}
+	g := parseGroup([]byte("root:x:0:\netcd:x:997:\n"))
+	if g["etcd"].ID != 997 || len(g) != 2 {
+		t.Errorf("groups: %v", g)
+	}
+}
+
+func TestParseShow(t *testing.T) {
+	u := parseShow([]byte("LoadState=loaded\nActiveState=activating\nUnitFileState=enabled\nNeedDaemonReload=yes\n"))
+	if u != (unitState{LoadState: "loaded", ActiveState: "activating", UnitFileState: "enabled", NeedDaemonReload: true}) {
+		t.Errorf("got %+v", u)
+	}
+	if !u.Running() {
+		t.Error("activating must count as running (a bootstrapping member waits for quorum)")
+	}
+	if (unitState{ActiveState: "failed"}).Running() {
+		t.Error("failed is not running")
+	}
+}
+
+func converged() (*hostState, *want) {
+	w := &want{Name: "etcd.service", UnitPath: DefaultUnitPath, Unit: []byte("unit\n"), User: "etcd", Group: "etcd",
+		Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin", Dirs: []string{"/var/lib/etcd"}, Enabled: true, State: "started"}
+	st := &hostState{
+		Users:    map[string]account{"etcd": {Name: "etcd", ID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"}},
+		Groups:   map[string]account{"etcd": {Name: "etcd", ID: 997}},
+		Dirs:     map[string]dirState{"/var/lib/etcd": {Exists: true, IsDir: true, Mode: 0o700, UID: 998, GID: 997}},
+		Unit:     []byte("unit\n"),
+		UnitSeen: true,
+		Systemd:  unitState{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled"},
+	}
+	return st, w
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*hostState, *want)
+		actions []string
+		steps   []step
+		wantErr string
+	}{
+		{name: "converged", mutate: func(*hostState, *want) {}},
+		{
+			name: "bare host",
+			mutate: func(st *hostState, w *want) {
+				*st = hostState{Users: map[string]account{}, Groups: map[string]account{}, Dirs: map[string]dirState{},
+					Systemd: unitState{LoadState: "not-found", ActiveState: "inactive"}}
+			},
+			actions: []string{
+				"+ group etcd: system group",
+				"+ user etcd: system user, group etcd, home /var/lib/etcd, shell /usr/sbin/nologin",
+				"+ /var/lib/etcd: directory 0700 etcd:etcd",
+				"+ /etc/systemd/system/etcd.service: systemd unit",
+				"! systemctl daemon-reload",
+				"! enable etcd.service: start at boot",
+				"! start etcd.service: without waiting (--no-block); etcd_health waits for the cluster",
+			},
+			steps: []step{stepGroup, stepUserAdd, stepDirs, stepUnit, stepReload, stepEnable, stepStart},
+		},
+		{
+			name:    "unit changed on a running member: no restart here",
+			mutate:  func(st *hostState, w *want) { w.Unit = []byte("unit v2\n") },
+			actions: []string{"~ /etc/systemd/system/etcd.service: systemd unit changed", "! systemctl daemon-reload"},
+			steps:   []step{stepUnit, stepReload},
+		},
+		{
+			name:    "stopped member is started",
+			mutate:  func(st *hostState, w *want) { st.Systemd.ActiveState = "failed" },
+			actions: []string{"! start etcd.service: without waiting (--no-block); etcd_health waits for the cluster"},
+			steps:   []step{stepStart},
+		},
+		{
+			name:   "present does not start",
+			mutate: func(st *hostState, w *want) { st.Systemd.ActiveState = "inactive"; w.State = "present" },
+		},
+		{
+			name: "wrong dir mode and owner, wrong shell",
+			mutate: func(st *hostState, w *want) {
+				st.Dirs["/var/lib/etcd"] = dirState{Exists: true, IsDir: true, Mode: 0o755, UID: 0, GID: 0}
+				u := st.Users["etcd"]
+				u.Shell = "/bin/bash"
+				st.Users["etcd"] = u
+			},
+			actions: []string{"~ user etcd: shell /bin/bash->/usr/sbin/nologin", "~ /var/lib/etcd: mode 0755->0700, owner ->etcd, group ->etcd"},
+			steps:   []step{stepUserMod, stepDirs},
+		},
+		{
+			name:    "daemon reload pending",
+			mutate:  func(st *hostState, w *want) { st.Systemd.NeedDaemonReload = true },
+			actions: []string{"! systemctl daemon-reload"},
+			steps:   []step{stepReload},
+		},
+		{
+			name:    "disabled",
+			mutate:  func(st *hostState, w *want) { st.Systemd.UnitFileState = "disabled" },
+			actions: []string{"! enable etcd.service: start at boot"},
+			steps:   []step{stepEnable},
+		},
+		{
+			name:    "data dir is a file",
+			mutate:  func(st *hostState, w *want) { st.Dirs["/var/lib/etcd"] = dirState{Exists: true} },
+			wantErr: "not a directory",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, w := converged()
+			tt.mutate(st, w)
+			c, err := plan(st, w)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range c.Actions {
+				got = append(got, a.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.actions, "\n") {
+				t.Errorf("actions:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.actions, "\n"))
+			}
+			if c.Empty() {
+				if c.Payload != nil {
+					t.Error("empty change carries a payload")
+				}
+				return
+			}
+			p := c.Payload.(*payload)
+			if len(p.Steps) != len(tt.steps) {
+				t.Fatalf("steps %v, want %v", p.Steps, tt.steps)
+			}
+			for i := range p.Steps {
+				if p.Steps[i] != tt.steps[i] {
+					t.Errorf("steps %v, want %v", p.Steps, tt.steps)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveRendersUnit(t *testing.T) {
+	vars := map[string]any{
+		"inventory_hostname":   "etcd1",
+		"groups":               map[string]any{"etcd": []any{"etcd1", "etcd2"}},
+		"etcd_ionice_priority": 2,
+		"hostvars": map[string]any{
+			"etcd1": map[string]any{"ansible_host": "127.0.1.1"},
+			"etcd2": map[string]any{"ansible_host": "127.0.1.2"},
+		},
+	}
+	out, err := Module{}.Resolve(modules.Args{}, &modules.ResolveContext{Host: "etcd1", Vars: vars, BaseDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (Module{}).Validate(out); err != nil {
+		t.Fatalf("resolved args do not validate: %v", err)
+	}
+	golden := filepath.Join("testdata", "etcd.service.golden")
+	got := out.Str("unit", "")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("unit differs from %s:\n%s", golden, got)
+	}
+	if d := out.Strings("dirs"); len(d) != 1 || d[0] != "/var/lib/etcd" {
+		t.Errorf("dirs = %v", d)
+	}
+
+	if _, err := (Module{}).Resolve(modules.Args{}, &modules.ResolveContext{Host: "other", Vars: vars}); err == nil {
+		t.Error("a host outside group etcd must be a compile error")
+	}
+}
+
+func TestResolvePlaybookTemplateOverrides(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "templates", DefaultTemplate), []byte("custom {{.Name}} {{.IONicePriority}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]any{"groups": map[string]any{"etcd": []any{"e1"}}}
+	out, err := Module{}.Resolve(modules.Args{"ionice_priority": 4}, &modules.ResolveContext{Host: "e1", Vars: vars, BaseDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Str("unit", ""); got != "custom e1 4\n" {
+		t.Errorf("unit = %q", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := (Module{}).Validate(modules.Args{"unit": "x", "ionice_priority": 9}); err == nil {
+		t.Error("ionice 9 accepted")
+	}
+	if err := (Module{}).Validate(modules.Args{"unit": "x", "state": "restarted"}); err == nil {
+		t.Error("state restarted accepted: restarts belong to etcd_restart")
+	}
+	if err := (Module{}).Validate(modules.Args{}); err == nil {
+		t.Error("missing unit accepted")
+	}
+}
