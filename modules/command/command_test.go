@@ -1,0 +1,167 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"echo hi", []string{"echo", "hi"}},
+		{"  a   b\tc ", []string{"a", "b", "c"}},
+		{`echo 'a b' "c d"`, []string{"echo", "a b", "c d"}},
+		{`echo "a \"q\" \$x \n"`, []string{"echo", `a "q" $x \n`}},
+		{`echo a\ b`, []string{"echo", "a b"}},
+		{`echo ''`, []string{"echo", ""}},
+		{`echo x#y # comment`, []string{"echo", "x#y"}},
+		{`etcdctl --endpoints=https://a:2379,https://b:2379 member list`, []string{"etcdctl", "--endpoints=https://a:2379,https://b:2379", "member", "list"}},
+	}
+	for _, tt := range tests {
+		got, err := Split(tt.in)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Split(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+		if back, _ := Split(Quote(got)); !reflect.DeepEqual(back, got) {
+			t.Errorf("Quote(%q) = %q does not split back", got, Quote(got))
+		}
+	}
+	for _, bad := range []string{`echo 'a`, `echo "a`} {
+		if _, err := Split(bad); err == nil {
+			t.Errorf("Split(%q) accepted", bad)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		args    modules.Args
+		wantArg string // "" for valid
+	}{
+		{modules.Args{"cmd": "true"}, ""},
+		{modules.Args{"cmd": []any{"echo", "a b"}}, ""},
+		{modules.Args{"argv": []any{"echo"}}, ""},
+		{modules.Args{}, "cmd"},
+		{modules.Args{"cmd": ""}, "cmd"},
+		{modules.Args{"cmd": "echo 'x"}, "cmd"},
+		{modules.Args{"cmd": "x", "argv": []any{"y"}}, "argv"},
+		{modules.Args{"cmd": "x", "creates": "/a", "chdr": "/"}, "chdr"},
+	}
+	for _, tt := range tests {
+		err := Module{}.Validate(tt.args)
+		var ae *modules.ArgError
+		switch {
+		case tt.wantArg == "" && err != nil:
+			t.Errorf("Validate(%v) = %v", tt.args, err)
+		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
+			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
+		}
+	}
+	err := Module{}.Validate(modules.Args{"cmd": "x", "chdr": "/"})
+	if ae := (*modules.ArgError)(nil); !errors.As(err, &ae) || ae.Hint != "chdir" {
+		t.Errorf("no did-you-mean for chdr: %v", err)
+	}
+}
+
+func TestPlanApply(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "done")
+	if err := os.WriteFile(filepath.Join(dir, "present"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       modules.Args
+		wantChange bool
+		wantStatus modules.Status
+		wantData   map[string]any
+	}{
+		{"runs", modules.Args{"cmd": "echo 'hello world'"}, true, modules.StatusChanged,
+			map[string]any{"stdout": "hello world", "stderr": "", "rc": 0}},
+		{"argv list", modules.Args{"argv": []any{"printf", "%s|", "a b", "$HOME"}}, true, modules.StatusChanged,
+			map[string]any{"stdout": "a b|$HOME|", "rc": 0}},
+		{"stdin", modules.Args{"cmd": "cat", "stdin": "in"}, true, modules.StatusChanged,
+			map[string]any{"stdout": "in", "rc": 0}},
+		{"chdir", modules.Args{"cmd": "pwd", "chdir": dir}, true, modules.StatusChanged,
+			map[string]any{"stdout": dir, "rc": 0}},
+		{"nonzero rc fails", modules.Args{"cmd": "sh -c 'echo oops >&2; exit 3'"}, true, modules.StatusFailed,
+			map[string]any{"stderr": "oops", "rc": 3}},
+		{"creates exists", modules.Args{"cmd": "false", "creates": filepath.Join(dir, "pres*")}, false, "", nil},
+		{"creates relative to chdir", modules.Args{"cmd": "false", "chdir": dir, "creates": "present"}, false, "", nil},
+		{"creates missing", modules.Args{"cmd": "touch " + marker, "creates": marker}, true, modules.StatusChanged, map[string]any{"rc": 0}},
+		{"removes missing", modules.Args{"cmd": "false", "removes": filepath.Join(dir, "nothing")}, false, "", nil},
+		{"removes present", modules.Args{"cmd": "true", "removes": filepath.Join(dir, "present")}, true, modules.StatusChanged, map[string]any{"rc": 0}},
+	}
+	ctx := context.Background()
+	env := &modules.Env{Host: "h1"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := Module{}
+			if err := m.Validate(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			c, err := m.Plan(ctx, env, tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Empty() == tt.wantChange {
+				t.Fatalf("plan %v, want change=%v", c.Actions, tt.wantChange)
+			}
+			if !tt.wantChange {
+				return
+			}
+			if c.Actions[0].Op != "!" || c.Actions[0].Target != "run" {
+				t.Errorf("action %v", c.Actions[0])
+			}
+			res, err := m.Apply(ctx, env, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != tt.wantStatus {
+				t.Errorf("status %s (%s), want %s", res.Status, res.Msg, tt.wantStatus)
+			}
+			for k, v := range tt.wantData {
+				if !reflect.DeepEqual(res.Data[k], v) {
+					t.Errorf("Data[%s] = %#v, want %#v", k, res.Data[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestGuardIdempotent(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "done")
+	args := modules.Args{"cmd": "touch " + marker, "creates": marker}
+	ctx, env := context.Background(), &modules.Env{}
+	c, err := Module{}.Plan(ctx, env, args)
+	if err != nil || c.Empty() {
+		t.Fatalf("first plan: %v %v", c, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("Plan ran the command")
+	}
+	if _, err := (Module{}).Apply(ctx, env, c); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := (Module{}).Plan(ctx, env, args); !c.Empty() {
+		t.Errorf("second plan not empty: %v", c.Actions)
+	}
+}
+
+func TestMissingProgram(t *testing.T) {
+	c, err := Module{}.Plan(context.Background(), &modules.Env{}, modules.Args{"cmd": "/nonexistent/etcdplay-nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Module{}).Apply(context.Background(), &modules.Env{}, c); err == nil {
+		t.Error("missing program did not fail")
+	}
+}
