@@ -1,0 +1,237 @@
+package inventory
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// parseINI reads Ansible's INI layout:
+//
+//	host1 ansible_host=10.0.0.1        # before any section: ungrouped
+//	[etcd]
+//	etcd[1:3] ansible_user=admin
+//	etcd4:2222                          # host:port
+//	[cluster:children]
+//	etcd
+//	[etcd:vars]
+//	etcd_version=v3.6.16
+//
+// Values are read as Ansible does: integers, floats and True/False become
+// numbers and booleans, quotes are removed, everything else is a string.
+func (inv *Inventory) parseINI(data []byte) error {
+	section, kind := "ungrouped", "hosts"
+	for i, raw := range strings.Split(string(data), "\n") {
+		lineNo := i + 1
+		line := strings.TrimSpace(raw)
+		col := strings.Index(raw, line) + 1
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		errf := func(field, format string, args ...any) error {
+			return &Error{File: inv.File, Line: lineNo, Column: col, Field: field, Msg: fmt.Sprintf(format, args...)}
+		}
+		if line[0] == '[' {
+			if !strings.HasSuffix(line, "]") {
+				return errf("", "section header %q is missing its closing ]", line)
+			}
+			name := strings.TrimSpace(line[1 : len(line)-1])
+			section, kind = name, "hosts"
+			if g, k, ok := strings.Cut(name, ":"); ok {
+				section, kind = g, k
+			}
+			if kind != "hosts" && kind != "vars" && kind != "children" {
+				return errf(name, "unknown section kind %q, want :vars or :children", kind)
+			}
+			if err := checkName(section); err != nil {
+				return errf(name, "%v", err)
+			}
+			inv.group(section)
+			continue
+		}
+		switch kind {
+		case "hosts":
+			fields, err := splitINI(line)
+			if err != nil {
+				return errf(section, "%v", err)
+			}
+			name, port, hasPort := splitHostPort(fields[0])
+			vars := map[string]any{}
+			if hasPort {
+				vars["ansible_port"] = port
+			}
+			for _, f := range fields[1:] {
+				k, v, ok := strings.Cut(f, "=")
+				if !ok || k == "" {
+					return errf(fields[0], "expected key=value, got %q", f)
+				}
+				vars[k] = iniValue(v)
+			}
+			names, err := expandRange(name)
+			if err != nil {
+				return errf(section, "%v", err)
+			}
+			for _, hn := range names {
+				inv.addHost(section, hn)
+				h := inv.host(hn)
+				for k, v := range vars {
+					h.inline[k] = v
+				}
+			}
+		case "children":
+			if err := checkName(line); err != nil {
+				return errf(section+":children", "%v", err)
+			}
+			inv.addChild(section, line)
+		case "vars":
+			k, v, ok := strings.Cut(line, "=")
+			k = strings.TrimSpace(k)
+			if !ok || k == "" {
+				return errf(section+":vars", "expected key=value, got %q", line)
+			}
+			inv.group(section).vars[k] = iniValue(strings.TrimSpace(v))
+		}
+	}
+	return nil
+}
+
+// splitINI splits a host line on whitespace, keeping quoted values whole
+// and stopping at a # comment.
+func splitINI(line string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	var quote rune
+	inField := false
+	for _, r := range line {
+		switch {
+		case quote != 0:
+			cur.WriteRune(r)
+			if r == quote {
+				quote = 0
+			}
+		case r == '"' || r == '\'':
+			quote = r
+			inField = true
+			cur.WriteRune(r)
+		case r == '#' && !inField:
+			return finishFields(out, &cur), nil
+		case unicode.IsSpace(r):
+			if inField {
+				out = append(out, cur.String())
+				cur.Reset()
+				inField = false
+			}
+		default:
+			inField = true
+			cur.WriteRune(r)
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	return finishFields(out, &cur), nil
+}
+
+func finishFields(out []string, cur *strings.Builder) []string {
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// iniValue types a value like Ansible's literal_eval does, for the cases
+// that matter in inventories.
+func iniValue(s string) any {
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		return s[1 : len(s)-1]
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && strings.ContainsAny(s, ".") {
+		return f
+	}
+	switch s {
+	case "True", "true":
+		return true
+	case "False", "false":
+		return false
+	}
+	return s
+}
+
+// splitHostPort splits "name:port" (not an IPv6 address).
+func splitHostPort(s string) (string, int, bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || strings.Count(s, ":") > 1 {
+		return s, 0, false
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil {
+		return s, 0, false
+	}
+	return s[:i], p, true
+}
+
+// expandRange expands Ansible host ranges: etcd[1:3], etcd[01:10:2],
+// node-[a:c]. A name without brackets is itself.
+func expandRange(name string) ([]string, error) {
+	open := strings.IndexByte(name, '[')
+	if open < 0 {
+		return []string{name}, nil
+	}
+	end := strings.IndexByte(name[open:], ']')
+	if end < 0 {
+		return nil, fmt.Errorf("host range %q is missing its closing ]", name)
+	}
+	end += open
+	head, spec, tail := name[:open], name[open+1:end], name[end+1:]
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return nil, fmt.Errorf("host range %q: want [start:end] or [start:end:step]", name)
+	}
+	step := 1
+	if len(parts) == 3 {
+		n, err := strconv.Atoi(parts[2])
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("host range %q: bad step %q", name, parts[2])
+		}
+		step = n
+	}
+	rest, err := expandRange(tail)
+	if err != nil {
+		return nil, err
+	}
+	var items []string
+	lo, hi := parts[0], parts[1]
+	if a, err1 := strconv.Atoi(lo); err1 == nil {
+		b, err := strconv.Atoi(hi)
+		if err != nil || b < a {
+			return nil, fmt.Errorf("host range %q: bad bounds", name)
+		}
+		for n := a; n <= b; n += step {
+			s := strconv.Itoa(n)
+			if len(lo) > 1 && lo[0] == '0' { // zero-padded: etcd[01:10]
+				s = fmt.Sprintf("%0*d", len(lo), n)
+			}
+			items = append(items, s)
+		}
+	} else if len(lo) == 1 && len(hi) == 1 && lo[0] <= hi[0] {
+		for c := lo[0]; c <= hi[0]; c += byte(step) {
+			items = append(items, string(c))
+			if int(c)+step > 255 {
+				break
+			}
+		}
+	} else {
+		return nil, fmt.Errorf("host range %q: bad bounds", name)
+	}
+	var out []string
+	for _, it := range items {
+		for _, r := range rest {
+			out = append(out, head+it+r)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,368 @@
+// Package inventory loads Ansible inventories unchanged: the YAML layout
+// (all / children / hosts / vars) and the INI layout, plus the group_vars/
+// and host_vars/ directories beside the inventory file.
+//
+// Variable precedence follows Ansible (hash_behaviour=replace, so a key set
+// at a stronger level replaces the whole value):
+//
+//  1. group vars written in the inventory file, "all" first, then by group
+//     depth (a parent before its children), ansible_group_priority, name;
+//  2. group_vars/all;
+//  3. group_vars/<group>, in the same group order;
+//  4. host vars written in the inventory file;
+//  5. host_vars/<host>.
+package inventory
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Error is a problem in an inventory file, with its position.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Field  string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Inventory is a loaded inventory: hosts in the order they first appear,
+// groups, and every host's merged variables.
+type Inventory struct {
+	// File is the path Load was given.
+	File string
+
+	hosts  []*Host
+	byName map[string]*Host
+	groups map[string]*group
+	// order lists group names as first seen, "all" and "ungrouped" first.
+	order []string
+	// members maps each group to its hosts in inventory order (set by
+	// finish; read-only afterwards).
+	members map[string][]string
+}
+
+type group struct {
+	name     string
+	vars     map[string]any // written in the inventory file
+	fileVars map[string]any // from group_vars/
+	children []string
+	parents  []string
+	hosts    []string // direct members
+	depth    int
+}
+
+// Host is one inventory host.
+type Host struct {
+	Name string
+	// Vars are the merged variables (see the package comment for the order).
+	Vars map[string]any
+	// Groups are the groups the host belongs to, directly or through a
+	// child group, sorted, without "all" (Ansible's group_names).
+	Groups []string
+
+	inline   map[string]any // host vars written in the inventory file
+	fileVars map[string]any // from host_vars/
+}
+
+// Load reads the inventory at path. A file named *.yml, *.yaml or *.json is
+// YAML; *.ini is INI; anything else is sniffed from its first line.
+func Load(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv := newInventory(path)
+	if isYAML(path, data) {
+		err = inv.parseYAML(data)
+	} else {
+		err = inv.parseINI(data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := inv.loadVarDirs(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := inv.finish(); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+func newInventory(path string) *Inventory {
+	inv := &Inventory{File: path, byName: map[string]*Host{}, groups: map[string]*group{}}
+	inv.group("all")
+	inv.group("ungrouped")
+	return inv
+}
+
+func isYAML(path string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yml", ".yaml", ".json":
+		return true
+	case ".ini", ".cfg":
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' || line == "---" {
+			continue
+		}
+		// An INI file opens with a [section] or a host line; a YAML one
+		// with "all:" or "groupname:".
+		return line[0] != '[' && (strings.HasSuffix(line, ":") || strings.Contains(line, ": ") || line[0] == '{')
+	}
+	return true
+}
+
+// group returns the named group, creating it.
+func (inv *Inventory) group(name string) *group {
+	g, ok := inv.groups[name]
+	if !ok {
+		g = &group{name: name, vars: map[string]any{}}
+		inv.groups[name] = g
+		inv.order = append(inv.order, name)
+	}
+	return g
+}
+
+// host returns the named host, creating it.
+func (inv *Inventory) host(name string) *Host {
+	h, ok := inv.byName[name]
+	if !ok {
+		h = &Host{Name: name, inline: map[string]any{}}
+		inv.byName[name] = h
+		inv.hosts = append(inv.hosts, h)
+	}
+	return h
+}
+
+func (inv *Inventory) addHost(groupName, hostName string) {
+	inv.host(hostName)
+	g := inv.group(groupName)
+	for _, n := range g.hosts {
+		if n == hostName {
+			return
+		}
+	}
+	g.hosts = append(g.hosts, hostName)
+}
+
+func (inv *Inventory) addChild(parent, child string) {
+	p, c := inv.group(parent), inv.group(child)
+	for _, n := range p.children {
+		if n == child {
+			return
+		}
+	}
+	p.children = append(p.children, child)
+	c.parents = append(c.parents, parent)
+}
+
+// finish wires every group under "all", computes depths, membership,
+// ungrouped hosts and merged vars.
+func (inv *Inventory) finish() error {
+	for _, name := range inv.order {
+		g := inv.groups[name]
+		if name != "all" && len(g.parents) == 0 {
+			inv.addChild("all", name)
+		}
+	}
+	if cyc := inv.groupCycle(); cyc != "" {
+		return &Error{File: inv.File, Field: "children", Msg: "group cycle: " + cyc}
+	}
+	inv.setDepth("all", 0)
+
+	member := map[string]map[string]bool{} // host -> groups
+	for _, name := range inv.order {
+		for _, h := range inv.groups[name].hosts {
+			if member[h] == nil {
+				member[h] = map[string]bool{}
+			}
+			inv.markAncestors(name, member[h])
+		}
+	}
+	for _, h := range inv.hosts {
+		delete(member[h.Name], "all")
+		if len(member[h.Name]) == 0 {
+			inv.addHost("ungrouped", h.Name)
+			member[h.Name] = map[string]bool{"ungrouped": true}
+		}
+		for g := range member[h.Name] {
+			h.Groups = append(h.Groups, g)
+		}
+		sort.Strings(h.Groups)
+	}
+	for _, h := range inv.hosts {
+		h.Vars = inv.mergeVars(h)
+	}
+	inv.computeMembers()
+	return nil
+}
+
+func (inv *Inventory) markAncestors(name string, seen map[string]bool) {
+	if seen[name] {
+		return
+	}
+	seen[name] = true
+	for _, p := range inv.groups[name].parents {
+		inv.markAncestors(p, seen)
+	}
+}
+
+func (inv *Inventory) setDepth(name string, d int) {
+	g := inv.groups[name]
+	if d < g.depth {
+		return
+	}
+	g.depth = d
+	for _, c := range g.children {
+		inv.setDepth(c, d+1)
+	}
+}
+
+func (inv *Inventory) groupCycle() string {
+	state := map[string]int{}
+	var path []string
+	var visit func(n string) string
+	visit = func(n string) string {
+		state[n] = 1
+		path = append(path, n)
+		for _, c := range inv.groups[n].children {
+			if state[c] == 1 {
+				return strings.Join(append(path, c), " -> ")
+			}
+			if state[c] == 0 {
+				if s := visit(c); s != "" {
+					return s
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = 2
+		return ""
+	}
+	for _, n := range inv.order {
+		if state[n] == 0 {
+			if s := visit(n); s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func (inv *Inventory) mergeVars(h *Host) map[string]any {
+	groups := append([]string{"all"}, h.Groups...)
+	sort.SliceStable(groups, func(a, b int) bool {
+		ga, gb := inv.groups[groups[a]], inv.groups[groups[b]]
+		if ga.depth != gb.depth {
+			return ga.depth < gb.depth
+		}
+		pa, pb := priority(ga), priority(gb)
+		if pa != pb {
+			return pa < pb
+		}
+		return ga.name < gb.name
+	})
+	out := map[string]any{}
+	for _, g := range groups {
+		maps.Copy(out, inv.groups[g].vars)
+	}
+	for _, g := range groups { // "all" sorts first: group_vars/all, then the rest
+		maps.Copy(out, inv.groups[g].fileVars)
+	}
+	maps.Copy(out, h.inline)
+	maps.Copy(out, h.fileVars)
+	return out
+}
+
+func priority(g *group) int {
+	for _, vs := range []map[string]any{g.fileVars, g.vars} {
+		if v, ok := vs["ansible_group_priority"]; ok {
+			if n, ok := toInt(v); ok {
+				return n
+			}
+		}
+	}
+	return 1
+}
+
+// Hosts lists every host in inventory order.
+func (inv *Inventory) Hosts() []*Host { return append([]*Host(nil), inv.hosts...) }
+
+// Host returns the named host.
+func (inv *Inventory) Host(name string) (*Host, bool) {
+	h, ok := inv.byName[name]
+	return h, ok
+}
+
+// Groups maps every group, "all" and "ungrouped" included, to the names of
+// its hosts (direct or through child groups) in inventory order.
+func (inv *Inventory) Groups() map[string][]string {
+	out := make(map[string][]string, len(inv.members))
+	for g, hs := range inv.members {
+		out[g] = append([]string{}, hs...)
+	}
+	return out
+}
+
+func (inv *Inventory) computeMembers() {
+	inv.members = make(map[string][]string, len(inv.groups))
+	for _, name := range inv.order {
+		inv.members[name] = []string{}
+	}
+	for _, h := range inv.hosts {
+		inv.members["all"] = append(inv.members["all"], h.Name)
+		for _, g := range h.Groups {
+			inv.members[g] = append(inv.members[g], h.Name)
+		}
+	}
+}
+
+// GroupNames lists the groups in the order they first appear, "all" and
+// "ungrouped" first.
+func (inv *Inventory) GroupNames() []string { return append([]string(nil), inv.order...) }
+
+// GroupVars returns the variables a group sets itself (inventory file, then
+// group_vars/ over them), for display.
+func (inv *Inventory) GroupVars(name string) map[string]any {
+	g, ok := inv.groups[name]
+	if !ok {
+		return nil
+	}
+	out := maps.Clone(g.vars)
+	maps.Copy(out, g.fileVars)
+	return out
+}
+
+// Children lists a group's direct child groups.
+func (inv *Inventory) Children(name string) []string {
+	if g, ok := inv.groups[name]; ok {
+		return append([]string(nil), g.children...)
+	}
+	return nil
+}

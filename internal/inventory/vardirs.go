@@ -1,0 +1,98 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// loadVarDirs reads group_vars/ and host_vars/ beside the inventory file.
+// Each entry is <name>, <name>.yml, <name>.yaml or <name>.json, or a
+// directory <name>/ whose YAML files are merged in lexical order.
+func (inv *Inventory) loadVarDirs(dir string) error {
+	for _, name := range inv.order {
+		vars, err := readVarsEntry(filepath.Join(dir, "group_vars"), name)
+		if err != nil {
+			return err
+		}
+		inv.groups[name].fileVars = vars
+	}
+	for _, h := range inv.hosts {
+		vars, err := readVarsEntry(filepath.Join(dir, "host_vars"), h.Name)
+		if err != nil {
+			return err
+		}
+		h.fileVars = vars
+	}
+	return nil
+}
+
+func readVarsEntry(dir, name string) (map[string]any, error) {
+	out := map[string]any{}
+	for _, ext := range []string{"", ".yml", ".yaml", ".json"} {
+		p := filepath.Join(dir, name+ext)
+		st, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+		files := []string{p}
+		if st.IsDir() {
+			files = nil
+			err := filepath.WalkDir(p, func(f string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				switch strings.ToLower(filepath.Ext(f)) {
+				case ".yml", ".yaml", ".json":
+					if !d.IsDir() {
+						files = append(files, f)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("inventory: %w", err)
+			}
+			sort.Strings(files)
+		}
+		for _, f := range files {
+			vars, err := readVarsFile(f)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range vars {
+				out[k] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+func readVarsFile(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line, msg := YAMLErrorLine(err)
+		return nil, &Error{File: path, Line: line, Msg: msg}
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return nil, nil
+	}
+	if strings.HasPrefix(doc.Content[0].Tag, "!vault") || strings.HasPrefix(strings.TrimSpace(string(data)), "$ANSIBLE_VAULT") {
+		return nil, &Error{File: path, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
+	}
+	tmp := &Inventory{File: path}
+	return tmp.varsOf(doc.Content[0], "vars")
+}
