@@ -1,0 +1,608 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/etcdplay/etcdplay/internal/agent"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// Facts describe a connected host and its agent.
+type Facts = agent.Facts
+
+// Conn is the one SSH connection to a host and the one agent session over
+// it. It implements modules.Remote; all methods are safe for concurrent use.
+type Conn struct {
+	target Target
+	opts   ConnectOptions
+	client *ssh.Client
+	jump   *ssh.Client // nil without a jump host
+	facts  Facts
+	probe  *probe
+	// stage is set when the agent runs as another user than the SSH login
+	// (become): SFTP then writes and reads through a staging directory
+	// and the agent moves files into place.
+	stage bool
+
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	stderr *tailBuffer
+
+	wmu sync.Mutex // serializes writes to stdin
+
+	mu      sync.Mutex // guards pending, err, closed
+	pending map[uint64]*call
+	err     error // set once the connection is unusable
+	closed  bool
+	nextID  atomic.Uint64
+	dead    chan struct{} // closed when err is set
+
+	sftpMu sync.Mutex
+	sftp   *sftp.Client
+
+	stopKeepAlive chan struct{}
+	readerDone    chan struct{}
+}
+
+type call struct {
+	resp chan agent.Response
+	log  func(string)
+}
+
+// DoOptions are the extras of a run request beyond modules.Remote.Do.
+type DoOptions struct {
+	// Vars replace, for this request, the vars set with SetVars.
+	Vars     map[string]any
+	Notified []string
+	// Log receives the module's progress lines.
+	Log func(line string)
+}
+
+// Connect opens the SSH connection to t (through its jump host, if any),
+// makes sure the agent binary is on the host, starts the agent and shakes
+// hands with it. Host key, auth and network failures satisfy
+// IsUnreachable; any error means the host cannot be used.
+func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if t.User == "" {
+		t.User = localUser()
+	}
+	hk := &hostKeys{file: o.KnownHostsFile, accept: o.AcceptNewHostKeys, hash: o.HashKnownHosts}
+	c := &Conn{target: t, opts: o, pending: map[uint64]*call{}, dead: make(chan struct{}),
+		stopKeepAlive: make(chan struct{}), readerDone: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
+
+	var err error
+	if t.JumpHost != "" {
+		jt, perr := parseJump(t.JumpHost, t.User)
+		if perr != nil {
+			return nil, fmt.Errorf("%s: %w", t.label(), perr)
+		}
+		jt.KeyFile = t.KeyFile
+		if c.jump, err = dialSSH(ctx, jt, &o, hk, nil); err != nil {
+			return nil, fmt.Errorf("%s via jump host: %w", t.label(), err)
+		}
+	}
+	if c.client, err = dialSSH(ctx, t, &o, hk, c.jump); err != nil {
+		c.closeClients()
+		return nil, err
+	}
+	if err := c.startAgent(ctx); err != nil {
+		c.closeClients()
+		return nil, err
+	}
+	go c.keepAlive()
+	return c, nil
+}
+
+func (c *Conn) closeClients() {
+	c.sftpMu.Lock()
+	if c.sftp != nil {
+		c.sftp.Close()
+	}
+	c.sftpMu.Unlock()
+	if c.client != nil {
+		c.client.Close()
+	}
+	if c.jump != nil {
+		c.jump.Close()
+	}
+}
+
+func (c *Conn) agentDir() string {
+	switch {
+	case c.opts.RemoteDir != "":
+		return shellQuote(c.opts.RemoteDir)
+	case c.target.User == "root":
+		return "/var/tmp"
+	default:
+		return `"$HOME/.cache/etcdplay"`
+	}
+}
+
+func (c *Conn) startAgent(ctx context.Context) error {
+	host := c.target.label()
+	exe := c.opts.AgentBinary
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("%s: agent binary: %w", host, err)
+		}
+	}
+	native, err := loadAgentBin(exe)
+	if err != nil {
+		return fmt.Errorf("%s: %w", host, err)
+	}
+	p, err := runProbe(c.client, c.agentDir(), native.remoteName())
+	if err != nil {
+		return c.connErr(fmt.Errorf("%s: %w", host, err))
+	}
+	c.probe = p
+	bin, err := agentBinFor(&c.opts, host, p.platform, native)
+	if err != nil {
+		return err
+	}
+	if bin != native || !p.reusable(bin) {
+		sc, err := c.sftpClient()
+		if err != nil {
+			return c.connErr(fmt.Errorf("%s: %w", host, err))
+		}
+		if err := installAgent(ctx, sc, p.dir, bin, p.uid); err != nil {
+			return c.connErr(fmt.Errorf("%s: %w", host, err))
+		}
+	}
+
+	cmd := shellQuote(path.Join(p.dir, bin.remoteName())) + " agent"
+	if bu := c.becomeUser(); bu != "" {
+		cmd = "sudo -n -u " + shellQuote(bu) + " -- " + cmd
+		c.stage = true
+	}
+	if c.sess, err = c.client.NewSession(); err != nil {
+		return c.connErr(fmt.Errorf("%s: agent session: %w", host, err))
+	}
+	c.sess.Stderr = c.stderr
+	if c.stdin, err = c.sess.StdinPipe(); err != nil {
+		return fmt.Errorf("%s: agent session: %w", host, err)
+	}
+	stdout, err := c.sess.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("%s: agent session: %w", host, err)
+	}
+	if err := c.sess.Start(cmd); err != nil {
+		return c.connErr(fmt.Errorf("%s: starting agent (%s): %w", host, cmd, err))
+	}
+	go c.readLoop(stdout)
+
+	hctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	resp, err := c.roundTrip(hctx, &agent.Request{Op: agent.OpHello, Version: agent.ProtocolVersion}, nil)
+	if err != nil {
+		c.fail(err)
+		// The host answered SSH; an agent that dies at once (sudo wants a
+		// password, a broken binary) is a failure of the host, not
+		// unreachability.
+		if ue := (*UnreachableError)(nil); errors.As(err, &ue) {
+			return fmt.Errorf("%s: starting agent (%s): %v", host, cmd, ue.Err)
+		}
+		return fmt.Errorf("%s: starting agent (%s): %w", host, cmd, err)
+	}
+	if resp.Error != "" || resp.Facts == nil {
+		c.fail(errors.New(resp.Error))
+		return fmt.Errorf("%s: agent: %s", host, resp.Error)
+	}
+	c.facts = *resp.Facts
+	c.facts.SHA256 = bin.sha256
+	if c.stage {
+		// The staging directory must be ours alone: files pass through it
+		// on their way to and from root-owned places.
+		sc, err := c.sftpClient()
+		if err == nil {
+			err = sc.MkdirAll(c.stageDir())
+		}
+		if err == nil {
+			err = sc.Chmod(c.stageDir(), 0o700)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: staging dir %s: %w", host, c.stageDir(), err)
+		}
+	}
+	return nil
+}
+
+// becomeUser is the user the agent must switch to with sudo, or "" when
+// the login user already is that user.
+func (c *Conn) becomeUser() string {
+	if !c.target.Become {
+		return ""
+	}
+	bu := c.target.BecomeUser
+	if bu == "" {
+		bu = "root"
+	}
+	if bu == c.target.User || (bu == "root" && c.probe.uid == 0) {
+		return ""
+	}
+	return bu
+}
+
+func (c *Conn) stageDir() string { return path.Join(c.probe.home, ".cache", "etcdplay", "stage") }
+
+// connErr marks errors from a connection that died under us as
+// unreachable; others pass through.
+func (c *Conn) connErr(err error) error {
+	var oe *net.OpError
+	if errors.Is(err, io.EOF) || errors.As(err, &oe) || errors.Is(err, net.ErrClosed) {
+		return &UnreachableError{Host: c.target.label(), Err: err}
+	}
+	return err
+}
+
+// readLoop delivers responses to their callers until the session ends.
+func (c *Conn) readLoop(stdout io.Reader) {
+	defer close(c.readerDone)
+	dec := json.NewDecoder(bufio.NewReaderSize(stdout, 64<<10))
+	dec.UseNumber()
+	for {
+		var r agent.Response
+		if err := dec.Decode(&r); err != nil {
+			why := err
+			if errors.Is(err, io.EOF) {
+				why = errors.New("agent session ended")
+			}
+			if tail := bytes.TrimSpace(c.stderr.Bytes()); len(tail) > 0 {
+				why = fmt.Errorf("%w; agent stderr: %s", why, tail)
+			}
+			c.fail(why)
+			return
+		}
+		c.mu.Lock()
+		cl := c.pending[r.ID]
+		if cl != nil && r.Log == "" {
+			delete(c.pending, r.ID)
+		}
+		c.mu.Unlock()
+		switch {
+		case cl == nil: // a cancelled request answering late
+		case r.Log != "":
+			if cl.log != nil {
+				cl.log(r.Log)
+			}
+		default:
+			agent.NormalizeResult(r.Result)
+			cl.resp <- r
+		}
+	}
+}
+
+// fail makes the connection unusable: callers waiting and to come get
+// an UnreachableError carrying why.
+func (c *Conn) fail(why error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	if c.closed {
+		c.err = &UnreachableError{Host: c.target.label(), Err: errors.New("connection closed")}
+	} else {
+		c.err = &UnreachableError{Host: c.target.label(), Err: why}
+	}
+	close(c.dead)
+	c.client.Close()
+}
+
+func (c *Conn) write(req *agent.Request) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding request: %w", err)
+	}
+	b = append(b, '\n')
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.stdin.Write(b); err != nil {
+		return &UnreachableError{Host: c.target.label(), Err: fmt.Errorf("writing to agent: %w", err)}
+	}
+	return nil
+}
+
+// roundTrip sends req and waits for its final response. When ctx ends
+// first, the agent is told to cancel the request and ctx's error returns.
+func (c *Conn) roundTrip(ctx context.Context, req *agent.Request, log func(string)) (*agent.Response, error) {
+	req.ID = c.nextID.Add(1)
+	cl := &call{resp: make(chan agent.Response, 1), log: log}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.pending[req.ID] = cl
+	c.mu.Unlock()
+	if err := c.write(req); err != nil {
+		c.mu.Lock()
+		delete(c.pending, req.ID)
+		c.mu.Unlock()
+		return nil, err
+	}
+	select {
+	case r := <-cl.resp:
+		return &r, nil
+	case <-c.dead:
+		c.mu.Lock()
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, req.ID)
+		c.mu.Unlock()
+		go c.write(&agent.Request{ID: c.nextID.Add(1), Op: agent.OpCancel, Cancel: req.ID})
+		return nil, ctx.Err()
+	}
+}
+
+// Name is the inventory hostname.
+func (c *Conn) Name() string { return c.target.Name }
+
+// Address is the address SSH connects to.
+func (c *Conn) Address() string { return c.target.Addr }
+
+// Facts describe the host and its agent, as the agent reported at hello.
+func (c *Conn) Facts() Facts { return c.facts }
+
+// Reachable reports whether the connection is up.
+func (c *Conn) Reachable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil && !c.closed
+}
+
+// Do runs a host-side module in the agent: plan, then apply unless check.
+// A module failure is a Result with Status failed; an error means the
+// request did not complete (ctx ended, or the connection died:
+// IsUnreachable).
+func (c *Conn) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
+	return c.DoWith(ctx, module, args, check, DoOptions{})
+}
+
+// DoWith is Do with vars, notified hosts and a progress sink.
+func (c *Conn) DoWith(ctx context.Context, module string, args modules.Args, check bool, o DoOptions) (*modules.Result, error) {
+	req := &agent.Request{Op: agent.OpRun, Module: module, Args: args, Check: check,
+		Host: c.target.Name, Vars: o.Vars, Notified: o.Notified}
+	r, err := c.roundTrip(ctx, req, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	if r.Error != "" {
+		return nil, fmt.Errorf("%s on %s: agent: %s", module, c.target.label(), r.Error)
+	}
+	if r.Result == nil {
+		return nil, fmt.Errorf("%s on %s: agent sent no result", module, c.target.label())
+	}
+	return r.Result, nil
+}
+
+// SetVars gives the agent the host's variables once, for every later Do
+// that does not carry its own (saves sending them with each task).
+func (c *Conn) SetVars(ctx context.Context, vars map[string]any) error {
+	r, err := c.roundTrip(ctx, &agent.Request{Op: agent.OpVars, Host: c.target.Name, Vars: vars}, nil)
+	if err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return fmt.Errorf("%s: agent: %s", c.target.label(), r.Error)
+	}
+	return nil
+}
+
+// Dial opens a connection from the host's side of the SSH connection.
+func (c *Conn) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.client.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, c.target.label(), err)
+	}
+	return conn, nil
+}
+
+func (c *Conn) sftpClient() (*sftp.Client, error) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp == nil {
+		sc, err := sftp.NewClient(c.client, sftp.UseConcurrentWrites(true))
+		if err != nil {
+			return nil, fmt.Errorf("sftp: %w", err)
+		}
+		c.sftp = sc
+	}
+	return c.sftp, nil
+}
+
+// agentCopy has the agent copy a file (as the become user).
+func (c *Conn) agentCopy(ctx context.Context, spec *agent.CopySpec) error {
+	r, err := c.roundTrip(ctx, &agent.Request{Op: agent.OpCopy, Copy: spec}, nil)
+	if err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return fmt.Errorf("on %s: %s", c.target.label(), r.Error)
+	}
+	return nil
+}
+
+// Upload streams r to dst on the host atomically (temp file in the same
+// directory, fsync, rename) with mode; an existing file's owner is kept.
+func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32) error {
+	sc, err := c.sftpClient()
+	if err != nil {
+		return c.connErr(fmt.Errorf("upload %s to %s: %w", dst, c.target.label(), err))
+	}
+	if !c.stage {
+		uid, gid := -1, -1
+		if c.probe.uid == 0 {
+			if st, err := sc.Stat(dst); err == nil {
+				if fs, ok := st.Sys().(*sftp.FileStat); ok {
+					uid, gid = int(fs.UID), int(fs.GID)
+				}
+			}
+		}
+		if err := sftpPut(ctx, sc, r, dst, mode, uid, gid); err != nil {
+			return c.connErr(fmt.Errorf("on %s: %w", c.target.label(), err))
+		}
+		return nil
+	}
+	staged := path.Join(c.stageDir(), "up-"+randName())
+	if err := sftpPut(ctx, sc, r, staged, 0o600, -1, -1); err != nil {
+		return c.connErr(fmt.Errorf("on %s: %w", c.target.label(), err))
+	}
+	err = c.agentCopy(ctx, &agent.CopySpec{Src: staged, Dst: dst, Mode: mode, UID: -1, GID: -1, RemoveSrc: true})
+	if err != nil {
+		_ = sc.Remove(staged)
+		return fmt.Errorf("upload %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Download streams the file at src on the host to w.
+func (c *Conn) Download(ctx context.Context, src string, w io.Writer) error {
+	sc, err := c.sftpClient()
+	if err != nil {
+		return c.connErr(fmt.Errorf("download %s from %s: %w", src, c.target.label(), err))
+	}
+	from := src
+	if c.stage {
+		// The become user may read what the login user cannot: the agent
+		// copies it out to the login user first.
+		from = path.Join(c.stageDir(), "down-"+randName())
+		spec := &agent.CopySpec{Src: src, Dst: from, Mode: 0o600, UID: c.probe.uid, GID: c.probe.gid}
+		if err := c.agentCopy(ctx, spec); err != nil {
+			return fmt.Errorf("download %s: %w", src, err)
+		}
+		defer sc.Remove(from)
+	}
+	f, err := sc.Open(from)
+	if err != nil {
+		return c.connErr(fmt.Errorf("download %s from %s: %w", src, c.target.label(), err))
+	}
+	defer f.Close()
+	if _, err := f.WriteTo(ctxWriter{ctx, w}); err != nil {
+		return c.connErr(fmt.Errorf("download %s from %s: %w", src, c.target.label(), err))
+	}
+	return nil
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// keepAlive pings the server; a missed answer kills the connection, which
+// fails every request in flight instead of leaving it hanging.
+func (c *Conn) keepAlive() {
+	t := time.NewTicker(c.opts.KeepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopKeepAlive:
+			return
+		case <-c.dead:
+			return
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		timer := time.NewTimer(c.opts.Timeout)
+		select {
+		case err := <-answered:
+			timer.Stop()
+			if err != nil {
+				c.fail(fmt.Errorf("keepalive: %w", err))
+				return
+			}
+		case <-timer.C:
+			c.fail(fmt.Errorf("no keepalive answer in %s", c.opts.Timeout))
+			return
+		case <-c.stopKeepAlive:
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// Close ends the agent session (the agent sees end of input, finishes and
+// exits) and the SSH connection.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	alive := c.err == nil
+	c.mu.Unlock()
+	close(c.stopKeepAlive)
+	if alive {
+		c.wmu.Lock()
+		c.stdin.Close()
+		c.wmu.Unlock()
+		select {
+		case <-c.readerDone:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	c.fail(errors.New("connection closed"))
+	c.closeClients()
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written: the agent's stderr, for
+// error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) Bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.b...)
+}
+
+var _ modules.Remote = (*Conn)(nil)
+

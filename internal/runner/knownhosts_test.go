@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+func TestHostKeys(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(c *testClient, s *testServer)
+		accept  bool
+		changed bool // want a changed-key refusal
+		refused bool
+	}{
+		{name: "known", setup: func(c *testClient, s *testServer) { c.trust(t, s) }},
+		{name: "unknown refused", setup: func(*testClient, *testServer) {}, refused: true},
+		{name: "no known_hosts file", setup: func(c *testClient, _ *testServer) { os.Remove(c.knownHosts) }, refused: true},
+		{name: "unknown accepted", setup: func(*testClient, *testServer) {}, accept: true},
+		{name: "changed refused", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) }, refused: true, changed: true},
+		{name: "changed refused even with accept", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) },
+			accept: true, refused: true, changed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t)
+			s := newTestServer(t, c.pub)
+			tt.setup(c, s)
+			before, _ := os.ReadFile(c.knownHosts)
+			o := c.opts()
+			o.AcceptNewHostKeys = tt.accept
+			conn, err := c.connect(t, s, o)
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != "ok" {
+					t.Fatalf("Do: %v %v", r, err)
+				}
+				return
+			}
+			var he *HostKeyError
+			if !errors.As(err, &he) {
+				t.Fatalf("want a HostKeyError, got %v", err)
+			}
+			if !IsUnreachable(err) {
+				t.Error("a refused host key must count as unreachable")
+			}
+			if he.Changed != tt.changed {
+				t.Errorf("Changed = %v, want %v (%v)", he.Changed, tt.changed, err)
+			}
+			host := fmt.Sprintf("[127.0.0.1]:%d", s.port)
+			msg := err.Error()
+			if !strings.Contains(msg, host) || !strings.Contains(msg, c.knownHosts) {
+				t.Errorf("error does not name host and file: %s", msg)
+			}
+			if tt.changed && !strings.Contains(msg, fmt.Sprintf("ssh-keygen -f %s -R '%s'", c.knownHosts, host)) {
+				t.Errorf("changed-key error does not say how to fix it: %s", msg)
+			}
+			if !tt.changed && !strings.Contains(msg, "--accept-new-host-keys") {
+				t.Errorf("unknown-key error does not say how to fix it: %s", msg)
+			}
+			after, _ := os.ReadFile(c.knownHosts)
+			if string(after) != string(before) {
+				t.Errorf("a refused key changed known_hosts:\n%s", after)
+			}
+		})
+	}
+}
+
+// An accepted key is recorded, and the next run needs no --accept.
+func TestAcceptNewRecords(t *testing.T) {
+	for _, hash := range []bool{false, true} {
+		t.Run(fmt.Sprint("hash=", hash), func(t *testing.T) {
+			c := newTestClient(t)
+			s := newTestServer(t, c.pub)
+			// A last line without a newline must not be glued to ours.
+			if err := os.WriteFile(c.knownHosts, []byte("otherhost "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(genSigner(t, "ed25519").PublicKey())))), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o := c.opts()
+			o.AcceptNewHostKeys, o.HashKnownHosts = true, hash
+			if _, err := c.connect(t, s, o); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(c.knownHosts)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("known_hosts:\n%s", b)
+			}
+			host := fmt.Sprintf("[127.0.0.1]:%d", s.port)
+			if hashed := strings.HasPrefix(lines[1], "|1|"); hashed != hash || (!hash && !strings.HasPrefix(lines[1], host+" ")) {
+				t.Errorf("recorded line %q (hash %v)", lines[1], hash)
+			}
+			if _, err := c.connect(t, s, c.opts()); err != nil {
+				t.Fatalf("second connect without accept: %v", err)
+			}
+		})
+	}
+}
+
+// Concurrent first connects must each land exactly one intact line.
+func TestAcceptNewConcurrent(t *testing.T) {
+	c := newTestClient(t)
+	const n = 12
+	servers := make([]*testServer, n)
+	for i := range servers {
+		servers[i] = newTestServer(t, c.pub)
+	}
+	o := c.opts()
+	o.AcceptNewHostKeys = true
+	var wg sync.WaitGroup
+	errs := make([]error, n*2)
+	for i := range n * 2 { // every host twice, at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := c.connect(t, servers[i%n], o)
+			if err == nil {
+				conn.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("connect %d: %v", i, err)
+		}
+	}
+	b, _ := os.ReadFile(c.knownHosts)
+	if got := strings.Count(string(b), "\n"); got != n {
+		t.Errorf("%d lines for %d hosts:\n%s", got, n, b)
+	}
+	cb, err := knownhosts.New(c.knownHosts)
+	if err != nil {
+		t.Fatalf("known_hosts no longer parses: %v", err)
+	}
+	for _, s := range servers {
+		hp := fmt.Sprintf("127.0.0.1:%d", s.port)
+		if err := cb(hp, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.port}, s.hostKeys[0].PublicKey()); err != nil {
+			t.Errorf("%s: %v", hp, err)
+		}
+	}
+}
+
+// A host with an ed25519 and an RSA key, of which we know only the RSA
+// one, must be asked for its RSA key rather than refused as changed.
+func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
+	c := newTestClient(t)
+	rsaKey := genSigner(t, "rsa")
+	s := newTestServer(t, c.pub, genSigner(t, "ed25519"), rsaKey)
+	c.trust(t, s, rsaKey)
+	if _, err := c.connect(t, s, c.opts()); err != nil {
+		t.Fatalf("connect knowing only the RSA key: %v", err)
+	}
+}

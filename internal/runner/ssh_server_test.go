@@ -1,0 +1,320 @@
+package runner
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/etcdplay/etcdplay/internal/agent"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// The test binary doubles as the agent binary the tests upload: run as
+// `<binary> agent` it serves the protocol, with the test modules below.
+func init() {
+	modules.Register("sshtest_set", setModule{})
+	modules.Register("sshtest_block", blockModule{})
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		if err := agent.Main(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// setModule reports a change when "have" differs from "want".
+type setModule struct{}
+
+func (setModule) Validate(modules.Args) error { return nil }
+func (setModule) Plan(_ context.Context, env *modules.Env, a modules.Args) (*modules.Change, error) {
+	c := &modules.Change{}
+	if a.Str("have", "") != a.Str("want", "") {
+		c.Add("~", "value", a.Str("want", ""))
+	}
+	return c, nil
+}
+func (setModule) Apply(_ context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
+	return &modules.Result{Data: map[string]any{"pid": os.Getpid(), "host": env.Host}}, nil
+}
+
+// blockModule waits for its context to end.
+type blockModule struct{}
+
+func (blockModule) Validate(modules.Args) error { return nil }
+func (blockModule) Plan(ctx context.Context, _ *modules.Env, _ modules.Args) (*modules.Change, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+func (blockModule) Apply(context.Context, *modules.Env, *modules.Change) (*modules.Result, error) {
+	return nil, nil
+}
+
+// testServer is a small real SSH server on 127.0.0.1: public-key auth,
+// exec (through /bin/sh, as the test's user, with HOME set), the sftp
+// subsystem, direct-tcpip forwarding and keepalive replies.
+type testServer struct {
+	t        *testing.T
+	addr     string
+	port     int
+	home     string
+	hostKeys []ssh.Signer
+	ln       net.Listener
+
+	mu    sync.Mutex
+	conns []net.Conn
+
+	execs   atomic.Int32 // exec requests served
+	sftps   atomic.Int32 // sftp subsystems started
+	running atomic.Int32 // commands still running
+	forward atomic.Int32 // direct-tcpip channels
+}
+
+func genSigner(t *testing.T, kind string) ssh.Signer {
+	t.Helper()
+	var key any
+	var err error
+	switch kind {
+	case "rsa":
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *testServer {
+	t.Helper()
+	if len(hostKeys) == 0 {
+		hostKeys = []ssh.Signer{genSigner(t, "ed25519")}
+	}
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+			if string(k.Marshal()) == string(client.Marshal()) {
+				return nil, nil
+			}
+			return nil, errors.New("unknown key")
+		},
+	}
+	for _, k := range hostKeys {
+		cfg.AddHostKey(k)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, addr: "127.0.0.1", port: ln.Addr().(*net.TCPAddr).Port, home: t.TempDir(), hostKeys: hostKeys, ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			go s.serveConn(c, cfg)
+		}
+	}()
+	t.Cleanup(s.kill)
+	return s
+}
+
+// kill drops the listener and every connection, like a host that died.
+func (s *testServer) kill() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *testServer) target() Target {
+	return Target{Name: fmt.Sprintf("h%d", s.port), Addr: s.addr, Port: s.port, User: "tester"}
+}
+
+func (s *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		c.Close()
+		return
+	}
+	defer sc.Close()
+	go func() {
+		for r := range reqs {
+			if r.WantReply {
+				r.Reply(r.Type == "keepalive@openssh.com", nil)
+			}
+		}
+	}()
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "session":
+			ch, creqs, err := nc.Accept()
+			if err != nil {
+				continue
+			}
+			go s.session(ch, creqs)
+		case "direct-tcpip":
+			var p struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+			dst, err := net.Dial("tcp", net.JoinHostPort(p.Host, fmt.Sprint(p.Port)))
+			if err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+			ch, creqs, err := nc.Accept()
+			if err != nil {
+				dst.Close()
+				continue
+			}
+			s.forward.Add(1)
+			go ssh.DiscardRequests(creqs)
+			go func() { io.Copy(ch, dst); ch.CloseWrite() }()
+			go func() { io.Copy(dst, ch); dst.Close() }()
+		default:
+			nc.Reject(ssh.UnknownChannelType, "no")
+		}
+	}
+}
+
+func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	for r := range reqs {
+		switch r.Type {
+		case "exec":
+			var p struct{ Cmd string }
+			ssh.Unmarshal(r.Payload, &p)
+			r.Reply(true, nil)
+			s.execs.Add(1)
+			s.running.Add(1)
+			cmd := exec.Command("/bin/sh", "-c", p.Cmd)
+			cmd.Env = append(os.Environ(), "HOME="+s.home)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+			code := 0
+			if err := cmd.Run(); err != nil {
+				code = 255
+				if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+			}
+			s.running.Add(-1)
+			status := make([]byte, 4)
+			binary.BigEndian.PutUint32(status, uint32(code))
+			ch.SendRequest("exit-status", false, status)
+			return
+		case "subsystem":
+			var p struct{ Name string }
+			ssh.Unmarshal(r.Payload, &p)
+			if p.Name != "sftp" {
+				r.Reply(false, nil)
+				continue
+			}
+			r.Reply(true, nil)
+			s.sftps.Add(1)
+			srv, err := sftp.NewServer(ch)
+			if err != nil {
+				return
+			}
+			srv.Serve()
+			return
+		default:
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// testClient is a client key on disk and a known_hosts path.
+type testClient struct {
+	keyFile    string
+	pub        ssh.PublicKey
+	knownHosts string
+}
+
+func newTestClient(t *testing.T) *testClient {
+	t.Helper()
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := ssh.NewPublicKey(pub)
+	return &testClient{keyFile: keyFile, pub: sp, knownHosts: filepath.Join(dir, "known_hosts")}
+}
+
+// trust records s's keys in the client's known_hosts.
+func (c *testClient) trust(t *testing.T, s *testServer, keys ...ssh.Signer) {
+	t.Helper()
+	if len(keys) == 0 {
+		keys = s.hostKeys
+	}
+	f, err := os.OpenFile(c.knownHosts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, k := range keys {
+		fmt.Fprintf(f, "[%s]:%d %s", s.addr, s.port, ssh.MarshalAuthorizedKey(k.PublicKey()))
+	}
+}
+
+func (c *testClient) opts() ConnectOptions {
+	return ConnectOptions{KnownHostsFile: c.knownHosts, Timeout: 5 * time.Second}
+}
+
+func (c *testClient) connect(t *testing.T, s *testServer, o ConnectOptions) (*Conn, error) {
+	t.Helper()
+	tg := s.target()
+	tg.KeyFile = c.keyFile
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := Connect(ctx, tg, o)
+	if err == nil {
+		t.Cleanup(func() { conn.Close() })
+	}
+	return conn, err
+}

@@ -1,0 +1,303 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// PlatformError is a host whose OS or architecture has no agent binary.
+type PlatformError struct {
+	Host     string
+	Platform string // "linux/arm64"
+	Have     string // the platform of the binary we have
+}
+
+func (e *PlatformError) Error() string {
+	osArch := strings.ToUpper(strings.ReplaceAll(e.Platform, "/", "_"))
+	return fmt.Sprintf("%s is %s but this etcdplay is built for %s: build etcdplay for %s "+
+		"(GOOS=%s GOARCH=%s go build ./cmd/etcdplay) and pass it with --agent-binary %s=PATH "+
+		"or ETCDPLAY_AGENT_%s=PATH",
+		e.Host, e.Platform, e.Have, e.Platform,
+		strings.Split(e.Platform, "/")[0], strings.Split(e.Platform, "/")[1], e.Platform, osArch)
+}
+
+// agentBin is an agent executable on the controller.
+type agentBin struct {
+	path     string
+	sha256   string
+	size     int64
+	platform string // "linux/amd64"
+}
+
+func (b *agentBin) remoteName() string { return "etcdplay-agent-" + b.sha256[:16] }
+
+var (
+	binMu    sync.Mutex
+	binCache = map[string]*agentBin{}
+)
+
+// loadAgentBin hashes an agent executable once per process (it is tens of
+// megabytes; every host of a run shares the result).
+func loadAgentBin(p string) (*agentBin, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("agent binary: %w", err)
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", p, st.Size(), st.ModTime().UnixNano())
+	binMu.Lock()
+	defer binMu.Unlock()
+	if b := binCache[key]; b != nil {
+		return b, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("agent binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return nil, fmt.Errorf("agent binary %s: %w", p, err)
+	}
+	b := &agentBin{path: p, sha256: hex.EncodeToString(h.Sum(nil)), size: n, platform: binaryPlatform(f)}
+	binCache[key] = b
+	return b, nil
+}
+
+var elfArch = map[elf.Machine]string{
+	elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_386: "386", elf.EM_ARM: "arm",
+	elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64", elf.EM_LOONGARCH: "loong64",
+}
+
+// binaryPlatform reads "linux/<arch>" from an ELF header; a non-ELF
+// binary is taken to be for the controller's own platform.
+func binaryPlatform(r io.ReaderAt) string {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return runtime.GOOS + "/" + runtime.GOARCH
+	}
+	if a, ok := elfArch[f.Machine]; ok {
+		return "linux/" + a
+	}
+	return "linux/" + strings.ToLower(f.Machine.String())
+}
+
+// unamePlatform maps `uname -sm` output to GOOS/GOARCH.
+func unamePlatform(s string) string {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return "unknown/" + s
+	}
+	osName := strings.ToLower(f[0])
+	arch := f[1]
+	switch arch {
+	case "x86_64", "amd64":
+		arch = "amd64"
+	case "aarch64", "arm64":
+		arch = "arm64"
+	case "i386", "i486", "i586", "i686":
+		arch = "386"
+	case "armv6l", "armv7l", "armv8l":
+		arch = "arm"
+	}
+	return osName + "/" + arch
+}
+
+// agentBinFor picks the agent executable for a host platform.
+func agentBinFor(o *ConnectOptions, host, platform string, native *agentBin) (*agentBin, error) {
+	if native != nil && native.platform == platform {
+		return native, nil
+	}
+	p := o.AgentBinaries[platform]
+	if p == "" {
+		p = os.Getenv("ETCDPLAY_AGENT_" + strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(platform)))
+	}
+	if p == "" {
+		have := runtime.GOOS + "/" + runtime.GOARCH
+		if native != nil {
+			have = native.platform
+		}
+		return nil, &PlatformError{Host: host, Platform: platform, Have: have}
+	}
+	b, err := loadAgentBin(p)
+	if err != nil {
+		return nil, err
+	}
+	if b.platform != platform {
+		return nil, fmt.Errorf("%s is %s but the agent binary %s is built for %s", host, platform, p, b.platform)
+	}
+	return b, nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// probe is what one shell command tells us about the host before the
+// agent runs.
+type probe struct {
+	platform string
+	home     string
+	uid, gid int
+	dir      string // where agent binaries live, absolute
+	// existing agent file: size, owner, mode; size -1 when absent.
+	size, owner int64
+	mode        uint32
+}
+
+// runProbe learns the platform, the login user and whether name is already
+// in the agent directory, in one session.
+func runProbe(client *ssh.Client, dirExpr, name string) (*probe, error) {
+	s, err := client.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errb
+	// The dir may be "$HOME/...", expanded by the host's shell.
+	cmd := `d=` + dirExpr + `; uname -sm; printf '%s\n' "$HOME" "$d"; id -u; id -g; ` +
+		`stat -c '%s %u %a' -- "$d/` + name + `" 2>/dev/null || echo missing`
+	if err := s.Run(cmd); err != nil {
+		return nil, fmt.Errorf("probing host (%s): %w: %s", cmd, err, strings.TrimSpace(errb.String()))
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) != 6 {
+		return nil, fmt.Errorf("probing host: unexpected output %q (stderr %q)", out.String(), errb.String())
+	}
+	p := &probe{platform: unamePlatform(lines[0]), home: lines[1], dir: lines[2], size: -1}
+	if p.uid, err = strconv.Atoi(lines[3]); err != nil {
+		return nil, fmt.Errorf("probing host: id -u: %q", lines[3])
+	}
+	if p.gid, err = strconv.Atoi(lines[4]); err != nil {
+		return nil, fmt.Errorf("probing host: id -g: %q", lines[4])
+	}
+	if f := strings.Fields(lines[5]); len(f) == 3 {
+		size, e1 := strconv.ParseInt(f[0], 10, 64)
+		owner, e2 := strconv.ParseInt(f[1], 10, 64)
+		mode, e3 := strconv.ParseUint(f[2], 8, 32)
+		if e1 == nil && e2 == nil && e3 == nil {
+			p.size, p.owner, p.mode = size, owner, uint32(mode)
+		}
+	}
+	return p, nil
+}
+
+// reusable reports whether the file the probe found can be trusted as our
+// agent: the right size under its content-hash name, executable, owned by
+// us or root, and writable by nobody else (so no other user of a shared
+// /var/tmp can have planted it).
+func (p *probe) reusable(b *agentBin) bool {
+	return p.size == b.size && (p.owner == int64(p.uid) || p.owner == 0) &&
+		p.mode&0o022 == 0 && p.mode&0o100 != 0
+}
+
+func randName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// sftpPut writes r to dst through a temp file in the same directory, then
+// renames it into place, so dst is never seen half-written. uid/gid >= 0
+// set the owner (used when preserving an existing file's owner as root).
+func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode uint32, uid, gid int) (err error) {
+	tmp := path.Join(path.Dir(dst), "."+path.Base(dst)+".etcdplay-"+randName())
+	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", dst, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			_ = c.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(os.FileMode(mode) & os.ModePerm); err != nil {
+		return fmt.Errorf("upload %s: chmod: %w", dst, err)
+	}
+	if _, err = f.ReadFrom(ctxReader{ctx, r}); err != nil {
+		return fmt.Errorf("upload %s: %w", dst, err)
+	}
+	if uid >= 0 && gid >= 0 {
+		if err = f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("upload %s: chown: %w", dst, err)
+		}
+	}
+	// fsync@openssh.com: not every server has it; the rename is then
+	// only as durable as the server makes it.
+	if serr := f.Sync(); serr != nil && !isUnsupported(serr) {
+		err = fmt.Errorf("upload %s: fsync: %w", dst, serr)
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("upload %s: %w", dst, err)
+	}
+	if err = c.PosixRename(tmp, dst); err != nil {
+		return fmt.Errorf("upload %s: rename: %w", dst, err)
+	}
+	return nil
+}
+
+func isUnsupported(err error) bool {
+	var se *sftp.StatusError
+	if errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported {
+		return true
+	}
+	return errors.Is(err, sftp.ErrSSHFxOpUnsupported)
+}
+
+// ctxReader stops a long copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// installAgent uploads b into dir unless the probe found it there already.
+func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, uid int) error {
+	dst := path.Join(dir, b.remoteName())
+	if st, err := c.Stat(dst); err == nil {
+		p := &probe{uid: uid, size: st.Size(), mode: uint32(st.Mode().Perm()), owner: -1}
+		if fs, ok := st.Sys().(*sftp.FileStat); ok {
+			p.owner = int64(fs.UID)
+		}
+		if p.reusable(b) {
+			return nil
+		}
+	}
+	if err := c.MkdirAll(dir); err != nil {
+		return fmt.Errorf("agent dir %s: %w", dir, err)
+	}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return fmt.Errorf("agent binary: %w", err)
+	}
+	defer f.Close()
+	if err := sftpPut(ctx, c, f, dst, 0o755, -1, -1); err != nil {
+		return fmt.Errorf("uploading agent: %w", err)
+	}
+	return nil
+}
