@@ -1,0 +1,144 @@
+package etcd_binary
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
+)
+
+// Module is etcd_binary. It runs on the controller: the release is fetched
+// and verified there once, and pushed only to hosts that lack it.
+type Module struct{}
+
+// RunsOnController marks the module controller-side.
+func (Module) RunsOnController() {}
+
+var spec = modules.Spec{
+	// version overrides etcd_version (the upgrade runbook passes it).
+	"version":      {Kind: modules.String},
+	"install_root": {Kind: modules.String},
+	"bin_dir":      {Kind: modules.String},
+	"upload_dir":   {Kind: modules.String},
+}
+
+func (Module) Validate(args modules.Args) error {
+	if err := spec.Check(args); err != nil {
+		return err
+	}
+	if v := args.Str("version", ""); v != "" {
+		if _, err := etcd.ParseVersion(v); err != nil {
+			return &modules.ArgError{Arg: "version", Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// plan is the payload Plan hands to Apply.
+type plan struct {
+	rel    *Release
+	remote string // where the tarball goes on the host
+	args   modules.Args
+	upload bool
+}
+
+func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	c, err := cluster(env, args)
+	if err != nil {
+		return nil, err
+	}
+	if env.Remote == nil {
+		return nil, fmt.Errorf("etcd_binary on %s: no connection to the host", env.Host)
+	}
+	if env.StateDir == "" {
+		return nil, fmt.Errorf("etcd_binary on %s: no controller state directory", env.Host)
+	}
+	rel, err := Fetch(ctx, c, env.StateDir, env.Logf)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+	}
+	paths := c.Paths
+	p := &plan{rel: rel, remote: filepath.Join(args.Str("upload_dir", paths.UploadDir), c.Tarball())}
+	p.args = etcd_install.InstallArgs{
+		Version:     c.Version.String(),
+		Tarball:     p.remote,
+		SHA256:      rel.Files,
+		InstallRoot: args.Str("install_root", paths.InstallRoot),
+		BinDir:      args.Str("bin_dir", paths.BinDir),
+	}.Args()
+	res, err := env.Remote.Do(ctx, "etcd_install", p.args, true)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+	}
+	if res.Status == modules.StatusFailed {
+		return nil, fmt.Errorf("etcd_binary on %s: %s", env.Host, res.Msg)
+	}
+	ch := &modules.Change{Payload: p}
+	if res.Change != nil {
+		for _, a := range res.Change.Actions {
+			// The host needs the tarball only to unpack a release, not to
+			// re-point links at one it already has.
+			if a.Target == filepath.Join(p.args.Str("install_root", ""), c.Version.String()) {
+				p.upload = true
+			}
+		}
+		if p.upload {
+			ch.Add("+", p.remote, fmt.Sprintf("upload %s (sha256 %s)", c.Tarball(), rel.SHA256[:12]))
+		}
+		ch.Actions = append(ch.Actions, res.Change.Actions...)
+	}
+	return ch, nil
+}
+
+func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	p := ch.Payload.(*plan)
+	if p.upload {
+		f, err := os.Open(p.rel.Path)
+		if err != nil {
+			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+		}
+		err = env.Remote.Upload(ctx, f, p.remote, 0o600)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("etcd_binary on %s: upload %s: %w", env.Host, p.remote, err)
+		}
+	}
+	res, err := env.Remote.Do(ctx, "etcd_install", p.args, false)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+	}
+	if res.Status == modules.StatusFailed {
+		return res, fmt.Errorf("etcd_binary on %s: %s", env.Host, res.Msg)
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: ch,
+		Data: map[string]any{"version": p.args.Str("version", ""), "sha256": p.rel.SHA256}}, nil
+}
+
+func cluster(env *modules.Env, args modules.Args) (*etcd.Cluster, error) {
+	vars := env.Vars
+	if v := args.Str("version", ""); v != "" {
+		vars = withVar(vars, "etcd_version", v)
+	}
+	c, err := etcd.FromVars(vars)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+	}
+	return c, nil
+}
+
+func withVar(vars map[string]any, k string, v any) map[string]any {
+	out := make(map[string]any, len(vars)+1)
+	for key, val := range vars {
+		out[key] = val
+	}
+	out[k] = v
+	return out
+}
+
+func init() {
+	modules.Register("etcd_binary", Module{})
+}

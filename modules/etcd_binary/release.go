@@ -1,0 +1,299 @@
+// Package etcd_binary is the etcd_binary module: it fetches the etcd release
+// tarball once on the controller, verifies it against the release's
+// SHA256SUMS, caches it, and installs it on each host through the host-side
+// etcd_install module, uploading only when the host lacks the release.
+package etcd_binary
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// Release is a verified release tarball in the controller's cache.
+type Release struct {
+	Path   string            // the cached tarball
+	SHA256 string            // the tarball's digest, as SHA256SUMS lists it
+	Files  map[string]string // etcd, etcdctl, etcdutl -> hex SHA-256
+}
+
+// ErrChecksum is returned (wrapped) when a download does not match
+// SHA256SUMS.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// httpClient is shared; a release download may take minutes on a slow
+// mirror, so only connecting is bounded tightly (by the dialer's default)
+// and the whole request by the caller's context plus this ceiling.
+var httpClient = &http.Client{Timeout: 15 * time.Minute}
+
+// fetches makes concurrent hosts share one download per cache file: the
+// first caller fetches, the rest wait for its result (a process-wide
+// singleflight; results are not kept, the cache on disk is).
+var fetches = struct {
+	sync.Mutex
+	m map[string]*fetchCall
+}{m: map[string]*fetchCall{}}
+
+type fetchCall struct {
+	done chan struct{}
+	rel  *Release
+	err  error
+}
+
+// Fetch returns the verified release for c, downloading it into
+// <stateDir>/cache/<version>/ unless a verified copy is there already.
+func Fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(string, ...any)) (*Release, error) {
+	key := filepath.Join(c.CacheDir(stateDir), c.Tarball())
+	fetches.Lock()
+	if call, ok := fetches.m[key]; ok {
+		fetches.Unlock()
+		select {
+		case <-call.done:
+			return call.rel, call.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	call := &fetchCall{done: make(chan struct{})}
+	fetches.m[key] = call
+	fetches.Unlock()
+
+	call.rel, call.err = fetch(ctx, c, stateDir, logf)
+	fetches.Lock()
+	delete(fetches.m, key)
+	fetches.Unlock()
+	close(call.done)
+	return call.rel, call.err
+}
+
+func fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(string, ...any)) (*Release, error) {
+	dir := c.CacheDir(stateDir)
+	tarPath := filepath.Join(dir, c.Tarball())
+	sumsPath := filepath.Join(dir, "SHA256SUMS")
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+
+	// A cached tarball is trusted only if it still matches the cached
+	// SHA256SUMS; anything else (truncated, corrupt, edited) is fetched again.
+	if sums, err := os.ReadFile(sumsPath); err == nil {
+		if want, err := sumFor(sums, c.Tarball()); err == nil {
+			if got, err := fileSHA256(tarPath); err == nil && got == want {
+				return withFiles(tarPath, want)
+			} else if err == nil {
+				logf("cached %s does not match SHA256SUMS, downloading again", tarPath)
+			}
+		}
+	}
+
+	sums, err := get(ctx, c.SumsURL())
+	if err != nil {
+		return nil, err
+	}
+	want, err := sumFor(sums, c.Tarball())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.SumsURL(), err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf("downloading %s", c.TarballURL())
+	got, err := download(ctx, c.TarballURL(), tarPath)
+	if err != nil {
+		return nil, err
+	}
+	if got != want {
+		os.Remove(tarPath)
+		return nil, fmt.Errorf("%s: %w: got sha256 %s, %s lists %s; nothing was installed", c.TarballURL(), ErrChecksum, got, c.SumsURL(), want)
+	}
+	if err := writeFileAtomic(sumsPath, sums, 0o644); err != nil {
+		return nil, err
+	}
+	return withFiles(tarPath, want)
+}
+
+func get(ctx context.Context, url string) ([]byte, error) {
+	body, err := open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", url, err)
+	}
+	return b, nil
+}
+
+func open(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", url, err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w (check etcd_release_url, or point it at a reachable mirror)", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("download %s: %s (check etcd_version and etcd_release_url)", url, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// download streams url into dst through a temp file, returning its digest.
+// dst only appears once complete.
+func download(ctx context.Context, url, dst string) (string, error) {
+	body, err := open(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
+		f.Close()
+		return "", fmt.Errorf("download %s: %w", url, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sumFor finds name in a SHA256SUMS file ("<hex>  <name>" per line, the
+// name possibly prefixed with '*' or "./").
+func sumFor(sums []byte, name string) (string, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(sums)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && path.Base(strings.TrimPrefix(f[1], "*")) == name && len(f[0]) == 64 {
+			return strings.ToLower(f[0]), nil
+		}
+	}
+	return "", fmt.Errorf("SHA256SUMS has no entry for %s", name)
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// filesIndex caches the per-binary digests beside the tarball, so a warm
+// run does not decompress the release again.
+type filesIndex struct {
+	TarballSHA256 string            `json:"tarball_sha256"`
+	Files         map[string]string `json:"files"`
+}
+
+func withFiles(tarPath, sum string) (*Release, error) {
+	idxPath := tarPath + ".files.json"
+	var idx filesIndex
+	if b, err := os.ReadFile(idxPath); err == nil && json.Unmarshal(b, &idx) == nil && idx.TarballSHA256 == sum && len(idx.Files) == len(etcd.Binaries) {
+		return &Release{Path: tarPath, SHA256: sum, Files: idx.Files}, nil
+	}
+	files, err := binaryDigests(tarPath)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(filesIndex{TarballSHA256: sum, Files: files})
+	if err := writeFileAtomic(idxPath, b, 0o644); err != nil {
+		return nil, err
+	}
+	return &Release{Path: tarPath, SHA256: sum, Files: files}, nil
+}
+
+// binaryDigests hashes etcd, etcdctl and etcdutl inside the tarball (the
+// top-level directory's entries, as upstream lays them out).
+func binaryDigests(tarPath string) (map[string]string, error) {
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", tarPath, err)
+	}
+	want := map[string]bool{}
+	for _, b := range etcd.Binaries {
+		want[b] = true
+	}
+	out := map[string]string{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tarPath, err)
+		}
+		name := path.Base(h.Name)
+		if h.Typeflag != tar.TypeReg || !want[name] || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
+			continue
+		}
+		d := sha256.New()
+		if _, err := io.Copy(d, tr); err != nil {
+			return nil, fmt.Errorf("%s: %w", tarPath, err)
+		}
+		out[name] = hex.EncodeToString(d.Sum(nil))
+	}
+	for _, b := range etcd.Binaries {
+		if out[b] == "" {
+			return nil, fmt.Errorf("%s has no %s in its top-level directory", tarPath, b)
+		}
+	}
+	return out, nil
+}
+
+func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}

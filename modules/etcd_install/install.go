@@ -1,0 +1,268 @@
+package etcd_install
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// InstallArgs are etcd_install's arguments. The controller (etcd_binary)
+// fills them from the cluster model and the tarball it verified.
+type InstallArgs struct {
+	Version     string
+	Tarball     string            // the uploaded tarball on the host
+	SHA256      map[string]string // binary name -> hex digest, from the verified tarball
+	InstallRoot string
+	BinDir      string
+}
+
+// Args encodes a as module arguments.
+func (a InstallArgs) Args() modules.Args {
+	sums := map[string]any{}
+	for k, v := range a.SHA256 {
+		sums[k] = v
+	}
+	return modules.Args{"version": a.Version, "tarball": a.Tarball, "sha256": sums,
+		"install_root": a.InstallRoot, "bin_dir": a.BinDir}
+}
+
+var installSpec = modules.Spec{
+	"version":      {Kind: modules.String, Required: true},
+	"tarball":      {Kind: modules.String, Required: true},
+	"sha256":       {Kind: modules.Map, Required: true},
+	"install_root": {Kind: modules.String},
+	"bin_dir":      {Kind: modules.String},
+}
+
+func installArgs(args modules.Args) (InstallArgs, error) {
+	if err := installSpec.Check(args); err != nil {
+		return InstallArgs{}, err
+	}
+	def := etcd.DefaultHostPaths()
+	a := InstallArgs{
+		Version:     args.Str("version", ""),
+		Tarball:     args.Str("tarball", ""),
+		InstallRoot: args.Str("install_root", def.InstallRoot),
+		BinDir:      args.Str("bin_dir", def.BinDir),
+		SHA256:      map[string]string{},
+	}
+	if _, err := etcd.ParseVersion(a.Version); err != nil {
+		return a, &modules.ArgError{Arg: "version", Msg: err.Error()}
+	}
+	sums, _ := args["sha256"].(map[string]any)
+	for _, b := range etcd.Binaries {
+		s, _ := sums[b].(string)
+		if len(s) != 64 {
+			return a, &modules.ArgError{Arg: "sha256", Msg: fmt.Sprintf("needs the hex SHA-256 of %s", b)}
+		}
+		a.SHA256[b] = s
+	}
+	return a, nil
+}
+
+func (a InstallArgs) dir() string { return filepath.Join(a.InstallRoot, a.Version) }
+
+// installPlan is what Apply must do.
+type installPlan struct {
+	args    InstallArgs
+	install bool     // unpack the release
+	links   []string // binaries whose link in BinDir must be (re)pointed
+}
+
+type installModule struct{}
+
+func (installModule) Validate(args modules.Args) error {
+	_, err := installArgs(args)
+	return err
+}
+
+func (installModule) Plan(_ context.Context, _ *modules.Env, args modules.Args) (*modules.Change, error) {
+	a, err := installArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	p := &installPlan{args: a}
+	c := &modules.Change{Payload: p}
+	var differ []string
+	for _, b := range etcd.Binaries {
+		st, err := hostfile.StateFollow(filepath.Join(a.dir(), b))
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsRegular() || st.SHA256 != a.SHA256[b] || st.Perm()&0o111 == 0 {
+			differ = append(differ, b)
+		}
+	}
+	if len(differ) > 0 {
+		p.install = true
+		if _, err := os.Stat(a.dir()); err == nil {
+			c.Add("~", a.dir(), fmt.Sprintf("reinstall etcd %s (%s differ from the release)", a.Version, strings.Join(differ, ", ")))
+		} else {
+			c.Add("+", a.dir(), fmt.Sprintf("install etcd %s (%s)", a.Version, strings.Join(etcd.Binaries, ", ")))
+		}
+	}
+	for _, b := range etcd.Binaries {
+		link := filepath.Join(a.BinDir, b)
+		want := filepath.Join(a.dir(), b)
+		st, err := hostfile.State(link)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !st.Exists:
+			c.Add("+", link, "link -> "+want)
+		case !st.IsLink():
+			c.Add("~", link, "replace file with link -> "+want)
+		case st.LinkTarget != want:
+			c.Add("~", link, "link "+st.LinkTarget+" -> "+want)
+		default:
+			continue
+		}
+		p.links = append(p.links, b)
+	}
+	return c, nil
+}
+
+func (installModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change) (*modules.Result, error) {
+	p := c.Payload.(*installPlan)
+	if p.install {
+		if err := unpack(p.args); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range p.links {
+		if err := relink(filepath.Join(p.args.BinDir, b), filepath.Join(p.args.dir(), b)); err != nil {
+			return nil, err
+		}
+	}
+	// The tarball only carried the release here; it is not needed again.
+	if p.args.Tarball != "" {
+		os.Remove(p.args.Tarball)
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
+}
+
+// unpack extracts the three binaries into a temp dir beside the versioned
+// dir, checks each against the controller's digest, then renames the dir
+// into place, so a half-written or tampered release is never installed.
+func unpack(a InstallArgs) error {
+	f, err := os.Open(a.Tarball)
+	if err != nil {
+		return fmt.Errorf("etcd release tarball: %w", err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Tarball, err)
+	}
+	if err := os.MkdirAll(a.InstallRoot, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(a.InstallRoot, "."+a.Version+".etcdplay-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	found := map[string]bool{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.Tarball, err)
+		}
+		name := path.Base(h.Name)
+		if h.Typeflag != tar.TypeReg || a.SHA256[name] == "" || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
+			continue
+		}
+		sum, err := writeExec(filepath.Join(tmp, name), tr)
+		if err != nil {
+			return err
+		}
+		if sum != a.SHA256[name] {
+			return fmt.Errorf("%s in %s has SHA-256 %s, the verified release has %s: refusing to install", name, a.Tarball, sum, a.SHA256[name])
+		}
+		found[name] = true
+	}
+	var missing []string
+	for _, b := range etcd.Binaries {
+		if !found[b] {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%s has no %s", a.Tarball, strings.Join(missing, ", "))
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	dst := a.dir()
+	old := dst + ".etcdplay-old"
+	os.RemoveAll(old)
+	if _, err := os.Lstat(dst); err == nil {
+		if err := os.Rename(dst, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	os.RemoveAll(old)
+	return hostfile.SyncDir(a.InstallRoot)
+}
+
+func writeExec(p string, r io.Reader) (string, error) {
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), r); err != nil {
+		out.Close()
+		return "", fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), out.Close()
+}
+
+// relink points link at target atomically (a temp link renamed over it), so
+// /usr/local/bin/etcd always names a whole release.
+func relink(link, target string) error {
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".etcdplay-link")
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func init() {
+	modules.Register("etcd_install", installModule{})
+}
