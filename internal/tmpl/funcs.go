@@ -1,0 +1,168 @@
+package tmpl
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FuncNames lists the template functions (besides text/template's own),
+// for documentation and hints.
+func FuncNames() []string { return funcNames(funcs(nil, nil)) }
+
+func funcNames(m map[string]any) []string {
+	var out []string
+	for n := range m {
+		if !strings.HasPrefix(n, "__") {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// funcs are the functions templates may call. Argument order follows the
+// pipeline convention: the piped value comes last (`.xs | join ","`).
+func funcs(data map[string]any, cap *capture) map[string]any {
+	return map[string]any{
+		// default d v: v, or d when v is undefined, nil or "".
+		"default": func(d, v any) any {
+			if v == nil || v == "" {
+				return d
+			}
+			return v
+		},
+		"join": func(sep string, list any) (string, error) {
+			xs, err := toList(list)
+			if err != nil {
+				return "", fmt.Errorf("join: %w", err)
+			}
+			parts := make([]string, len(xs))
+			for i, x := range xs {
+				parts[i] = fmt.Sprint(x)
+			}
+			return strings.Join(parts, sep), nil
+		},
+		"split": func(sep, s string) []any {
+			var out []any
+			for _, p := range strings.Split(s, sep) {
+				out = append(out, p)
+			}
+			return out
+		},
+		// quote quotes for a POSIX shell, like Ansible's quote filter.
+		"quote":   func(v any) string { return shellQuote(fmt.Sprint(v)) },
+		"lower":   func(s string) string { return strings.ToLower(s) },
+		"upper":   func(s string) string { return strings.ToUpper(s) },
+		"trim":    func(s string) string { return strings.TrimSpace(s) },
+		"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
+		"indent": func(n int, s string) string {
+			pad := strings.Repeat(" ", n)
+			return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+		},
+		"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"b64dec": func(s string) (string, error) {
+			b, err := base64.StdEncoding.DecodeString(s)
+			return string(b), err
+		},
+		"sha256": func(s string) string {
+			sum := sha256.Sum256([]byte(s))
+			return hex.EncodeToString(sum[:])
+		},
+		"toYaml": func(v any) (string, error) {
+			b, err := yaml.Marshal(v)
+			return strings.TrimSuffix(string(b), "\n"), err
+		},
+		"toJson": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"int":    toInt,
+		"string": func(v any) string { return fmt.Sprint(v) },
+		// hostvar h name: another host's variable (hostvars.h.name), an
+		// error naming it when undefined.
+		"hostvar": func(host, name string) (any, error) {
+			if v, ok := lookup(data, []string{"hostvars", host, name}); ok {
+				return v, nil
+			}
+			return nil, &undefinedError{path: "hostvars." + host + "." + name}
+		},
+		"__get": func(path string) any {
+			v, _ := lookup(data, strings.Split(path, "."))
+			return v
+		},
+		"__capture": func(v any) string {
+			if cap != nil {
+				cap.val, cap.set = v, true
+			}
+			return ""
+		},
+	}
+}
+
+func lookup(data map[string]any, path []string) (any, bool) {
+	var cur any = data
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func toList(v any) ([]any, error) {
+	switch t := v.(type) {
+	case []any:
+		return t, nil
+	case []string:
+		out := make([]any, len(t))
+		for i, s := range t {
+			out[i] = s
+		}
+		return out, nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("want a list, got %T", v)
+}
+
+func toInt(v any) (int, error) {
+	switch t := v.(type) {
+	case int:
+		return t, nil
+	case int64:
+		return int(t), nil
+	case float64:
+		return int(t), nil
+	case bool:
+		if t {
+			return 1, nil
+		}
+		return 0, nil
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(t))
+		if err != nil {
+			return 0, fmt.Errorf("int: %q is not an integer", t)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("int: cannot convert %T", v)
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_-+=:,./") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}

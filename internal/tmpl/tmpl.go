@@ -1,0 +1,233 @@
+// Package tmpl renders playbook values: Go text/template over a host's
+// variables and facts, strict about undefined variables.
+//
+// Two spellings are accepted for a variable: Go's {{ .etcd_version }} and
+// Ansible's {{ etcd_version }}. A bare name that is not a template function
+// is read as a variable, so {{ etcd_version }}, {{ hostvars.etcd1.ansible_host }}
+// and {{ etcd_version | default "v3.6.16" }} work; a variable that shares a
+// function's name (join, default, ...) must be written with the dot.
+//
+// A value that is one whole action, "{{ .x }}" with nothing around it,
+// keeps the type of what it evaluates to (a list stays a list, an int an
+// int); any other text renders to a string. An undefined variable is an
+// *Error with Undefined set, except as the input of default, which exists
+// to supply a value for exactly that case.
+package tmpl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// Error is a template that failed to parse or to render.
+type Error struct {
+	// Name is the name the template was given (the field it came from).
+	Name string
+	// Undefined is the dotted path of the undefined variable, when that
+	// is what failed ("etcd_version", "hostvars.etcd9").
+	Undefined string
+	// Syntax is true for a parse error.
+	Syntax bool
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// ErrUndefined is matched by errors.Is for an undefined variable.
+var ErrUndefined = errors.New("undefined variable")
+
+// Is lets errors.Is(err, ErrUndefined) find undefined-variable errors.
+func (e *Error) Is(target error) bool { return target == ErrUndefined && e.Undefined != "" }
+
+// Has reports whether s contains template syntax worth rendering.
+func Has(s string) bool { return strings.Contains(s, "{{") }
+
+// String renders text to a string (a whole-action template included).
+func String(name, text string, data map[string]any) (string, error) {
+	if !Has(text) {
+		return text, nil
+	}
+	_, s, err := render(name, text, data, false)
+	return s, err
+}
+
+// Value renders text: a whole-action template returns its value with its
+// type, anything else a string. Text without "{{" is returned unchanged.
+func Value(name, text string, data map[string]any) (any, error) {
+	if !Has(text) {
+		return text, nil
+	}
+	cap, s, err := render(name, text, data, true)
+	if err != nil {
+		return nil, err
+	}
+	if cap != nil && cap.set {
+		return cap.val, nil
+	}
+	return s, nil
+}
+
+// Render renders every string inside v (maps and lists recursively, keys
+// left alone) with Value and returns a new value; v is not modified. name
+// prefixes the path of each string in error messages ("args.dest").
+func Render(name string, v any, data map[string]any) (any, error) {
+	switch t := v.(type) {
+	case string:
+		return Value(name, t, data)
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // first error is deterministic
+		for _, k := range keys {
+			r, err := Render(name+"."+k, t[k], data)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			r, err := Render(fmt.Sprintf("%s[%d]", name, i), e, data)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// Check parses text without rendering it: syntax errors and unknown
+// functions are found without any data.
+func Check(name, text string) error {
+	if !Has(text) {
+		return nil
+	}
+	_, _, err := parseTree(name, text, map[string]any{}, false)
+	return err
+}
+
+func render(name, text string, data map[string]any, typed bool) (*capture, string, error) {
+	tr, cap, err := parseTree(name, text, data, typed)
+	if err != nil {
+		return nil, "", err
+	}
+	t := template.New(name).Option("missingkey=error").Funcs(funcs(data, cap))
+	if _, err := t.AddParseTree(name, tr); err != nil {
+		return nil, "", &Error{Name: name, Msg: err.Error()}
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return nil, "", execError(name, err)
+	}
+	return cap, buf.String(), nil
+}
+
+// capture receives the value of a whole-action template during execution.
+type capture struct {
+	val any
+	set bool
+}
+
+func parseTree(name, text string, data map[string]any, typed bool) (*parse.Tree, *capture, error) {
+	tr := parse.New(name)
+	tr.Mode = parse.SkipFuncCheck
+	known := funcs(data, nil)
+	if _, err := tr.Parse(text, "", "", map[string]*parse.Tree{}, known); err != nil {
+		return nil, nil, &Error{Name: name, Syntax: true, Msg: syntaxMsg(err)}
+	}
+	if err := rewriteList(tr.Root, known); err != nil {
+		err.Name = name
+		return nil, nil, err
+	}
+	var cap *capture
+	if typed && len(tr.Root.Nodes) == 1 {
+		if a, ok := tr.Root.Nodes[0].(*parse.ActionNode); ok && len(a.Pipe.Decl) == 0 {
+			cap = &capture{}
+			a.Pipe = &parse.PipeNode{NodeType: parse.NodePipe, Pos: a.Pipe.Pos, Line: a.Pipe.Line,
+				Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: a.Pipe.Pos, Args: []parse.Node{
+					&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: a.Pipe.Pos, Ident: "__capture"},
+					a.Pipe,
+				}}}}
+		}
+	}
+	return tr, cap, nil
+}
+
+var (
+	noEntryRE  = regexp.MustCompile(`at <([^>]*)>: map has no entry for key "([^"]*)"`)
+	nilFieldRE = regexp.MustCompile(`at <([^>]*)>: nil pointer evaluating interface \{\}\.(\S+)`)
+	atRE       = regexp.MustCompile(`^at <[^>]*>: `)
+	prefixRE   = regexp.MustCompile(`^template: [^:]*:\d+(:\d+)?: (executing "[^"]*" )?`)
+)
+
+// execError turns text/template's execution errors into short ones; an
+// undefined variable is named by its dotted path.
+func execError(name string, err error) error {
+	msg := err.Error()
+	if m := noEntryRE.FindStringSubmatch(msg); m != nil {
+		path := undefinedPath(m[1], m[2])
+		return &Error{Name: name, Undefined: path, Msg: fmt.Sprintf("undefined variable %q", path)}
+	}
+	if m := nilFieldRE.FindStringSubmatch(msg); m != nil {
+		path := undefinedPath(m[1], m[2])
+		return &Error{Name: name, Undefined: path, Msg: fmt.Sprintf("undefined variable %q", path)}
+	}
+	var ue *undefinedError
+	if errors.As(err, &ue) {
+		return &Error{Name: name, Undefined: ue.path, Msg: fmt.Sprintf("undefined variable %q", ue.path)}
+	}
+	var ee template.ExecError
+	if errors.As(err, &ee) {
+		msg = ee.Err.Error()
+	}
+	return &Error{Name: name, Msg: atRE.ReplaceAllString(prefixRE.ReplaceAllString(msg, ""), "")}
+}
+
+// undefinedError is what functions return for an undefined variable.
+type undefinedError struct{ path string }
+
+func (e *undefinedError) Error() string { return fmt.Sprintf("undefined variable %q", e.path) }
+
+// undefinedPath recovers the dotted path up to the missing key from the
+// action text text/template quotes ("<.hostvars.etcd9.x>", key "etcd9").
+func undefinedPath(expr, key string) string {
+	for _, f := range strings.Fields(expr) {
+		f = strings.Trim(f, "()|")
+		if !strings.HasPrefix(f, ".") {
+			continue
+		}
+		parts := strings.Split(strings.TrimPrefix(f, "."), ".")
+		for i, p := range parts {
+			if p == key {
+				return strings.Join(parts[:i+1], ".")
+			}
+		}
+	}
+	return key
+}
+
+var syntaxRE = regexp.MustCompile(`^template: .*?:(\d+): (.*)$`)
+
+func syntaxMsg(err error) string {
+	m := syntaxRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "template syntax: " + err.Error()
+	}
+	if m[1] != "1" {
+		return fmt.Sprintf("template syntax (line %s): %s", m[1], m[2])
+	}
+	return "template syntax: " + m[2]
+}
