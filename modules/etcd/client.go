@@ -1,0 +1,158 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// DialFunc opens a TCP connection to addr ("host:port").
+type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
+
+// ClientTLS loads the etcdplay client certificate, its key and the cluster
+// CA from the controller state directory (written by etcd_pki). It returns
+// nil, nil for a plain-HTTP cluster.
+func ClientTLS(c *Cluster, stateDir string) (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	pki := c.PKI(stateDir)
+	crt, key := pki.Client(EtcdplayClientCN)
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		return nil, fmt.Errorf("etcdplay client certificate (run etcd_pki first): %w", err)
+	}
+	caPEM, err := os.ReadFile(pki.CACert())
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("cluster CA %s holds no PEM certificate", pki.CACert())
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		RootCAs:      pool,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// NewClient connects to every member's client URL. dial (may be nil for
+// direct connections) carries each connection, typically RemoteDialer so
+// the client port need not be reachable from the controller.
+func NewClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc) (*clientv3.Client, error) {
+	return newClient(ctx, c, stateDir, dial, c.Endpoints())
+}
+
+// NewMemberClient connects to one member only: what health and status
+// need, since a multi-endpoint client answers from whichever member it
+// picked.
+func NewMemberClient(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc) (*clientv3.Client, error) {
+	return newClient(ctx, c, stateDir, dial, []string{m.ClientURL})
+}
+
+func newClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, endpoints []string) (*clientv3.Client, error) {
+	tlsCfg, err := ClientTLS(c, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg := clientv3.Config{
+		Endpoints: endpoints,
+		TLS:       tlsCfg,
+		Context:   ctx,
+		// The client logs every retry at warn level to stderr by default,
+		// which would interleave with etcdplay's own output.
+		Logger: zap.NewNop(),
+		// Non-blocking: a down member shows up as a failed request with
+		// its dial error, not as a constructor that hangs.
+		DialTimeout: 0,
+	}
+	if dial != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(dial)}
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	return cli, nil
+}
+
+// RemoteDialer routes a connection to a member's client address through
+// that member's own host (its SSH connection), and anything else directly.
+// Going through the member's host works whatever the firewall between the
+// controller and the cluster allows, and it is the same path on the lab
+// and in production.
+func RemoteDialer(c *Cluster, hosts map[string]modules.Remote) DialFunc {
+	byAddr := map[string]modules.Remote{}
+	for _, m := range c.Members {
+		u, err := url.Parse(m.ClientURL)
+		if err != nil {
+			continue
+		}
+		if r, ok := hosts[m.Host]; ok && r != nil {
+			byAddr[u.Host] = r
+		}
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if r, ok := byAddr[addr]; ok {
+			conn, err := r.Dial(ctx, "tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("dial %s through %s: %w", addr, r.Name(), err)
+			}
+			return conn, nil
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}
+
+// dialRecorder remembers the last dial error, so a request that timed out
+// waiting for a connection can say why ("connection refused") instead of
+// "context deadline exceeded".
+type dialRecorder struct {
+	dial DialFunc
+	mu   sync.Mutex
+	err  error
+}
+
+func (d *dialRecorder) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	dial := d.dial
+	if dial == nil {
+		var nd net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return nd.DialContext(ctx, "tcp", addr) }
+	}
+	conn, err := dial(ctx, addr)
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+	return conn, err
+}
+
+func (d *dialRecorder) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	d.mu.Lock()
+	derr := d.err
+	d.mu.Unlock()
+	if derr != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || isUnavailable(err)) {
+		return derr
+	}
+	return err
+}
+
+// defaultProbeTimeout bounds one health probe of one member.
+const defaultProbeTimeout = 3 * time.Second

@@ -1,0 +1,345 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// MemberHealth is one member as seen through its own client URL: the
+// equivalent of `etcdctl endpoint health` plus `endpoint status`.
+type MemberHealth struct {
+	Host     string        `json:"host"`
+	Name     string        `json:"name"`
+	Endpoint string        `json:"endpoint"`
+	Healthy  bool          `json:"healthy"`
+	Error    string        `json:"error,omitempty"` // why not healthy
+	Took     time.Duration `json:"took"`
+	// From Status; zero when the member did not answer.
+	ID               uint64   `json:"id,omitempty"`
+	Version          string   `json:"version,omitempty"`
+	DBSize           int64    `json:"db_size,omitempty"`
+	DBSizeInUse      int64    `json:"db_size_in_use,omitempty"`
+	Leader           uint64   `json:"leader,omitempty"`
+	RaftTerm         uint64   `json:"raft_term,omitempty"`
+	RaftIndex        uint64   `json:"raft_index,omitempty"`
+	RaftAppliedIndex uint64   `json:"raft_applied_index,omitempty"`
+	IsLearner        bool     `json:"is_learner,omitempty"`
+	Errors           []string `json:"errors,omitempty"` // the member's own (Status.Errors)
+}
+
+// IsLeader reports whether this member is the leader it reports.
+func (m MemberHealth) IsLeader() bool { return m.ID != 0 && m.ID == m.Leader }
+
+// Health is the cluster as seen from every member the check covered.
+type Health struct {
+	Members []MemberHealth              `json:"members"`
+	List    []*etcdserverpb.Member      `json:"member_list,omitempty"`
+	Alarms  []*etcdserverpb.AlarmMember `json:"alarms,omitempty"`
+	// ListError is set when no member could list members and alarms.
+	ListError string `json:"list_error,omitempty"`
+}
+
+// Healthy reports whether every checked member is healthy, the members
+// agree on one leader, and no alarm is raised.
+func (h *Health) Healthy() bool { return len(h.Problems()) == 0 }
+
+// Problems lists, one line each, why the cluster is not healthy
+// ("etcd2: connection refused", "alarm NOSPACE on etcd1").
+func (h *Health) Problems() []string {
+	var out []string
+	leaders := map[uint64]bool{}
+	for _, m := range h.Members {
+		if !m.Healthy {
+			out = append(out, fmt.Sprintf("%s: %s", m.Name, m.Error))
+			continue
+		}
+		leaders[m.Leader] = true
+	}
+	if len(leaders) > 1 {
+		out = append(out, fmt.Sprintf("members disagree on the leader (%d different leaders reported)", len(leaders)))
+	}
+	for _, a := range h.Alarms {
+		out = append(out, fmt.Sprintf("alarm %s on member %s", a.Alarm, h.nameOf(a.MemberID)))
+	}
+	if h.ListError != "" {
+		out = append(out, "member list: "+h.ListError)
+	}
+	return out
+}
+
+// Unhealthy names the members that failed their probe.
+func (h *Health) Unhealthy() []string {
+	var out []string
+	for _, m := range h.Members {
+		if !m.Healthy {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// Leader returns the member every healthy member agrees leads, if any.
+func (h *Health) Leader() (MemberHealth, bool) {
+	for _, m := range h.Members {
+		if m.Healthy && m.IsLeader() {
+			return m, true
+		}
+	}
+	// The leader may be outside the checked set: find it by id.
+	for _, m := range h.Members {
+		if m.Healthy && m.Leader != 0 {
+			for _, o := range h.Members {
+				if o.ID == m.Leader {
+					return o, true
+				}
+			}
+		}
+	}
+	return MemberHealth{}, false
+}
+
+func (h *Health) nameOf(id uint64) string {
+	for _, m := range h.List {
+		if m.ID == id && m.Name != "" {
+			return m.Name
+		}
+	}
+	for _, m := range h.Members {
+		if m.ID == id {
+			return m.Name
+		}
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// CheckOptions select and bound a health check.
+type CheckOptions struct {
+	// Members limits the check to these inventory hosts or member names;
+	// empty means every member.
+	Members []string
+	// ProbeTimeout bounds each member's probe (default 3s).
+	ProbeTimeout time.Duration
+}
+
+// Select returns the members named by hosts-or-names (all when empty), or
+// an error naming the ones that are not members.
+func (c *Cluster) Select(names []string) ([]Member, error) {
+	if len(names) == 0 {
+		return append([]Member(nil), c.Members...), nil
+	}
+	var out []Member
+	var unknown []string
+	for _, n := range names {
+		found := false
+		for _, m := range c.Members {
+			if m.Host == n || m.Name == n {
+				out = append(out, m)
+				found = true
+				break
+			}
+		}
+		if !found {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("not members of the etcd group: %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
+}
+
+// CheckHealth probes the selected members in parallel, each through its
+// own client URL: Status (version, leader, raft state), a linearizable Get
+// (which only succeeds when the member is part of a quorum with a leader),
+// then the member list and alarms from a member that answered.
+func CheckHealth(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, opt CheckOptions) (*Health, error) {
+	members, err := c.Select(opt.Members)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ClientTLS(c, stateDir); err != nil {
+		// A missing client certificate is not a member's fault: say so once.
+		return nil, err
+	}
+	timeout := opt.ProbeTimeout
+	if timeout <= 0 {
+		timeout = defaultProbeTimeout
+	}
+	h := &Health{Members: make([]MemberHealth, len(members))}
+	var wg sync.WaitGroup
+	var listOnce sync.Once
+	listDone := make(chan struct{})
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.Members[i] = probe(ctx, c, m, stateDir, dial, timeout, func(cli *clientv3.Client, pctx context.Context) {
+				listOnce.Do(func() {
+					defer close(listDone)
+					h.List, h.Alarms, h.ListError = listAndAlarms(pctx, cli)
+				})
+			})
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-listDone:
+	default:
+		h.ListError = "no member answered"
+	}
+	// Learners are not voting members: healthy for serving, but the
+	// wait-until-healthy gate treats a learner as not (yet) a full member.
+	for i := range h.Members {
+		if h.Members[i].Healthy && h.Members[i].IsLearner {
+			h.Members[i].Healthy = false
+			h.Members[i].Error = "is a learner (not promoted to a voting member yet)"
+		}
+	}
+	return h, nil
+}
+
+func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.Member, []*etcdserverpb.AlarmMember, string) {
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	al, err := cli.AlarmList(ctx)
+	if err != nil {
+		return ml.Members, nil, err.Error()
+	}
+	return ml.Members, al.Alarms, ""
+}
+
+// probe checks one member; onHealthy runs with its client once it has
+// proved healthy (to list members and alarms through it).
+func probe(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
+	mh := MemberHealth{Host: m.Host, Name: m.Name, Endpoint: m.ClientURL}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	rec := &dialRecorder{dial: dial}
+	cli, err := NewMemberClient(pctx, c, m, stateDir, rec.Dial)
+	if err != nil {
+		mh.Error = err.Error()
+		return mh
+	}
+	defer cli.Close()
+	st, err := cli.Status(pctx, m.ClientURL)
+	if err != nil {
+		mh.Error = describe(rec.explain(err))
+		mh.Took = time.Since(start)
+		return mh
+	}
+	mh.ID, mh.Version, mh.DBSize, mh.DBSizeInUse = st.Header.MemberId, st.Version, st.DbSize, st.DbSizeInUse
+	mh.Leader, mh.RaftTerm, mh.RaftIndex, mh.RaftAppliedIndex = st.Leader, st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
+	mh.IsLearner, mh.Errors = st.IsLearner, st.Errors
+	if st.Leader == 0 {
+		mh.Error = "has no leader (no quorum)"
+		mh.Took = time.Since(start)
+		return mh
+	}
+	if !st.IsLearner {
+		// A linearizable read goes through raft: it succeeds only when
+		// this member and a quorum agree. Permission denied still proves
+		// that (auth is on, and etcdplay's user may not read "health").
+		_, err = cli.Get(pctx, "health")
+		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			mh.Error = describe(rec.explain(err))
+			mh.Took = time.Since(start)
+			return mh
+		}
+	}
+	mh.Took = time.Since(start)
+	mh.Healthy = true
+	if onHealthy != nil {
+		onHealthy(cli, pctx)
+	}
+	return mh
+}
+
+// describe turns client errors into the operator's words.
+func describe(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time (down, or no quorum)"
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
+}
+
+func isUnavailable(err error) bool {
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Unavailable
+}
+
+// WaitOptions bound WaitHealthy.
+type WaitOptions struct {
+	CheckOptions
+	Timeout  time.Duration // total; default 60s
+	Interval time.Duration // between checks; default 500ms
+	// Log, when set, receives a line each time the set of problems changes.
+	Log func(format string, args ...any)
+}
+
+// ErrNotHealthy is wrapped by WaitHealthy's error when time ran out.
+var ErrNotHealthy = errors.New("etcd cluster not healthy")
+
+// WaitHealthy checks until the selected members are all healthy, or the
+// timeout passes; the error then names every unhealthy member and why.
+func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, opt WaitOptions) (*Health, error) {
+	if opt.Timeout <= 0 {
+		opt.Timeout = 60 * time.Second
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = 500 * time.Millisecond
+	}
+	deadline := time.Now().Add(opt.Timeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var last string
+	for {
+		po := opt.CheckOptions
+		if po.ProbeTimeout <= 0 {
+			po.ProbeTimeout = defaultProbeTimeout
+		}
+		if rest := time.Until(deadline); rest < po.ProbeTimeout {
+			po.ProbeTimeout = max(rest, 100*time.Millisecond)
+		}
+		h, err := CheckHealth(wctx, c, stateDir, dial, po)
+		if err != nil {
+			return nil, err
+		}
+		probs := h.Problems()
+		if len(probs) == 0 {
+			return h, nil
+		}
+		sort.Strings(probs)
+		if now := strings.Join(probs, "; "); now != last && opt.Log != nil {
+			opt.Log("waiting for etcd: %s", now)
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return h, fmt.Errorf("%w: %s", ErrNotHealthy, strings.Join(probs, "; "))
+		case <-time.After(min(opt.Interval, time.Until(deadline))):
+		}
+		if !time.Now().Before(deadline) {
+			return h, fmt.Errorf("%w after %s: %s", ErrNotHealthy, opt.Timeout, strings.Join(probs, "; "))
+		}
+	}
+}

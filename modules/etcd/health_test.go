@@ -1,0 +1,86 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+func TestHealthOverTLS(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx := context.Background()
+
+	// Every connection goes through the dialer, as it would through SSH.
+	var dials atomic.Int32
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	h, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Healthy() {
+		t.Fatalf("fresh cluster unhealthy: %v", h.Problems())
+	}
+	if dials.Load() < 3 {
+		t.Errorf("dialer used %d times, want every member through it", dials.Load())
+	}
+	if len(h.List) != 3 {
+		t.Errorf("member list has %d members", len(h.List))
+	}
+	l, ok := h.Leader()
+	if !ok || l.ID != tc.ID(tc.LeaderIndex()) {
+		t.Errorf("leader %+v ok=%v, want id %x", l, ok, tc.ID(tc.LeaderIndex()))
+	}
+
+	// One member down: it is named, with the reason, and the rest stay healthy.
+	tc.Stop(1)
+	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{ProbeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Unhealthy(); len(got) != 1 || got[0] != "etcd2" {
+		t.Fatalf("unhealthy = %v, want [etcd2]", got)
+	}
+	if p := strings.Join(h.Problems(), "; "); !strings.Contains(p, "connection refused") {
+		t.Errorf("problem does not say why: %s", p)
+	}
+	// Only the live members, selected by name: healthy.
+	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{Members: []string{"etcd1", "etcd3"}})
+	if err != nil || !h.Healthy() {
+		t.Fatalf("selected live members: err=%v problems=%v", err, h.Problems())
+	}
+	if _, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{Members: []string{"nope"}}); err == nil {
+		t.Error("unknown member accepted")
+	}
+
+	// WaitHealthy times out naming the member, then succeeds once it is back.
+	_, err = etcd.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcd.WaitOptions{Timeout: 1500 * time.Millisecond})
+	if !errors.Is(err, etcd.ErrNotHealthy) || !strings.Contains(err.Error(), "etcd2") {
+		t.Fatalf("WaitHealthy err = %v", err)
+	}
+	go func() { time.Sleep(300 * time.Millisecond); tc.Restart(1) }()
+	if _, err := etcd.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcd.WaitOptions{Timeout: 20 * time.Second}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestHealthWithoutClientCert(t *testing.T) {
+	c, err := etcd.FromVars(map[string]any{"groups": map[string]any{"etcd": []any{"e1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = etcd.CheckHealth(context.Background(), c, t.TempDir(), nil, etcd.CheckOptions{})
+	if err == nil || !strings.Contains(err.Error(), "etcd_pki") {
+		t.Errorf("err = %v, want a hint to run etcd_pki", err)
+	}
+}
