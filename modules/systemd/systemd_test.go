@@ -1,0 +1,198 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// The .show files are `systemctl show -p Id,LoadState,ActiveState,SubState,
+// UnitFileState,NeedDaemonReload UNIT` output in each situation (this
+// controller has no running systemd; the lab hosts exercise the real thing).
+func loadShow(t *testing.T, name string) UnitState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".show"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ParseShow(string(b))
+}
+
+func TestParseShow(t *testing.T) {
+	got := loadShow(t, "changed-on-disk")
+	want := UnitState{ID: "etcd.service", LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled", NeedDaemonReload: true}
+	if got != want {
+		t.Errorf("ParseShow = %+v, want %+v", got, want)
+	}
+	if st := loadShow(t, "not-found"); st.LoadState != "not-found" || st.UnitFileState != "" {
+		t.Errorf("not-found: %+v", st)
+	}
+}
+
+func TestPlanSteps(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   modules.Args
+		show   string
+		check  bool
+		want   string // "op verb" per step, joined by "; "
+		replan bool
+		err    string
+	}{
+		{"converged", modules.Args{"name": "etcd", "state": "started", "enabled": true}, "running-enabled", false, "", false, ""},
+		{"start and enable", modules.Args{"name": "etcd", "state": "started", "enabled": true}, "stopped-disabled", false, "~ enable; ! start", false, ""},
+		{"failed unit is started", modules.Args{"name": "etcd", "state": "started"}, "failed-enabled", false, "! start", false, ""},
+		{"stop and disable", modules.Args{"name": "etcd", "state": "stopped", "enabled": false}, "running-enabled", false, "~ disable; ! stop", false, ""},
+		{"already stopped", modules.Args{"name": "etcd", "state": "stopped"}, "stopped-disabled", false, "", false, ""},
+		{"restart always", modules.Args{"name": "etcd", "state": "restarted"}, "running-enabled", false, "! restart", false, ""},
+		{"reload running", modules.Args{"name": "etcd", "state": "reloaded"}, "running-enabled", false, "! reload", false, ""},
+		{"reload stopped starts", modules.Args{"name": "etcd", "state": "reloaded"}, "stopped-disabled", false, "! start", false, ""},
+		{"daemon-reload when stale", modules.Args{"name": "etcd", "daemon_reload": true, "state": "started"}, "changed-on-disk", false, "! daemon-reload", false, ""},
+		{"no daemon-reload when fresh", modules.Args{"name": "etcd", "daemon_reload": true, "state": "started"}, "running-enabled", false, "", false, ""},
+		{"new unit", modules.Args{"name": "etcd", "daemon_reload": true, "state": "started", "enabled": true}, "not-found", false, "! daemon-reload; ~ enable; ! start", true, ""},
+		{"new unit check mode", modules.Args{"name": "etcd", "state": "started", "enabled": true}, "not-found", true, "~ enable; ! start", false, ""},
+		{"missing unit", modules.Args{"name": "etcd", "state": "started"}, "not-found", false, "", false, "unit not found"},
+		{"stop missing unit", modules.Args{"name": "etcd", "state": "stopped"}, "not-found", false, "", false, ""},
+		{"unmask then start", modules.Args{"name": "etcd", "masked": false, "state": "started"}, "masked", false, "~ unmask; ! start", false, ""},
+		{"mask", modules.Args{"name": "etcd", "masked": true, "state": "stopped"}, "running-enabled", false, "~ mask; ! stop", false, ""},
+		{"start masked", modules.Args{"name": "etcd", "state": "started"}, "masked", false, "", false, "masked"},
+		{"static cannot be enabled or disabled", modules.Args{"name": "systemd-journald", "enabled": false}, "static", false, "", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := parse(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps, replan, err := PlanSteps(w, loadShow(t, tt.show), tt.check)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range steps {
+				got = append(got, s.op+" "+s.verb)
+				if s.verb != "daemon-reload" && s.unit != w.unit {
+					t.Errorf("step %v on %q", s, s.unit)
+				}
+			}
+			if strings.Join(got, "; ") != tt.want || replan != tt.replan {
+				t.Errorf("steps %q replan %v, want %q replan %v", strings.Join(got, "; "), replan, tt.want, tt.replan)
+			}
+		})
+	}
+}
+
+func TestAnyNeedsReload(t *testing.T) {
+	for name, want := range map[string]bool{"all-clean": false, "all-one-stale": true} {
+		b, err := os.ReadFile(filepath.Join("testdata", name+".show"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AnyNeedsReload(string(b)); got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestUnitName(t *testing.T) {
+	for in, want := range map[string]string{
+		"etcd": "etcd.service", "etcd.service": "etcd.service", "etcd-backup.timer": "etcd-backup.timer",
+		"etcd.v3": "etcd.v3.service", "": "",
+	} {
+		if got := UnitName(in); got != want {
+			t.Errorf("UnitName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		args    modules.Args
+		wantArg string
+	}{
+		{modules.Args{"name": "etcd", "state": "started", "enabled": "yes"}, ""},
+		{modules.Args{"daemon_reload": true}, ""},
+		{modules.Args{}, "name"},
+		{modules.Args{"state": "started"}, "name"},
+		{modules.Args{"name": "etcd", "state": "running"}, "state"},
+		{modules.Args{"name": "etcd", "enabled": "maybe"}, "enabled"},
+		{modules.Args{"name": "etcd", "masked": true, "state": "started"}, "masked"},
+		{modules.Args{"name": "etcd", "daemon-reload": true}, "daemon-reload"},
+	}
+	for _, tt := range tests {
+		err := Module{}.Validate(tt.args)
+		var ae *modules.ArgError
+		switch {
+		case tt.wantArg == "" && err != nil:
+			t.Errorf("Validate(%v) = %v", tt.args, err)
+		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
+			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
+		}
+	}
+}
+
+// TestRealSystemd drives a throwaway unit through the real systemctl.
+func TestRealSystemd(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		t.Skip("systemd is not running here (no /run/systemd/system); the lab integration tests cover this module on real hosts")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to install a unit")
+	}
+	unit := fmt.Sprintf("etcdplay-test-%d.service", time.Now().UnixNano()%1e6)
+	path := filepath.Join("/etc/systemd/system", unit)
+	if err := os.WriteFile(path, []byte("[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t.Cleanup(func() {
+		Systemctl(ctx, "disable", "--now", unit)
+		os.Remove(path)
+		Systemctl(ctx, "daemon-reload")
+	})
+	run := func(args modules.Args) []string {
+		t.Helper()
+		c, err := Module{}.Plan(ctx, &modules.Env{}, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var acts []string
+		for _, a := range c.Actions {
+			acts = append(acts, a.String())
+		}
+		if !c.Empty() {
+			if _, err := (Module{}).Apply(ctx, &modules.Env{}, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return acts
+	}
+	up := modules.Args{"name": unit, "state": "started", "enabled": true, "daemon_reload": true}
+	if acts := run(up); len(acts) == 0 {
+		t.Fatal("first apply did nothing")
+	}
+	if acts := run(up); len(acts) != 0 {
+		t.Errorf("second apply not empty: %v", acts)
+	}
+	if out, _ := Systemctl(ctx, "is-active", unit); strings.TrimSpace(out) != "active" {
+		t.Errorf("unit is %q", out)
+	}
+	down := modules.Args{"name": unit, "state": "stopped", "enabled": false}
+	run(down)
+	if acts := run(down); len(acts) != 0 {
+		t.Errorf("second stop not empty: %v", acts)
+	}
+}
