@@ -605,4 +605,3 @@ func (t *tailBuffer) Bytes() []byte {
 }
 
 var _ modules.Remote = (*Conn)(nil)
-

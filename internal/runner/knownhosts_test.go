@@ -153,14 +153,15 @@ func TestAcceptNewConcurrent(t *testing.T) {
 	}
 }
 
-// A host with an ed25519 and an RSA key, of which we know only the RSA
-// one, must be asked for its RSA key rather than refused as changed.
+// A host with an RSA and an ed25519 key, of which we know only the ed25519
+// one, must be asked for that key rather than refused as changed (Go's
+// client prefers RSA over ed25519 by default).
 func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
 	c := newTestClient(t)
-	rsaKey := genSigner(t, "rsa")
-	s := newTestServer(t, c.pub, genSigner(t, "ed25519"), rsaKey)
-	c.trust(t, s, rsaKey)
+	edKey := genSigner(t, "ed25519")
+	s := newTestServer(t, c.pub, genSigner(t, "rsa"), edKey)
+	c.trust(t, s, edKey)
 	if _, err := c.connect(t, s, c.opts()); err != nil {
-		t.Fatalf("connect knowing only the RSA key: %v", err)
+		t.Fatalf("connect knowing only the ed25519 key: %v", err)
 	}
 }

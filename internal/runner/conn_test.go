@@ -1,0 +1,454 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+func connected(t *testing.T) (*testClient, *testServer, *Conn) {
+	t.Helper()
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	conn, err := c.connect(t, s, c.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s, conn
+}
+
+// The first connect uploads the agent into ~/.cache/etcdplay under its
+// hash; the next one reuses it: one probe session and one agent session,
+// no SFTP.
+func TestAgentUploadAndReuse(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	exe, _ := os.Executable()
+	bin, err := loadAgentBin(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := filepath.Join(s.home, ".cache", "etcdplay", bin.remoteName())
+
+	conn, err := c.connect(t, s, c.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.execs.Load() != 2 || s.sftps.Load() != 1 {
+		t.Errorf("first connect: %d execs, %d sftp sessions; want 2 and 1", s.execs.Load(), s.sftps.Load())
+	}
+	st, err := os.Stat(remote)
+	if err != nil || st.Size() != bin.size || st.Mode().Perm() != 0o755 {
+		t.Fatalf("uploaded agent: %v %v", st, err)
+	}
+	f := conn.Facts()
+	if f.SHA256 != bin.sha256 || f.OS != "linux" || f.Hostname == "" || f.Protocol == 0 || f.Executable != remote {
+		t.Errorf("facts: %+v", f)
+	}
+	conn.Close()
+	waitFor(t, "agent to exit after Close", func() bool { return s.running.Load() == 0 })
+
+	conn2, err := c.connect(t, s, c.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.execs.Load() != 4 || s.sftps.Load() != 1 {
+		t.Errorf("second connect: %d execs, %d sftp sessions in all; want 4 and 1", s.execs.Load(), s.sftps.Load())
+	}
+	if r, err := conn2.Do(context.Background(), "sshtest_set", modules.Args{"want": 1}, false); err != nil || r.Status != modules.StatusChanged {
+		t.Fatalf("Do: %+v %v", r, err)
+	}
+}
+
+// A file under the agent's name that is not ours, or not whole, is
+// replaced, never run.
+func TestAgentNotReusedWhenSuspect(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		mode    os.FileMode
+	}{
+		{"truncated", "partial", 0o755},
+		{"group writable", "", 0o775},
+		{"not executable", "", 0o644},
+	}
+	exe, _ := os.Executable()
+	bin, err := loadAgentBin(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t)
+			s := newTestServer(t, c.pub)
+			c.trust(t, s)
+			dir := filepath.Join(s.home, ".cache", "etcdplay")
+			os.MkdirAll(dir, 0o700)
+			remote := filepath.Join(dir, bin.remoteName())
+			content := []byte(tt.content)
+			if tt.content == "" {
+				content = full
+			}
+			if err := os.WriteFile(remote, content, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(remote, tt.mode)
+			if _, err := c.connect(t, s, c.opts()); err != nil {
+				t.Fatal(err)
+			}
+			if s.sftps.Load() != 1 {
+				t.Errorf("suspect agent file reused")
+			}
+			st, _ := os.Stat(remote)
+			if st.Size() != bin.size || st.Mode().Perm() != 0o755 {
+				t.Errorf("agent file after connect: %v", st.Mode())
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestDoCheckApplyAndConcurrency(t *testing.T) {
+	_, _, conn := connected(t)
+	ctx := context.Background()
+	tests := []struct {
+		args   modules.Args
+		check  bool
+		status modules.Status
+	}{
+		{modules.Args{"want": 1, "have": 1}, false, modules.StatusOK},
+		{modules.Args{"want": 2, "have": 1}, true, modules.StatusChanged},
+		{modules.Args{"want": 2, "have": 1}, false, modules.StatusChanged},
+	}
+	for _, tt := range tests {
+		r, err := conn.Do(ctx, "sshtest_set", tt.args, tt.check)
+		if err != nil || r.Status != tt.status {
+			t.Fatalf("%v check=%v: %+v %v", tt.args, tt.check, r, err)
+		}
+		_, applied := r.Data["pid"]
+		if applied != (tt.status == modules.StatusChanged && !tt.check) {
+			t.Errorf("%v check=%v: applied=%v", tt.args, tt.check, applied)
+		}
+		if applied && r.Data["host"] != conn.Name() {
+			t.Errorf("env.Host = %v", r.Data["host"])
+		}
+	}
+	r, err := conn.Do(ctx, "no_such_module", nil, false)
+	if err != nil || r.Status != modules.StatusFailed || !strings.Contains(r.Msg, "no_such_module") {
+		t.Fatalf("unknown module: %+v %v", r, err)
+	}
+
+	// Many requests at once over the one session, each answered once.
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := fmt.Sprint(i)
+			r, err := conn.Do(ctx, "sshtest_set", modules.Args{"want": want, "have": "x"}, true)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if r.Change == nil || len(r.Change.Actions) != 1 || r.Change.Actions[0].Detail != want {
+				errs <- fmt.Errorf("request %d got the answer %+v", i, r.Change)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestDoCancel(t *testing.T) {
+	_, _, conn := connected(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := conn.Do(ctx, "sshtest_block", nil, false)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("cancelled Do: %v after %v", err, time.Since(start))
+	}
+	// The connection stays usable.
+	if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
+		t.Fatalf("Do after cancel: %+v %v", r, err)
+	}
+	if !conn.Reachable() {
+		t.Error("not reachable after a cancel")
+	}
+}
+
+// A host that dies fails the requests in flight as unreachable.
+func TestDeadHostFailsInFlight(t *testing.T) {
+	_, s, conn := connected(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Do(context.Background(), "sshtest_block", nil, false)
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	s.kill()
+	select {
+	case err := <-errc:
+		var ue *UnreachableError
+		if !errors.As(err, &ue) || !IsUnreachable(err) || ue.Host != conn.Name() {
+			t.Fatalf("in-flight Do: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("in-flight Do hung on a dead host")
+	}
+	if conn.Reachable() {
+		t.Error("dead host still reachable")
+	}
+	if _, err := conn.Do(context.Background(), "sshtest_set", nil, false); !IsUnreachable(err) {
+		t.Errorf("Do on a dead host: %v", err)
+	}
+}
+
+// A host that stops answering (no FIN, no RST) is found out by keepalive.
+func TestKeepAliveDetectsSilentHost(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	// Put a proxy between us and the server that we can freeze.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var frozen sync.WaitGroup
+	frozen.Add(1)
+	freeze := make(chan struct{})
+	go func() {
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+		if err != nil {
+			return
+		}
+		pump := func(dst, src net.Conn) {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				if err != nil {
+					return
+				}
+				select {
+				case <-freeze:
+					<-make(chan struct{}) // swallow everything from now on
+				default:
+				}
+				dst.Write(buf[:n])
+			}
+		}
+		go pump(out, in)
+		pump(in, out)
+	}()
+	tg := s.target()
+	tg.Port = ln.Addr().(*net.TCPAddr).Port
+	tg.KeyFile = c.keyFile
+	c.trust(t, &testServer{addr: "127.0.0.1", port: tg.Port, hostKeys: s.hostKeys})
+	o := c.opts()
+	o.KeepAlive, o.Timeout = 100*time.Millisecond, 300*time.Millisecond
+	conn, err := Connect(context.Background(), tg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Do(context.Background(), "sshtest_block", nil, false)
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(freeze)
+	select {
+	case err := <-errc:
+		if !IsUnreachable(err) || !strings.Contains(err.Error(), "keepalive") {
+			t.Fatalf("in-flight Do: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("keepalive did not notice a silent host")
+	}
+}
+
+func TestUploadDownload(t *testing.T) {
+	_, s, conn := connected(t)
+	ctx := context.Background()
+	dst := filepath.Join(s.home, "etc", "etcd.yaml")
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	for i, content := range []string{"first\n", "second, longer content\n"} {
+		if err := conn.Upload(ctx, strings.NewReader(content), dst, 0o640); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		b, err := os.ReadFile(dst)
+		if err != nil || string(b) != content {
+			t.Fatalf("upload %d: %q %v", i, b, err)
+		}
+		if st, _ := os.Stat(dst); st.Mode().Perm() != 0o640 {
+			t.Errorf("mode %v", st.Mode())
+		}
+		var buf bytes.Buffer
+		if err := conn.Download(ctx, dst, &buf); err != nil || buf.String() != content {
+			t.Fatalf("download %d: %q %v", i, buf.String(), err)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dst))
+	if len(entries) != 1 {
+		t.Errorf("temp files left behind: %v", entries)
+	}
+	if err := conn.Upload(ctx, strings.NewReader("x"), filepath.Join(s.home, "missing", "f"), 0o600); err == nil {
+		t.Error("upload into a missing directory succeeded")
+	}
+	if err := conn.Download(ctx, filepath.Join(s.home, "missing"), &bytes.Buffer{}); err == nil {
+		t.Error("download of a missing file succeeded")
+	}
+}
+
+func TestDial(t *testing.T) {
+	_, s, conn := connected(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write([]byte("hello from the host side"))
+			c.Close()
+		}
+	}()
+	nc, err := conn.Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b := make([]byte, 64)
+	n, _ := nc.Read(b)
+	if string(b[:n]) != "hello from the host side" || s.forward.Load() != 1 {
+		t.Fatalf("read %q via %d forwards", b[:n], s.forward.Load())
+	}
+}
+
+func TestJumpHost(t *testing.T) {
+	c := newTestClient(t)
+	bastion := newTestServer(t, c.pub)
+	target := newTestServer(t, c.pub)
+	c.trust(t, bastion)
+	c.trust(t, target)
+	tg := target.target()
+	tg.KeyFile = c.keyFile
+	tg.JumpHost = fmt.Sprintf("jumper@127.0.0.1:%d", bastion.port)
+	conn, err := Connect(context.Background(), tg, c.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
+		t.Fatalf("Do via bastion: %+v %v", r, err)
+	}
+	if bastion.forward.Load() != 1 || bastion.execs.Load() != 0 || target.execs.Load() != 2 {
+		t.Errorf("bastion forwards %d execs %d, target execs %d", bastion.forward.Load(), bastion.execs.Load(), target.execs.Load())
+	}
+
+	// The bastion's host key is checked like any other.
+	c2 := newTestClient(t)
+	c2.keyFile = c.keyFile
+	c2.trust(t, target)
+	_, err = Connect(context.Background(), tg, c2.opts())
+	var he *HostKeyError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "jump host") {
+		t.Fatalf("unknown bastion: %v", err)
+	}
+}
+
+func TestConnectErrors(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+
+	silent, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+
+	loose := filepath.Join(t.TempDir(), "id_loose")
+	b, _ := os.ReadFile(c.keyFile)
+	os.WriteFile(loose, b, 0o644)
+	other := newTestClient(t)
+
+	tests := []struct {
+		name        string
+		edit        func(*Target)
+		unreachable bool
+		want        string
+	}{
+		{"refused port", func(tg *Target) { tg.Port = closedPort }, true, "connection refused"},
+		{"silent host times out", func(tg *Target) { tg.Port = silent.Addr().(*net.TCPAddr).Port }, true, "handshake"},
+		{"key readable by others", func(tg *Target) { tg.KeyFile = loose }, false, "too open"},
+		{"missing key", func(tg *Target) { tg.KeyFile = loose + ".nope" }, false, "no such file"},
+		{"wrong key", func(tg *Target) { tg.KeyFile = other.keyFile }, true, "authentication"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := s.target()
+			tg.KeyFile = c.keyFile
+			tt.edit(&tg)
+			o := c.opts()
+			o.Timeout = 500 * time.Millisecond
+			start := time.Now()
+			_, err := Connect(context.Background(), tg, o)
+			if err == nil {
+				t.Fatal("connected")
+			}
+			if IsUnreachable(err) != tt.unreachable || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v (unreachable %v)", err, IsUnreachable(err))
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Errorf("took %v", time.Since(start))
+			}
+		})
+	}
+}
