@@ -1,0 +1,313 @@
+package etcd_pki
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
+)
+
+// Module is etcd_pki. It runs on the controller, where the CA key is.
+type Module struct{}
+
+// RunsOnController marks the module controller-side.
+func (Module) RunsOnController() {}
+
+var spec = modules.Spec{
+	// owner and group of the files on the host (the etcd user).
+	"owner": {Kind: modules.String},
+	"group": {Kind: modules.String},
+	// pki_dir overrides etcd's PKI directory on the host.
+	"pki_dir": {Kind: modules.String},
+}
+
+func (Module) Validate(args modules.Args) error {
+	if err := spec.Check(args); err != nil {
+		return err
+	}
+	if d := args.Str("pki_dir", ""); d != "" && !filepath.IsAbs(d) {
+		return &modules.ArgError{Arg: "pki_dir", Msg: "must be an absolute path"}
+	}
+	return nil
+}
+
+// now is the clock expiry checks use (tests move it).
+var now = time.Now
+
+// item is one certificate the plan needs: found good on disk, or to be
+// issued (issue) with the pair already made in memory.
+type item struct {
+	kind              Kind
+	cn                string
+	sans              []string
+	certPath, keyPath string
+	shared            bool // not per member: the CA's client certificates
+	pair              Pair
+	issue             bool
+}
+
+type plan struct {
+	dir      string
+	ca       *CA
+	caNew    bool
+	caPaths  [2]string
+	items    []item
+	hostArgs modules.Args
+}
+
+func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	fail := func(err error) (*modules.Change, error) { return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err) }
+	c, err := etcd.FromVars(env.Vars)
+	if err != nil {
+		return fail(err)
+	}
+	m, err := c.Member(env.Host)
+	if err != nil {
+		return fail(err)
+	}
+	if env.StateDir == "" || env.Remote == nil {
+		return fail(fmt.Errorf("needs the controller state directory and a connection to the host"))
+	}
+	pki := c.PKI(env.StateDir)
+	st := storeFor(pki.Dir)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+
+	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()}}
+	ch := &modules.Change{Payload: p}
+	owner := ownsShared(c, env)
+
+	if p.ca, p.caNew, err = st.loadCA(c, pki); err != nil {
+		return fail(err)
+	}
+	if p.caNew && owner {
+		ch.Add("+", pki.CACert(), fmt.Sprintf("new CA %q on the controller (valid until %s)", p.ca.cert.Subject.CommonName, p.ca.cert.NotAfter.UTC().Format("2006-01-02")))
+	}
+
+	sans := m.SANs()
+	srvCrt, srvKey := pki.Server(m.Name)
+	peerCrt, peerKey := pki.Peer(m.Name)
+	p.items = []item{
+		{kind: Server, cn: m.Name, sans: sans, certPath: srvCrt, keyPath: srvKey},
+		{kind: Peer, cn: m.Name, sans: sans, certPath: peerCrt, keyPath: peerKey},
+	}
+	for _, cn := range append([]string{etcd.EtcdplayClientCN}, c.ClientCertNames...) {
+		crt, key := pki.Client(cn)
+		p.items = append(p.items, item{kind: Client, cn: cn, certPath: crt, keyPath: key, shared: true})
+	}
+	for i := range p.items {
+		it := &p.items[i]
+		reason, err := st.resolve(it, p.ca, c.CertValidity, c.CertRenewBefore)
+		if err != nil {
+			return fail(err)
+		}
+		if reason == "" || (it.shared && !owner) {
+			continue
+		}
+		what := fmt.Sprintf("cert %s %s", it.cn, it.kind)
+		detail := reason
+		if it.kind != Client {
+			detail += " (SANs " + strings.Join(it.sans, ", ") + ")"
+		}
+		op := "~"
+		if reason == "new" {
+			op = "+"
+		}
+		ch.Add(op, what, detail)
+	}
+
+	// The member's files on the host: never the CA key.
+	dir := args.Str("pki_dir", c.Paths.PKIDir)
+	ownerName, group := args.Str("owner", "etcd"), args.Str("group", "etcd")
+	file := func(name string, data []byte, mode string, secret bool) etcd_install.File {
+		return etcd_install.File{Path: filepath.Join(dir, name), Content: string(data), Mode: mode, Owner: ownerName, Group: group, Secret: secret}
+	}
+	set := etcd_install.Set{
+		Dirs: []etcd_install.Dir{{Path: dir, Mode: "0700", Owner: ownerName, Group: group}},
+		Files: []etcd_install.File{
+			file("ca.crt", p.ca.Cert, "0644", false),
+			file("server.crt", p.items[0].pair.Cert, "0644", false),
+			file("server.key", p.items[0].pair.Key, "0600", true),
+			file("peer.crt", p.items[1].pair.Cert, "0644", false),
+			file("peer.key", p.items[1].pair.Key, "0600", true),
+		},
+	}
+	p.hostArgs = set.Args()
+	res, err := env.Remote.Do(ctx, "etcd_files", p.hostArgs, true)
+	if err != nil {
+		return fail(err)
+	}
+	if res.Status == modules.StatusFailed {
+		return fail(fmt.Errorf("%s", res.Msg))
+	}
+	if res.Change != nil {
+		ch.Actions = append(ch.Actions, res.Change.Actions...)
+		ch.Diffs = append(ch.Diffs, res.Change.Diffs...)
+	}
+	return ch, nil
+}
+
+func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	p := ch.Payload.(*plan)
+	if err := persist(p, env); err != nil {
+		return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
+	}
+	res, err := env.Remote.Do(ctx, "etcd_files", p.hostArgs, false)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
+	}
+	if res.Status == modules.StatusFailed {
+		return res, fmt.Errorf("etcd_pki on %s: %s", env.Host, res.Msg)
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: ch}, nil
+}
+
+// persist writes what the plan issued into the state directory, under the
+// process lock and the directory's file lock.
+func persist(p *plan, env *modules.Env) error {
+	st := storeFor(p.dir)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !p.caNew && !anyIssued(p) {
+		return nil
+	}
+	unlock, err := lockDir(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if p.caNew {
+		cur, err := os.ReadFile(p.caPaths[0])
+		switch {
+		case err == nil && !bytes.Equal(cur, p.ca.Cert):
+			return fmt.Errorf("%s appeared while this run was planning (another etcdplay run?); run again", p.caPaths[0])
+		case err != nil:
+			if err := writePair(p.caPaths[0], p.caPaths[1], p.ca.Pair); err != nil {
+				return err
+			}
+			env.Logf("created CA %s", p.caPaths[0])
+		}
+		delete(st.pending, p.caPaths[0])
+	}
+	for _, it := range p.items {
+		if !it.issue {
+			continue
+		}
+		if err := writePair(it.certPath, it.keyPath, it.pair); err != nil {
+			return err
+		}
+		delete(st.pending, it.certPath)
+	}
+	return nil
+}
+
+func anyIssued(p *plan) bool {
+	for _, it := range p.items {
+		if it.issue {
+			return true
+		}
+	}
+	return false
+}
+
+// loadCA finds the CA: the user's (etcd_ca_cert/etcd_ca_key), the one in
+// the state dir, one a concurrent plan already made, or a new one.
+// Callers hold s.mu.
+func (s *store) loadCA(c *etcd.Cluster, pki etcd.StatePKI) (*CA, bool, error) {
+	if c.CACertFile != "" {
+		crt, err := os.ReadFile(c.CACertFile)
+		if err != nil {
+			return nil, false, fmt.Errorf("etcd_ca_cert: %w", err)
+		}
+		key, err := os.ReadFile(c.CAKeyFile)
+		if err != nil {
+			return nil, false, fmt.Errorf("etcd_ca_key: %w", err)
+		}
+		ca, err := LoadCA(crt, key)
+		if err != nil {
+			return nil, false, fmt.Errorf("etcd_ca_cert/etcd_ca_key: %w", err)
+		}
+		return ca, false, nil
+	}
+	pair, ok, err := readPair(pki.CACert(), pki.CAKey())
+	if err != nil {
+		return nil, false, err
+	}
+	if ok {
+		ca, err := LoadCA(pair.Cert, pair.Key)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", pki.CACert(), err)
+		}
+		return ca, false, nil
+	}
+	if p, ok := s.pending[pki.CACert()]; ok {
+		ca, err := LoadCA(p.Cert, p.Key)
+		return ca, true, err
+	}
+	ca, err := NewCA(c.Name+"-ca", c.CAValidity)
+	if err != nil {
+		return nil, false, err
+	}
+	s.pending[pki.CACert()] = ca.Pair
+	return ca, true, nil
+}
+
+// resolve fills it.pair from disk when still good, else from a pending
+// issue that is, else issues anew. It returns why it (re)issues, "new"
+// for a first issue, or "" when the disk copy stands. Callers hold s.mu.
+func (s *store) resolve(it *item, ca *CA, validity, renewBefore time.Duration) (string, error) {
+	disk, ok, err := readPair(it.certPath, it.keyPath)
+	if err != nil {
+		return "", err
+	}
+	reason := "new"
+	if ok {
+		if reason = Reason(disk, ca, it.cn, it.sans, now(), renewBefore); reason == "" {
+			it.pair = disk
+			return "", nil
+		}
+		reason = "re-issue: " + reason
+	}
+	it.issue = true
+	if p, ok := s.pending[it.certPath]; ok && Reason(p, ca, it.cn, it.sans, now(), renewBefore) == "" {
+		it.pair = p
+		return reason, nil
+	}
+	if it.pair, err = ca.Issue(it.kind, it.cn, it.sans, validity); err != nil {
+		return "", err
+	}
+	s.pending[it.certPath] = it.pair
+	return reason, nil
+}
+
+// ownsShared reports whether this host's plan reports the cluster-wide
+// items (the CA, client certificates): the first member in the play does,
+// so a plan shows them once. Every host's Apply still writes them if they
+// are missing, so nothing depends on that host succeeding.
+func ownsShared(c *etcd.Cluster, env *modules.Env) bool {
+	if env.Hosts == nil {
+		return true // no view of the play: report everything
+	}
+	for _, m := range c.Members {
+		if _, inPlay := env.Hosts[m.Host]; inPlay {
+			return m.Host == env.Host
+		}
+	}
+	return true
+}
+
+func init() {
+	// cfssl logs every CSR and signature to stderr at info level; that
+	// would interleave with etcdplay's own output. Its errors come back
+	// as values anyway.
+	cflog.Level = cflog.LevelCritical
+	modules.Register("etcd_pki", Module{})
+}

@@ -1,0 +1,311 @@
+package etcd_pki
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_install"
+	"github.com/etcdplay/etcdplay/modules/etcd_install/localremote"
+)
+
+var hosts = []string{"etcd1", "etcd2", "etcd3"}
+
+type lab struct {
+	state, root string
+	vars        map[string]any            // cluster-wide
+	hostvars    map[string]map[string]any // per host
+}
+
+func newLab(t *testing.T) *lab {
+	l := &lab{state: t.TempDir(), root: t.TempDir(), vars: map[string]any{}, hostvars: map[string]map[string]any{}}
+	for i, h := range hosts {
+		l.hostvars[h] = map[string]any{"ansible_host": fmt.Sprintf("127.0.1.%d", i+1)}
+	}
+	return l
+}
+
+func (l *lab) env(h string, check bool) (*modules.Env, modules.Args) {
+	hv := map[string]any{}
+	vars := map[string]any{}
+	remotes := map[string]modules.Remote{}
+	for _, o := range hosts {
+		m := map[string]any{}
+		for k, v := range l.vars {
+			m[k] = v
+		}
+		for k, v := range l.hostvars[o] {
+			m[k] = v
+		}
+		hv[o] = m
+		remotes[o] = localremote.New(o)
+	}
+	for k, v := range hv[h].(map[string]any) {
+		vars[k] = v
+	}
+	vars["groups"] = map[string]any{"etcd": []any{"etcd1", "etcd2", "etcd3"}}
+	vars["hostvars"] = hv
+	env := &modules.Env{Host: h, Vars: vars, Check: check, StateDir: l.state, Remote: remotes[h], Hosts: remotes}
+	return env, modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}
+}
+
+func (l *lab) pki(h string) string { return filepath.Join(l.root, h, "etc/etcd/pki") }
+
+// runAll runs the module for every host in parallel, as the runner does,
+// and returns each host's plan as lines.
+func (l *lab) runAll(t *testing.T, check bool) map[string][]string {
+	t.Helper()
+	var mu sync.Mutex
+	out := map[string][]string{}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env, args := l.env(h, check)
+			var m Module
+			if err := m.Validate(args); err != nil {
+				t.Error(err)
+				return
+			}
+			c, err := m.Plan(context.Background(), env, args)
+			if err != nil {
+				t.Errorf("%s: plan: %v", h, err)
+				return
+			}
+			if !check && !c.Empty() {
+				if _, err := m.Apply(context.Background(), env, c); err != nil {
+					t.Errorf("%s: apply: %v", h, err)
+				}
+			}
+			var lines []string
+			for _, a := range c.Actions {
+				lines = append(lines, strings.NewReplacer(l.state, "STATE", l.root, "ROOT").Replace(a.String()))
+			}
+			mu.Lock()
+			out[h] = lines
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func TestCheckThenApplyThenNoop(t *testing.T) {
+	l := newLab(t)
+	plans := l.runAll(t, true)
+	if _, err := os.Stat(filepath.Join(l.state, "etcd")); !os.IsNotExist(err) {
+		t.Fatal("check mode wrote to the state dir")
+	}
+	if _, err := os.Stat(filepath.Join(l.root, "etcd1")); !os.IsNotExist(err) {
+		t.Fatal("check mode wrote to the host")
+	}
+	p1 := strings.Join(plans["etcd1"], "\n")
+	for _, want := range []string{
+		`+ STATE/etcd/pki/ca.crt: new CA "etcd-ca" on the controller`,
+		"+ cert etcd1 server: new (SANs 127.0.1.1, etcd1, localhost, 127.0.0.1)",
+		"+ cert etcd1 peer: new",
+		"+ cert etcdplay client: new",
+		"+ cert client client: new",
+		"+ ROOT/etcd1/etc/etcd/pki: directory",
+		"+ ROOT/etcd1/etc/etcd/pki/server.key",
+	} {
+		if !strings.Contains(p1, want) {
+			t.Errorf("etcd1 plan lacks %q:\n%s", want, p1)
+		}
+	}
+	if p2 := strings.Join(plans["etcd2"], "\n"); strings.Contains(p2, "ca.crt: new CA") || strings.Contains(p2, "etcdplay client") || !strings.Contains(p2, "+ cert etcd2 server") {
+		t.Errorf("etcd2 should plan its own certs only:\n%s", p2)
+	}
+
+	l.runAll(t, false)
+	ca := readCert(t, filepath.Join(l.state, "etcd/pki/ca.crt"))
+	assertMode(t, filepath.Join(l.state, "etcd/pki/ca.key"), 0o600)
+	for i, h := range hosts {
+		dir := l.pki(h)
+		if _, err := os.Stat(filepath.Join(dir, "ca.key")); !os.IsNotExist(err) {
+			t.Errorf("%s: the CA key reached the host", h)
+		}
+		assertMode(t, dir, 0o700)
+		assertMode(t, filepath.Join(dir, "server.key"), 0o600)
+		assertMode(t, filepath.Join(dir, "peer.key"), 0o600)
+		assertMode(t, filepath.Join(l.state, "etcd/pki/server-"+h+".key"), 0o600)
+		if hostCA := readCert(t, filepath.Join(dir, "ca.crt")); !hostCA.Equal(ca) {
+			t.Errorf("%s got a different CA: hosts planned in parallel must share one", h)
+		}
+		for _, name := range []string{"server.crt", "peer.crt"} {
+			c := readCert(t, filepath.Join(dir, name))
+			if err := c.CheckSignatureFrom(ca); err != nil {
+				t.Errorf("%s %s: %v", h, name, err)
+			}
+			got := sans(c)
+			want := []string{fmt.Sprintf("127.0.1.%d", i+1), "127.0.0.1", h, "localhost"}
+			sort.Strings(want)
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s %s SANs = %v, want %v", h, name, got, want)
+			}
+			if !hasUsage(c, x509.ExtKeyUsageServerAuth) || !hasUsage(c, x509.ExtKeyUsageClientAuth) {
+				t.Errorf("%s %s usages %v", h, name, c.ExtKeyUsage)
+			}
+		}
+	}
+	cl := readCert(t, filepath.Join(l.state, "etcd/pki/client-etcdplay.crt"))
+	if cl.Subject.CommonName != "etcdplay" || !hasUsage(cl, x509.ExtKeyUsageClientAuth) || hasUsage(cl, x509.ExtKeyUsageServerAuth) {
+		t.Errorf("etcdplay client cert: CN %s usages %v", cl.Subject.CommonName, cl.ExtKeyUsage)
+	}
+
+	for h, p := range l.runAll(t, false) {
+		if len(p) > 0 {
+			t.Errorf("%s: second run not a no-op: %v", h, p)
+		}
+	}
+}
+
+func TestReissueOnlyWhatChanged(t *testing.T) {
+	l := newLab(t)
+	l.runAll(t, false)
+	before := readCert(t, filepath.Join(l.pki("etcd1"), "server.crt"))
+
+	l.hostvars["etcd2"]["etcd_extra_sans"] = []any{"etcd2.example.com"}
+	plans := l.runAll(t, false)
+	if len(plans["etcd1"]) != 0 || len(plans["etcd3"]) != 0 {
+		t.Errorf("other members changed: %v", plans)
+	}
+	if p := strings.Join(plans["etcd2"], "\n"); !strings.Contains(p, "~ cert etcd2 server: re-issue: SANs changed: +etcd2.example.com") ||
+		!strings.Contains(p, "~ ROOT/etcd2/etc/etcd/pki/server.crt: content") {
+		t.Errorf("etcd2 plan:\n%s", p)
+	}
+	if c := readCert(t, filepath.Join(l.pki("etcd2"), "peer.crt")); !contains(sans(c), "etcd2.example.com") {
+		t.Error("etcd2 peer cert lacks the new SAN")
+	}
+	if after := readCert(t, filepath.Join(l.pki("etcd1"), "server.crt")); !after.Equal(before) {
+		t.Error("etcd1 re-issued without reason")
+	}
+
+	// Near expiry: everything is renewed (the CA stays).
+	defer func(f func() time.Time) { now = f }(now)
+	now = func() time.Time { return time.Now().Add(340 * 24 * time.Hour) }
+	plans = l.runAll(t, true)
+	if p := strings.Join(plans["etcd1"], "\n"); !strings.Contains(p, "~ cert etcd1 server: re-issue: expires") || strings.Contains(p, "new CA") {
+		t.Errorf("expiry plan:\n%s", p)
+	}
+}
+
+func TestSuppliedCA(t *testing.T) {
+	l := newLab(t)
+	l.runAll(t, false)
+	ca, err := NewCA("corp-root", 24*time.Hour*3650)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	must(t, os.WriteFile(crt, ca.Cert, 0o644))
+	must(t, os.WriteFile(key, ca.Key, 0o600))
+	l.vars["etcd_ca_cert"], l.vars["etcd_ca_key"] = crt, key
+	plans := l.runAll(t, false)
+	if p := strings.Join(plans["etcd3"], "\n"); !strings.Contains(p, "~ cert etcd3 peer: re-issue: signed by another CA") {
+		t.Errorf("plan:\n%s", p)
+	}
+	hostCA := readCert(t, filepath.Join(l.pki("etcd3"), "ca.crt"))
+	if hostCA.Subject.CommonName != "corp-root" {
+		t.Errorf("host CA is %s", hostCA.Subject.CommonName)
+	}
+	if err := readCert(t, filepath.Join(l.pki("etcd3"), "server.crt")).CheckSignatureFrom(hostCA); err != nil {
+		t.Error(err)
+	}
+
+	// A key that does not match its certificate is refused.
+	other, _ := NewCA("other", time.Hour*24)
+	must(t, os.WriteFile(key, other.Key, 0o600))
+	env, args := l.env("etcd1", true)
+	if _, err := (Module{}).Plan(context.Background(), env, args); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Errorf("mismatched CA key: %v", err)
+	}
+}
+
+func TestKeysAreSecretInDiffs(t *testing.T) {
+	l := newLab(t)
+	env, args := l.env("etcd1", true)
+	c, err := (Module{}).Plan(context.Background(), env, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range c.Diffs {
+		isKey := strings.HasSuffix(d.Path, ".key")
+		if isKey != d.Secret || strings.Contains(d.After, "PRIVATE KEY") {
+			t.Errorf("%s: secret=%v after=%.40q", d.Path, d.Secret, d.After)
+		}
+	}
+}
+
+func readCert(t *testing.T, p string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", p)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sans(c *x509.Certificate) []string {
+	out := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasUsage(c *x509.Certificate, u x509.ExtKeyUsage) bool {
+	for _, e := range c.ExtKeyUsage {
+		if e == u {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(l []string, s string) bool {
+	for _, e := range l {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func assertMode(t *testing.T, p string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != want {
+		t.Errorf("%s mode %o, want %o", p, fi.Mode().Perm(), want)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
