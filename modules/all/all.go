@@ -1,0 +1,14 @@
+// Package all links every module into the binary: importing it runs each
+// module's init, which registers it. The controller and the agent both
+// import it, so they agree on the module set.
+package all
+
+import (
+	// Generic modules.
+	_ "github.com/etcdplay/etcdplay/modules/command"
+	_ "github.com/etcdplay/etcdplay/modules/copy"
+	_ "github.com/etcdplay/etcdplay/modules/file"
+	_ "github.com/etcdplay/etcdplay/modules/systemd"
+	_ "github.com/etcdplay/etcdplay/modules/template"
+	_ "github.com/etcdplay/etcdplay/modules/user"
+)
