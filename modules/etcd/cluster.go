@@ -49,16 +49,22 @@ const (
 
 // Member is one host of the etcd group as etcd sees it.
 type Member struct {
-	Host       string // inventory hostname
-	Name       string // etcd member name (etcd_name)
-	Address    string // address etcd listens on and advertises (etcd_address)
-	SSHHost    string // ansible_host, "" when unset
-	ClientPort int
-	PeerPort   int
-	ClientURL  string
-	PeerURL    string
-	MetricsURL string   // etcd_metrics_url, "" for none
-	ExtraSANs  []string // etcd_extra_sans
+	Host    string // inventory hostname
+	Name    string // etcd member name (etcd_name)
+	Address string // address etcd advertises (etcd_address)
+	// ListenAddress is the IP etcd binds (etcd_listen_address): Address
+	// when that is an IP, else 0.0.0.0, since etcd binds IPs only.
+	ListenAddress string
+	SSHHost       string // ansible_host, "" when unset
+	ClientPort    int
+	PeerPort      int
+	ClientURL     string // advertised
+	PeerURL       string // advertised
+	// ListenClientURL and ListenPeerURL are what etcd binds.
+	ListenClientURL string
+	ListenPeerURL   string
+	MetricsURL      string   // etcd_metrics_url, "" for none
+	ExtraSANs       []string // etcd_extra_sans
 }
 
 // SANs lists every name and address the member's server and peer
@@ -304,6 +310,15 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 		if m.Address == "" {
 			m.Address = h
 		}
+		m.ListenAddress = r.str("etcd_listen_address", "")
+		if m.ListenAddress == "" {
+			m.ListenAddress = "0.0.0.0"
+			if net.ParseIP(strings.Trim(m.Address, "[]")) != nil {
+				m.ListenAddress = strings.Trim(m.Address, "[]")
+			}
+		} else if net.ParseIP(m.ListenAddress) == nil {
+			r.fail("etcd_listen_address", "%q must be an IP address (etcd binds IPs only)", m.ListenAddress)
+		}
 		m.ClientPort = r.integer("etcd_client_port", DefaultClientPort)
 		m.PeerPort = r.integer("etcd_peer_port", DefaultPeerPort)
 		m.MetricsURL = r.str("etcd_metrics_url", "")
@@ -342,6 +357,8 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 		hostPart := strings.Trim(m.Address, "[]")
 		m.ClientURL = scheme + "://" + net.JoinHostPort(hostPart, strconv.Itoa(m.ClientPort))
 		m.PeerURL = scheme + "://" + net.JoinHostPort(hostPart, strconv.Itoa(m.PeerPort))
+		m.ListenClientURL = scheme + "://" + net.JoinHostPort(m.ListenAddress, strconv.Itoa(m.ClientPort))
+		m.ListenPeerURL = scheme + "://" + net.JoinHostPort(m.ListenAddress, strconv.Itoa(m.PeerPort))
 		c.Members = append(c.Members, m)
 	}
 }

@@ -82,6 +82,9 @@ func TestFromVarsOverrides(t *testing.T) {
 		t.Errorf("InitialCluster = %s", got)
 	}
 	m, _ := c.Member("etcd2")
+	if m.ListenClientURL != "http://10.0.0.2:12379" {
+		t.Errorf("ListenClientURL = %s", m.ListenClientURL)
+	}
 	if m.ClientURL != "http://10.0.0.2:12379" {
 		t.Errorf("ClientURL = %s", m.ClientURL)
 	}
@@ -93,6 +96,16 @@ func TestFromVarsOverrides(t *testing.T) {
 	}
 	if c.CertRenewBefore != 60*24*time.Hour {
 		t.Errorf("CertRenewBefore = %s", c.CertRenewBefore)
+	}
+}
+
+func TestListenAddressForHostnames(t *testing.T) {
+	c, err := FromVars(lab(1, nil, map[string]map[string]any{"etcd1": {"etcd_address": "etcd1.example.com"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Members[0]; m.ListenClientURL != "https://0.0.0.0:2379" || m.ClientURL != "https://etcd1.example.com:2379" {
+		t.Errorf("listen %s advertise %s", m.ListenClientURL, m.ClientURL)
 	}
 }
 
@@ -130,6 +143,7 @@ func TestFromVarsErrors(t *testing.T) {
 		{"half a CA", map[string]any{"etcd_ca_cert": "/x/ca.crt"}, nil, 1, "etcd_ca_cert", "both"},
 		{"renew > validity", map[string]any{"etcd_cert_renew_before": "400d"}, nil, 1, "etcd_cert_renew_before", "shorter"},
 		{"client cn clash", map[string]any{"etcd_client_cert_names": []any{"etcdplay"}}, nil, 1, "etcd_client_cert_names", "other than"},
+		{"listen on a name", nil, map[string]map[string]any{"etcd1": {"etcd_listen_address": "etcd1.example.com"}}, 1, "etcd_listen_address", "IP"},
 		{"bad metrics", nil, map[string]map[string]any{"etcd1": {"etcd_metrics_url": "127.0.1.1:2381"}}, 1, "etcd_metrics_url", "http"},
 	}
 	for _, tt := range tests {
