@@ -77,6 +77,7 @@ type testServer struct {
 	home     string
 	hostKeys []ssh.Signer
 	ln       net.Listener
+	env      []string // extra environment of commands
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -222,8 +223,13 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			s.execs.Add(1)
 			s.running.Add(1)
 			cmd := exec.Command("/bin/sh", "-c", p.Cmd)
-			cmd.Env = append(os.Environ(), "HOME="+s.home)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+			cmd.Env = append(append(os.Environ(), "HOME="+s.home), s.env...)
+			cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+			// Like sshd, end the session when the command exits, even
+			// if the client still holds stdin open: feed stdin from a
+			// goroutine Run does not wait for.
+			stdin, _ := cmd.StdinPipe()
+			go func() { io.Copy(stdin, ch); stdin.Close() }()
 			code := 0
 			if err := cmd.Run(); err != nil {
 				code = 255
