@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"bytes"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,10 +29,15 @@ func (l *Lab) writeInventory() error {
 		g.Hosts[h.Name] = invHost{AnsibleHost: h.Addr, AnsibleUser: "root", KeyFile: l.KeyFile}
 	}
 	inv := map[string]invAll{"all": {Vars: l.opts.Vars, Children: map[string]invGroup{"etcd": g}}}
-	raw, err := yaml.Marshal(inv)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.WriteString("# etcdplay lab " + l.Name + ": written by integration/lab, rewritten on every change.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(inv); err != nil {
 		return err
 	}
-	header := "# etcdplay lab " + l.Name + ": written by integration/lab, rewritten on every change.\n"
-	return writeFileAtomic(l.InventoryFile, append([]byte(header), raw...), 0o644)
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	return writeFileAtomic(l.InventoryFile, buf.Bytes(), 0o644)
 }

@@ -155,8 +155,8 @@ func (b *lockedBuffer) String() string {
 
 // waitSSH polls until host accepts the lab key and runs a command, with its
 // current host key checked.
-func (l *Lab) waitSSH(ctx context.Context, h *hostState, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (l *Lab) waitSSH(parent context.Context, h *hostState, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var last error
 	for {
@@ -185,6 +185,9 @@ func (l *Lab) waitSSH(ctx context.Context, h *hostState, timeout time.Duration) 
 		last = err
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("host %s (%s): waiting for SSH: %w", h.Name, h.Addr, parent.Err())
+			}
 			return fmt.Errorf("host %s (%s) did not answer SSH within %s: %w (console log: %s)", h.Name, h.Addr, timeout, last, h.consoleLog())
 		case <-time.After(200 * time.Millisecond):
 		}

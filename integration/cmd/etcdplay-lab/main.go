@@ -3,15 +3,16 @@
 //	etcdplay-lab up [-n 3] [-block 1] [-name demo]   boot hosts, leave them running
 //	etcdplay-lab down [-name NAME]                   tear down labs and leftovers
 //	etcdplay-lab mirror [-versions v3.6.16,v3.7.3]   build etcd release tarballs
-//	etcdplay-lab serve [-url-file F] [-addr A]       serve the mirror until killed
+//	etcdplay-lab base                                build the base image
+//	etcdplay-lab serve [-detach] [-url-file F]       serve the mirror until killed
+//
+// `down` without -name also stops a detached mirror server.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +40,12 @@ func main() {
 		err = buildMirror(ctx, os.Args[2:])
 	case "serve":
 		err = serve(ctx, os.Args[2:])
+	case "base":
+		var dir string
+		start := time.Now()
+		if dir, err = lab.BaseImage(ctx, ""); err == nil {
+			fmt.Printf("base image: %s (%s)\n", dir, time.Since(start).Round(time.Second))
+		}
 	default:
 		usage()
 	}
@@ -52,7 +59,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: etcdplay-lab up [-n 3] [-block 1] [-name demo] [-var k=v]...
        etcdplay-lab down [-name NAME]      (every lab when no name)
        etcdplay-lab mirror [-versions v3.6.16,v3.7.3]
-       etcdplay-lab serve [-url-file FILE] [-addr 127.0.0.1:0]`)
+       etcdplay-lab base
+       etcdplay-lab serve [-detach] [-url-file FILE] [-addr 127.0.0.1:0]`)
 	os.Exit(2)
 }
 
@@ -76,6 +84,10 @@ func up(ctx context.Context, args []string) error {
 	vars := varsFlag{}
 	fs.Var(vars, "var", "inventory variable for group all, key=value (repeatable)")
 	_ = fs.Parse(args)
+	// A running mirror is where the hosts get etcd from, unless told otherwise.
+	if _, set := vars["etcd_release_url"]; !set && mirrorURL() != "" {
+		vars["etcd_release_url"] = mirrorURL()
+	}
 
 	start := time.Now()
 	l, err := lab.New(ctx, lab.Options{Name: *name, Block: *block, Hosts: *n, Vars: vars})
@@ -95,8 +107,8 @@ func up(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("inventory:   %s\nknown_hosts: %s\nssh key:     %s\n", l.InventoryFile, l.KnownHostsFile, l.KeyFile)
 	fmt.Printf("ssh:         ssh -i %s -o UserKnownHostsFile=%s root@%s\n", l.KeyFile, l.KnownHostsFile, l.Hosts()[0].Addr)
-	if u, err := os.ReadFile(urlFile()); err == nil {
-		fmt.Printf("mirror:      %s\n", strings.TrimSpace(string(u)))
+	if u := mirrorURL(); u != "" {
+		fmt.Printf("mirror:      %s\n", u)
 	}
 	fmt.Printf("tear down:   make lab-down\n")
 	return nil
@@ -113,6 +125,9 @@ func down(args []string) error {
 	fs := flag.NewFlagSet("down", flag.ExitOnError)
 	name := fs.String("name", "", "lab to tear down (every lab when empty)")
 	_ = fs.Parse(args)
+	if *name == "" {
+		stopMirror()
+	}
 	if err := lab.Cleanup(*name); err != nil {
 		return err
 	}
@@ -131,54 +146,6 @@ func buildMirror(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Printf("etcd %s: %s (%s)\n", v, filepath.Join(dir, mirror.TarballName(v)), time.Since(start).Round(time.Second))
-	}
-	return nil
-}
-
-// urlFile is where `serve` leaves its URL for the demo and `up` to find.
-func urlFile() string { return filepath.Join(lab.DefaultStateRoot(), "mirror.url") }
-
-func serve(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	file := fs.String("url-file", urlFile(), "write the mirror URL to this file")
-	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only)")
-	build := fs.Bool("build", true, "build missing release tarballs first")
-	_ = fs.Parse(args)
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("-addr %s: the mirror serves on loopback only", *addr)
-	}
-	cache := mirror.DefaultCacheDir()
-	if *build {
-		for _, v := range mirror.Versions {
-			if _, err := mirror.Build(ctx, v, cache); err != nil {
-				return err
-			}
-		}
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	url := "http://" + ln.Addr().String()
-	if err := os.MkdirAll(filepath.Dir(*file), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(*file, []byte(url+"\n"), 0o644); err != nil {
-		return err
-	}
-	defer os.Remove(*file)
-	fmt.Printf("etcd mirror: %s (etcd_release_url), serving %s until killed\n", url, cache)
-	srv := &http.Server{Handler: mirror.Handler(cache)}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return err
 	}
 	return nil
 }
