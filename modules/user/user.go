@@ -107,7 +107,10 @@ func useradd(args modules.Args) (argv []string, detail string) {
 		argv = append(argv, "-r")
 		d = append(d, "system")
 	}
-	if v := args.Str("uid", ""); v != "" {
+	if _, ok := args["uid"]; ok {
+		// Through strconv, not Str: a uid that crossed JSON is a float64,
+		// and fmt prints 1000000.0 as 1e+06.
+		v := strconv.Itoa(args.Int("uid", 0))
 		argv = append(argv, "-u", v)
 		d = append(d, "uid "+v)
 	}

@@ -49,7 +49,7 @@ func TestUserPlan(t *testing.T) {
 		{"new system user", modules.Args{"name": "etcdbk", "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/etcdbk", "create_home": false},
 			false, "+ user etcdbk: system, home /var/lib/etcdbk, shell /usr/sbin/nologin",
 			"useradd -r -d /var/lib/etcdbk -M -s /usr/sbin/nologin etcdbk", ""},
-		{"new user with uid and group", modules.Args{"name": "bob", "uid": 1500, "group": "alice", "comment": "Bob"},
+		{"new user with uid and group", modules.Args{"name": "bob", "uid": float64(1500), "group": "alice", "comment": "Bob"},
 			false, "+ user bob: uid 1500, group alice", "useradd -u 1500 -g alice -m -c Bob bob", ""},
 		{"shell and home change", modules.Args{"name": "etcd", "shell": "/bin/false", "home": "/srv/etcd"},
 			false, "~ user etcd: home /var/lib/etcd->/srv/etcd, shell /usr/sbin/nologin->/bin/false",
