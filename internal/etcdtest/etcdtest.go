@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
@@ -67,6 +68,9 @@ func Start(t testing.TB, n int) *Cluster {
 		cfg.Name = m.Name
 		cfg.Dir = filepath.Join(stateDir, "data", m.Name)
 		cfg.LogLevel = "error"
+		// Stopping members on purpose makes the server log errors: keep
+		// test output to the test.
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.ListenClientUrls = []url.URL{mustURL(m.ClientURL)}
 		cfg.AdvertiseClientUrls = cfg.ListenClientUrls
 		// Peers talk plain HTTP: the tests are about the client side.

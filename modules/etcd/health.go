@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/etcdplay/etcdplay/modules"
 )
 
 // MemberHealth is one member as seen through its own client URL: the
@@ -342,4 +345,35 @@ func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc
 			return h, fmt.Errorf("%w after %s: %s", ErrNotHealthy, opt.Timeout, strings.Join(probs, "; "))
 		}
 	}
+}
+
+// ArgDuration reads a timeout argument: a Go duration ("90s", "2m") or a
+// bare number of seconds.
+func ArgDuration(args modules.Args, name string, def time.Duration) (time.Duration, error) {
+	v, ok := args[name]
+	if !ok || v == nil {
+		return def, nil
+	}
+	s := strings.TrimSpace(fmt.Sprint(v))
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 {
+			return 0, &modules.ArgError{Arg: name, Msg: fmt.Sprintf("must be positive, got %d", n)}
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, &modules.ArgError{Arg: name, Msg: fmt.Sprintf("%q is not a duration (e.g. 60s, 2m, or seconds)", s)}
+	}
+	return d, nil
+}
+
+// Dialer returns the dialer a controller-side module should use: through
+// the play's SSH connections (env.Hosts, or env.Remote alone).
+func Dialer(c *Cluster, env *modules.Env) DialFunc {
+	hosts := env.Hosts
+	if hosts == nil && env.Remote != nil {
+		hosts = map[string]modules.Remote{env.Host: env.Remote}
+	}
+	return RemoteDialer(c, hosts)
 }

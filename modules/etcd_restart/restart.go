@@ -1,0 +1,301 @@
+// Package etcd_restart is the rolling restart of etcd members: the handler
+// that config, certificate, binary and unit changes notify. It restarts one
+// member at a time, followers first and the leader last, and waits after
+// each until the whole cluster is healthy again, so a quorum is never at
+// risk and clients see at most one leader change.
+//
+// It runs on the controller: it needs every member's connection (to probe
+// and restart) and the etcd API (to find the leader and gate on health).
+package etcd_restart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+func init() { modules.Register("etcd_restart", Module{}) }
+
+// Module is the etcd_restart module.
+type Module struct{}
+
+// RunsOnController marks etcd_restart as controller-side.
+func (Module) RunsOnController() {}
+
+var spec = modules.Spec{
+	// members limits the roll to these hosts; by default the hosts that
+	// notified the handler (or, as a plain task, every member).
+	"members": {Kind: modules.List},
+	// timeout bounds the wait for a healthy cluster after each restart.
+	"timeout": {Kind: modules.String},
+	// restart_timeout bounds `systemctl restart` itself.
+	"restart_timeout": {Kind: modules.String},
+}
+
+const (
+	defaultTimeout        = 60 * time.Second
+	defaultRestartTimeout = 3 * time.Minute
+)
+
+// Validate checks the arguments.
+func (Module) Validate(args modules.Args) error {
+	if err := spec.Check(args); err != nil {
+		return err
+	}
+	if _, err := etcd.ArgDuration(args, "timeout", defaultTimeout); err != nil {
+		return err
+	}
+	_, err := etcd.ArgDuration(args, "restart_timeout", defaultRestartTimeout)
+	return err
+}
+
+// step is one member to restart.
+type step struct {
+	Host, Name string
+	Reason     string
+}
+
+type payload struct {
+	Cluster        *etcd.Cluster
+	Steps          []step // in planned order; Apply re-checks the leader
+	Timeout        time.Duration
+	RestartTimeout time.Duration
+}
+
+// Plan finds which notified members run an etcd older than its inputs,
+// checks the cluster is healthy enough to lose one member at a time, and
+// orders them followers first, leader last.
+//
+// Under --check the inputs have not changed yet, so every notified running
+// member is planned: that is what apply would restart.
+func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	c, err := etcd.FromVars(env.Vars)
+	if err != nil {
+		return nil, err
+	}
+	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	rtimeout, _ := etcd.ArgDuration(args, "restart_timeout", defaultRestartTimeout)
+	targets, err := targetMembers(c, args.Strings("members"), env.Notified)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restart: %w", err)
+	}
+	hosts := remotes(env)
+
+	probes := make([]hostProbe, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, m := range targets {
+		r := hosts[m.Host]
+		if r == nil {
+			errs[i] = fmt.Errorf("%s: no connection to the host in this play", m.Host)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			probes[i], errs[i] = probeHost(ctx, r, c)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("%s: %w", m.Host, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("etcd_restart: %w", err)
+	}
+
+	var todo []step
+	for i, m := range targets {
+		p := probes[i]
+		switch {
+		case !p.Running():
+			env.Logf("%s: etcd is %s, nothing to restart (etcd_service starts it)", m.Name, p.Active)
+		case env.Check:
+			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: "its config, certificates, binary or unit change"})
+		case p.Stale():
+			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: p.NewestP + " changed after etcd started"})
+		default:
+			env.Logf("%s: etcd started after its last input change, no restart needed", m.Name)
+		}
+	}
+	if len(todo) == 0 {
+		return &modules.Change{}, nil
+	}
+
+	// Quorum guard: never take a member down from a cluster that is not
+	// fully healthy; the restart could be the failure that loses quorum.
+	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restart: %w", err)
+	}
+	if !h.Healthy() {
+		return nil, fmt.Errorf("etcd_restart: refusing to start a rolling restart of %s: the cluster is not healthy: %s",
+			names(todo), strings.Join(h.Problems(), "; "))
+	}
+	leader := ""
+	if l, ok := h.Leader(); ok {
+		leader = l.Host
+	}
+	todo = order(todo, leader)
+	ch := &modules.Change{Payload: &payload{Cluster: c, Steps: todo, Timeout: timeout, RestartTimeout: rtimeout}}
+	for i, s := range todo {
+		role := "follower"
+		if s.Host == leader {
+			role = "leader, last"
+		}
+		ch.Add("!", "restart "+s.Name, fmt.Sprintf("%d/%d, %s: %s", i+1, len(todo), role, s.Reason))
+	}
+	return ch, nil
+}
+
+// Apply restarts the members one at a time. Before each restart it checks
+// the cluster again and picks a follower while one is left, since the
+// leader can move during the roll.
+func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	p, ok := ch.Payload.(*payload)
+	if !ok {
+		return nil, errors.New("etcd_restart: plan payload missing")
+	}
+	c, hosts, dial := p.Cluster, remotes(env), etcd.Dialer(p.Cluster, env)
+	remaining := append([]step(nil), p.Steps...)
+	var done []string
+	stopped := func() string {
+		if len(done) == 0 {
+			return fmt.Sprintf("no member restarted; not restarted: %s", names(remaining))
+		}
+		return fmt.Sprintf("restarted: %s; not restarted: %s", strings.Join(done, ", "), names(remaining))
+	}
+	total := len(remaining)
+	for len(remaining) > 0 {
+		h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("etcd_restart: %w (%s)", err, stopped())
+		}
+		if !h.Healthy() {
+			return nil, fmt.Errorf("etcd_restart: stopped the rolling restart, the cluster is not healthy: %s (%s)",
+				strings.Join(h.Problems(), "; "), stopped())
+		}
+		leader := ""
+		if l, ok := h.Leader(); ok {
+			leader = l.Host
+		}
+		remaining = order(remaining, leader)
+		s := remaining[0]
+		role := "follower"
+		if s.Host == leader {
+			role = "leader"
+		}
+		env.Logf("restarting etcd on %s (%d/%d, %s)", s.Name, len(done)+1, total, role)
+		r := hosts[s.Host]
+		if r == nil {
+			return nil, fmt.Errorf("etcd_restart: no connection to %s (%s)", s.Host, stopped())
+		}
+		rctx, cancel := context.WithTimeout(ctx, p.RestartTimeout)
+		_, err = command(rctx, r, "systemctl", "restart", unitName)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("etcd_restart: restart of %s failed: %w%s (%s)", s.Name, err, journal(ctx, r), stopped())
+		}
+		remaining = remaining[1:]
+		done = append(done, s.Name)
+		if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: p.Timeout, Log: env.Log}); err != nil {
+			return nil, fmt.Errorf("etcd_restart: %s restarted but the cluster did not become healthy: %w (%s)", s.Name, err, stopped())
+		}
+	}
+	return &modules.Result{
+		Status: modules.StatusChanged,
+		Change: ch,
+		Msg:    "restarted " + strings.Join(done, ", ") + " one at a time",
+		Data:   map[string]any{"restarted": done},
+	}, nil
+}
+
+// journal fetches the end of etcd's log on r, for a failed restart's error.
+func journal(ctx context.Context, r modules.Remote) string {
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := command(jctx, r, "journalctl", "-u", unitName, "-n", "10", "--no-pager", "-o", "cat")
+	if err != nil || strings.TrimSpace(out) == "" {
+		return ""
+	}
+	return "\nlast lines of etcd's journal:\n" + out
+}
+
+// order puts followers first, in their given order, and the leader last.
+func order(steps []step, leaderHost string) []step {
+	out := make([]step, 0, len(steps))
+	var last []step
+	for _, s := range steps {
+		if s.Host == leaderHost {
+			last = append(last, s)
+			continue
+		}
+		out = append(out, s)
+	}
+	return append(out, last...)
+}
+
+// targetMembers picks the members to consider: args.members, else the
+// notifying hosts, else (a plain task) every member; always in inventory
+// order. Notifying hosts outside the etcd group are ignored.
+func targetMembers(c *etcd.Cluster, explicit, notified []string) ([]etcd.Member, error) {
+	if len(explicit) > 0 {
+		sel, err := c.Select(explicit)
+		if err != nil {
+			return nil, err
+		}
+		return inInventoryOrder(c, sel), nil
+	}
+	if notified == nil {
+		return append([]etcd.Member(nil), c.Members...), nil
+	}
+	set := map[string]bool{}
+	for _, h := range notified {
+		set[h] = true
+	}
+	var out []etcd.Member
+	for _, m := range c.Members {
+		if set[m.Host] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func inInventoryOrder(c *etcd.Cluster, sel []etcd.Member) []etcd.Member {
+	set := map[string]bool{}
+	for _, m := range sel {
+		set[m.Host] = true
+	}
+	var out []etcd.Member
+	for _, m := range c.Members {
+		if set[m.Host] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func remotes(env *modules.Env) map[string]modules.Remote {
+	if env.Hosts != nil {
+		return env.Hosts
+	}
+	return map[string]modules.Remote{env.Host: env.Remote}
+}
+
+func names(steps []step) string {
+	if len(steps) == 0 {
+		return "none"
+	}
+	n := make([]string, len(steps))
+	for i, s := range steps {
+		n[i] = s.Name
+	}
+	return strings.Join(n, ", ")
+}

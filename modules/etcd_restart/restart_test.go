@@ -1,0 +1,209 @@
+package etcd_restart
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+func TestParseProbe(t *testing.T) {
+	out := `ActiveState=active
+ExecMainStartTimestamp=Mon 2026-11-23 14:30:00.250000 UTC
+1795444199.000000000 /etc/etcd/etcd.yaml
+1795444200.500000000 /usr/local/bin/etcd
+1795000000.000000000 /etc/etcd/pki/ca.crt`
+	p, err := parseProbe(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2026, 11, 23, 14, 30, 0, 250000000, time.UTC)
+	if !p.Started.Equal(want) {
+		t.Errorf("started %v, want %v", p.Started, want)
+	}
+	if p.NewestP != "/usr/local/bin/etcd" || !p.Newest.Equal(time.Unix(1795444200, 500000000)) {
+		t.Errorf("newest %v %s", p.Newest, p.NewestP)
+	}
+	tests := []struct {
+		name  string
+		out   string
+		run   bool
+		stale bool
+	}{
+		{"inputs newer than process", out, true, true},
+		{"process started after inputs (bootstrap in this run)", "ActiveState=activating\nExecMainStartTimestamp=Mon 2026-11-23 14:40:00.000000 UTC\n1795444199.5 /etc/etcd/etcd.yaml", true, false},
+		{"not running", "ActiveState=inactive\nExecMainStartTimestamp=\n1795444199.5 /etc/etcd/etcd.yaml", false, false},
+		{"never started", "ActiveState=failed\nExecMainStartTimestamp=n/a", false, false},
+	}
+	for _, tt := range tests {
+		p, err := parseProbe(tt.out)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if p.Running() != tt.run || p.Stale() != tt.stale {
+			t.Errorf("%s: running=%v stale=%v, want %v %v", tt.name, p.Running(), p.Stale(), tt.run, tt.stale)
+		}
+	}
+	if _, err := parseProbe("garbage"); err == nil {
+		t.Error("output without ActiveState accepted")
+	}
+}
+
+func TestOrder(t *testing.T) {
+	s := func(hs ...string) []step {
+		var out []step
+		for _, h := range hs {
+			out = append(out, step{Host: h, Name: h})
+		}
+		return out
+	}
+	tests := []struct {
+		in     []step
+		leader string
+		want   string
+	}{
+		{s("e1", "e2", "e3"), "e1", "e2, e3, e1"},
+		{s("e1", "e2", "e3"), "e3", "e1, e2, e3"},
+		{s("e1", "e3"), "e2", "e1, e3"},
+		{s("e2"), "e2", "e2"},
+		{s("e1", "e2"), "", "e1, e2"},
+	}
+	for _, tt := range tests {
+		if got := names(order(tt.in, tt.leader)); got != tt.want {
+			t.Errorf("order(%s, leader %s) = %s, want %s", names(tt.in), tt.leader, got, tt.want)
+		}
+	}
+}
+
+func TestTargetMembers(t *testing.T) {
+	c, err := etcd.FromVars(map[string]any{"groups": map[string]any{"etcd": []any{"e1", "e2", "e3"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := func(ms []etcd.Member) string {
+		var n []string
+		for _, m := range ms {
+			n = append(n, m.Host)
+		}
+		return strings.Join(n, ",")
+	}
+	tests := []struct {
+		explicit, notified []string
+		want               string
+		wantErr            bool
+	}{
+		{nil, nil, "e1,e2,e3", false},
+		{nil, []string{"e3", "e1", "web1"}, "e1,e3", false},
+		{nil, []string{}, "", false},
+		{[]string{"e3", "e2"}, []string{"e1"}, "e2,e3", false},
+		{[]string{"nope"}, nil, "", true},
+	}
+	for _, tt := range tests {
+		got, err := targetMembers(c, tt.explicit, tt.notified)
+		if (err != nil) != tt.wantErr || hosts(got) != tt.want {
+			t.Errorf("targetMembers(%v, %v) = %s, %v; want %s", tt.explicit, tt.notified, hosts(got), err, tt.want)
+		}
+	}
+}
+
+// fakeHost stands in for a host's agent: the probe reports etcd running
+// with its config changed after it started, and "systemctl restart"
+// restarts the in-process member.
+type fakeHost struct {
+	name string
+	idx  int
+	tc   *etcdtest.Cluster
+	mu   *sync.Mutex
+	log  *[]string
+}
+
+func (f *fakeHost) Name() string    { return f.name }
+func (f *fakeHost) Address() string { return "127.0.0.1" }
+func (f *fakeHost) Reachable() bool { return true }
+func (f *fakeHost) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+func (f *fakeHost) Upload(context.Context, io.Reader, string, uint32) error { return nil }
+func (f *fakeHost) Download(context.Context, string, io.Writer) error       { return nil }
+func (f *fakeHost) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
+	argv := args.Strings("argv")
+	if module != "command" || len(argv) == 0 {
+		return nil, fmt.Errorf("unexpected %s %v", module, argv)
+	}
+	switch {
+	case argv[0] == "sh":
+		started := time.Now().Add(-time.Hour).UTC().Format(startLayout)
+		out := fmt.Sprintf("ActiveState=active\nExecMainStartTimestamp=%s\n%d.0 /etc/etcd/etcd.yaml\n", started, time.Now().Unix())
+		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"stdout": out, "rc": 0}}, nil
+	case strings.Join(argv, " ") == "systemctl restart etcd.service":
+		f.mu.Lock()
+		*f.log = append(*f.log, f.name)
+		f.mu.Unlock()
+		f.tc.Restart(f.idx)
+		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"rc": 0}}, nil
+	}
+	return nil, fmt.Errorf("unexpected command %v", argv)
+}
+
+func TestRollingRestartLeaderLast(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	var mu sync.Mutex
+	var restarted []string
+	hosts := map[string]modules.Remote{}
+	for i, m := range tc.Model.Members {
+		hosts[m.Host] = &fakeHost{name: m.Host, idx: i, tc: tc, mu: &mu, log: &restarted}
+	}
+	env := &modules.Env{Host: "etcd1", Vars: tc.Vars, Hosts: hosts, StateDir: tc.StateDir,
+		Notified: []string{"etcd1", "etcd2", "etcd3"}, Remote: hosts["etcd1"]}
+	ctx := context.Background()
+	leader := tc.Model.Members[tc.LeaderIndex()].Name
+
+	// --check plans all three, leader last.
+	env.Check = true
+	ch, err := Module{}.Plan(ctx, env, modules.Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Actions) != 3 || ch.Actions[2].Target != "restart "+leader || !strings.Contains(ch.Actions[2].Detail, "3/3, leader") {
+		t.Fatalf("check plan: %v", ch.Actions)
+	}
+	if len(restarted) != 0 {
+		t.Fatal("plan restarted something")
+	}
+
+	env.Check = false
+	ch, err = Module{}.Plan(ctx, env, modules.Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Module{}.Apply(ctx, env, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(restarted) != 3 || restarted[2] != leader {
+		t.Errorf("restart order %v, want the leader %s last", restarted, leader)
+	}
+	if res.Status != modules.StatusChanged {
+		t.Errorf("status %s", res.Status)
+	}
+	if h, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcd.CheckOptions{}); err != nil || !h.Healthy() {
+		t.Errorf("cluster after roll: %v %v", err, h.Problems())
+	}
+
+	// Quorum guard: with etcd3 down, restarting etcd1 is refused up front.
+	tc.Stop(2)
+	env.Notified = []string{"etcd1"}
+	_, err = Module{}.Plan(ctx, env, modules.Args{})
+	if err == nil || !strings.Contains(err.Error(), "refusing") || !strings.Contains(err.Error(), "etcd3") {
+		t.Errorf("plan with a member down: %v", err)
+	}
+}
