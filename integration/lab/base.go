@@ -63,8 +63,12 @@ func BaseImage(ctx context.Context, cacheDir string) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	root := filepath.Join(tmp, "root")
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
-		"--include="+strings.Join(BasePackages, ","), "bookworm", root)
+	args := []string{"--variant=minbase", "--include=" + strings.Join(BasePackages, ","), "bookworm", root}
+	// A machine behind its own Debian mirror names it here.
+	if m := os.Getenv("ETCDPLAY_LAB_DEBIAN_MIRROR"); m != "" {
+		args = append(args, m)
+	}
+	cmd := exec.CommandContext(ctx, "debootstrap", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
