@@ -240,3 +240,14 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestLargeFileDiffIsHashed(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "big")
+	must(t, os.WriteFile(dest, []byte("small\n"), 0o644))
+	big := strings.Repeat("line\n", hostfile.MaxContent/5+1)
+	c, err := Module{}.Plan(context.Background(), &modules.Env{}, modules.Args{"dest": dest, "content": big})
+	must(t, err)
+	if len(c.Diffs) != 1 || !c.Diffs[0].Secret || c.Diffs[0].After != diff.Hash(big) || c.Diffs[0].Before != diff.Hash("small\n") {
+		t.Errorf("large diff not hashed: before %q after %.80q", c.Diffs[0].Before, c.Diffs[0].After)
+	}
+}
