@@ -1,0 +1,159 @@
+// Package output renders runner events for people (text) and for pipelines
+// (one JSON object per line). Both views render the same events.
+package output
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/etcdplay/etcdplay/internal/diff"
+	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// New returns a sink for format "text" or "json".
+func New(format string, w io.Writer, showDiff, check bool) (runner.Sink, error) {
+	switch format {
+	case "", "text":
+		return &Text{w: w, diff: showDiff, check: check}, nil
+	case "json":
+		return &JSON{enc: json.NewEncoder(w)}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want text or json)", format)
+}
+
+// JSON writes one event per line.
+type JSON struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// Emit writes e as one line of JSON. Secret diffs carry only hashes.
+func (j *JSON) Emit(e runner.Event) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e.Change != nil {
+		c := *e.Change
+		c.Diffs = maskSecrets(c.Diffs)
+		e.Change = &c
+	}
+	_ = j.enc.Encode(e)
+}
+
+// secretHash stands in for secret content: equal hashes say "unchanged"
+// without saying anything about the content.
+func secretHash(s string) string {
+	if s == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func maskSecrets(in []modules.FileDiff) []modules.FileDiff {
+	out := make([]modules.FileDiff, len(in))
+	for i, d := range in {
+		if d.Secret {
+			d.Before, d.After = secretHash(d.Before), secretHash(d.After)
+		}
+		out[i] = d
+	}
+	return out
+}
+
+// Text writes live progress lines and the PLAY RECAP, Ansible style.
+type Text struct {
+	mu       sync.Mutex
+	w        io.Writer
+	diff     bool
+	check    bool
+	lastPlay string
+}
+
+// Emit prints one event.
+func (t *Text) Emit(e runner.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch e.Type {
+	case runner.EventHostConnect:
+		if e.Status == modules.StatusUnreachable {
+			fmt.Fprintf(t.w, "unreachable: [%s] %s\n", e.Host, e.Msg)
+		}
+	case runner.EventLog:
+		fmt.Fprintf(t.w, "  [%s] %s: %s\n", e.Host, e.Task, e.Msg)
+	case runner.EventNodeDone:
+		if e.Play != t.lastPlay {
+			t.lastPlay = e.Play
+			fmt.Fprintf(t.w, "\nPLAY [%s] %s\n", e.Play, stars(e.Play))
+		}
+		t.node(e)
+	case runner.EventRecap:
+		t.recap(e)
+	}
+}
+
+func (t *Text) node(e runner.Event) {
+	label := string(e.Status)
+	if t.check && e.Status == modules.StatusChanged {
+		label = "changed (check)"
+	}
+	line := fmt.Sprintf("%s: [%s] %s", label, e.Host, e.Task)
+	if e.Status == modules.StatusFailed || e.Status == modules.StatusUnreachable || (e.Status == modules.StatusSkipped && e.Msg != "") {
+		line += ": " + e.Msg
+	} else if e.Msg != "" && e.Status == modules.StatusChanged {
+		line += " (" + e.Msg + ")"
+	}
+	fmt.Fprintln(t.w, line)
+	if e.Change == nil || e.Status != modules.StatusChanged {
+		return
+	}
+	if t.check || t.diff {
+		for _, a := range e.Change.Actions {
+			fmt.Fprintf(t.w, "    %s\n", a)
+		}
+	}
+	if t.diff {
+		for _, d := range e.Change.Diffs {
+			fmt.Fprint(t.w, indent(diff.Render(d), "    "))
+		}
+	}
+}
+
+func (t *Text) recap(e runner.Event) {
+	fmt.Fprintf(t.w, "\nPLAY RECAP %s\n", strings.Repeat("*", 60))
+	width := 0
+	for _, r := range e.Recap {
+		width = max(width, len(r.Host))
+	}
+	for _, r := range e.Recap {
+		fmt.Fprintf(t.w, "%-*s : ok=%-4d changed=%-4d unreachable=%-4d failed=%-4d skipped=%-4d elapsed=%.2fs\n",
+			width, r.Host, r.OK, r.Changed, r.Unreachable, r.Failed, r.Skipped, r.Elapsed)
+	}
+	fmt.Fprintf(t.w, "\nfinished in %.2fs\n", e.Elapsed)
+}
+
+func stars(title string) string {
+	return strings.Repeat("*", max(3, 70-len(title)))
+}
+
+func indent(s, prefix string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(prefix + l)
+		}
+	}
+	if !strings.HasSuffix(s, "\n") {
+		b.WriteString("\n")
+	}
+	return b.String()
+}

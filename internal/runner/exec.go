@@ -1,0 +1,263 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/playbook"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// Options control one run of a compiled playbook.
+type Options struct {
+	// Forks bounds how many nodes run at once (and how many hosts connect
+	// at once).
+	Forks int
+	// Check plans every node and applies none.
+	Check bool
+	// Connect is passed to Connect for every host.
+	Connect ConnectOptions
+	// StateDir is the controller-side state directory handed to
+	// controller-side modules.
+	StateDir string
+	// Sink receives live events; nil discards them.
+	Sink Sink
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Recap       []HostRecap
+	Failed      bool // some task failed on some host
+	Unreachable bool // some host could not be reached
+	Elapsed     time.Duration
+}
+
+// errPlayAborted marks a node that did not run because of its play's failure
+// policy; its dependents are skipped too.
+var errPlayAborted = errors.New("play aborted by its failure policy (any_errors_fatal or max_fail_percentage)")
+
+// run is the state of one walk. Readers and writers of the maps hold mu.
+type run struct {
+	opts  Options
+	start time.Time
+	graph *dag.Graph[*playbook.Node]
+
+	mu          sync.Mutex
+	conns       map[string]*Conn  // reachable hosts only
+	unreachable map[string]string // host -> why
+	recap       map[string]*HostRecap
+	notified    map[string]map[string]bool // "play/handler" -> hosts
+	failedHosts map[int]map[string]bool    // play -> hosts with a failure
+	aborted     map[int]bool
+}
+
+// Run connects to every host the compiled playbook needs (one SSH
+// connection and one agent session each), walks the graph with at most
+// opts.Forks nodes at a time and reports every outcome to opts.Sink.
+func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, opts Options) (*Summary, error) {
+	if opts.Forks <= 0 {
+		opts.Forks = 50
+	}
+	if opts.Sink == nil {
+		opts.Sink = SinkFunc(func(Event) {})
+	}
+	r := &run{
+		opts:        opts,
+		start:       time.Now(),
+		graph:       c.Graph,
+		conns:       map[string]*Conn{},
+		unreachable: map[string]string{},
+		recap:       map[string]*HostRecap{},
+		notified:    map[string]map[string]bool{},
+		failedHosts: map[int]map[string]bool{},
+		aborted:     map[int]bool{},
+	}
+	hosts := hostsOf(c)
+	for _, h := range hosts {
+		r.recap[h] = &HostRecap{Host: h}
+	}
+	r.connectAll(ctx, inv, c, hosts)
+	defer r.closeAll()
+
+	walkErr := c.Graph.Walk(ctx, opts.Forks, r.node, r.skipped)
+	_ = walkErr // every failure has been reported as an event already
+
+	s := &Summary{Elapsed: time.Since(r.start)}
+	for _, h := range hosts {
+		rc := *r.recap[h]
+		s.Recap = append(s.Recap, rc)
+		s.Failed = s.Failed || rc.Failed > 0
+		s.Unreachable = s.Unreachable || rc.Unreachable > 0
+	}
+	opts.Sink.Emit(Event{Time: time.Now(), Type: EventRecap, Recap: s.Recap, Elapsed: s.Elapsed.Seconds()})
+	if err := ctx.Err(); err != nil {
+		return s, fmt.Errorf("run interrupted: %w", err)
+	}
+	return s, nil
+}
+
+// hostsOf lists every host some node runs on, in play order.
+func hostsOf(c *playbook.Compiled) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range c.Plays {
+		for _, h := range p.Hosts {
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// connectAll opens one connection per host, at most Forks at once. A host
+// that cannot be reached is recorded; its nodes report unreachable.
+func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playbook.Compiled, hosts []string) {
+	become := becomeHosts(c)
+	sem := make(chan struct{}, r.opts.Forks)
+	var wg sync.WaitGroup
+	for _, name := range hosts {
+		h, ok := inv.Host(name)
+		if !ok {
+			r.markUnreachable(name, "not in the inventory")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t := TargetFor(h)
+			t.Become = t.Become || become[name]
+			conn, err := Connect(ctx, t, r.opts.Connect)
+			if err != nil {
+				r.markUnreachable(name, err.Error())
+				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusUnreachable, Msg: err.Error()})
+				return
+			}
+			r.mu.Lock()
+			r.conns[name] = conn
+			r.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// TargetFor turns an inventory host into an SSH target.
+func TargetFor(h *inventory.Host) Target {
+	return Target{
+		Name:       h.Name,
+		Addr:       h.Address(),
+		Port:       h.Port(),
+		User:       h.User(),
+		KeyFile:    h.KeyFile(),
+		Become:     h.Become(),
+		BecomeUser: h.BecomeUser(),
+		JumpHost:   h.JumpHost(),
+	}
+}
+
+// becomeHosts finds hosts where some task asks for become: the one agent
+// session per host then runs under sudo.
+func becomeHosts(c *playbook.Compiled) map[string]bool {
+	out := map[string]bool{}
+	for _, id := range c.Graph.IDs() {
+		n, _ := c.Graph.Node(id)
+		if n.Task.Become != nil && *n.Task.Become {
+			out[n.Host] = true
+		}
+	}
+	return out
+}
+
+func (r *run) markUnreachable(host, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreachable[host] = why
+}
+
+func (r *run) closeAll() {
+	r.mu.Lock()
+	conns := r.conns
+	r.conns = map[string]*Conn{}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	wg.Wait()
+}
+
+// remotes returns the handles of the reachable hosts among names.
+func (r *run) remotes(names []string) map[string]modules.Remote {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]modules.Remote, len(names))
+	for _, n := range names {
+		if c, ok := r.conns[n]; ok {
+			out[n] = c
+		}
+	}
+	return out
+}
+
+func (r *run) conn(host string) (*Conn, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns[host], r.unreachable[host]
+}
+
+// notify records that host's task changed and so wants the play's handler.
+func (r *run) notify(play int, handler, host string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := fmt.Sprintf("%d/%s", play, handler)
+	if r.notified[k] == nil {
+		r.notified[k] = map[string]bool{}
+	}
+	r.notified[k][host] = true
+}
+
+// notifiedHosts lists, sorted, the hosts that notified a play's handler.
+func (r *run) notifiedHosts(play int, handler string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for h := range r.notified[fmt.Sprintf("%d/%s", play, handler)] {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r *run) count(host string, st modules.Status) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rc := r.recap[host]
+	if rc == nil {
+		rc = &HostRecap{Host: host}
+		r.recap[host] = rc
+	}
+	switch st {
+	case modules.StatusOK:
+		rc.OK++
+	case modules.StatusChanged:
+		rc.OK++
+		rc.Changed++
+	case modules.StatusFailed:
+		rc.Failed++
+	case modules.StatusSkipped:
+		rc.Skipped++
+	case modules.StatusUnreachable:
+		rc.Unreachable = 1
+	}
+	rc.Elapsed = time.Since(r.start).Seconds()
+}

@@ -1,0 +1,256 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/playbook"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// errUnreachable is returned for nodes of a host that could not be reached,
+// so the walker skips the host's later nodes.
+var errUnreachable = errors.New("host unreachable")
+
+// node runs one (task, host) node: it is the walker's callback.
+func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
+	began := time.Now()
+	emit := func(st modules.Status, res *modules.Result, msg string) {
+		r.count(n.Host, st)
+		ev := Event{Time: time.Now(), Type: EventNodeDone, Play: n.Play.Name, Task: taskTitle(n.Task),
+			Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: st, Msg: msg, Elapsed: time.Since(began).Seconds()}
+		if res != nil {
+			ev.Change = res.Change
+		}
+		r.opts.Sink.Emit(ev)
+	}
+	if n.Skip {
+		emit(modules.StatusSkipped, nil, n.SkipReason)
+		return nil
+	}
+	if r.isAborted(n.Play.Index) {
+		emit(modules.StatusSkipped, nil, errPlayAborted.Error())
+		return errPlayAborted
+	}
+	var notified []string
+	if n.Handler {
+		notified = r.notifiedHosts(n.Play.Index, n.Task.Name)
+		if n.Task.RunOnce {
+			if len(notified) == 0 {
+				return nil // not notified: Ansible stays silent too
+			}
+		} else if !slices.Contains(notified, n.Host) {
+			return nil
+		}
+	}
+	host := r.pickHost(n)
+	conn, why := r.conn(host)
+	if conn == nil {
+		if why == "" {
+			why = "not connected"
+		}
+		emit(modules.StatusUnreachable, nil, why)
+		return fmt.Errorf("%s: %w: %s", n.Host, errUnreachable, why)
+	}
+
+	res, err := r.withRetries(ctx, n, func() (*modules.Result, error) {
+		return r.execute(ctx, n, conn, notified)
+	})
+	switch {
+	case err != nil && IsUnreachable(err):
+		r.markUnreachable(n.Host, err.Error())
+		emit(modules.StatusUnreachable, nil, err.Error())
+		return err
+	case err != nil:
+		res = &modules.Result{Status: modules.StatusFailed, Msg: err.Error()}
+	}
+	emit(res.Status, res, res.Msg)
+	if res.Status == modules.StatusChanged {
+		for _, h := range n.Task.Notify {
+			for _, on := range forHosts(n) {
+				r.notify(n.Play.Index, h, on)
+			}
+		}
+	}
+	if res.Status == modules.StatusFailed {
+		r.recordFailure(n)
+		if n.Task.IgnoreErrors {
+			return nil
+		}
+		return fmt.Errorf("%s on %s: %s", taskTitle(n.Task), n.Host, res.Msg)
+	}
+	return nil
+}
+
+// forHosts is the set of hosts a node acts for.
+func forHosts(n *playbook.Node) []string {
+	if n.Task.RunOnce && len(n.Hosts) > 0 {
+		return n.Hosts
+	}
+	return []string{n.Host}
+}
+
+// pickHost returns the host a node runs on: its own, or for a run_once node
+// whose first host is down, the first reachable host it acts for.
+func (r *run) pickHost(n *playbook.Node) string {
+	if !n.Task.RunOnce {
+		return n.Host
+	}
+	for _, h := range append([]string{n.Host}, n.Hosts...) {
+		if c, _ := r.conn(h); c != nil {
+			return h
+		}
+	}
+	return n.Host
+}
+
+// execute plans the node and, unless in check mode, applies the plan.
+// Host-side modules do both in the agent in one round trip.
+func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notified []string) (*modules.Result, error) {
+	m, ok := modules.Lookup(n.Task.Module)
+	if !ok {
+		return nil, fmt.Errorf("module %q is not built into this etcdplay", n.Task.Module)
+	}
+	if !modules.OnController(m) {
+		return conn.Do(ctx, n.Task.Module, n.Args, r.opts.Check)
+	}
+	env := &modules.Env{
+		Host:     conn.Name(),
+		Vars:     n.Vars,
+		Check:    r.opts.Check,
+		Remote:   conn,
+		Hosts:    r.remotes(n.Play.Hosts),
+		Notified: notified,
+		StateDir: r.opts.StateDir,
+		Log: func(format string, args ...any) {
+			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Play: n.Play.Name, Task: taskTitle(n.Task),
+				Host: n.Host, Node: n.ID, Msg: fmt.Sprintf(format, args...)})
+		},
+	}
+	change, err := m.Plan(ctx, env, n.Args)
+	if err != nil {
+		return nil, err
+	}
+	if change.Empty() {
+		return &modules.Result{Status: modules.StatusOK, Change: change}, nil
+	}
+	if r.opts.Check {
+		return &modules.Result{Status: modules.StatusChanged, Change: change}, nil
+	}
+	res, err := m.Apply(ctx, env, change)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		res = &modules.Result{}
+	}
+	if res.Status == "" {
+		res.Status = modules.StatusChanged
+	}
+	if res.Change == nil {
+		res.Change = change
+	}
+	return res, nil
+}
+
+// withRetries runs try until it succeeds (or until its `until` condition
+// holds), at most retries+1 times, waiting delay between tries.
+func (r *run) withRetries(ctx context.Context, n *playbook.Node, try func() (*modules.Result, error)) (*modules.Result, error) {
+	t := n.Task
+	for attempt := 0; ; attempt++ {
+		res, err := try()
+		done := err == nil && res.Status != modules.StatusFailed
+		if err == nil && t.Until != "" {
+			ok, uerr := untilHolds(t.Until, res)
+			if uerr != nil {
+				return nil, fmt.Errorf("until: %w", uerr)
+			}
+			done = ok
+		}
+		if done || attempt >= t.Retries || (err != nil && IsUnreachable(err)) {
+			if !done && err == nil && t.Until != "" && res.Status != modules.StatusFailed {
+				res.Status = modules.StatusFailed
+				res.Msg = fmt.Sprintf("until %q still false after %d tries", t.Until, attempt+1)
+			}
+			return res, err
+		}
+		delay := time.Duration(t.Delay * float64(time.Second))
+		if delay <= 0 {
+			delay = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// untilHolds renders an until expression against the task's result.
+func untilHolds(expr string, res *modules.Result) (bool, error) {
+	tpl, err := template.New("until").Option("missingkey=zero").Parse(expr)
+	if err != nil {
+		return false, err
+	}
+	data := map[string]any{"result": map[string]any{
+		"status": string(res.Status), "msg": res.Msg, "data": res.Data,
+		"changed": res.Status == modules.StatusChanged, "failed": res.Status == modules.StatusFailed,
+	}}
+	var b strings.Builder
+	if err := tpl.Execute(&b, data); err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(b.String()) == "true", nil
+}
+
+// recordFailure applies the play's failure policy after a failed node.
+func (r *run) recordFailure(n *playbook.Node) {
+	if n.Task.IgnoreErrors {
+		return
+	}
+	p := n.Play
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failedHosts[p.Index] == nil {
+		r.failedHosts[p.Index] = map[string]bool{}
+	}
+	r.failedHosts[p.Index][n.Host] = true
+	failed := len(r.failedHosts[p.Index])
+	switch {
+	case p.AnyErrorsFatal:
+		r.aborted[p.Index] = true
+	case p.MaxFailPercentage >= 0 && len(p.Hosts) > 0 &&
+		float64(failed)*100/float64(len(p.Hosts)) > float64(p.MaxFailPercentage):
+		r.aborted[p.Index] = true
+	}
+}
+
+func (r *run) isAborted(play int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.aborted[play]
+}
+
+// skipped is the walker's callback for nodes whose dependency failed.
+func (r *run) skipped(id string, cause error) {
+	n, ok := r.graph.Node(id)
+	if !ok || n.Handler {
+		return // handlers that were never going to run stay silent
+	}
+	r.count(n.Host, modules.StatusSkipped)
+	r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventNodeDone, Play: n.Play.Name, Task: taskTitle(n.Task),
+		Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: modules.StatusSkipped,
+		Msg: "not run: " + cause.Error()})
+}
+
+func taskTitle(t *playbook.Task) string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.Module
+}
