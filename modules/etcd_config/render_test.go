@@ -1,0 +1,203 @@
+package etcd_config
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+func vars(n int, extra map[string]any) map[string]any {
+	var hosts []any
+	hv := map[string]any{}
+	for i := 1; i <= n; i++ {
+		h := fmt.Sprintf("etcd%d", i)
+		hosts = append(hosts, h)
+		m := map[string]any{"ansible_host": fmt.Sprintf("127.0.1.%d", i)}
+		for k, v := range extra {
+			m[k] = v
+		}
+		hv[h] = m
+	}
+	out := map[string]any{"groups": map[string]any{"etcd": hosts}, "hostvars": hv}
+	for k, v := range hv["etcd1"].(map[string]any) {
+		out[k] = v
+	}
+	return out
+}
+
+func resolve(t *testing.T, v map[string]any, args modules.Args) (modules.Args, error) {
+	t.Helper()
+	return Module{}.Resolve(args, &modules.ResolveContext{BaseDir: t.TempDir(), Host: "etcd1", Vars: v})
+}
+
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		name  string
+		n     int
+		extra map[string]any
+		args  modules.Args
+	}{
+		{"one-member-tls", 1, nil, nil},
+		{"three-members-tls", 3, nil, nil},
+		{"three-members-plain", 3, map[string]any{"etcd_tls": false}, nil},
+		{"three-members-v3.7-tuned", 3, map[string]any{
+			"etcd_version": "v3.7.3", "etcd_heartbeat_interval": 250, "etcd_election_timeout": 2500,
+			"etcd_quota_backend_bytes": "8G", "etcd_max_request_bytes": "10MiB", "etcd_snapshot_count": 100000,
+			"etcd_auto_compaction_mode": "revision", "etcd_auto_compaction_retention": 1000,
+			"etcd_data_dir": "/data/etcd", "etcd_wal_dir": "/wal/etcd", "etcd_log_level": "warn",
+			"etcd_metrics_url": "http://127.0.1.1:2381", "etcd_cluster_token": "prod-1",
+			"etcd_extra_config": map[string]any{"max-learners": 2, "strict-reconfig-check": true},
+		}, nil},
+		{"v3.5-enable-v2-joiner", 3, map[string]any{"etcd_version": "v3.5.21", "etcd_enable_v2": true}, modules.Args{"state": "existing"}},
+		{"auto-heartbeat-measured", 3, map[string]any{"etcd_heartbeat_interval": "auto"}, modules.Args{"heartbeat_interval": 150, "election_timeout": 1500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if args == nil {
+				args = modules.Args{}
+			}
+			out, err := resolve(t, vars(tt.n, tt.extra), args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := (Module{}).Validate(out); err != nil {
+				t.Fatal(err)
+			}
+			got := out.Str(argContent, "")
+			golden := filepath.Join("testdata", tt.name+".yaml")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("rendered config differs from %s (run with -update to accept):\n%s", golden, got)
+			}
+			if out.Str("dest", "") != "/etc/etcd/etcd.yaml" || out.Str("mode", "") != "0640" || out.Str("group", "") != "etcd" {
+				t.Errorf("file args: %v", out)
+			}
+		})
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		extra map[string]any
+		args  modules.Args
+		want  string
+	}{
+		{"enable-v2 on 3.6", map[string]any{"etcd_enable_v2": true}, nil, "removed in etcd 3.6"},
+		{"experimental option on 3.7", map[string]any{"etcd_version": "v3.7.3", "etcd_extra_config": map[string]any{"experimental-compact-hash-check-enabled": true}}, nil, `no longer has the option "experimental-compact-hash-check-enabled"`},
+		{"extra clashes", map[string]any{"etcd_extra_config": map[string]any{"snapshot-count": 5}}, nil, "etcd_extra_config sets snapshot-count"},
+		{"bad state", nil, modules.Args{"state": "old"}, "must be one of new, existing"},
+		{"unknown arg", nil, modules.Args{"stat": "new"}, `did you mean "state"`},
+		{"measured timeouts too close", nil, modules.Args{"heartbeat_interval": 500}, "at least 5 times"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if args == nil {
+				args = modules.Args{}
+			}
+			_, err := resolve(t, vars(3, tt.extra), args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlaybookTemplateOverrides(t *testing.T) {
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own := "name: {{ quote .Member.Name }}\ninitial-cluster: {{ quote .InitialCluster }}\n"
+	if err := os.WriteFile(filepath.Join(base, "templates", DefaultTemplate), []byte(own), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Module{}.Resolve(modules.Args{}, &modules.ResolveContext{BaseDir: base, Host: "etcd1", Vars: vars(2, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Str(argContent, ""); got != "name: \"etcd1\"\ninitial-cluster: \"etcd1=https://127.0.1.1:2380,etcd2=https://127.0.1.2:2380\"\n" {
+		t.Errorf("override rendered %q", got)
+	}
+}
+
+func TestWriteIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	out, err := resolve(t, vars(3, nil), modules.Args{"dest": filepath.Join(dir, "etc/etcd/etcd.yaml"), "owner": "", "group": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &modules.Env{Host: "etcd1"}
+	c, err := Module{}.Plan(context.Background(), env, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Diffs) != 1 || c.Diffs[0].Before != "" || !strings.Contains(c.Diffs[0].After, "initial-cluster-state: new") {
+		t.Fatalf("first plan diffs: %+v", c.Diffs)
+	}
+	if _, err := (Module{}).Apply(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "etc/etcd/etcd.yaml"))
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("written: %v %v", fi, err)
+	}
+	if c, err = (Module{}).Plan(context.Background(), env, out); err != nil || !c.Empty() {
+		t.Fatalf("second plan: %v %v", c.Actions, err)
+	}
+
+	// A tuning change is a one-line diff.
+	out2, err := resolve(t, vars(3, map[string]any{"etcd_snapshot_count": 20000}), modules.Args{"dest": filepath.Join(dir, "etc/etcd/etcd.yaml"), "owner": "", "group": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = Module{}.Plan(context.Background(), env, out2)
+	if err != nil || len(c.Actions) != 1 || c.Actions[0].Op != "~" || !strings.Contains(c.Diffs[0].Before, "snapshot-count: 10000") || !strings.Contains(c.Diffs[0].After, "snapshot-count: 20000") {
+		t.Fatalf("tuning plan: %v %v %v", c.Actions, c.Diffs, err)
+	}
+}
+
+// The rendered file must be something etcd itself accepts: every key is
+// one of etcd's config-file keys for that version.
+func TestRenderedKeysExistInEtcd(t *testing.T) {
+	c, err := etcd.FromVars(vars(3, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text, err := load(t.TempDir(), DefaultTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render("x", text, c, "etcd1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" || line[0] == '#' || line[0] == ' ' {
+			continue
+		}
+		key := strings.SplitN(line, ":", 2)[0]
+		if !c.Version.HasOption(key) {
+			t.Errorf("%s renders %s", c.Version, key)
+		}
+	}
+}
