@@ -11,4 +11,13 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/systemd"
 	_ "github.com/etcdplay/etcdplay/modules/template"
 	_ "github.com/etcdplay/etcdplay/modules/user"
+
+	// etcd modules.
+	_ "github.com/etcdplay/etcdplay/modules/etcd_binary"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_config"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_health"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_install"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_pki"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_restart"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_service"
 )

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/etcdplay/etcdplay/internal/output"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+// sshFlags are the connection settings shared by apply and status.
+type sshFlags struct {
+	knownHosts  string
+	acceptNew   bool
+	timeout     time.Duration
+	agentBinary string
+	stateDir    string
+}
+
+func (f *sshFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
+	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
+	fl.StringVar(&f.agentBinary, "agent-binary", "", "agent executable to upload to hosts (default: this etcdplay binary)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "controller state directory: PKI, release cache, backups (default: .etcdplay beside the inventory)")
+}
+
+func (f *sshFlags) connectOptions() runner.ConnectOptions {
+	kh := f.knownHosts
+	if kh == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			kh = filepath.Join(home, ".ssh", "known_hosts")
+		}
+	}
+	return runner.ConnectOptions{KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout, AgentBinary: f.agentBinary}
+}
+
+func (f *sshFlags) resolveStateDir(inventoryPath string) string {
+	if f.stateDir != "" {
+		return f.stateDir
+	}
+	return defaultStateDir(inventoryPath)
+}
+
+func newApply() *cobra.Command {
+	var (
+		lf       loadFlags
+		sf       sshFlags
+		check    bool
+		showDiff bool
+		forks    int
+		format   string
+	)
+	cmd := &cobra.Command{
+		Use:   "apply PLAYBOOK",
+		Short: "Converge the inventory's hosts to a playbook (--check --diff to preview)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sink, err := output.New(format, cmd.OutOrStdout(), showDiff, check)
+			if err != nil {
+				return invalid(err)
+			}
+			inv, compiled, err := lf.compile(args[0])
+			if err != nil {
+				return err
+			}
+			sum, err := runner.Run(cmd.Context(), compiled, inv, runner.Options{
+				Forks:    forks,
+				Check:    check,
+				Connect:  sf.connectOptions(),
+				StateDir: sf.resolveStateDir(lf.inventory),
+				Sink:     sink,
+			})
+			if err != nil {
+				return &exitError{code: ExitError, err: err}
+			}
+			switch {
+			case sum.Failed:
+				return &exitError{code: ExitHostFailed, err: fmt.Errorf("some tasks failed (see above)")}
+			case sum.Unreachable:
+				return &exitError{code: ExitUnreachable, err: fmt.Errorf("some hosts were unreachable (see above)")}
+			}
+			return nil
+		},
+	}
+	lf.register(cmd)
+	sf.register(cmd)
+	fl := cmd.Flags()
+	fl.BoolVarP(&check, "check", "C", false, "change nothing; report what apply would do")
+	fl.BoolVarP(&showDiff, "diff", "D", false, "show unified diffs of files (secrets as hashes only)")
+	fl.IntVarP(&forks, "forks", "f", 50, "how many tasks run at once")
+	fl.StringVarP(&format, "output", "o", "text", "output format: text or json (one event per line)")
+	return cmd
+}

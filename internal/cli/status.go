@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/etcdplay/etcdplay/internal/etcdstatus"
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+func newStatus() *cobra.Command {
+	var (
+		lf      loadFlags
+		sf      sshFlags
+		format  string
+		members []string
+		probe   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show endpoint status, health, member list and alarms of the inventory's etcd cluster",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if lf.inventory == "" {
+				return invalid(fmt.Errorf("no inventory: pass -i FILE"))
+			}
+			inv, err := inventory.Load(lf.inventory)
+			if err != nil {
+				return invalid(err)
+			}
+			extra, err := parseExtraVars(lf.extraVars)
+			if err != nil {
+				return invalid(err)
+			}
+			cluster, err := clusterFromInventory(inv, extra)
+			if err != nil {
+				return invalid(err)
+			}
+			dial := newFallbackDialer(inv, cluster, sf.connectOptions())
+			defer dial.close()
+			rep, err := etcdstatus.Collect(cmd.Context(), cluster, sf.resolveStateDir(lf.inventory), dial.dial,
+				etcdstatus.Options{Members: members, ProbeTimeout: probe})
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "table":
+				err = etcdstatus.WriteTable(cmd.OutOrStdout(), rep)
+			case "json":
+				err = etcdstatus.WriteJSON(cmd.OutOrStdout(), rep)
+			default:
+				return invalid(fmt.Errorf("--output %q: want table or json", format))
+			}
+			if err != nil {
+				return err
+			}
+			if len(rep.Problems) > 0 {
+				return &exitError{code: ExitHostFailed, err: fmt.Errorf("cluster %s is not healthy", cluster.Name)}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&lf.inventory, "inventory", "i", "", "inventory file")
+	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
+	sf.register(cmd)
+	fl.StringVarP(&format, "output", "o", "table", "table or json")
+	fl.StringSliceVar(&members, "members", nil, "only these members (inventory hosts or etcd names)")
+	fl.DurationVar(&probe, "probe-timeout", 3*time.Second, "per-member timeout")
+	return cmd
+}
+
+// clusterFromInventory builds the cluster model the way a play over the etcd
+// group would see it: the first member's variables plus the facts.
+func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, error) {
+	groups := inv.Groups()
+	if len(groups["etcd"]) == 0 {
+		return nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
+	}
+	hostvars := map[string]any{}
+	for _, h := range inv.Hosts() {
+		hv := map[string]any{}
+		for k, v := range h.Vars {
+			hv[k] = v
+		}
+		for k, v := range extra {
+			hv[k] = v
+		}
+		hv["inventory_hostname"] = h.Name
+		hostvars[h.Name] = hv
+	}
+	first := groups["etcd"][0]
+	vars := map[string]any{}
+	for k, v := range hostvars[first].(map[string]any) {
+		vars[k] = v
+	}
+	vars["groups"] = groups
+	vars["hostvars"] = hostvars
+	return etcd.FromVars(vars)
+}
+
+// fallbackDialer reaches a member's client port directly and, when that
+// fails (a firewall, a private network), through an SSH connection to the
+// member's host, opened at most once per host.
+type fallbackDialer struct {
+	inv    *inventory.Inventory
+	opts   runner.ConnectOptions
+	byAddr map[string]string // client host:port -> inventory host
+
+	mu    sync.Mutex
+	conns map[string]*runner.Conn
+}
+
+func newFallbackDialer(inv *inventory.Inventory, c *etcd.Cluster, opts runner.ConnectOptions) *fallbackDialer {
+	d := &fallbackDialer{inv: inv, opts: opts, byAddr: map[string]string{}, conns: map[string]*runner.Conn{}}
+	for _, m := range c.Members {
+		d.byAddr[net.JoinHostPort(m.Address, fmt.Sprint(m.ClientPort))] = m.Host
+	}
+	return d
+}
+
+func (d *fallbackDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	direct := net.Dialer{Timeout: time.Second}
+	conn, derr := direct.DialContext(ctx, "tcp", addr)
+	if derr == nil {
+		return conn, nil
+	}
+	host, ok := d.byAddr[addr]
+	if !ok {
+		return nil, derr
+	}
+	c, err := d.sshTo(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("%w; through SSH to %s: %v", derr, host, err)
+	}
+	return c.Dial(ctx, "tcp", addr)
+}
+
+func (d *fallbackDialer) sshTo(ctx context.Context, host string) (*runner.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.conns[host]; ok {
+		return c, nil
+	}
+	h, ok := d.inv.Host(host)
+	if !ok {
+		return nil, fmt.Errorf("not in the inventory")
+	}
+	c, err := runner.Connect(ctx, runner.TargetFor(h), d.opts)
+	if err != nil {
+		return nil, err
+	}
+	d.conns[host] = c
+	return c, nil
+}
+
+func (d *fallbackDialer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
