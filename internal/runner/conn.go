@@ -41,6 +41,7 @@ type Conn struct {
 
 	sess   *ssh.Session
 	stdin  io.WriteCloser
+	stdout io.Reader
 	stderr *tailBuffer
 
 	wmu sync.Mutex // serializes writes to stdin
@@ -54,6 +55,9 @@ type Conn struct {
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
+
+	stageMu    sync.Mutex
+	stageReady bool
 
 	stopKeepAlive chan struct{}
 	readerDone    chan struct{}
@@ -86,7 +90,7 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 	}
 	hk := &hostKeys{file: o.KnownHostsFile, accept: o.AcceptNewHostKeys, hash: o.HashKnownHosts}
 	c := &Conn{target: t, opts: o, pending: map[uint64]*call{}, dead: make(chan struct{}),
-		stopKeepAlive: make(chan struct{}), readerDone: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
+		stopKeepAlive: make(chan struct{}), readerDone: make(chan struct{})}
 
 	var err error
 	if t.JumpHost != "" {
@@ -149,45 +153,36 @@ func (c *Conn) startAgent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", host, err)
 	}
-	p, err := runProbe(c.client, c.agentDir(), native.remoteName())
-	if err != nil {
-		return c.connErr(fmt.Errorf("%s: %w", host, err))
+	sudo := ""
+	if bu := c.becomeUser(); bu != "" {
+		sudo = "sudo -n -u " + shellQuote(bu) + " -- "
+		c.stage = true
 	}
-	c.probe = p
-	bin, err := agentBinFor(&c.opts, host, p.platform, native)
+	started, err := c.startSession(probeCommand(c.agentDir(), native.remoteName(), native.size, sudo))
 	if err != nil {
 		return err
 	}
-	if bin != native || !p.reusable(bin) {
+	bin := native
+	if !started {
+		// Cold host (or another platform): the probe session has ended;
+		// upload, then start the agent in a second session.
+		if bin, err = agentBinFor(&c.opts, host, c.probe.platform, native); err != nil {
+			return err
+		}
 		sc, err := c.sftpClient()
 		if err != nil {
 			return c.connErr(fmt.Errorf("%s: %w", host, err))
 		}
-		if err := installAgent(ctx, sc, p.dir, bin, p.uid); err != nil {
+		if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid); err != nil {
 			return c.connErr(fmt.Errorf("%s: %w", host, err))
 		}
+		cmd := sudo + shellQuote(path.Join(c.probe.dir, bin.remoteName())) + " agent"
+		if _, err := c.startSession("echo " + probeMagic + "-skip; exec " + cmd); err != nil {
+			return err
+		}
 	}
-
-	cmd := shellQuote(path.Join(p.dir, bin.remoteName())) + " agent"
-	if bu := c.becomeUser(); bu != "" {
-		cmd = "sudo -n -u " + shellQuote(bu) + " -- " + cmd
-		c.stage = true
-	}
-	if c.sess, err = c.client.NewSession(); err != nil {
-		return c.connErr(fmt.Errorf("%s: agent session: %w", host, err))
-	}
-	c.sess.Stderr = c.stderr
-	if c.stdin, err = c.sess.StdinPipe(); err != nil {
-		return fmt.Errorf("%s: agent session: %w", host, err)
-	}
-	stdout, err := c.sess.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("%s: agent session: %w", host, err)
-	}
-	if err := c.sess.Start(cmd); err != nil {
-		return c.connErr(fmt.Errorf("%s: starting agent (%s): %w", host, cmd, err))
-	}
-	go c.readLoop(stdout)
+	cmd := sudo + path.Join(c.probe.dir, bin.remoteName()) + " agent"
+	go c.readLoop(c.stdout)
 
 	hctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
@@ -208,25 +203,17 @@ func (c *Conn) startAgent(ctx context.Context) error {
 	}
 	c.facts = *resp.Facts
 	c.facts.SHA256 = bin.sha256
-	if c.stage {
-		// The staging directory must be ours alone: files pass through it
-		// on their way to and from root-owned places.
-		sc, err := c.sftpClient()
-		if err == nil {
-			err = sc.MkdirAll(c.stageDir())
-		}
-		if err == nil {
-			err = sc.Chmod(c.stageDir(), 0o700)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: staging dir %s: %w", host, c.stageDir(), err)
-		}
+	if got := c.facts.OS + "/" + c.facts.Arch; got != c.probe.platform {
+		c.fail(errors.New("platform mismatch"))
+		return fmt.Errorf("%s: the agent reports %s but uname says %s", host, got, c.probe.platform)
 	}
 	return nil
 }
 
 // becomeUser is the user the agent must switch to with sudo, or "" when
-// the login user already is that user.
+// the login user already is that user. (It is decided before the probe, so
+// a login user other than "root" with uid 0 still goes through sudo, which
+// is harmless.)
 func (c *Conn) becomeUser() string {
 	if !c.target.Become {
 		return ""
@@ -235,13 +222,87 @@ func (c *Conn) becomeUser() string {
 	if bu == "" {
 		bu = "root"
 	}
-	if bu == c.target.User || (bu == "root" && c.probe.uid == 0) {
+	if bu == c.target.User {
 		return ""
 	}
 	return bu
 }
 
+// startSession runs cmd in a new session that becomes the agent session:
+// its first stdout line is a probe header (or, for the second session of a
+// cold connect, a skip marker), the rest is the protocol. It reports
+// whether the agent runs (a probe may end the session instead).
+func (c *Conn) startSession(cmd string) (started bool, err error) {
+	host := c.target.label()
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return false, c.connErr(fmt.Errorf("%s: agent session: %w", host, err))
+	}
+	c.stderr = &tailBuffer{max: 4096}
+	sess.Stderr = c.stderr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return false, fmt.Errorf("%s: agent session: %w", host, err)
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		sess.Close()
+		return false, fmt.Errorf("%s: agent session: %w", host, err)
+	}
+	if err := sess.Start(cmd); err != nil {
+		sess.Close()
+		return false, c.connErr(fmt.Errorf("%s: starting agent: %w", host, err))
+	}
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		sess.Close()
+		return false, c.connErr(fmt.Errorf("%s: probing host: %w (stderr: %s)", host, err, bytes.TrimSpace(c.stderr.Bytes())))
+	}
+	if line == probeMagic+"-skip\n" {
+		started = true
+	} else {
+		p, run, err := parseProbe(line)
+		if err != nil {
+			sess.Close()
+			return false, fmt.Errorf("%s: %w", host, err)
+		}
+		c.probe, started = p, run
+	}
+	if !started {
+		_ = sess.Wait()
+		sess.Close()
+		return false, nil
+	}
+	c.sess, c.stdin, c.stdout = sess, stdin, br
+	return true, nil
+}
+
 func (c *Conn) stageDir() string { return path.Join(c.probe.home, ".cache", "etcdplay", "stage") }
+
+// staging returns the SFTP client after making sure the staging directory
+// exists and is the login user's alone: files pass through it on their way
+// to and from places only the become user may touch.
+func (c *Conn) staging() (*sftp.Client, error) {
+	sc, err := c.sftpClient()
+	if err != nil {
+		return nil, err
+	}
+	c.stageMu.Lock()
+	defer c.stageMu.Unlock()
+	if !c.stageReady {
+		dir := c.stageDir()
+		if err := sc.MkdirAll(dir); err != nil {
+			return nil, fmt.Errorf("staging dir %s: %w", dir, err)
+		}
+		if err := sc.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("staging dir %s: %w", dir, err)
+		}
+		c.stageReady = true
+	}
+	return sc, nil
+}
 
 // connErr marks errors from a connection that died under us as
 // unreachable; others pass through.
@@ -256,7 +317,7 @@ func (c *Conn) connErr(err error) error {
 // readLoop delivers responses to their callers until the session ends.
 func (c *Conn) readLoop(stdout io.Reader) {
 	defer close(c.readerDone)
-	dec := json.NewDecoder(bufio.NewReaderSize(stdout, 64<<10))
+	dec := json.NewDecoder(stdout)
 	dec.UseNumber()
 	for {
 		var r agent.Response
@@ -338,6 +399,15 @@ func (c *Conn) roundTrip(ctx context.Context, req *agent.Request, log func(strin
 		c.mu.Lock()
 		delete(c.pending, req.ID)
 		c.mu.Unlock()
+		// The reader sees the session end too, with the agent's stderr:
+		// a better story than EPIPE.
+		select {
+		case <-c.dead:
+			c.mu.Lock()
+			err = c.err
+			c.mu.Unlock()
+		case <-time.After(time.Second):
+		}
 		return nil, err
 	}
 	select {
@@ -466,6 +536,9 @@ func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32)
 		}
 		return nil
 	}
+	if sc, err = c.staging(); err != nil {
+		return c.connErr(fmt.Errorf("upload %s to %s: %w", dst, c.target.label(), err))
+	}
 	staged := path.Join(c.stageDir(), "up-"+randName())
 	if err := sftpPut(ctx, sc, r, staged, 0o600, -1, -1); err != nil {
 		return c.connErr(fmt.Errorf("on %s: %w", c.target.label(), err))
@@ -486,6 +559,9 @@ func (c *Conn) Download(ctx context.Context, src string, w io.Writer) error {
 	}
 	from := src
 	if c.stage {
+		if sc, err = c.staging(); err != nil {
+			return c.connErr(fmt.Errorf("download %s from %s: %w", src, c.target.label(), err))
+		}
 		// The become user may read what the login user cannot: the agent
 		// copies it out to the login user first.
 		from = path.Join(c.stageDir(), "down-"+randName())

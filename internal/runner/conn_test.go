@@ -29,8 +29,8 @@ func connected(t *testing.T) (*testClient, *testServer, *Conn) {
 }
 
 // The first connect uploads the agent into ~/.cache/etcdplay under its
-// hash; the next one reuses it: one probe session and one agent session,
-// no SFTP.
+// hash; the next one reuses it: a single session that probes and execs
+// the agent, no SFTP.
 func TestAgentUploadAndReuse(t *testing.T) {
 	c := newTestClient(t)
 	s := newTestServer(t, c.pub)
@@ -64,8 +64,8 @@ func TestAgentUploadAndReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.execs.Load() != 4 || s.sftps.Load() != 1 {
-		t.Errorf("second connect: %d execs, %d sftp sessions in all; want 4 and 1", s.execs.Load(), s.sftps.Load())
+	if s.execs.Load() != 3 || s.sftps.Load() != 1 {
+		t.Errorf("second connect: %d execs, %d sftp sessions in all; want 3 and 1", s.execs.Load(), s.sftps.Load())
 	}
 	if r, err := conn2.Do(context.Background(), "sshtest_set", modules.Args{"want": 1}, false); err != nil || r.Status != modules.StatusChanged {
 		t.Fatalf("Do: %+v %v", r, err)

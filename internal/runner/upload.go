@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,7 +17,6 @@ import (
 	"sync"
 
 	"github.com/pkg/sftp"
-	"golang.org/x/crypto/ssh"
 )
 
 // PlatformError is a host whose OS or architecture has no agent binary.
@@ -161,42 +159,47 @@ type probe struct {
 	mode        uint32
 }
 
-// runProbe learns the platform, the login user and whether name is already
-// in the agent directory, in one session.
-func runProbe(client *ssh.Client, dirExpr, name string) (*probe, error) {
-	s, err := client.NewSession()
-	if err != nil {
-		return nil, err
+// probeCommand is the one shell command a connect usually needs. It
+// prints one header line (platform, login user, the state of the agent
+// file) and, when the agent file is there and trustworthy, execs the agent
+// in the same session, so a warm connect costs a single session. The
+// checks mirror probe.reusable.
+func probeCommand(dirExpr, name string, size int64, sudo string) string {
+	return `d=` + dirExpr + `; f="$d/` + name + `"; u=$(id -u); g=$(id -g); x=no
+s=$(stat -c '%s %u %a' -- "$f" 2>/dev/null) || s=missing
+set -- $s
+if [ "$1" = ` + strconv.FormatInt(size, 10) + ` ] && { [ "$2" = "$u" ] || [ "$2" = 0 ]; }; then
+case "$3" in *[1357][0145][0145]) x=yes;; esac
+fi
+printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(uname -sm)" "$HOME" "$d" "$u" "$g" "$s" "$x"
+if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi`
+}
+
+const probeMagic = "etcdplay-probe"
+
+// parseProbe reads the header line probeCommand prints. started reports
+// whether the agent was exec'd after it.
+func parseProbe(line string) (p *probe, started bool, err error) {
+	f := strings.Split(strings.TrimRight(line, "\n"), "\t")
+	if len(f) != 8 || f[0] != probeMagic {
+		return nil, false, fmt.Errorf("probing host: unexpected output %q", line)
 	}
-	defer s.Close()
-	var out, errb bytes.Buffer
-	s.Stdout, s.Stderr = &out, &errb
-	// The dir may be "$HOME/...", expanded by the host's shell.
-	cmd := `d=` + dirExpr + `; uname -sm; printf '%s\n' "$HOME" "$d"; id -u; id -g; ` +
-		`stat -c '%s %u %a' -- "$d/` + name + `" 2>/dev/null || echo missing`
-	if err := s.Run(cmd); err != nil {
-		return nil, fmt.Errorf("probing host (%s): %w: %s", cmd, err, strings.TrimSpace(errb.String()))
+	p = &probe{platform: unamePlatform(f[1]), home: f[2], dir: f[3], size: -1}
+	if p.uid, err = strconv.Atoi(f[4]); err != nil {
+		return nil, false, fmt.Errorf("probing host: id -u: %q", f[4])
 	}
-	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
-	if len(lines) != 6 {
-		return nil, fmt.Errorf("probing host: unexpected output %q (stderr %q)", out.String(), errb.String())
+	if p.gid, err = strconv.Atoi(f[5]); err != nil {
+		return nil, false, fmt.Errorf("probing host: id -g: %q", f[5])
 	}
-	p := &probe{platform: unamePlatform(lines[0]), home: lines[1], dir: lines[2], size: -1}
-	if p.uid, err = strconv.Atoi(lines[3]); err != nil {
-		return nil, fmt.Errorf("probing host: id -u: %q", lines[3])
-	}
-	if p.gid, err = strconv.Atoi(lines[4]); err != nil {
-		return nil, fmt.Errorf("probing host: id -g: %q", lines[4])
-	}
-	if f := strings.Fields(lines[5]); len(f) == 3 {
-		size, e1 := strconv.ParseInt(f[0], 10, 64)
-		owner, e2 := strconv.ParseInt(f[1], 10, 64)
-		mode, e3 := strconv.ParseUint(f[2], 8, 32)
+	if st := strings.Fields(f[6]); len(st) == 3 {
+		size, e1 := strconv.ParseInt(st[0], 10, 64)
+		owner, e2 := strconv.ParseInt(st[1], 10, 64)
+		mode, e3 := strconv.ParseUint(st[2], 8, 32)
 		if e1 == nil && e2 == nil && e3 == nil {
 			p.size, p.owner, p.mode = size, owner, uint32(mode)
 		}
 	}
-	return p, nil
+	return p, f[7] == "yes", nil
 }
 
 // reusable reports whether the file the probe found can be trusted as our
