@@ -11,13 +11,24 @@ type Attrs struct {
 	Mode  string // as returned by ModeArg
 	Owner string
 	Group string
+	// AllowMissing lets an owner or group that does not exist yet resolve
+	// to PendingID. Check mode sets it: on a bare host the user a playbook
+	// creates two tasks earlier is not there yet, and the plan should say
+	// what apply would do rather than fail.
+	AllowMissing bool
 }
+
+// PendingID stands for an owner or group that an earlier task creates. It
+// only ever appears in check-mode plans, which are never applied.
+const PendingID = -2
 
 // Want is Attrs resolved for one path: concrete bits and ids, KeepMode and
 // -1 where the task asked for nothing.
 type Want struct {
 	Mode     os.FileMode
 	UID, GID int
+	// Owner and Group name a PendingID for plan messages.
+	Owner, Group string
 }
 
 // Resolve turns a into concrete values for a path in state cur (symbolic
@@ -36,14 +47,21 @@ func (a Attrs) Resolve(cur FileState, def os.FileMode, isDir bool) (Want, error)
 		w.Mode = m
 	}
 	var err error
+	w.Owner, w.Group = a.Owner, a.Group
 	if a.Owner != "" {
 		if w.UID, err = LookupUID(a.Owner); err != nil {
-			return w, err
+			if !a.AllowMissing {
+				return w, err
+			}
+			w.UID = PendingID
 		}
 	}
 	if a.Group != "" {
 		if w.GID, err = LookupGID(a.Group); err != nil {
-			return w, err
+			if !a.AllowMissing {
+				return w, err
+			}
+			w.GID = PendingID
 		}
 	}
 	return w, nil
@@ -56,10 +74,14 @@ func (w Want) Diff(cur FileState) []string {
 	if w.Mode != KeepMode && !cur.IsLink() && cur.Perm() != w.Mode {
 		out = append(out, fmt.Sprintf("mode %s->%s", FormatMode(cur.Perm()), FormatMode(w.Mode)))
 	}
-	if w.UID >= 0 && cur.UID != w.UID {
+	if w.UID == PendingID {
+		out = append(out, fmt.Sprintf("owner %s->%s (not yet created)", UserName(cur.UID), w.Owner))
+	} else if w.UID >= 0 && cur.UID != w.UID {
 		out = append(out, fmt.Sprintf("owner %s->%s", UserName(cur.UID), UserName(w.UID)))
 	}
-	if w.GID >= 0 && cur.GID != w.GID {
+	if w.GID == PendingID {
+		out = append(out, fmt.Sprintf("group %s->%s (not yet created)", GroupName(cur.GID), w.Group))
+	} else if w.GID >= 0 && cur.GID != w.GID {
 		out = append(out, fmt.Sprintf("group %s->%s", GroupName(cur.GID), GroupName(w.GID)))
 	}
 	return out

@@ -82,10 +82,16 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		if n.Task.IgnoreErrors {
 			return nil
 		}
-		return fmt.Errorf("%s on %s: %s", taskTitle(n.Task), n.Host, res.Msg)
+		return &taskFailed{task: taskTitle(n.Task), host: n.Host, msg: res.Msg}
 	}
 	return nil
 }
+
+// taskFailed is the root cause the walker hands to the skipped dependents
+// of a failed node.
+type taskFailed struct{ task, host, msg string }
+
+func (e *taskFailed) Error() string { return fmt.Sprintf("%s on %s: %s", e.task, e.host, e.msg) }
 
 // forHosts is the set of hosts a node acts for.
 func forHosts(n *playbook.Node) []string {
@@ -245,7 +251,22 @@ func (r *run) skipped(id string, cause error) {
 	r.count(n.Host, modules.StatusSkipped)
 	r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventNodeDone, Play: n.Play.Name, Task: taskTitle(n.Task),
 		Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: modules.StatusSkipped,
-		Msg: "not run: " + cause.Error()})
+		Msg: skipReason(cause)})
+}
+
+// skipReason names the root cause briefly: the failure itself was reported
+// once, on its own line.
+func skipReason(cause error) string {
+	var tf *taskFailed
+	switch {
+	case errors.As(cause, &tf):
+		return fmt.Sprintf("not run: %q failed on %s", tf.task, tf.host)
+	case errors.Is(cause, errUnreachable):
+		return "not run: host unreachable"
+	case errors.Is(cause, errPlayAborted):
+		return "not run: " + errPlayAborted.Error()
+	}
+	return "not run: " + cause.Error()
 }
 
 func taskTitle(t *playbook.Task) string {

@@ -49,6 +49,7 @@ type planned struct {
 // changes.
 func PlanWrite(env *modules.Env, w Write) (*modules.Change, error) {
 	c := &modules.Change{}
+	w.Attrs.AllowMissing = env != nil && env.Check
 	path := w.Dest
 	cur, err := hostfile.State(path)
 	if err != nil {

@@ -123,6 +123,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, err
 	}
+	r.attrs.AllowMissing = env != nil && env.Check
 	p := &planner{c: &modules.Change{}}
 	if err := p.plan(r); err != nil {
 		return nil, fmt.Errorf("file %s: %w", r.path, err)
