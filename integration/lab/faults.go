@@ -169,3 +169,13 @@ func removeRules(lab string) error {
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// HostRoot is the host's root filesystem as seen from this machine (its
+// overlay mount), for tests that inspect a host's disk directly.
+func (l *Lab) HostRoot(host string) (string, error) {
+	h, err := l.host(host)
+	if err != nil {
+		return "", err
+	}
+	return h.root(), nil
+}

@@ -80,6 +80,13 @@ func TestLabHostsAndFaults(t *testing.T) {
 	if err := l.Kill("etcd1"); err != nil {
 		t.Fatal(err)
 	}
+	root, err := l.HostRoot("etcd1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "root/marker")); err != nil || string(b) != "kept\n" {
+		t.Fatalf("marker on etcd1's disk after Kill: %q, %v", b, err)
+	}
 	if _, err := l.Run(ctx, "etcd1", "true"); err == nil {
 		t.Fatal("etcd1 still answers after Kill")
 	}
