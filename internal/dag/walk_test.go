@@ -98,25 +98,41 @@ func TestWalkParallelismBound(t *testing.T) {
 			for i := range 30 {
 				_ = g.Add(fmt.Sprint(i), i)
 			}
-			var cur, peak atomic.Int32
-			err := g.Walk(context.Background(), forks, func(context.Context, string, int) error {
-				n := cur.Add(1)
-				for {
-					p := peak.Load()
-					if n <= p || peak.CompareAndSwap(p, n) {
-						break
-					}
-				}
-				time.Sleep(5 * time.Millisecond)
-				cur.Add(-1)
-				return nil
-			}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			want := int32(min(forks, 30))
+			var cur, peak atomic.Int32
+			// The first vertices to start hold at the gate until the
+			// pool is full, so the peak is reached however slow the
+			// machine is; then the gate opens for all.
+			gate := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				done <- g.Walk(context.Background(), forks, func(context.Context, string, int) error {
+					n := cur.Add(1)
+					for {
+						p := peak.Load()
+						if n <= p || peak.CompareAndSwap(p, n) {
+							break
+						}
+					}
+					<-gate
+					cur.Add(-1)
+					return nil
+				}, nil)
+			}()
+			deadline := time.Now().Add(5 * time.Second)
+			for cur.Load() < want && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // room for a wrongly started extra one
 			if got := peak.Load(); got != want {
 				t.Errorf("peak concurrency %d, want %d", got, want)
+			}
+			close(gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := peak.Load(); got != want {
+				t.Errorf("peak concurrency after the gate %d, want %d", got, want)
 			}
 		})
 	}
