@@ -79,7 +79,14 @@ type Task struct {
 	Register string
 	// IgnoreErrors keeps a failure from skipping dependents.
 	IgnoreErrors bool
-	Pos          Pos
+	// ChangedWhen, when set, is a template condition rendered against the
+	// task's result (like Until) that decides whether it reports changed.
+	ChangedWhen string
+	// WhenAtRuntime is set when When reads a variable registered by an
+	// earlier task: the compiler cannot decide it, the runner must render
+	// When (against the vars plus registered results) before running.
+	WhenAtRuntime bool
+	Pos           Pos
 }
 
 // Pos is where something was written: file, 1-based line and column.

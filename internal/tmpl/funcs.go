@@ -94,6 +94,29 @@ func funcs(data map[string]any, cap *capture) map[string]any {
 			}
 			return nil, &undefinedError{path: "hostvars." + host + "." + name}
 		},
+		// collect g name: the variable name of every host of group g, in
+		// inventory order, as a list (endpoints, peer URLs).
+		"collect": func(group, name string) ([]any, error) {
+			hs, ok := lookup(data, []string{"groups", group})
+			if !ok {
+				return nil, &undefinedError{path: "groups." + group}
+			}
+			list, err := toList(hs)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]any, 0, len(list))
+			for _, h := range list {
+				v, ok := lookup(data, []string{"hostvars", fmt.Sprint(h), name})
+				if !ok {
+					return nil, &undefinedError{path: fmt.Sprintf("hostvars.%v.%s", h, name)}
+				}
+				out = append(out, v)
+			}
+			return out, nil
+		},
+		// list a b c: a list of its arguments.
+		"list": func(xs ...any) []any { return xs },
 		"__get": func(path string) any {
 			v, _ := lookup(data, strings.Split(path, "."))
 			return v

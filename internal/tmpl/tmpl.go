@@ -32,7 +32,8 @@ type Error struct {
 	// Undefined is the dotted path of the undefined variable, when that
 	// is what failed ("etcd_version", "hostvars.etcd9").
 	Undefined string
-	// Syntax is true for a parse error.
+	// Syntax is true for an error found without data: a parse error or an
+	// unknown function (Check finds these).
 	Syntax bool
 	Msg    string
 }
@@ -149,7 +150,7 @@ func parseTree(name, text string, data map[string]any, typed bool) (*parse.Tree,
 		return nil, nil, &Error{Name: name, Syntax: true, Msg: syntaxMsg(err)}
 	}
 	if err := rewriteList(tr.Root, known); err != nil {
-		err.Name = name
+		err.Name, err.Syntax = name, true
 		return nil, nil, err
 	}
 	var cap *capture

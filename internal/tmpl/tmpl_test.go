@@ -19,6 +19,7 @@ func data() map[string]any {
 		"nothing":            nil,
 		"groups":             map[string]any{"etcd": []any{"etcd1", "etcd2"}},
 		"hostvars": map[string]any{
+			"etcd1": map[string]any{"ansible_host": "127.0.1.1"},
 			"etcd2": map[string]any{"ansible_host": "127.0.1.2"},
 		},
 		"multi": "a\nb",
@@ -77,6 +78,8 @@ func TestValue(t *testing.T) {
 		{`{{ if eq inventory_hostname "etcd1" }}first{{ else }}other{{ end }}`, "first"},
 		{`{{ if .enabled }}on{{ end }}`, "on"},
 		{`{{ $p := .port }}{{ $p }}`, "2379"},
+		{`{{ collect "etcd" "ansible_host" }}`, []any{"127.0.1.1", "127.0.1.2"}},
+		{`{{ list 1 "a" }}`, []any{1, "a"}},
 	}
 	for _, tt := range tests {
 		got, err := Value("v", tt.in, data())
@@ -115,9 +118,11 @@ func TestErrors(t *testing.T) {
 		{"{{ .port ", "template syntax: unclosed action", "", true},
 		{"{{ if .x }}", "template syntax: unexpected EOF", "", true},
 		{"a\n{{ end }}", "template syntax (line 2): unexpected {{end}}", "", true},
-		{"{{ joinn \",\" .peers }}", `unknown function "joinn" (did you mean "join"?)`, "", false},
-		{"{{ .peers | jion \",\" }}", `unknown function "jion" (did you mean "join"?)`, "", false},
+		{"{{ joinn \",\" .peers }}", `unknown function "joinn" (did you mean "join"?)`, "", true},
+		{"{{ .peers | jion \",\" }}", `unknown function "jion" (did you mean "join"?)`, "", true},
 		{`{{ "x" | int }}`, `error calling int: int: "x" is not an integer`, "", false},
+		{`{{ collect "etcd" "nope" }}`, `undefined variable "hostvars.etcd1.nope"`, "hostvars.etcd1.nope", false},
+		{`{{ collect "nogroup" "x" }}`, `undefined variable "groups.nogroup"`, "groups.nogroup", false},
 		{`{{ hostvar "etcd2" "nope" }}`, `undefined variable "hostvars.etcd2.nope"`, "hostvars.etcd2.nope", false},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,351 @@
+package playbook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/tmpl"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// batch adds the nodes and edges of one serial batch of a play.
+func (c *compiler) batch(ps *PlaySpec, play *Play, b int, hosts []string, vars map[string]map[string]any) {
+	g := c.out.Graph
+	suffix := ""
+	if b > 1 {
+		suffix = fmt.Sprintf(".b%d", b)
+	}
+	// Create every node first, so needs may name a later task.
+	type slot struct {
+		once  string            // run_once node id
+		hosts map[string]string // host -> node id
+	}
+	mk := func(t *Task, kind string, handler bool) slot {
+		s := slot{hosts: map[string]string{}}
+		if t.RunOnce {
+			id := fmt.Sprintf("p%d.%s%d.once%s", play.Index, kind, t.Index, suffix)
+			c.add(ps, play, t, id, hosts[0], hosts, vars[hosts[0]], handler)
+			s.once = id
+			return s
+		}
+		for _, h := range hosts {
+			id := fmt.Sprintf("p%d.%s%d.%s", play.Index, kind, t.Index, h)
+			c.add(ps, play, t, id, h, nil, vars[h], handler)
+			s.hosts[h] = id
+		}
+		return s
+	}
+	first := g.Len()
+	tasks := make([]slot, len(play.Tasks))
+	for i, t := range play.Tasks {
+		tasks[i] = mk(t, "t", false)
+	}
+	handlers := make([]slot, len(play.Handlers))
+	for i, t := range play.Handlers {
+		handlers[i] = mk(t, "h", true)
+	}
+	byID := map[string]int{}
+	for i, t := range play.Tasks {
+		if t.ID != "" {
+			byID[t.ID] = i
+		}
+	}
+	// frontier[h] are h's nodes nothing depends on yet, in order.
+	frontier := map[string][]string{}
+	connect := func(deps []string, id string) {
+		for _, d := range deps {
+			if err := g.Connect(d, id); err != nil {
+				panic(err) // both ids were just added
+			}
+		}
+	}
+	place := func(s slot, t *Task) {
+		targets := map[string][]string{} // node -> hosts it covers
+		if s.once != "" {
+			targets[s.once] = hosts
+		} else {
+			for _, h := range hosts {
+				targets[s.hosts[h]] = []string{h}
+			}
+		}
+		order := []string{s.once}
+		if s.once == "" {
+			order = order[:0]
+			for _, h := range hosts {
+				order = append(order, s.hosts[h])
+			}
+		}
+		for _, id := range order {
+			hs := targets[id]
+			var deps []string
+			if t.Needs == nil {
+				for _, h := range hs {
+					deps = appendNew(deps, frontier[h]...)
+				}
+			} else {
+				for _, need := range t.Needs {
+					j, ok := byID[need]
+					if !ok {
+						continue // reported by Parse
+					}
+					ns := tasks[j]
+					if ns.once != "" {
+						deps = appendNew(deps, ns.once)
+						continue
+					}
+					for _, h := range hs {
+						deps = appendNew(deps, ns.hosts[h])
+					}
+				}
+			}
+			connect(deps, id)
+			for _, h := range hs {
+				if t.Needs == nil {
+					frontier[h] = []string{id}
+				} else {
+					frontier[h] = appendNew(without(frontier[h], deps), id)
+				}
+			}
+		}
+	}
+	for i, t := range play.Tasks {
+		place(tasks[i], t)
+	}
+	for i, t := range play.Handlers {
+		place(handlers[i], t)
+	}
+
+	// Order against the previous batch or play: its sinks before this
+	// batch's sources.
+	ids := g.IDs()[first:]
+	var sources, sinks []string
+	for _, id := range ids {
+		if len(g.Deps(id)) == 0 {
+			sources = append(sources, id)
+		}
+		if len(g.Dependents(id)) == 0 {
+			sinks = append(sinks, id)
+		}
+	}
+	for _, s := range c.prevSinks {
+		for _, src := range sources {
+			if err := g.Connect(s, src); err != nil {
+				panic(err)
+			}
+		}
+	}
+	if len(ids) > 0 {
+		c.prevSinks = sinks
+	}
+}
+
+// add renders, resolves and validates one task for one host and adds its
+// node. Problems are collected, and the node is still added so the rest of
+// the graph can be checked too.
+func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts []string, vars map[string]any, handler bool) {
+	m := ps.meta[t]
+	n := &Node{ID: id, Play: play, Task: t, Host: host, Hosts: hosts, Vars: vars, Handler: handler}
+	if err := c.out.Graph.Add(id, n); err != nil {
+		panic(err) // ids are unique by construction
+	}
+	if !handler {
+		if skip, why := tagSkip(t.Tags, c.opts.Tags, c.opts.SkipTags); skip {
+			n.Skip, n.SkipReason = true, why
+		}
+	}
+	if len(m.whenList) > 0 && !n.Skip {
+		c.when(n, m, vars)
+	}
+	if t.Module == "" || n.Skip {
+		// A task skipped whatever its arguments say is not rendered: its
+		// variables may well be undefined on purpose (when: x is defined).
+		return
+	}
+	mod, ok := modules.Lookup(t.Module)
+	if !ok {
+		return // reported by Parse
+	}
+	r, err := tmpl.Render("args", t.Args, vars)
+	if err != nil {
+		c.templateErr(m, t, err, vars, host)
+		return
+	}
+	args := modules.Args(r.(map[string]any))
+	if res, ok := mod.(modules.Resolver); ok {
+		rc := &modules.ResolveContext{BaseDir: c.pb.Dir, Host: host, Vars: vars,
+			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
+		args, err = res.Resolve(args, rc)
+		if err != nil {
+			c.moduleErr(m, t, err, host)
+			return
+		}
+	}
+	if err := mod.Validate(args); err != nil {
+		c.moduleErr(m, t, err, host)
+		return
+	}
+	n.Args = args
+}
+
+// when decides the task's when at compile time: all conditions true runs
+// it, a false one skips it. A condition reading a registered result is
+// left to the runner.
+func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
+	for _, cond := range m.whenList {
+		v, err := tmpl.Value("when", wrapCond(cond), vars)
+		if err != nil {
+			var te *tmpl.Error
+			if errors.As(err, &te) && te.Syntax {
+				return // reported by Parse
+			}
+			if errors.As(err, &te) && te.Undefined != "" {
+				root, _, _ := strings.Cut(te.Undefined, ".")
+				if c.registered[root] {
+					n.Task.WhenAtRuntime = true
+					return
+				}
+			}
+			c.c.hostf(n.Host, m.key["when"], m.field+".when", undefinedHint(err, vars), "%v", err)
+			return
+		}
+		if !truthy(v) {
+			n.Skip, n.SkipReason = true, fmt.Sprintf("when: %s is false", cond)
+			return
+		}
+	}
+}
+
+// truthy reads a rendered condition: booleans, "true"/"yes"/..., non-zero
+// numbers, non-empty lists and maps.
+func truthy(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case int:
+		return t != 0
+	case float64:
+		return t != 0
+	case string:
+		switch strings.ToLower(strings.TrimSpace(t)) {
+		case "", "false", "no", "off", "0", "<no value>":
+			return false
+		}
+		return true
+	case []any:
+		return len(t) > 0
+	case map[string]any:
+		return len(t) > 0
+	}
+	return true
+}
+
+func (c *compiler) templateErr(m *taskMeta, t *Task, err error, vars map[string]any, host string) {
+	name := "args"
+	var te *tmpl.Error
+	if errors.As(err, &te) {
+		if te.Syntax {
+			return // reported by Parse
+		}
+		name = te.Name
+	}
+	msg := err.Error()
+	if te != nil && te.Undefined != "" {
+		root, _, _ := strings.Cut(te.Undefined, ".")
+		if c.registered[root] {
+			msg += " (a registered result exists only at run time: use it in when, until or changed_when)"
+		}
+	}
+	c.c.hostf(host, argPos(m, name), m.field+"."+t.Module+strings.TrimPrefix(name, "args"),
+		undefinedHint(err, vars), "%s", msg)
+}
+
+// moduleErr reports what Resolve or Validate said, at the argument's line
+// when it names one.
+func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var ae *modules.ArgError
+		if errors.As(e, &ae) {
+			pos := m.key["module"]
+			if p, ok := m.args["args."+ae.Arg]; ok && !m.freeForm {
+				pos = p
+			}
+			c.c.hostf(host, pos, m.field+"."+t.Module+"."+ae.Arg, ae.Hint, "%s", ae.Msg)
+			continue
+		}
+		c.c.hostf(host, m.key["module"], m.field+"."+t.Module, "", "%v", e)
+	}
+}
+
+// argPos finds where the argument a template error names was written,
+// walking up ("args.env.X" -> "args.env" -> "args").
+func argPos(m *taskMeta, name string) Pos {
+	for {
+		if p, ok := m.args[name]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(name, ".[")
+		if i < 0 {
+			return m.key["module"]
+		}
+		name = name[:i]
+	}
+}
+
+// tagSkip applies --tags and --skip-tags with Ansible's special tags.
+func tagSkip(tags, only, skip []string) (bool, string) {
+	has := func(list []string, x string) bool { return contains(list, x) }
+	any := func(list []string) bool {
+		for _, t := range tags {
+			if has(list, t) {
+				return true
+			}
+		}
+		return false
+	}
+	if any(skip) || (has(skip, "tagged") && len(tags) > 0) || (has(skip, "untagged") && len(tags) == 0) {
+		return true, "tags: skipped by --skip-tags " + strings.Join(skip, ",")
+	}
+	if len(only) == 0 {
+		if has(tags, "never") {
+			return true, "tags: never (select it with --tags)"
+		}
+		return false, ""
+	}
+	selected := any(only) ||
+		(has(tags, "always") && !has(skip, "always")) ||
+		(has(only, "all") && !has(tags, "never")) ||
+		(has(only, "tagged") && len(tags) > 0) ||
+		(has(only, "untagged") && len(tags) == 0)
+	if !selected {
+		return true, "tags: not selected by --tags " + strings.Join(only, ",")
+	}
+	return false, ""
+}
+
+func appendNew(xs []string, add ...string) []string {
+	for _, a := range add {
+		if a != "" && !contains(xs, a) {
+			xs = append(xs, a)
+		}
+	}
+	return xs
+}
+
+func without(xs, drop []string) []string {
+	var out []string
+	for _, x := range xs {
+		if !contains(drop, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,438 @@
+package playbook
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/tmpl"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// Options are the command line's say in compiling.
+type Options struct {
+	// ExtraVars (-e) override every other variable.
+	ExtraVars map[string]any
+	// Limit (--limit) narrows every play's hosts; "" is no limit.
+	Limit string
+	// Tags and SkipTags (--tags, --skip-tags) select tasks, with Ansible's
+	// special tags: all, tagged, untagged, always, never.
+	Tags, SkipTags []string
+}
+
+// Load parses the playbook at path and compiles it against inv: every
+// template rendered for every host, every module's arguments validated,
+// the whole run laid out as a graph. Nothing connects to any host.
+//
+// Problems are reported all at once: when parsing finds some, compiling
+// still runs over what could be read, and both lists come back together.
+func Load(path string, inv *inventory.Inventory, opts Options) (*Compiled, error) {
+	pb, perr := parse(path)
+	if pb == nil {
+		return nil, perr
+	}
+	if perr == nil {
+		return pb.Compile(inv, opts)
+	}
+	c := newCompiler(pb, inv, opts)
+	c.c.errs = append(c.c.errs, perr.(Errors)...)
+	c.run()
+	return nil, c.c.err()
+}
+
+func newCompiler(pb *Playbook, inv *inventory.Inventory, opts Options) *compiler {
+	return &compiler{pb: pb, inv: inv, opts: opts, registered: map[string]bool{},
+		out: &Compiled{File: pb.File, Graph: dag.New[*Node]()}}
+}
+
+type compiler struct {
+	pb    *Playbook
+	inv   *inventory.Inventory
+	opts  Options
+	c     collector
+	out   *Compiled
+	limit map[string]bool // nil = no limit
+	// registered are the names tasks register: known only at run time.
+	registered map[string]bool
+	// prevSinks are the last nodes of the previous batch or play.
+	prevSinks []string
+}
+
+// Compile lays the parsed playbook out against an inventory (see Load).
+//
+// The graph has one node per (task, host) and these edges:
+//   - task order per host: a task runs after every earlier task of the
+//     same host has run, unless it has `needs`, which replaces that
+//     implicit edge with edges from the named tasks only (on the same
+//     host, or their run_once node), so independent tasks run in parallel;
+//   - run_once: one node for the whole batch, bound to its first host; it
+//     waits for every host's earlier tasks and every host's later tasks
+//     wait for it (a barrier);
+//   - serial: every node of batch k precedes every node of batch k+1;
+//   - plays run in order: the last nodes of play p precede the first of
+//     play p+1;
+//   - handlers: one node per (handler, host), or one for a run_once
+//     handler, after that host's tasks in the batch, in the order the
+//     handlers are written; the runner runs it only when notified.
+func (pb *Playbook) Compile(inv *inventory.Inventory, opts Options) (*Compiled, error) {
+	c := newCompiler(pb, inv, opts)
+	c.run()
+	if err := c.c.err(); err != nil {
+		return nil, err
+	}
+	if cyc := c.out.Graph.Cycle(); cyc != nil {
+		// Parse rules cycles out per play; this guards the builder itself.
+		return nil, Errors{{Pos: Pos{File: pb.File}, Msg: "internal error: dependency cycle: " + strings.Join(cyc, " -> ")}}
+	}
+	return c.out, nil
+}
+
+func (c *compiler) run() {
+	pb, inv, opts := c.pb, c.inv, c.opts
+	for _, play := range pb.Plays {
+		for _, t := range append(append([]*Task(nil), play.Tasks...), play.Handlers...) {
+			if t.Register != "" {
+				c.registered[t.Register] = true
+			}
+		}
+	}
+	if opts.Limit != "" {
+		hs, err := inv.Match(opts.Limit)
+		if err != nil {
+			c.c.addf(Pos{}, "--limit", "", "%v", err)
+		} else if len(hs) == 0 {
+			c.c.addf(Pos{}, "--limit", "", "pattern %q matches no host of %s", opts.Limit, inv.File)
+		}
+		c.limit = map[string]bool{}
+		for _, h := range hs {
+			c.limit[h.Name] = true
+		}
+	}
+	for _, ps := range pb.Plays {
+		c.play(ps)
+	}
+}
+
+func (c *compiler) play(ps *PlaySpec) {
+	field := fmt.Sprintf("p%d", ps.Index)
+	play := &Play{Index: ps.Index, Name: ps.Name, MaxFailPercentage: ps.MaxFailPercentage,
+		AnyErrorsFatal: ps.AnyErrorsFatal, Tasks: ps.Tasks, Handlers: ps.Handlers}
+	c.out.Plays = append(c.out.Plays, play)
+
+	// Play vars without host context, for hosts: and vars_files: paths.
+	global := maps.Clone(ps.Vars)
+	maps.Copy(global, c.opts.ExtraVars)
+
+	pattern := ps.Hosts
+	if tmpl.Has(pattern) {
+		s, err := tmpl.String(field+".hosts", pattern, global)
+		if err != nil {
+			c.c.addf(ps.pos["hosts"], field+".hosts", "", "%v", err)
+			return
+		}
+		pattern = s
+	}
+	matched, err := c.inv.Match(pattern)
+	if err != nil {
+		c.c.addf(ps.pos["hosts"], field+".hosts", "", "%v", err)
+		return
+	}
+	if len(matched) == 0 && !c.knownEmpty(pattern) {
+		var cands []string
+		cands = append(cands, c.inv.GroupNames()...)
+		for _, h := range c.inv.Hosts() {
+			cands = append(cands, h.Name)
+		}
+		c.c.addf(ps.pos["hosts"], field+".hosts", modules.Closest(pattern, cands),
+			"pattern %q matches no host of %s", pattern, c.inv.File)
+		return
+	}
+	for _, h := range matched {
+		if c.limit == nil || c.limit[h.Name] {
+			play.Hosts = append(play.Hosts, h.Name)
+		}
+	}
+
+	c.c.playHosts = len(play.Hosts)
+	fileVars := c.varsFiles(ps, global, field)
+	vars := c.hostVars(ps, play, fileVars, field)
+	if vars == nil {
+		return
+	}
+	play.Serial = batchSizes(ps.Serial, len(play.Hosts))
+	start := 0
+	for b, size := range play.Serial {
+		c.batch(ps, play, b+1, play.Hosts[start:start+size], vars)
+		start += size
+	}
+	if play.Serial == nil && len(play.Hosts) > 0 {
+		c.batch(ps, play, 1, play.Hosts, vars)
+	}
+	if len(play.Serial) == 1 && len(play.Hosts) > 0 {
+		play.Serial = nil // one batch holding every host is no batching at all
+	}
+}
+
+// knownEmpty tells a pattern naming a group that exists but has no hosts
+// (fine: the play has nothing to do) from a typo (an error).
+func (c *compiler) knownEmpty(pattern string) bool {
+	groups := c.inv.Groups()
+	for _, term := range strings.FieldsFunc(pattern, func(r rune) bool { return r == ',' || r == ':' }) {
+		term = strings.TrimLeft(strings.TrimSpace(term), "&!")
+		if _, ok := groups[term]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// batchSizes turns serial into batch host counts with Ansible's rules: a
+// percentage is of the play's hosts (at least 1), the last size repeats
+// until every host is in a batch. Nil means one batch of every host.
+func batchSizes(steps []SerialStep, hosts int) []int {
+	if len(steps) == 0 || hosts == 0 {
+		return nil
+	}
+	var out []int
+	left := hosts
+	for i := 0; left > 0; i++ {
+		st := steps[min(i, len(steps)-1)]
+		n := st.N
+		if st.Percent {
+			n = max(1, hosts*st.N/100)
+		}
+		n = min(n, left)
+		out = append(out, n)
+		left -= n
+	}
+	return out
+}
+
+func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) map[string]any {
+	out := map[string]any{}
+	for i, f := range ps.VarsFiles {
+		pos := ps.pos[fmt.Sprintf("vars_files[%d]", i)]
+		ff := fmt.Sprintf("%s.vars_files[%d]", field, i)
+		if tmpl.Has(f) {
+			s, err := tmpl.String(ff, f, global)
+			if err != nil {
+				c.c.addf(pos, ff, "", "%v", err)
+				continue
+			}
+			f = s
+		}
+		path := f
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(c.pb.Dir, f)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			c.c.addf(pos, ff, "", "cannot read %s: %s", path, readMsg(err))
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			line, msg := inventory.YAMLErrorLine(err)
+			c.c.add(&Error{Pos: Pos{File: path, Line: line}, Msg: "vars file: " + msg})
+			continue
+		}
+		if m != nil {
+			maps.Copy(out, inventory.Normalize(m).(map[string]any))
+		}
+	}
+	return out
+}
+
+// hostVars computes, for every host of the play, its variables (inventory
+// < play vars < vars_files < extra vars) with templates rendered, plus the
+// facts inventory_hostname, inventory_hostname_short, group_names, groups,
+// play_hosts and hostvars. Maps in the result are shared and read-only.
+func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, field string) map[string]map[string]any {
+	groups := map[string]any{}
+	for g, hs := range c.inv.Groups() {
+		groups[g] = toAny(hs)
+	}
+	playHosts := toAny(play.Hosts)
+	inPlay := map[string]bool{}
+	for _, h := range play.Hosts {
+		inPlay[h] = true
+	}
+	base := map[string]map[string]any{}
+	for _, h := range c.inv.Hosts() {
+		v := maps.Clone(h.Vars)
+		maps.Copy(v, ps.Vars)
+		maps.Copy(v, fileVars)
+		maps.Copy(v, c.opts.ExtraVars)
+		v["inventory_hostname"] = h.Name
+		v["inventory_hostname_short"], _, _ = strings.Cut(h.Name, ".")
+		v["group_names"] = toAny(h.Groups)
+		v["groups"] = groups
+		v["play_hosts"] = playHosts
+		v["ansible_play_hosts"] = playHosts
+		base[h.Name] = v
+	}
+	rawHostvars := map[string]any{}
+	for n, v := range base {
+		rawHostvars[n] = v
+	}
+	rendered := map[string]map[string]any{}
+	ok := true
+	for _, h := range c.inv.Hosts() {
+		v, errs := renderVars(base[h.Name], rawHostvars)
+		rendered[h.Name] = v
+		if !inPlay[h.Name] {
+			continue // another host's broken var only matters when read
+		}
+		for _, e := range errs {
+			ok = false
+			pos, src := c.varSource(ps, e.name, fileVars)
+			c.c.hostf(h.Name, pos, field+".vars."+e.name, e.hint, "%v (%s)", e.err, src)
+		}
+	}
+	if !ok {
+		return nil
+	}
+	hostvars := map[string]any{}
+	for n, v := range rendered {
+		hostvars[n] = v
+	}
+	out := map[string]map[string]any{}
+	for _, h := range play.Hosts {
+		v := maps.Clone(rendered[h])
+		v["hostvars"] = hostvars
+		out[h] = v
+	}
+	return out
+}
+
+// varSource says where a variable was set, for error messages.
+func (c *compiler) varSource(ps *PlaySpec, name string, fileVars map[string]any) (Pos, string) {
+	switch {
+	case c.opts.ExtraVars != nil && c.opts.ExtraVars[name] != nil:
+		return Pos{}, "set by -e"
+	case fileVars[name] != nil:
+		return ps.pos["vars_files[0]"], "set in vars_files"
+	case ps.Vars[name] != nil:
+		return ps.pos["vars."+name], "set in play vars"
+	}
+	return ps.pos["hosts"], "set in inventory " + c.inv.File
+}
+
+type varErr struct {
+	name, hint string
+	err        error
+}
+
+// renderVars renders the variables that hold templates. They may refer to
+// each other in any order, so rendering repeats while it makes progress.
+func renderVars(v map[string]any, hostvars map[string]any) (map[string]any, []varErr) {
+	out := maps.Clone(v)
+	var pending []string
+	for k, val := range v {
+		if hasTemplate(val) {
+			pending = append(pending, k)
+		}
+	}
+	sort.Strings(pending)
+	if len(pending) == 0 {
+		return out, nil
+	}
+	data := maps.Clone(out)
+	data["hostvars"] = hostvars
+	// A chain of vars holding templates needs one pass per link; the bound
+	// stops a pair of vars that render to each other.
+	for pass := 0; len(pending) > 0 && pass < 20; pass++ {
+		var next []string
+		var errs []varErr
+		for _, k := range pending {
+			r, err := tmpl.Render(k, out[k], data)
+			if err == nil && hasTemplate(r) && !equalish(r, out[k]) {
+				// Rendered to another template (a var holding "{{ .x }}"
+				// text): go round again.
+				out[k], data[k] = r, r
+				next = append(next, k)
+				continue
+			}
+			if err != nil {
+				errs = append(errs, varErr{name: k, err: err, hint: undefinedHint(err, data)})
+				next = append(next, k)
+				continue
+			}
+			out[k], data[k] = r, r
+		}
+		if len(next) == len(pending) {
+			return out, errs
+		}
+		pending = next
+	}
+	return out, nil
+}
+
+func equalish(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func hasTemplate(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return tmpl.Has(t)
+	case map[string]any:
+		for _, e := range t {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// undefinedHint suggests the closest variable to an undefined one.
+func undefinedHint(err error, data map[string]any) string {
+	var te *tmpl.Error
+	if !errors.As(err, &te) || te.Undefined == "" {
+		return ""
+	}
+	parts := strings.Split(te.Undefined, ".")
+	var cur any = data
+	for i, p := range parts {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		next, ok := m[p]
+		if !ok {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			c := modules.Closest(p, keys)
+			if c == "" {
+				return ""
+			}
+			return strings.Join(append(parts[:i:i], c), ".")
+		}
+		cur = next
+	}
+	return ""
+}
+
+func toAny(xs []string) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
+}

@@ -1,0 +1,1016 @@
+package playbook
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/tmpl"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// Playbook is a playbook as written, decoded and checked as far as it can
+// be without an inventory: keys, types, modules and their arguments'
+// names, ids, needs, cycles, handlers, serial, template syntax.
+type Playbook struct {
+	// File is the path Parse was given; Dir is its directory, where
+	// vars_files, templates/ and files/ are looked up.
+	File  string
+	Dir   string
+	Plays []*PlaySpec
+}
+
+// PlaySpec is a play as written.
+type PlaySpec struct {
+	Index     int // 1-based
+	Name      string
+	Hosts     string // the host pattern (a list is joined with ",")
+	Vars      map[string]any
+	VarsFiles []string
+	// Serial are the batch sizes as written; nil means all hosts at once.
+	Serial            []SerialStep
+	MaxFailPercentage int // -1 when unset
+	AnyErrorsFatal    bool
+	Become            *bool
+	Tasks             []*Task
+	Handlers          []*Task
+	Pos               Pos
+
+	// pos holds where values were written: "hosts", "serial",
+	// "vars.NAME", "vars_files[i]".
+	pos  map[string]Pos
+	meta map[*Task]*taskMeta
+}
+
+// SerialStep is one entry of serial: a host count or a percentage.
+type SerialStep struct {
+	N       int
+	Percent bool
+}
+
+func (s SerialStep) String() string {
+	if s.Percent {
+		return strconv.Itoa(s.N) + "%"
+	}
+	return strconv.Itoa(s.N)
+}
+
+// taskMeta is what the compiler needs to point errors at a task's parts.
+type taskMeta struct {
+	field string         // "p1.t3" or "p1.h2"
+	key   map[string]Pos // position of each task key's value, and of the module key under "module"
+	args  map[string]Pos // "args", "args.dest", "args.env.X", "args.list[0]"
+	// freeForm is set when the arguments were written as one string.
+	freeForm bool
+	listen   []string
+	whenList []string // when as written (a list means all must hold)
+}
+
+var (
+	playKeys = []string{"name", "hosts", "vars", "vars_files", "serial", "max_fail_percentage",
+		"any_errors_fatal", "become", "tasks", "handlers", "gather_facts"}
+	taskKeys = []string{"name", "id", "needs", "when", "tags", "notify", "run_once", "retries",
+		"delay", "until", "become", "register", "ignore_errors", "changed_when", "args", "listen"}
+	// ansibleOnly are Ansible keywords people will write that etcdplay does
+	// not implement: say so instead of suggesting a typo fix.
+	ansibleOnly = map[string]bool{
+		"loop": true, "with_items": true, "with_dict": true, "delegate_to": true, "become_user": true,
+		"become_method": true, "failed_when": true, "vars": true, "environment": true, "no_log": true,
+		"async": true, "poll": true, "block": true, "rescue": true, "always": true,
+		"include_tasks": true, "import_tasks": true, "include_role": true, "import_role": true,
+		"roles": true, "pre_tasks": true, "post_tasks": true, "import_playbook": true,
+		"strategy": true, "connection": true, "check_mode": true, "local_action": true,
+		"remote_user": true, "order": true, "delegate_facts": true, "loop_control": true,
+	}
+	idRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+	registerRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ModuleName maps the names Ansible playbooks use to etcdplay's:
+// ansible.builtin.file -> file, systemd_service -> systemd.
+func ModuleName(name string) string {
+	for _, p := range []string{"ansible.builtin.", "ansible.legacy."} {
+		name = strings.TrimPrefix(name, p)
+	}
+	if name == "systemd_service" {
+		return "systemd"
+	}
+	return name
+}
+
+// Parse reads and checks a playbook file. All problems are reported at
+// once, as Errors sorted by position.
+func Parse(path string) (*Playbook, error) {
+	pb, err := parse(path)
+	if err != nil {
+		return nil, err
+	}
+	return pb, nil
+}
+
+// parse is Parse, but also returns what it could read when it found
+// problems (nil only when the file is not a playbook at all), so Load can
+// go on to report compile problems in the same run.
+func parse(path string) (*Playbook, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{Pos: Pos{File: path}, Msg: readMsg(err)}}
+	}
+	pb := &Playbook{File: path, Dir: filepath.Dir(path)}
+	p := &parser{pb: pb}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line, msg := inventory.YAMLErrorLine(err)
+		return nil, Errors{{Pos: Pos{File: path, Line: line}, Msg: "YAML syntax: " + msg}}
+	}
+	if len(doc.Content) == 0 {
+		return nil, Errors{{Pos: Pos{File: path}, Msg: "empty playbook: want a list of plays"}}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.SequenceNode {
+		return nil, Errors{{Pos: posOf(path, root), Msg: "a playbook is a list of plays, got " + kindName(root)}}
+	}
+	for i, n := range root.Content {
+		if play := p.play(i+1, n); play != nil {
+			pb.Plays = append(pb.Plays, play)
+		}
+	}
+	p.checkIDs()
+	return pb, p.c.err()
+}
+
+func readMsg(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return "no such file"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+type parser struct {
+	pb *Playbook
+	c  collector
+}
+
+func (p *parser) pos(n *yaml.Node) Pos { return posOf(p.pb.File, n) }
+
+func (p *parser) errf(n *yaml.Node, field, hint, format string, args ...any) {
+	p.c.addf(p.pos(n), field, hint, format, args...)
+}
+
+// pairs returns a mapping's key/value nodes, reporting duplicate keys.
+func (p *parser) pairs(n *yaml.Node, field string) [][2]*yaml.Node {
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if seen[k.Value] {
+			p.errf(k, field, "", "key %q written twice", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, [2]*yaml.Node{k, resolveAlias(n.Content[i+1])})
+	}
+	return out
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func (p *parser) play(idx int, n *yaml.Node) *PlaySpec {
+	field := fmt.Sprintf("p%d", idx)
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, field, "", "a play is a mapping (hosts, tasks, ...), got %s", kindName(n))
+		return nil
+	}
+	play := &PlaySpec{Index: idx, Pos: p.pos(n), MaxFailPercentage: -1, Vars: map[string]any{},
+		pos: map[string]Pos{}, meta: map[*Task]*taskMeta{}}
+	var tasksNode, handlersNode *yaml.Node
+	hasHosts := false
+	for _, kv := range p.pairs(n, field) {
+		k, v := kv[0], kv[1]
+		f := field + "." + k.Value
+		play.pos[k.Value] = p.pos(v)
+		switch k.Value {
+		case "name":
+			play.Name, _ = p.str(v, f)
+		case "hosts":
+			hasHosts = true
+			if v.Kind == yaml.SequenceNode {
+				list, _ := p.strList(v, f)
+				play.Hosts = strings.Join(list, ",")
+			} else if s, ok := p.str(v, f); ok {
+				play.Hosts = s
+			}
+			p.checkTemplate(v, f, play.Hosts)
+		case "vars":
+			play.Vars = p.vars(v, f, "vars", play.pos)
+		case "vars_files":
+			list, _ := p.strList(v, f)
+			play.VarsFiles = list
+			for i := range list {
+				node := v
+				if v.Kind == yaml.SequenceNode {
+					node = v.Content[i]
+				}
+				play.pos[fmt.Sprintf("vars_files[%d]", i)] = p.pos(node)
+			}
+		case "serial":
+			play.Serial = p.serial(v, f)
+		case "max_fail_percentage":
+			if pct, ok := p.percent(v, f); ok {
+				play.MaxFailPercentage = pct
+			}
+		case "any_errors_fatal":
+			play.AnyErrorsFatal, _ = p.boolean(v, f)
+		case "become":
+			if b, ok := p.boolean(v, f); ok {
+				play.Become = &b
+			}
+		case "tasks":
+			tasksNode = v
+		case "handlers":
+			handlersNode = v
+		case "gather_facts":
+			// Accepted so Ansible playbooks load; etcdplay gathers no facts.
+		default:
+			p.unknownKey(k, f, "play", playKeys)
+		}
+	}
+	if !hasHosts {
+		p.errf(n, field, "", "play has no hosts")
+	}
+	// Handlers first, so notify can be checked while reading tasks.
+	play.Handlers = p.tasks(play, handlersNode, field, "handlers", true)
+	play.Tasks = p.tasks(play, tasksNode, field, "tasks", false)
+	if play.Become != nil {
+		for _, t := range append(append([]*Task(nil), play.Tasks...), play.Handlers...) {
+			if t.Become == nil {
+				b := *play.Become
+				t.Become = &b
+			}
+		}
+	}
+	return play
+}
+
+func (p *parser) unknownKey(k *yaml.Node, field, what string, valid []string) {
+	if ansibleOnly[k.Value] {
+		p.errf(k, field, "", "%q is an Ansible keyword etcdplay does not support", k.Value)
+		return
+	}
+	p.errf(k, field, modules.Closest(k.Value, valid), "unknown %s key %q", what, k.Value)
+}
+
+func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, handlers bool) []*Task {
+	if n == nil || isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errf(n, playField+"."+section, "", "must be a list of tasks, got %s", kindName(n))
+		return nil
+	}
+	var out []*Task
+	for i, tn := range n.Content {
+		letter := "t"
+		if handlers {
+			letter = "h"
+		}
+		if t := p.task(play, i+1, resolveAlias(tn), fmt.Sprintf("%s.%s%d", playField, letter, i+1), handlers); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handler bool) *Task {
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, field, "", "a task is a mapping (name, a module, ...), got %s", kindName(n))
+		return nil
+	}
+	t := &Task{Index: idx, Pos: p.pos(n)}
+	m := &taskMeta{field: field, key: map[string]Pos{}, args: map[string]Pos{}}
+	type modKey struct{ k, v *yaml.Node }
+	var mods []modKey
+	var extraArgs *yaml.Node
+	for _, kv := range p.pairs(n, field) {
+		k, v := kv[0], kv[1]
+		f := field + "." + k.Value
+		m.key[k.Value] = p.pos(v)
+		switch k.Value {
+		case "name":
+			t.Name, _ = p.str(v, f)
+		case "id":
+			if s, ok := p.str(v, f); ok {
+				if !idRE.MatchString(s) {
+					p.errf(v, f, "", "invalid id %q: use letters, digits, _ . -", s)
+				}
+				t.ID = s
+			}
+		case "needs":
+			t.Needs, _ = p.strList(v, f)
+			if t.Needs == nil {
+				t.Needs = []string{} // present but empty: no dependency at all
+			}
+			if handler {
+				p.errf(k, f, "", "a handler cannot have needs: it runs after the tasks that notify it")
+			}
+		case "when":
+			m.whenList = p.conditions(v, f)
+			t.When = strings.Join(m.whenList, " and ")
+		case "tags":
+			t.Tags = p.tags(v, f)
+		case "notify":
+			t.Notify, _ = p.strList(v, f)
+		case "listen":
+			if !handler {
+				p.errf(k, f, "", "listen is only for handlers")
+			}
+			m.listen, _ = p.strList(v, f)
+		case "run_once":
+			t.RunOnce, _ = p.boolean(v, f)
+		case "retries":
+			if r, ok := p.integer(v, f); ok {
+				if r < 0 {
+					p.errf(v, f, "", "must not be negative, got %d", r)
+				}
+				t.Retries = r
+			}
+		case "delay":
+			t.Delay, _ = p.number(v, f)
+		case "until":
+			if s, ok := p.str(v, f); ok {
+				t.Until = s
+				p.checkTemplate(v, f, wrapCond(s))
+			}
+		case "become":
+			if b, ok := p.boolean(v, f); ok {
+				t.Become = &b
+			}
+		case "register":
+			if s, ok := p.str(v, f); ok {
+				if !registerRE.MatchString(s) {
+					p.errf(v, f, "", "invalid variable name %q", s)
+				}
+				t.Register = s
+			}
+		case "ignore_errors":
+			t.IgnoreErrors, _ = p.boolean(v, f)
+		case "changed_when":
+			conds := p.conditions(v, f)
+			t.ChangedWhen = strings.Join(conds, " and ")
+		case "args":
+			if v.Kind != yaml.MappingNode {
+				p.errf(v, f, "", "must be a mapping, got %s", kindName(v))
+				continue
+			}
+			extraArgs = v
+		default:
+			name := ModuleName(k.Value)
+			if _, ok := modules.Lookup(name); ok {
+				mods = append(mods, modKey{k, v})
+				continue
+			}
+			if ansibleOnly[k.Value] {
+				p.errf(k, f, "", "%q is an Ansible keyword etcdplay does not support", k.Value)
+				continue
+			}
+			// A typo of a task key or of a module: suggest whichever is
+			// nearer.
+			keyHint := modules.Closest(k.Value, taskKeys)
+			modHint := modules.Closest(name, modules.Names())
+			switch {
+			case name == "shell" || name == "raw" || name == "script":
+				p.errf(k, f, "", "unknown module %q: etcdplay has no shell module, use command", k.Value)
+			case keyHint != "" && dist(k.Value, keyHint) <= 2 && (modHint == "" || dist(k.Value, keyHint) <= dist(name, modHint)):
+				p.errf(k, f, keyHint, "unknown task key %q", k.Value)
+			default:
+				p.errf(k, f, modHint, "unknown module %q", k.Value)
+			}
+			mods = append(mods, modKey{k, nil}) // counts as "a module was named"
+		}
+	}
+	real := mods[:0:0]
+	for _, mk := range mods {
+		if mk.v != nil {
+			real = append(real, mk)
+		}
+	}
+	switch {
+	case len(mods) == 0:
+		p.errf(n, field, "", "task has no module (one of: %s)", strings.Join(modules.Names(), ", "))
+	case len(real) > 1:
+		var names []string
+		for _, mk := range real {
+			names = append(names, mk.k.Value)
+		}
+		p.errf(real[1].k, field, "", "task has more than one module: %s", strings.Join(names, ", "))
+	case len(real) == 1:
+		mk := real[0]
+		t.Module = ModuleName(mk.k.Value)
+		m.key["module"] = p.pos(mk.k)
+		t.Args = p.moduleArgs(t.Module, mk.v, field+"."+t.Module, m)
+		if extraArgs != nil && t.Args != nil {
+			for _, kv := range p.pairs(extraArgs, field+".args") {
+				var val any
+				if err := kv[1].Decode(&val); err == nil {
+					t.Args[kv[0].Value] = inventory.Normalize(val)
+					p.argPositions("args."+kv[0].Value, kv[1], m.args)
+					p.checkTemplates(kv[1], field+".args."+kv[0].Value)
+				}
+			}
+		}
+	}
+	if t.Name == "" {
+		t.Name = t.Module
+	}
+	play.meta[t] = m
+	return t
+}
+
+// dist is the edit distance between a and b.
+func dist(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// moduleArgs decodes a module's arguments: a mapping, null (no arguments),
+// or Ansible's one-line form, "cmd line" for command and "k=v k2=v2" for
+// the others.
+func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMeta) map[string]any {
+	m.args["args"] = p.pos(v)
+	switch {
+	case isNull(v):
+		return map[string]any{}
+	case v.Kind == yaml.MappingNode:
+		out := map[string]any{}
+		for _, kv := range p.pairs(v, field) {
+			var val any
+			if err := kv[1].Decode(&val); err != nil {
+				p.errf(kv[1], field+"."+kv[0].Value, "", "%s", err)
+				continue
+			}
+			out[kv[0].Value] = inventory.Normalize(val)
+			m.args["args."+kv[0].Value] = p.pos(kv[0])
+			p.argPositions("args."+kv[0].Value, kv[1], m.args)
+			p.checkTemplates(kv[1], field+"."+kv[0].Value)
+		}
+		return out
+	case v.Kind == yaml.ScalarNode:
+		m.freeForm = true
+		p.checkTemplate(v, field, v.Value)
+		args, err := freeForm(module, v.Value)
+		if err != nil {
+			p.errf(v, field, "", "%v", err)
+			return nil
+		}
+		for k := range args {
+			m.args["args."+k] = p.pos(v)
+		}
+		return args
+	}
+	p.errf(v, field, "", "module arguments must be a mapping, got %s", kindName(v))
+	return nil
+}
+
+// argPositions records where every nested argument value was written,
+// named the way tmpl.Render names them.
+func (p *parser) argPositions(name string, n *yaml.Node, out map[string]Pos) {
+	n = resolveAlias(n)
+	if _, ok := out[name]; !ok {
+		out[name] = p.pos(n)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p.argPositions(name+"."+n.Content[i].Value, n.Content[i+1], out)
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			p.argPositions(fmt.Sprintf("%s[%d]", name, i), e, out)
+		}
+	}
+}
+
+// freeForm parses Ansible's one-line module arguments.
+func freeForm(module, s string) (map[string]any, error) {
+	words, err := splitWords(s)
+	if err != nil {
+		return nil, err
+	}
+	args := map[string]any{}
+	if module == "command" {
+		// Ansible pulls its own options out of the command line.
+		var rest []string
+		for _, w := range words {
+			k, v, ok := strings.Cut(w, "=")
+			if ok && (k == "creates" || k == "removes" || k == "chdir") {
+				args[k] = v
+				continue
+			}
+			rest = append(rest, w)
+		}
+		if len(rest) > 0 {
+			args["cmd"] = commandLine(s, words, rest)
+		}
+		return args, nil
+	}
+	for _, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: write the arguments as a mapping, or as key=value words", w)
+		}
+		args[k] = v
+	}
+	return args, nil
+}
+
+// commandLine keeps the command as written when nothing was pulled out of
+// it, so quoting survives; otherwise it rejoins the remaining words.
+func commandLine(orig string, words, rest []string) string {
+	if len(words) == len(rest) {
+		return strings.TrimSpace(orig)
+	}
+	return strings.Join(rest, " ")
+}
+
+// splitWords splits on spaces, honouring quotes (and keeping them, so a
+// command line's quoting reaches the shell unchanged) and {{ actions }}.
+func splitWords(s string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case strings.HasPrefix(s[i:], "{{"):
+			end := strings.Index(s[i:], "}}")
+			if end < 0 {
+				return nil, fmt.Errorf("unclosed {{ in %q", s)
+			}
+			cur.WriteString(s[i : i+end+2])
+			i += end + 1
+		case quote != 0:
+			cur.WriteByte(ch)
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+			cur.WriteByte(ch)
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(ch)
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+// vars decodes a mapping of variables, recording each one's position.
+func (p *parser) vars(n *yaml.Node, field, prefix string, pos map[string]Pos) map[string]any {
+	out := map[string]any{}
+	if isNull(n) {
+		return out
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, field, "", "must be a mapping of variables, got %s", kindName(n))
+		return out
+	}
+	for _, kv := range p.pairs(n, field) {
+		var val any
+		if err := kv[1].Decode(&val); err != nil {
+			p.errf(kv[1], field+"."+kv[0].Value, "", "%s", err)
+			continue
+		}
+		out[kv[0].Value] = inventory.Normalize(val)
+		pos[prefix+"."+kv[0].Value] = p.pos(kv[1])
+		p.checkTemplates(kv[1], field+"."+kv[0].Value)
+	}
+	return out
+}
+
+// checkTemplates checks the template syntax of every string under n.
+func (p *parser) checkTemplates(n *yaml.Node, field string) {
+	n = resolveAlias(n)
+	switch n.Kind {
+	case yaml.ScalarNode:
+		p.checkTemplate(n, field, n.Value)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p.checkTemplates(n.Content[i+1], field+"."+n.Content[i].Value)
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			p.checkTemplates(e, fmt.Sprintf("%s[%d]", field, i))
+		}
+	}
+}
+
+func (p *parser) checkTemplate(n *yaml.Node, field, text string) {
+	if err := tmpl.Check(field, text); err != nil {
+		p.errf(n, field, "", "%v", err)
+	}
+}
+
+// conditions reads when/changed_when: a string, a bool, or a list of them
+// (all must hold). Each is a Go template expression, with or without the
+// braces.
+func (p *parser) conditions(v *yaml.Node, field string) []string {
+	var nodes []*yaml.Node
+	if v.Kind == yaml.SequenceNode {
+		nodes = v.Content
+	} else {
+		nodes = []*yaml.Node{v}
+	}
+	var out []string
+	for _, n := range nodes {
+		n = resolveAlias(n)
+		if n.Kind != yaml.ScalarNode || isNull(n) {
+			p.errf(n, field, "", "must be a condition (a template expression or a boolean), got %s", kindName(n))
+			continue
+		}
+		out = append(out, n.Value)
+		p.checkTemplate(n, field, wrapCond(n.Value))
+	}
+	return out
+}
+
+// wrapCond turns a bare condition ("eq .x 1") into a template.
+func wrapCond(s string) string {
+	if tmpl.Has(s) {
+		return s
+	}
+	return "{{ " + s + " }}"
+}
+
+func (p *parser) serial(v *yaml.Node, field string) []SerialStep {
+	nodes := []*yaml.Node{v}
+	if v.Kind == yaml.SequenceNode {
+		nodes = v.Content
+		if len(nodes) == 0 {
+			p.errf(v, field, "", "must not be an empty list")
+		}
+	}
+	var out []SerialStep
+	for _, n := range nodes {
+		n = resolveAlias(n)
+		s := strings.TrimSpace(n.Value)
+		if n.Kind != yaml.ScalarNode || isNull(n) {
+			p.errf(n, field, "", "must be a number, a percentage or a list of them, got %s", kindName(n))
+			continue
+		}
+		step := SerialStep{}
+		if strings.HasSuffix(s, "%") {
+			step.Percent = true
+			s = strings.TrimSpace(strings.TrimSuffix(s, "%"))
+		}
+		num, err := strconv.Atoi(s)
+		switch {
+		case err != nil:
+			p.errf(n, field, "", "must be a number or a percentage like \"30%%\", got %q", n.Value)
+			continue
+		case num < 0 || (step.Percent && (num < 1 || num > 100)):
+			p.errf(n, field, "", "out of range: %q", n.Value)
+			continue
+		}
+		step.N = num
+		out = append(out, step)
+	}
+	if len(out) == 1 && out[0].N == 0 && !out[0].Percent {
+		return nil // serial: 0 is Ansible's "all at once"
+	}
+	for _, s := range out {
+		if s.N == 0 {
+			p.errf(v, field, "", "0 is only allowed alone (all hosts at once)")
+			break
+		}
+	}
+	return out
+}
+
+func (p *parser) percent(v *yaml.Node, field string) (int, bool) {
+	s := strings.TrimSuffix(strings.TrimSpace(v.Value), "%")
+	f, err := strconv.ParseFloat(s, 64)
+	if v.Kind != yaml.ScalarNode || err != nil {
+		p.errf(v, field, "", "must be a percentage between 0 and 100, got %s", kindName(v))
+		return 0, false
+	}
+	if f < 0 || f > 100 {
+		p.errf(v, field, "", "must be between 0 and 100, got %s", v.Value)
+		return 0, false
+	}
+	return int(f), true
+}
+
+func (p *parser) str(v *yaml.Node, field string) (string, bool) {
+	if v.Kind != yaml.ScalarNode || isNull(v) {
+		p.errf(v, field, "", "must be a string, got %s", kindName(v))
+		return "", false
+	}
+	return v.Value, true
+}
+
+func (p *parser) strList(v *yaml.Node, field string) ([]string, bool) {
+	if isNull(v) {
+		return nil, true
+	}
+	if v.Kind == yaml.ScalarNode {
+		return []string{v.Value}, true
+	}
+	if v.Kind != yaml.SequenceNode {
+		p.errf(v, field, "", "must be a string or a list of strings, got %s", kindName(v))
+		return nil, false
+	}
+	var out []string
+	for _, e := range v.Content {
+		e = resolveAlias(e)
+		if e.Kind != yaml.ScalarNode || isNull(e) {
+			p.errf(e, field, "", "must be a string, got %s", kindName(e))
+			continue
+		}
+		out = append(out, e.Value)
+	}
+	return out, true
+}
+
+// tags accepts a list or Ansible's comma-separated string.
+func (p *parser) tags(v *yaml.Node, field string) []string {
+	list, _ := p.strList(v, field)
+	var out []string
+	for _, s := range list {
+		for _, t := range strings.Split(s, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+func (p *parser) boolean(v *yaml.Node, field string) (bool, bool) {
+	if v.Kind == yaml.ScalarNode {
+		switch strings.ToLower(v.Value) {
+		case "true", "yes", "on":
+			return true, true
+		case "false", "no", "off":
+			return false, true
+		}
+	}
+	p.errf(v, field, "", "must be a boolean, got %s", kindName(v))
+	return false, false
+}
+
+func (p *parser) integer(v *yaml.Node, field string) (int, bool) {
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		if n, err := strconv.Atoi(v.Value); err == nil {
+			return n, true
+		}
+	}
+	p.errf(v, field, "", "must be an integer, got %s", kindName(v))
+	return 0, false
+}
+
+func (p *parser) number(v *yaml.Node, field string) (float64, bool) {
+	if v.Kind == yaml.ScalarNode && (v.ShortTag() == "!!int" || v.ShortTag() == "!!float") {
+		if f, err := strconv.ParseFloat(v.Value, 64); err == nil && f >= 0 {
+			return f, true
+		}
+	}
+	p.errf(v, field, "", "must be a number of seconds, got %s", kindName(v))
+	return 0, false
+}
+
+// checkIDs checks ids (unique in the playbook), needs (existing ids of the
+// same play, no cycle), notify (an existing handler or listen topic).
+func (p *parser) checkIDs() {
+	type where struct {
+		play *PlaySpec
+		task *Task
+	}
+	ids := map[string]where{}
+	for _, play := range p.pb.Plays {
+		for _, t := range append(append([]*Task(nil), play.Tasks...), play.Handlers...) {
+			if t.ID == "" {
+				continue
+			}
+			m := play.meta[t]
+			if prev, dup := ids[t.ID]; dup {
+				p.c.addf(m.key["id"], m.field+".id", "", "duplicate task id %q (first used at %s)", t.ID, prev.play.meta[prev.task].key["id"])
+				continue
+			}
+			ids[t.ID] = where{play, t}
+		}
+	}
+	for _, play := range p.pb.Plays {
+		local := map[string]*Task{}
+		var idNames []string
+		for _, t := range play.Tasks {
+			if t.ID != "" {
+				if _, dup := local[t.ID]; !dup {
+					local[t.ID] = t
+					idNames = append(idNames, t.ID)
+				}
+			}
+		}
+		sort.Strings(idNames)
+		for _, t := range play.Tasks {
+			m := play.meta[t]
+			for _, need := range t.Needs {
+				if _, ok := local[need]; ok {
+					continue
+				}
+				if w, ok := ids[need]; ok && w.play != play {
+					p.c.addf(m.key["needs"], m.field+".needs", "", "task %q is in play %d: needs only names tasks of the same play (plays already run in order)", need, w.play.Index)
+					continue
+				}
+				p.c.addf(m.key["needs"], m.field+".needs", modules.Closest(need, idNames), "no task with id %q in this play", need)
+			}
+		}
+		p.checkCycle(play, local)
+		p.checkNotify(play)
+	}
+}
+
+// checkCycle finds a cycle among a play's tasks: needs edges, plus the
+// implicit edge from every earlier task to a task without needs.
+func (p *parser) checkCycle(play *PlaySpec, byID map[string]*Task) {
+	label := func(t *Task) string {
+		if t.ID != "" {
+			return t.ID
+		}
+		return fmt.Sprintf("t%d", t.Index)
+	}
+	deps := map[*Task][]*Task{}
+	for i, t := range play.Tasks {
+		if t.Needs == nil {
+			if i > 0 {
+				deps[t] = play.Tasks[:i]
+			}
+			continue
+		}
+		for _, n := range t.Needs {
+			if d, ok := byID[n]; ok {
+				deps[t] = append(deps[t], d)
+			}
+		}
+	}
+	state := map[*Task]int{}
+	var stack []*Task
+	var found []*Task
+	var visit func(t *Task) bool
+	visit = func(t *Task) bool {
+		state[t] = 1
+		stack = append(stack, t)
+		for _, d := range deps[t] {
+			if state[d] == 1 {
+				for i := len(stack) - 1; i >= 0; i-- {
+					if stack[i] == d {
+						found = append([]*Task(nil), stack[i:]...)
+						return true
+					}
+				}
+			}
+			if state[d] == 0 && visit(d) {
+				return true
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[t] = 2
+		return false
+	}
+	for _, t := range play.Tasks {
+		if state[t] == 0 && visit(t) {
+			// found runs dependent -> dependency; print it in run order.
+			var names []string
+			for i := len(found) - 1; i >= 0; i-- {
+				names = append(names, label(found[i]))
+			}
+			names = append(names, names[0])
+			// Point at the first task of the cycle, in play order, that
+			// has needs: that is where the cycle was written.
+			var first *Task
+			for _, t := range play.Tasks {
+				if t.Needs != nil && containsTask(found, t) {
+					first = t
+					break
+				}
+			}
+			m := play.meta[first]
+			pos := m.key["needs"]
+			p.c.addf(pos, m.field+".needs", "", "dependency cycle: %s", strings.Join(names, " -> "))
+			return
+		}
+	}
+}
+
+func (p *parser) checkNotify(play *PlaySpec) {
+	topics := map[string][]string{} // name or listen topic -> handler names
+	var names []string
+	for _, h := range play.Handlers {
+		topics[h.Name] = append(topics[h.Name], h.Name)
+		names = append(names, h.Name)
+		for _, l := range play.meta[h].listen {
+			topics[l] = append(topics[l], h.Name)
+			names = append(names, l)
+		}
+	}
+	for _, t := range append(append([]*Task(nil), play.Tasks...), play.Handlers...) {
+		m := play.meta[t]
+		var resolved []string
+		for _, n := range t.Notify {
+			hs, ok := topics[n]
+			if !ok {
+				p.c.addf(m.key["notify"], m.field+".notify", modules.Closest(n, names), "no handler named %q in this play", n)
+				continue
+			}
+			for _, h := range hs {
+				if !contains(resolved, h) {
+					resolved = append(resolved, h)
+				}
+			}
+		}
+		t.Notify = resolved
+	}
+}
+
+func containsTask(ts []*Task, t *Task) bool {
+	for _, e := range ts {
+		if e == t {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(xs []string, x string) bool {
+	for _, e := range xs {
+		if e == x {
+			return true
+		}
+	}
+	return false
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		tag := strings.TrimPrefix(n.ShortTag(), "!!")
+		if tag == "null" {
+			return "nothing"
+		}
+		return fmt.Sprintf("%s %q", tag, n.Value)
+	case yaml.AliasNode:
+		return kindName(n.Alias)
+	}
+	return "nothing"
+}

@@ -1,0 +1,393 @@
+package playbook
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func testInventory(t *testing.T) *inventory.Inventory {
+	t.Helper()
+	inv, err := inventory.Load("testdata/inventory.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestGraphGolden compiles each testdata/graph/*.yml and compares the
+// graph listing with its golden file.
+func TestGraphGolden(t *testing.T) {
+	inv := testInventory(t)
+	files, _ := filepath.Glob("testdata/graph/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no graph testdata")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := Load(f, inv, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, strings.TrimSuffix(f, ".yml")+".golden", c.Text())
+		})
+	}
+}
+
+// TestErrorGolden compiles each bad playbook in testdata/errors and
+// compares the error text with its golden file.
+func TestErrorGolden(t *testing.T) {
+	inv := testInventory(t)
+	files, _ := filepath.Glob("testdata/errors/*.yml")
+	if len(files) < 15 {
+		t.Fatalf("want at least 15 kinds of bad playbooks, have %d", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f, inv, Options{ExtraVars: map[string]any{"from_cli": "x"}})
+			if err == nil {
+				t.Fatal("compiled without error")
+			}
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Errorf("error %T is not a *playbook.Error", err)
+			}
+			golden(t, strings.TrimSuffix(f, ".yml")+".golden", err.Error()+"\n")
+		})
+	}
+}
+
+// edges returns "from>to" for every edge, sorted.
+func edges(g *dag.Graph[*Node]) []string {
+	var out []string
+	for _, id := range g.IDs() {
+		for _, d := range g.Deps(id) {
+			out = append(out, d+">"+id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasEdge(g *dag.Graph[*Node], from, to string) bool {
+	return contains(g.Deps(to), from)
+}
+
+// reaches reports whether to transitively depends on from.
+func reaches(g *dag.Graph[*Node], from, to string) bool {
+	seen := map[string]bool{}
+	var walk func(id string) bool
+	walk = func(id string) bool {
+		if id == from {
+			return true
+		}
+		if seen[id] {
+			return false
+		}
+		seen[id] = true
+		for _, d := range g.Deps(id) {
+			if walk(d) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(to)
+}
+
+func TestGraphEdges(t *testing.T) {
+	inv := testInventory(t)
+	tests := []struct {
+		file        string
+		edges       []string // must exist
+		noEdges     []string // must not exist
+		ordered     []string // from>to must hold transitively
+		independent []string // neither reaches the other
+	}{
+		{file: "order.yml",
+			edges:       []string{"p1.t1.etcd1>p1.t2.etcd1", "p1.t2.etcd2>p1.t3.etcd2", "p1.t3.etcd1>p2.t1.bastion", "p1.t3.etcd2>p2.t1.bastion"},
+			noEdges:     []string{"p1.t1.etcd1>p1.t2.etcd2"},
+			independent: []string{"p1.t1.etcd1>p1.t3.etcd2"}},
+		{file: "needs.yml",
+			edges:       []string{"p1.t1.etcd1>p1.t3.etcd1", "p1.t2.etcd1>p1.t3.etcd1", "p1.t1.etcd1>p1.t4.etcd1", "p1.t3.etcd1>p1.t5.etcd1", "p1.t4.etcd1>p1.t5.etcd1"},
+			noEdges:     []string{"p1.t1.etcd1>p1.t2.etcd1", "p1.t3.etcd1>p1.t4.etcd1"},
+			independent: []string{"p1.t1.etcd1>p1.t2.etcd1", "p1.t3.etcd1>p1.t4.etcd1", "p1.t1.etcd1>p1.t1.etcd2"}},
+		{file: "serial.yml",
+			ordered:     []string{"p1.t2.etcd1>p1.t1.etcd2", "p1.t2.etcd3>p1.t1.etcd4", "p1.t2.etcd2>p1.t1.etcd5"},
+			independent: []string{"p1.t1.etcd2>p1.t1.etcd3", "p1.t2.etcd4>p1.t2.etcd5"}},
+		{file: "run_once.yml",
+			edges: []string{"p1.t1.etcd1>p1.t2.once", "p1.t1.etcd3>p1.t2.once", "p1.t2.once>p1.t3.etcd2",
+				"p1.t1.etcd1>p1.t4.once", "p1.t1.etcd2>p1.t4.once", "p1.t4.once>p1.t5.etcd1", "p1.t3.etcd1>p1.t5.etcd1"},
+			independent: []string{"p1.t2.once>p1.t4.once"}},
+		{file: "handlers.yml",
+			edges:       []string{"p1.t2.etcd1>p1.h1.etcd1", "p1.h1.etcd1>p1.h2.etcd1", "p1.h2.etcd1>p1.h3.once", "p1.h3.once>p1.t1.etcd2"},
+			noEdges:     []string{"p1.t1.etcd1>p1.h1.etcd1"},
+			ordered:     []string{"p1.h2.etcd1>p1.h1.etcd2"},
+			independent: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c, err := Load("testdata/graph/"+tt.file, inv, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := c.Graph
+			for _, e := range tt.edges {
+				from, to, _ := strings.Cut(e, ">")
+				if !hasEdge(g, from, to) {
+					t.Errorf("missing edge %s (have %v)", e, edges(g))
+				}
+			}
+			for _, e := range tt.noEdges {
+				from, to, _ := strings.Cut(e, ">")
+				if hasEdge(g, from, to) {
+					t.Errorf("unexpected edge %s", e)
+				}
+			}
+			for _, e := range tt.ordered {
+				from, to, _ := strings.Cut(e, ">")
+				if !reaches(g, from, to) {
+					t.Errorf("%s does not precede %s", from, to)
+				}
+			}
+			for _, e := range tt.independent {
+				a, b, _ := strings.Cut(e, ">")
+				if reaches(g, a, b) || reaches(g, b, a) {
+					t.Errorf("%s and %s should be independent", a, b)
+				}
+			}
+			if g.Cycle() != nil {
+				t.Errorf("cycle %v", g.Cycle())
+			}
+		})
+	}
+}
+
+func TestSerialBatches(t *testing.T) {
+	tests := []struct {
+		steps []SerialStep
+		hosts int
+		want  []int
+	}{
+		{nil, 5, nil},
+		{[]SerialStep{{N: 1}}, 3, []int{1, 1, 1}},
+		{[]SerialStep{{N: 2}}, 5, []int{2, 2, 1}},
+		{[]SerialStep{{N: 10}}, 3, []int{3}},
+		{[]SerialStep{{N: 30, Percent: true}}, 10, []int{3, 3, 3, 1}},
+		{[]SerialStep{{N: 10, Percent: true}}, 3, []int{1, 1, 1}},
+		{[]SerialStep{{N: 1}, {N: 50, Percent: true}}, 5, []int{1, 2, 2}},
+		{[]SerialStep{{N: 1}, {N: 2}, {N: 100, Percent: true}}, 6, []int{1, 2, 3}},
+		{[]SerialStep{{N: 2}}, 0, nil},
+	}
+	for _, tt := range tests {
+		if got := batchSizes(tt.steps, tt.hosts); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("batchSizes(%v, %d) = %v, want %v", tt.steps, tt.hosts, got, tt.want)
+		}
+	}
+}
+
+func TestTagsAndWhen(t *testing.T) {
+	inv := testInventory(t)
+	skipped := func(c *Compiled) []string {
+		var out []string
+		for _, id := range c.Graph.IDs() {
+			if n, _ := c.Graph.Node(id); n.Skip {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	all := func(task string) []string {
+		return []string{"p1." + task + ".etcd1", "p1." + task + ".etcd2", "p1." + task + ".etcd3"}
+	}
+	cat := func(xs ...[]string) []string {
+		var out []string
+		for _, x := range xs {
+			out = append(out, x...)
+		}
+		sort.Strings(out)
+		return out
+	}
+	tests := []struct {
+		name string
+		opts Options
+		want []string
+	}{
+		{"no tags", Options{}, cat([]string{"p1.t1.etcd2", "p1.t1.etcd3", "p1.t5.etcd3"}, all("t3"))},
+		{"--tags config", Options{Tags: []string{"config"}},
+			cat(all("t1"), all("t3"), all("t5"), all("t6"), all("t7"))},
+		{"--tags never", Options{Tags: []string{"never"}},
+			cat(all("t1"), all("t2"), all("t5"), all("t6"), all("t7"))},
+		{"--skip-tags config,always", Options{SkipTags: []string{"config", "always"}},
+			cat([]string{"p1.t1.etcd2", "p1.t1.etcd3", "p1.t5.etcd3"}, all("t2"), all("t3"), all("t4"))},
+		{"-e first", Options{ExtraVars: map[string]any{"first": "etcd2"}},
+			cat([]string{"p1.t1.etcd1", "p1.t1.etcd3", "p1.t5.etcd3"}, all("t3"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load("testdata/graph/tags_when.yml", inv, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := skipped(c)
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("skipped %v\nwant    %v", got, tt.want)
+			}
+			n, _ := c.Graph.Node("p1.t7.etcd1")
+			if !n.Task.WhenAtRuntime && !n.Skip {
+				t.Error("a when on a registered result must be left to the runner")
+			}
+		})
+	}
+	c, _ := Load("testdata/graph/tags_when.yml", inv, Options{})
+	n, _ := c.Graph.Node("p1.t1.etcd2")
+	if n.SkipReason != "when: eq inventory_hostname first is false" {
+		t.Errorf("skip reason %q", n.SkipReason)
+	}
+}
+
+func TestVarsAndArgs(t *testing.T) {
+	inv := testInventory(t)
+	c, err := Load("testdata/vars.yml", inv, Options{ExtraVars: map[string]any{"override": "from -e"}, Limit: "etcd1,etcd2,bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Plays[0].Hosts; !reflect.DeepEqual(got, []string{"etcd1", "etcd2"}) {
+		t.Errorf("limited hosts = %v", got)
+	}
+	args := func(id string) modules.Args {
+		n, ok := c.Graph.Node(id)
+		if !ok {
+			t.Fatalf("no node %s in %v", id, c.Graph.IDs())
+		}
+		return n.Args
+	}
+	tests := []struct {
+		id, arg string
+		want    any
+	}{
+		// inventory < play vars < vars_files < -e, templates rendered per host
+		{"p1.t1.etcd1", "content", "v3.6.16 one play-var tok-1 from -e"},
+		{"p1.t1.etcd2", "content", "v3.6.16 two play-var tok-1 from -e"},
+		{"p1.t1.etcd2", "dest", "/etc/etcd/etcd2.conf"},
+		// a whole template keeps its type
+		{"p1.t2.etcd1", "endpoints", []any{"https://127.0.1.1:2380", "https://127.0.1.2:2380", "https://127.0.1.3:2380", "https://127.0.1.4:2380", "https://127.0.1.5:2380"}},
+		{"p1.t2.etcd1", "port", 2379},
+		// free-form command line, with Ansible's creates= pulled out
+		{"p1.t3.etcd1", "cmd", "etcdctl member list"},
+		{"p1.t3.etcd1", "creates", "/var/lib/etcd/member"},
+		{"p1.t4.etcd2", "cmd", `echo "a  b" 'c'`},
+		// Resolve ran: src became rendered content
+		{"p1.t5.etcd2", "content", "hello from files/\n"},
+		{"p1.t6.etcd1", "path", "/srv/one"},
+		{"p1.t6.etcd1", "mode", "0750"},
+	}
+	for _, tt := range tests {
+		if got := args(tt.id)[tt.arg]; !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s %s = %#v, want %#v", tt.id, tt.arg, got, tt.want)
+		}
+	}
+	if _, ok := args("p1.t5.etcd2")["src"]; ok {
+		t.Error("src should have been resolved away")
+	}
+	n, _ := c.Graph.Node("p1.t1.etcd1")
+	if n.Vars["inventory_hostname"] != "etcd1" || n.Vars["peer_url"] != "https://127.0.1.1:2380" {
+		t.Errorf("facts/vars wrong: %v %v", n.Vars["inventory_hostname"], n.Vars["peer_url"])
+	}
+	if b := n.Task.Become; b == nil || !*b {
+		t.Error("play become not inherited by the task")
+	}
+}
+
+func TestLimitMatchesNothing(t *testing.T) {
+	_, err := Load("testdata/graph/order.yml", testInventory(t), Options{Limit: "nosuch"})
+	if err == nil || err.Error() != `--limit: pattern "nosuch" matches no host of testdata/inventory.yml` {
+		t.Errorf("got %v", err)
+	}
+	// A limit that leaves a play without hosts just empties that play.
+	c, err := Load("testdata/graph/order.yml", testInventory(t), Options{Limit: "bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Graph.IDs(); !reflect.DeepEqual(got, []string{"p2.t1.bastion"}) {
+		t.Errorf("nodes %v", got)
+	}
+}
+
+func TestEmptyKnownGroupIsNotAnError(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pb.yml")
+	os.WriteFile(p, []byte("- hosts: etcd_new\n  tasks:\n    - ping:\n"), 0o644)
+	c, err := Load(p, testInventory(t), Options{})
+	if err != nil || c.Graph.Len() != 0 {
+		t.Errorf("err %v, nodes %d", err, c.Graph.Len())
+	}
+}
+
+func TestDot(t *testing.T) {
+	c, err := Load("testdata/graph/handlers.yml", testInventory(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "testdata/graph/handlers.dot", c.Dot())
+}
+
+func TestFreeForm(t *testing.T) {
+	tests := []struct {
+		module, in string
+		want       map[string]any
+		err        bool
+	}{
+		{"command", "echo hi", map[string]any{"cmd": "echo hi"}, false},
+		{"command", "creates=/x chdir=/tmp make install", map[string]any{"cmd": "make install", "creates": "/x", "chdir": "/tmp"}, false},
+		{"file", "path=/x state=directory", map[string]any{"path": "/x", "state": "directory"}, false},
+		{"file", "path=/x directory", nil, true},
+		{"command", "echo 'open", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := freeForm(tt.module, tt.in)
+		if (err != nil) != tt.err || (!tt.err && !reflect.DeepEqual(got, tt.want)) {
+			t.Errorf("freeForm(%s, %q) = %v, %v", tt.module, tt.in, got, err)
+		}
+	}
+}
+
+func TestModuleName(t *testing.T) {
+	for in, want := range map[string]string{
+		"ansible.builtin.file": "file", "ansible.builtin.systemd_service": "systemd",
+		"systemd_service": "systemd", "ansible.legacy.command": "command", "shell": "shell",
+	} {
+		if got := ModuleName(in); got != want {
+			t.Errorf("ModuleName(%s) = %s", in, got)
+		}
+	}
+}
