@@ -107,11 +107,23 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 		c.closeClients()
 		return nil, err
 	}
-	if err := c.startAgent(ctx); err != nil {
+	// From here on a dead host is found by keepalive, and Ctrl-C (ctx)
+	// closes the connection, which unblocks every read and write below.
+	go c.keepAlive()
+	stop := context.AfterFunc(ctx, func() { c.fail(context.Cause(ctx)) })
+	err = c.startAgent(ctx)
+	stop()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.fail(err)
 		c.closeClients()
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
 		return nil, err
 	}
-	go c.keepAlive()
 	return c, nil
 }
 

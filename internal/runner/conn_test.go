@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -450,5 +453,70 @@ func TestConnectErrors(t *testing.T) {
 				t.Errorf("took %v", time.Since(start))
 			}
 		})
+	}
+}
+
+// Ctrl-C while a host hangs after the handshake returns at once, and is
+// not mistaken for an unreachable host.
+func TestConnectCancelledWhileHostHangs(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	s.hang = true
+	tg := s.target()
+	tg.KeyFile = c.keyFile
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Connect(ctx, tg, c.opts())
+	if !errors.Is(err, context.DeadlineExceeded) || IsUnreachable(err) || time.Since(start) > 2*time.Second {
+		t.Fatalf("got %v after %v (unreachable %v)", err, time.Since(start), IsUnreachable(err))
+	}
+}
+
+// With no key file, the keys of a running ssh-agent are used.
+func TestSSHAgentAuth(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	raw, err := os.ReadFile(c.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ssh.ParseRawPrivateKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := sshagent.NewKeyring()
+	if err := keyring.Add(sshagent.AddedKey{PrivateKey: priv}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go sshagent.ServeAgent(keyring, nc)
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("HOME", t.TempDir()) // no default keys to fall back on
+	tg := s.target()
+	conn, err := Connect(context.Background(), tg, c.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, err := Connect(context.Background(), tg, c.opts()); err == nil || !strings.Contains(err.Error(), "no SSH key") {
+		t.Fatalf("without key or agent: %v", err)
 	}
 }

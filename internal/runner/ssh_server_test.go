@@ -78,6 +78,7 @@ type testServer struct {
 	hostKeys []ssh.Signer
 	ln       net.Listener
 	env      []string // extra environment of commands
+	hang     bool     // accept exec requests but never run them
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -220,6 +221,9 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			var p struct{ Cmd string }
 			ssh.Unmarshal(r.Payload, &p)
 			r.Reply(true, nil)
+			if s.hang {
+				continue
+			}
 			s.execs.Add(1)
 			s.running.Add(1)
 			cmd := exec.Command("/bin/sh", "-c", p.Cmd)
