@@ -1,0 +1,138 @@
+package snapdb_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+)
+
+// snapshot streams a real snapshot of an in-process cluster holding n keys
+// (plus one deleted) to a file, and returns it with the cluster's own
+// revision and key count.
+func snapshot(t *testing.T, n int) (path string, rev int64, keys int64, tc *etcdtest.Cluster) {
+	t.Helper()
+	tc = etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i := range n {
+		if _, err := cli.Put(ctx, fmt.Sprintf("key/%04d", i), fmt.Sprintf("value %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Delete(ctx, "key/0000"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	path = filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path, resp.Header.Revision, resp.Count, tc
+}
+
+func TestInspect(t *testing.T) {
+	path, rev, keys, _ := snapshot(t, 300)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := snapdb.Inspect(path, snapdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !good.HasHash || !good.HashOK || good.Revision != rev || int64(good.Keys) != keys || good.Size != int64(len(data)) || len(good.SHA256) != 64 {
+		t.Errorf("inspect = %+v; cluster at revision %d with %d keys", good, rev, keys)
+	}
+	if good.StorageVersion == "" {
+		t.Errorf("no storage version in a 3.6 snapshot")
+	}
+
+	write := func(name string, b []byte) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	flipped := append([]byte(nil), data...)
+	flipped[len(flipped)/2] ^= 0xff
+	noHash := data[:len(data)-32] // what a db copied out of a data dir looks like
+
+	for _, tt := range []struct {
+		name    string
+		b       []byte
+		opt     snapdb.Options
+		wantErr error // nil: accepted
+	}{
+		{"truncated", data[:len(data)/2], snapdb.Options{}, snapdb.ErrNoHash},
+		{"truncated, hash check skipped", data[:len(data)/2], snapdb.Options{SkipHashCheck: true}, snapdb.ErrCorrupt},
+		{"truncated to a page boundary plus 32", data[:4096*2+32], snapdb.Options{}, snapdb.ErrCorrupt},
+		{"one byte flipped", flipped, snapdb.Options{}, snapdb.ErrCorrupt},
+		{"one byte flipped, hash check skipped", flipped, snapdb.Options{SkipHashCheck: true}, snapdb.ErrCorrupt},
+		{"no hash", noHash, snapdb.Options{}, snapdb.ErrNoHash},
+		{"no hash, skipped", noHash, snapdb.Options{SkipHashCheck: true}, nil},
+		{"empty", nil, snapdb.Options{SkipHashCheck: true}, snapdb.ErrCorrupt},
+		{"not a database", make([]byte, 8192), snapdb.Options{SkipHashCheck: true}, snapdb.ErrCorrupt},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := snapdb.Inspect(write("s.db", tt.b), tt.opt)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Revision != rev || int64(info.Keys) != keys || info.HasHash {
+					t.Errorf("info %+v", info)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestDataDirCopy reads a db file taken from a stopped member's data dir,
+// the --skip-hash-check case of the runbook.
+func TestDataDirCopy(t *testing.T) {
+	_, rev, keys, tc := snapshot(t, 50)
+	tc.Stop(0)
+	db := filepath.Join(tc.StateDir, "data", "etcd1", "member", "snap", "db")
+	if _, err := snapdb.Inspect(db, snapdb.Options{}); !errors.Is(err, snapdb.ErrNoHash) {
+		t.Fatalf("without skip: %v", err)
+	}
+	info, err := snapdb.Inspect(db, snapdb.Options{SkipHashCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Revision != rev || int64(info.Keys) != keys {
+		t.Errorf("data dir db: %+v, want revision %d keys %d", info, rev, keys)
+	}
+}
