@@ -58,9 +58,7 @@ type panicModule struct{}
 
 func (panicModule) Validate(modules.Args) error { return nil }
 func (panicModule) Plan(context.Context, *modules.Env, modules.Args) (*modules.Change, error) {
-	var m map[string]int
-	m["boom"]++ // a real nil-map panic
-	return nil, nil
+	panic("boom")
 }
 func (panicModule) Apply(context.Context, *modules.Env, *modules.Change) (*modules.Result, error) {
 	return nil, nil
@@ -163,7 +161,7 @@ func TestRun(t *testing.T) {
 		{"apply", Request{Module: "test_set", Args: modules.Args{"want": 2, "have": 1}}, modules.StatusChanged, 1, ""},
 		{"invalid args", Request{Module: "test_set", Args: modules.Args{}}, modules.StatusFailed, 0, "test_set: want is required"},
 		{"unknown module", Request{Module: "nope"}, modules.StatusFailed, 0, `unknown module "nope" in agent dev`},
-		{"panic", Request{Module: "test_panic"}, modules.StatusFailed, 0, "module test_panic panicked: assignment to entry in nil map"},
+		{"panic", Request{Module: "test_panic"}, modules.StatusFailed, 0, "module test_panic panicked: boom"},
 		{"controller side", Request{Module: "test_ctl"}, modules.StatusFailed, 0, "module test_ctl runs on the controller, not in the agent"},
 	}
 	s := start(t)
