@@ -1,0 +1,158 @@
+// Integration tests of the engine on real hosts: systemd-nspawn containers
+// with real sshd and systemd (integration/lab), driven by the real etcdplay
+// binary over SSH with host key checking on.
+package integration
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+)
+
+// Directories the generic playbook touches, plus the accounts database.
+var generic = []string{"/etc", "/var/lib/demo", "/usr/local"}
+
+// TestGenericPlaybookCheckApplyIdempotent exercises check mode, apply and
+// idempotence of the generic modules (user, group, file, copy, command,
+// systemd, handlers) on 3 real hosts.
+func TestGenericPlaybookCheckApplyIdempotent(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-engine", Block: 10, Hosts: 3})
+	e := harness.New(t, l)
+	pb := harness.Playbook("generic-demo.yml")
+	ctx := context.Background()
+
+	before := map[string]map[string]string{}
+	for _, h := range l.Hosts() {
+		before[h.Name] = e.Snapshot(t, h.Name, generic...)
+	}
+	check := e.Apply(t, pb, "--check", "--diff")
+	if check.Code != 0 {
+		t.Fatalf("--check: exit %d\n%s%s", check.Code, check.Summary(), check.Stderr)
+	}
+	for _, h := range l.Hosts() {
+		if d := harness.SnapshotDiff(before[h.Name], e.Snapshot(t, h.Name, generic...)); len(d) > 0 {
+			t.Errorf("--check changed %s:\n%s", h.Name, strings.Join(d, "\n"))
+		}
+		if r := check.Recap[h.Name]; r.Changed != 9 {
+			t.Errorf("--check on %s: changed=%d, want 9 (8 tasks and the notified handler)", h.Name, r.Changed)
+		}
+	}
+
+	apply := e.MustApply(t, pb)
+	for _, h := range l.Hosts() {
+		if r := apply.Recap[h.Name]; r.Changed == 0 || r.Failed != 0 {
+			t.Errorf("apply on %s: %+v", h.Name, r)
+		}
+		out, err := l.Run(ctx, h.Name, "systemctl is-active demo.service; stat -c '%U %a' /var/lib/demo; cat /etc/demo/demo.conf; id -u demo")
+		if err != nil {
+			t.Fatalf("inspect %s: %v\n%s", h.Name, err, out)
+		}
+		for _, want := range []string{"active", "demo 700", "greeting = hello"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s after apply: %q missing from\n%s", h.Name, want, out)
+			}
+		}
+	}
+
+	again := e.MustApply(t, pb)
+	if n := again.Changed(); n != 0 {
+		t.Errorf("second apply changed %d things, want 0:\n%s", n, again.Stdout)
+	}
+	noop := e.MustApply(t, pb, "--check", "--diff")
+	if n := noop.Changed(); n != 0 {
+		t.Errorf("--check on a converged host reports %d changes, want 0", n)
+	}
+}
+
+// TestUnreachableHostDoesNotStopOthers stops sshd on one real host: it is
+// reported unreachable (exit 3) while the others converge.
+func TestUnreachableHostDoesNotStopOthers(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-unreach", Block: 11, Hosts: 3})
+	e := harness.New(t, l)
+	ctx := context.Background()
+	if err := l.StopUnit(ctx, "etcd2", "ssh.service"); err != nil {
+		t.Fatal(err)
+	}
+	o := e.Apply(t, harness.Playbook("generic-demo.yml"), "--timeout", "3s")
+	if o.Code != 3 {
+		t.Fatalf("exit %d, want 3 (a host unreachable)\n%s", o.Code, o.Stdout)
+	}
+	if r := o.Recap["etcd2"]; r.Unreachable != 1 {
+		t.Errorf("etcd2 recap %+v, want unreachable=1", r)
+	}
+	for _, h := range []string{"etcd1", "etcd3"} {
+		if r := o.Recap[h]; r.Failed != 0 || r.Changed == 0 || r.Unreachable != 0 {
+			t.Errorf("%s recap %+v: want converged", h, r)
+		}
+	}
+}
+
+// TestHostKeys checks known_hosts handling against real sshd host keys: a
+// changed key is refused even with --accept-new-host-keys; an unknown host
+// is refused unless --accept-new-host-keys, which records its key.
+func TestHostKeys(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-hostkeys", Block: 12, Hosts: 2})
+	e := harness.New(t, l)
+	orig, err := os.ReadFile(l.KnownHostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd1, _ := l.Host("etcd1")
+	etcd2, _ := l.Host("etcd2")
+	var line1, line2 string
+	for _, ln := range strings.Split(strings.TrimSpace(string(orig)), "\n") {
+		switch {
+		case strings.HasPrefix(ln, etcd1.Addr+" "):
+			line1 = ln
+		case strings.HasPrefix(ln, etcd2.Addr+" "):
+			line2 = ln
+		}
+	}
+	if line1 == "" || line2 == "" {
+		t.Fatalf("known_hosts lacks the lab hosts:\n%s", orig)
+	}
+	pb := harness.Playbook("generic-demo.yml")
+
+	// etcd1 presents a key that differs from the one on record.
+	wrong := line1[:strings.Index(line1, " ")] + line2[strings.Index(line2, " "):] + "\n" + line2 + "\n"
+	write(t, l.KnownHostsFile, wrong)
+	o := e.Apply(t, pb, "--accept-new-host-keys", "-l", "etcd1")
+	if o.Code != 3 || !strings.Contains(strings.ToLower(o.Summary()), "host key") {
+		t.Fatalf("changed host key: exit %d, want 3 with a host key error\n%s", o.Code, o.Summary())
+	}
+	if got, _ := os.ReadFile(l.KnownHostsFile); string(got) != wrong {
+		t.Errorf("a refused key must not be recorded; known_hosts now:\n%s", got)
+	}
+
+	// etcd1 is not in known_hosts at all.
+	write(t, l.KnownHostsFile, line2+"\n")
+	o = e.Apply(t, pb, "-l", "etcd1", "--check")
+	if o.Code != 3 {
+		t.Fatalf("unknown host: exit %d, want 3\n%s", o.Code, o.Summary())
+	}
+	o = e.Apply(t, pb, "-l", "etcd1", "--check", "--accept-new-host-keys")
+	if o.Code != 0 {
+		t.Fatalf("unknown host with --accept-new-host-keys: exit %d\n%s", o.Code, o.Summary())
+	}
+	got, _ := os.ReadFile(l.KnownHostsFile)
+	if !strings.Contains(string(got), etcd1.Addr) {
+		t.Errorf("accepted key not recorded:\n%s", got)
+	}
+	// And now it is known: the plain run connects.
+	if o := e.Apply(t, pb, "-l", "etcd1", "--check"); o.Code != 0 {
+		t.Errorf("after recording: exit %d\n%s", o.Code, o.Summary())
+	}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+}

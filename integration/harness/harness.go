@@ -1,0 +1,214 @@
+// Package harness runs the real etcdplay binary against lab hosts and
+// checks the results with etcd's own client. Integration tests, the demo
+// and the benchmarks share it.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/integration/mirror"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+// RepoRoot is the module root (playbooks/, inventory/ live there).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Playbook returns the path of a shipped playbook.
+func Playbook(name string) string { return filepath.Join(RepoRoot(), "playbooks", name) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds etcdplay once per test process (statically, as the agent
+// must run on the hosts) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "etcdplay-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "etcdplay")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/etcdplay")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+var (
+	mirrorMu   sync.Mutex
+	mirrorURL  string
+	mirrorDone = map[string]bool{}
+)
+
+// Mirror builds (or reuses from the cache) the given etcd releases and
+// serves them on 127.0.0.1 for the rest of the test process. The URL it
+// returns is what etcd_release_url should be.
+func Mirror(t testing.TB, versions ...string) string {
+	t.Helper()
+	mirrorMu.Lock()
+	defer mirrorMu.Unlock()
+	cache := mirror.DefaultCacheDir()
+	for _, v := range versions {
+		if mirrorDone[v] {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		_, err := mirror.Build(ctx, v, cache)
+		cancel()
+		if err != nil {
+			t.Fatalf("build etcd %s for the mirror: %v", v, err)
+		}
+		mirrorDone[v] = true
+	}
+	if mirrorURL == "" {
+		url, _, err := mirror.Serve(cache)
+		if err != nil {
+			t.Fatalf("serve mirror: %v", err)
+		}
+		mirrorURL = url // lives as long as the test process
+	}
+	return mirrorURL
+}
+
+// Env is one lab with everything needed to run etcdplay against it.
+type Env struct {
+	Lab      *lab.Lab
+	StateDir string
+	// Inventory is the inventory the runs use (the lab's by default).
+	Inventory string
+	// Vars are passed as -e to every run.
+	Vars map[string]string
+}
+
+// New wraps a lab with a fresh controller state directory.
+func New(t testing.TB, l *lab.Lab) *Env {
+	return &Env{Lab: l, StateDir: t.TempDir(), Inventory: l.InventoryFile, Vars: map[string]string{}}
+}
+
+// Outcome is one etcdplay run: exit code, output, and the parsed JSON
+// events when the run used --output json.
+type Outcome struct {
+	Code    int
+	Stdout  string
+	Stderr  string
+	Events  []runner.Event
+	Recap   map[string]runner.HostRecap
+	Elapsed time.Duration
+}
+
+// Changed sums changed counts over every host.
+func (o *Outcome) Changed() int {
+	n := 0
+	for _, r := range o.Recap {
+		n += r.Changed
+	}
+	return n
+}
+
+// Etcdplay runs `etcdplay ARGS... -i INV --known-hosts K --state-dir S -e ...`.
+func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
+	t.Helper()
+	full := append([]string{}, args...)
+	full = append(full, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir)
+	for k, v := range e.Vars {
+		full = append(full, "-e", k+"="+v)
+	}
+	return run(t, Binary(t), full)
+}
+
+// Apply runs `etcdplay apply PLAYBOOK --output json` plus extra args and
+// parses its events.
+func (e *Env) Apply(t testing.TB, playbook string, extra ...string) *Outcome {
+	t.Helper()
+	args := append([]string{"apply", playbook, "--output", "json"}, extra...)
+	return e.Etcdplay(t, args...)
+}
+
+// MustApply is Apply that fails the test unless the run exits 0.
+func (e *Env) MustApply(t testing.TB, playbook string, extra ...string) *Outcome {
+	t.Helper()
+	o := e.Apply(t, playbook, extra...)
+	if o.Code != 0 {
+		t.Fatalf("etcdplay apply %s %v: exit %d\n%s\nstderr:\n%s", filepath.Base(playbook), extra, o.Code, o.Summary(), o.Stderr)
+	}
+	return o
+}
+
+// Summary lists failed and unreachable results, for test failure messages.
+func (o *Outcome) Summary() string {
+	var b strings.Builder
+	for _, ev := range o.Events {
+		if ev.Type == runner.EventNodeDone && (ev.Status == "failed" || ev.Status == "unreachable") {
+			fmt.Fprintf(&b, "%s [%s] %s: %s\n", ev.Status, ev.Host, ev.Task, ev.Msg)
+		}
+		if ev.Type == runner.EventHostConnect && ev.Status == "unreachable" {
+			fmt.Fprintf(&b, "unreachable [%s]: %s\n", ev.Host, ev.Msg)
+		}
+	}
+	if b.Len() == 0 && len(o.Events) == 0 {
+		return o.Stdout
+	}
+	return b.String()
+}
+
+func run(t testing.TB, bin string, args []string) *Outcome {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = RepoRoot()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	o := &Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run etcdplay %v: %v", args, err)
+		}
+		o.Code = ee.ExitCode()
+	}
+	sc := bufio.NewScanner(strings.NewReader(o.Stdout))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var ev runner.Event
+		if json.Unmarshal(line, &ev) == nil {
+			o.Events = append(o.Events, ev)
+			for _, r := range ev.Recap {
+				o.Recap[r.Host] = r
+			}
+		}
+	}
+	return o
+}
