@@ -97,6 +97,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
 	p := ch.Payload.(*plan)
 	if p.upload {
+		// Upload does not create directories; the upload dir is private
+		// to root while a release sits in it.
+		dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: filepath.Dir(p.remote), Mode: "0700"}}}
+		if res, err := env.Remote.Do(ctx, "etcd_files", dir.Args(), false); err != nil || res.Status == modules.StatusFailed {
+			if err == nil {
+				err = fmt.Errorf("%s", res.Msg)
+			}
+			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
+		}
 		f, err := os.Open(p.rel.Path)
 		if err != nil {
 			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)

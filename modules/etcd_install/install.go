@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
@@ -98,8 +100,13 @@ func (installModule) Plan(_ context.Context, _ *modules.Env, args modules.Args) 
 	p := &installPlan{args: a}
 	c := &modules.Change{Payload: p}
 	var differ []string
+	stamps := readStamps(a.dir())
 	for _, b := range etcd.Binaries {
-		st, err := hostfile.StateFollow(filepath.Join(a.dir(), b))
+		p := filepath.Join(a.dir(), b)
+		if s := stamps[b]; s.SHA256 == a.SHA256[b] && s.Stat != "" && s.Stat == statStamp(p) {
+			continue // unchanged since installed and verified
+		}
+		st, err := hostfile.StateFollow(p)
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +232,50 @@ func unpack(a InstallArgs) error {
 		return err
 	}
 	os.RemoveAll(old)
+	if err := writeStamps(dst, a.SHA256); err != nil {
+		return err
+	}
 	return hostfile.SyncDir(a.InstallRoot)
+}
+
+// stampFile records, per installed binary, its digest and its stat when it
+// was verified, so a warm run needs a stat instead of hashing ~70 MB.
+const stampFile = ".etcdplay-sha256.json"
+
+type binStamp struct {
+	SHA256 string `json:"sha256"`
+	Stat   string `json:"stat"`
+}
+
+func readStamps(dir string) map[string]binStamp {
+	out := map[string]binStamp{}
+	if b, err := os.ReadFile(filepath.Join(dir, stampFile)); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
+}
+
+func writeStamps(dir string, sums map[string]string) error {
+	out := map[string]binStamp{}
+	for _, b := range etcd.Binaries {
+		out[b] = binStamp{SHA256: sums[b], Stat: statStamp(filepath.Join(dir, b))}
+	}
+	data, _ := json.Marshal(out)
+	return hostfile.WriteAtomic(filepath.Join(dir, stampFile), data, 0o644, -1, -1)
+}
+
+// statStamp changes whenever the file's content can have: any write moves
+// ctime, which only the clock can set back.
+func statStamp(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%o:%d.%d:%d.%d", st.Ino, fi.Size(), fi.Mode().Perm(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 }
 
 func writeExec(p string, r io.Reader) (string, error) {

@@ -76,11 +76,9 @@ func (r *Remote) Do(ctx context.Context, module string, args modules.Args, check
 	return res, nil
 }
 
-// Upload writes r to path atomically.
+// Upload writes r to path atomically. Like the runner's, it does not
+// create the parent directory.
 func (r *Remote) Upload(_ context.Context, src io.Reader, path string, mode uint32) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".upload-*")
 	if err != nil {
 		return err
