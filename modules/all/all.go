@@ -20,4 +20,5 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_pki"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restart"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_service"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_tune"
 )
