@@ -151,3 +151,12 @@ func withVar(vars map[string]any, k string, v any) map[string]any {
 func init() {
 	modules.Register("etcd_binary", Module{})
 }
+
+// Resolve checks the cluster model at compile time, so a bad etcd_version
+// or release URL stops the run before any host is touched.
+func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	if _, err := cluster(&modules.Env{Host: rc.Host, Vars: rc.Vars}, args); err != nil {
+		return nil, err
+	}
+	return args, nil
+}

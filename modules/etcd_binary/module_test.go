@@ -290,3 +290,12 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestResolveRefusesBadVersion(t *testing.T) {
+	f := newFixture(t)
+	env := f.env("etcd1", "http://127.0.0.1:1")
+	_, err := Module{}.Resolve(modules.Args{"version": "v2.3.8"}, &modules.ResolveContext{Host: "etcd1", Vars: env.Vars})
+	if err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("got %v", err)
+	}
+}

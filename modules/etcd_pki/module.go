@@ -311,3 +311,16 @@ func init() {
 	cflog.Level = cflog.LevelCritical
 	modules.Register("etcd_pki", Module{})
 }
+
+// Resolve checks the cluster model at compile time (and that the host is a
+// member), so bad variables stop the run before any host is touched.
+func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	c, err := etcd.FromVars(rc.Vars)
+	if err == nil {
+		_, err = c.Member(rc.Host)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("etcd_pki for %s: %w", rc.Host, err)
+	}
+	return args, nil
+}

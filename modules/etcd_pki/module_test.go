@@ -309,3 +309,17 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestResolveRefusesBadModel(t *testing.T) {
+	l := newLab(t)
+	l.vars["etcd_version"] = "v3.6"
+	env, args := l.env("etcd1", true)
+	if _, err := (Module{}).Resolve(args, &modules.ResolveContext{Host: "etcd1", Vars: env.Vars}); err == nil || !strings.Contains(err.Error(), "etcd_version") {
+		t.Errorf("got %v", err)
+	}
+	delete(l.vars, "etcd_version")
+	env, args = l.env("etcd1", true)
+	if _, err := (Module{}).Resolve(args, &modules.ResolveContext{Host: "web1", Vars: env.Vars}); err == nil || !strings.Contains(err.Error(), "not in inventory group") {
+		t.Errorf("got %v", err)
+	}
+}
