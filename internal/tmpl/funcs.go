@@ -15,7 +15,16 @@ import (
 
 // FuncNames lists the template functions (besides text/template's own),
 // for documentation and hints.
-func FuncNames() []string { return funcNames(funcs(nil, nil)) }
+func FuncNames() []string { return funcNames(static) }
+
+// static are the template functions. Those that read other variables
+// (hostvar, collect, __get) take the root data as a hidden first argument:
+// the parse tree is rewritten to pass $, so one set of functions, and one
+// parsed template per text, serves every host.
+var static = funcs()
+
+// dataFuncs take $ as their first argument after rewriting.
+var dataFuncs = map[string]bool{"hostvar": true, "collect": true, "__get": true}
 
 func funcNames(m map[string]any) []string {
 	var out []string
@@ -30,7 +39,7 @@ func funcNames(m map[string]any) []string {
 
 // funcs are the functions templates may call. Argument order follows the
 // pipeline convention: the piped value comes last (`.xs | join ","`).
-func funcs(data map[string]any, cap *capture) map[string]any {
+func funcs() map[string]any {
 	return map[string]any{
 		// default d v: v, or d when v is undefined, nil or "".
 		"default": func(d, v any) any {
@@ -88,7 +97,7 @@ func funcs(data map[string]any, cap *capture) map[string]any {
 		"string": func(v any) string { return fmt.Sprint(v) },
 		// hostvar h name: another host's variable (hostvars.h.name), an
 		// error naming it when undefined.
-		"hostvar": func(host, name string) (any, error) {
+		"hostvar": func(data map[string]any, host, name string) (any, error) {
 			if v, ok := lookup(data, []string{"hostvars", host, name}); ok {
 				return v, nil
 			}
@@ -96,7 +105,7 @@ func funcs(data map[string]any, cap *capture) map[string]any {
 		},
 		// collect g name: the variable name of every host of group g, in
 		// inventory order, as a list (endpoints, peer URLs).
-		"collect": func(group, name string) ([]any, error) {
+		"collect": func(data map[string]any, group, name string) ([]any, error) {
 			hs, ok := lookup(data, []string{"groups", group})
 			if !ok {
 				return nil, &undefinedError{path: "groups." + group}
@@ -117,16 +126,12 @@ func funcs(data map[string]any, cap *capture) map[string]any {
 		},
 		// list a b c: a list of its arguments.
 		"list": func(xs ...any) []any { return xs },
-		"__get": func(path string) any {
+		"__get": func(data map[string]any, path string) any {
 			v, _ := lookup(data, strings.Split(path, "."))
 			return v
 		},
-		"__capture": func(v any) string {
-			if cap != nil {
-				cap.val, cap.set = v, true
-			}
-			return ""
-		},
+		// __capture is replaced per render for whole-action templates.
+		"__capture": func(any) string { return "" },
 	}
 }
 

@@ -66,6 +66,9 @@ func rewritePipe(p *parse.PipeNode, known map[string]any) *Error {
 		return nil
 	}
 	for i, cmd := range p.Cmds {
+		if id, ok := cmd.Args[0].(*parse.IdentifierNode); ok && dataFuncs[id.Ident] {
+			cmd.Args = append([]parse.Node{id, root(id.Pos)}, cmd.Args[1:]...)
+		}
 		for j, arg := range cmd.Args {
 			switch a := arg.(type) {
 			case *parse.IdentifierNode:
@@ -135,12 +138,18 @@ func field(pos parse.Pos, idents []string) *parse.FieldNode {
 	return &parse.FieldNode{NodeType: parse.NodeField, Pos: pos, Ident: idents}
 }
 
-// softGet builds the pipeline (__get "a.b").
+// root is the variable $, the data the template was executed with.
+func root(pos parse.Pos) *parse.VariableNode {
+	return &parse.VariableNode{NodeType: parse.NodeVariable, Pos: pos, Ident: []string{"$"}}
+}
+
+// softGet builds the pipeline (__get $ "a.b").
 func softGet(f *parse.FieldNode) *parse.PipeNode {
 	path := strings.Join(f.Ident, ".")
 	return &parse.PipeNode{NodeType: parse.NodePipe, Pos: f.Pos, Cmds: []*parse.CommandNode{{
 		NodeType: parse.NodeCommand, Pos: f.Pos, Args: []parse.Node{
 			&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: f.Pos, Ident: "__get"},
+			root(f.Pos),
 			&parse.StringNode{NodeType: parse.NodeString, Pos: f.Pos, Quoted: strconv.Quote(path), Text: path},
 		}}}}
 }

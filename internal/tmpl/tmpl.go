@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 )
@@ -116,18 +117,100 @@ func Check(name, text string) error {
 	if !Has(text) {
 		return nil
 	}
-	_, _, err := parseTree(name, text, map[string]any{}, false)
-	return err
+	return named(compile(text, false).err, name)
+}
+
+// compiled is a parsed template, cached by text: playbooks render the same
+// text for every host, and parsing dominates rendering.
+type compiled struct {
+	t *template.Template
+	// whole is set when the text is one action whose value is captured
+	// (typed rendering); path is set when that action is a plain variable
+	// read, which needs no execution at all.
+	whole bool
+	path  []string
+	err   *Error
+}
+
+type cacheKey struct {
+	text  string
+	typed bool
+}
+
+var cache sync.Map // cacheKey -> *compiled
+
+func compile(text string, typed bool) *compiled {
+	k := cacheKey{text, typed}
+	if c, ok := cache.Load(k); ok {
+		return c.(*compiled)
+	}
+	c := &compiled{}
+	tr := parse.New("t")
+	tr.Mode = parse.SkipFuncCheck
+	if _, err := tr.Parse(text, "", "", map[string]*parse.Tree{}, static); err != nil {
+		c.err = &Error{Syntax: true, Msg: syntaxMsg(err)}
+	} else if err := rewriteList(tr.Root, static); err != nil {
+		err.Syntax = true
+		c.err = err
+	} else {
+		if typed && len(tr.Root.Nodes) == 1 {
+			if a, ok := tr.Root.Nodes[0].(*parse.ActionNode); ok && len(a.Pipe.Decl) == 0 {
+				c.whole = true
+				if len(a.Pipe.Cmds) == 1 && len(a.Pipe.Cmds[0].Args) == 1 {
+					if f, ok := a.Pipe.Cmds[0].Args[0].(*parse.FieldNode); ok {
+						c.path = f.Ident
+					}
+				}
+				a.Pipe = &parse.PipeNode{NodeType: parse.NodePipe, Pos: a.Pipe.Pos, Line: a.Pipe.Line,
+					Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: a.Pipe.Pos, Args: []parse.Node{
+						&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: a.Pipe.Pos, Ident: "__capture"},
+						a.Pipe,
+					}}}}
+			}
+		}
+		t := template.New("t").Option("missingkey=error").Funcs(static)
+		if _, err := t.AddParseTree("t", tr); err != nil {
+			c.err = &Error{Msg: err.Error()}
+		}
+		c.t = t
+	}
+	cache.Store(k, c)
+	return c
+}
+
+func named(e *Error, name string) error {
+	if e == nil {
+		return nil
+	}
+	cp := *e
+	cp.Name = name
+	return &cp
 }
 
 func render(name, text string, data map[string]any, typed bool) (*capture, string, error) {
-	tr, cap, err := parseTree(name, text, data, typed)
-	if err != nil {
-		return nil, "", err
+	c := compile(text, typed)
+	if c.err != nil {
+		return nil, "", named(c.err, name)
 	}
-	t := template.New(name).Option("missingkey=error").Funcs(funcs(data, cap))
-	if _, err := t.AddParseTree(name, tr); err != nil {
-		return nil, "", &Error{Name: name, Msg: err.Error()}
+	if c.path != nil {
+		if v, ok := lookup(data, c.path); ok {
+			return &capture{val: v, set: true}, "", nil
+		}
+		// Not found: execute anyway, for text/template's own message.
+	}
+	t := c.t
+	var cap *capture
+	if c.whole {
+		// The one function that differs per render: it receives the value.
+		var err error
+		if t, err = t.Clone(); err != nil {
+			return nil, "", &Error{Name: name, Msg: err.Error()}
+		}
+		cap = &capture{}
+		t.Funcs(template.FuncMap{"__capture": func(v any) string {
+			cap.val, cap.set = v, true
+			return ""
+		}})
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, data); err != nil {
@@ -140,31 +223,6 @@ func render(name, text string, data map[string]any, typed bool) (*capture, strin
 type capture struct {
 	val any
 	set bool
-}
-
-func parseTree(name, text string, data map[string]any, typed bool) (*parse.Tree, *capture, error) {
-	tr := parse.New(name)
-	tr.Mode = parse.SkipFuncCheck
-	known := funcs(data, nil)
-	if _, err := tr.Parse(text, "", "", map[string]*parse.Tree{}, known); err != nil {
-		return nil, nil, &Error{Name: name, Syntax: true, Msg: syntaxMsg(err)}
-	}
-	if err := rewriteList(tr.Root, known); err != nil {
-		err.Name, err.Syntax = name, true
-		return nil, nil, err
-	}
-	var cap *capture
-	if typed && len(tr.Root.Nodes) == 1 {
-		if a, ok := tr.Root.Nodes[0].(*parse.ActionNode); ok && len(a.Pipe.Decl) == 0 {
-			cap = &capture{}
-			a.Pipe = &parse.PipeNode{NodeType: parse.NodePipe, Pos: a.Pipe.Pos, Line: a.Pipe.Line,
-				Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: a.Pipe.Pos, Args: []parse.Node{
-					&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: a.Pipe.Pos, Ident: "__capture"},
-					a.Pipe,
-				}}}}
-		}
-	}
-	return tr, cap, nil
 }
 
 var (

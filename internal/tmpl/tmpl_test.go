@@ -2,6 +2,7 @@ package tmpl
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -179,5 +180,36 @@ func TestRender(t *testing.T) {
 	var te *Error
 	if !errors.As(err, &te) || te.Name != "args.a[1].b" {
 		t.Errorf("Render error = %v (%+v), want named args.a[1].b", err, te)
+	}
+}
+
+// TestConcurrentRender renders the same cached texts from many goroutines
+// with different data (run with -race).
+func TestConcurrentRender(t *testing.T) {
+	texts := []string{"{{ .n }}", "{{ .n | int }}", "n={{ n }}", `{{ hostvar "h" "x" }}`}
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			d := map[string]any{"n": i, "hostvars": map[string]any{"h": map[string]any{"x": i}}}
+			for range 200 {
+				for _, tx := range texts {
+					v, err := Value("c", tx, d)
+					if err != nil {
+						done <- err
+						return
+					}
+					if s := fmt.Sprint(v); s != fmt.Sprint(i) && s != fmt.Sprintf("n=%d", i) {
+						done <- fmt.Errorf("%s rendered %v for %d", tx, v, i)
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
