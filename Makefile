@@ -58,10 +58,13 @@ lab-down: lab-tool
 demo: build lab-tool
 	$(LAB) serve -detach
 	$(LAB) up -n $(LAB_HOSTS) -block $(LAB_BLOCK) -name $(LAB_NAME)
-	bin/etcdplay apply $(DEMO_PLAYBOOK) -i $(LAB_DIR)/inventory.yml --known-hosts $(LAB_DIR)/known_hosts
+	bin/etcdplay apply $(DEMO_PLAYBOOK) -i $(LAB_DIR)/inventory.yml --known-hosts $(LAB_DIR)/known_hosts \
+		-e etcd_release_url=$$(cat $(LAB_STATE)/mirror.url)
 	bin/etcdplay status -i $(LAB_DIR)/inventory.yml --known-hosts $(LAB_DIR)/known_hosts
 	@echo
-	@echo "The lab is still up: ssh -i $(LAB_DIR)/id_ed25519 -o UserKnownHostsFile=$(LAB_DIR)/known_hosts root@127.0.$(LAB_BLOCK).1"
+	@echo "The lab is still up. Try:"
+	@echo "  bin/etcdplay apply $(DEMO_PLAYBOOK) -i $(LAB_DIR)/inventory.yml --known-hosts $(LAB_DIR)/known_hosts -e etcd_release_url=$$(cat $(LAB_STATE)/mirror.url) --check --diff"
+	@echo "  ssh -i $(LAB_DIR)/id_ed25519 -o UserKnownHostsFile=$(LAB_DIR)/known_hosts root@127.0.$(LAB_BLOCK).1"
 	@echo "Take it down with: make lab-down"
 
 bench: build
