@@ -136,7 +136,8 @@ func TestINIInventory(t *testing.T) {
 		t.Errorf("etcd1 jump = %q, want host_vars' etcdplay_jump_host", e1.JumpHost())
 	}
 	b, _ := inv.Host("bastion")
-	if b.Port() != 2200 || b.User() != "root" || b.Become() || b.KeyFile() != "" {
+	home, _ := os.UserHomeDir()
+	if b.Port() != 2200 || b.User() != "root" || b.Become() || b.KeyFile() != home+"/.ssh/lab" {
 		t.Errorf("bastion defaults: %d %s %v %q", b.Port(), b.User(), b.Become(), b.KeyFile())
 	}
 }

@@ -21,7 +21,9 @@ type Compiled struct {
 // Node is one task on one host (or, for a run_once task, one node for the
 // whole play, bound to the first host of the batch).
 type Node struct {
-	// ID is stable and readable: "p1.t3.etcd1" (play 1, task 3, host).
+	// ID is stable and readable: "p1.t3.etcd1" (play 1, task 3, host);
+	// "p1.h2.etcd1" for handler 2; "p1.t3.once" for a run_once task
+	// ("p1.t3.once.b2" in the second serial batch).
 	ID   string
 	Play *Play
 	Task *Task
@@ -69,8 +71,8 @@ type Task struct {
 	Tags    []string
 	Notify  []string
 	RunOnce bool
-	Retries int
-	Delay   float64 // seconds
+	Retries int     // 3 when until is set without retries, as in Ansible
+	Delay   float64 // seconds; 5 when until is set without delay
 	// Until is a template rendered against the task's result after each
 	// try (".result.status", ".result.data.rc", ...); retries stop when it
 	// renders "true".

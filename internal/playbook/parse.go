@@ -441,6 +441,15 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 	if t.Name == "" {
 		t.Name = t.Module
 	}
+	// Ansible's defaults for until without retries or delay.
+	if t.Until != "" {
+		if _, ok := m.key["retries"]; !ok {
+			t.Retries = 3
+		}
+		if _, ok := m.key["delay"]; !ok {
+			t.Delay = 5
+		}
+	}
 	play.meta[t] = m
 	return t
 }

@@ -391,3 +391,44 @@ func TestModuleName(t *testing.T) {
 		}
 	}
 }
+
+// TestParseWithoutInventory: validate can run without an inventory, and
+// finds what needs none.
+func TestParseWithoutInventory(t *testing.T) {
+	needsNoInventory := []string{"cycle", "duplicate_id", "missing_needs", "unknown_module", "unknown_task_key", "bad_serial", "template_syntax"}
+	for _, k := range needsNoInventory {
+		if _, err := Parse("testdata/errors/" + k + ".yml"); err == nil {
+			t.Errorf("Parse(%s) found nothing", k)
+		}
+	}
+	// These only show against an inventory and vars.
+	for _, k := range []string{"undefined_variable", "hosts_no_match", "unknown_argument"} {
+		if _, err := Parse("testdata/errors/" + k + ".yml"); err != nil {
+			t.Errorf("Parse(%s): %v", k, err)
+		}
+	}
+	pb, err := Parse("testdata/graph/run_once.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pb.Plays) != 1 || len(pb.Plays[0].Tasks) != 5 || pb.Plays[0].Hosts != "etcd1:etcd2:etcd3" {
+		t.Errorf("parsed %+v", pb.Plays[0])
+	}
+	if _, err := Parse("testdata/nosuch.yml"); err == nil || err.Error() != "testdata/nosuch.yml: no such file" {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestUntilDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pb.yml")
+	os.WriteFile(p, []byte("- hosts: etcd1\n  tasks:\n    - command: etcdctl endpoint health\n      until: eq .result.status \"ok\"\n    - command: x\n      until: true\n      retries: 10\n      delay: 0.5\n"), 0o644)
+	pb, err := Parse(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := pb.Plays[0].Tasks[0], pb.Plays[0].Tasks[1]
+	if a.Retries != 3 || a.Delay != 5 || b.Retries != 10 || b.Delay != 0.5 {
+		t.Errorf("retries/delay: %d %v, %d %v", a.Retries, a.Delay, b.Retries, b.Delay)
+	}
+}
