@@ -1,0 +1,135 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/integration/mirror"
+)
+
+// genericPlaybook writes an Ansible-compatible playbook of n tasks (file,
+// copy and guarded command in turn) and returns its path.
+func genericPlaybook(t testing.TB, n int) string {
+	var b strings.Builder
+	b.WriteString("- name: bench\n  hosts: all\n  gather_facts: false\n  tasks:\n")
+	b.WriteString("    - name: bench dir\n      file:\n        path: /var/lib/bench\n        state: directory\n        mode: \"0755\"\n")
+	for i := 1; i < n; i++ {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&b, "    - name: dir %d\n      file:\n        path: /var/lib/bench/d%d\n        state: directory\n        mode: \"0750\"\n", i, i)
+		case 1:
+			fmt.Fprintf(&b, "    - name: file %d\n      copy:\n        dest: /var/lib/bench/f%d.conf\n        content: \"setting_%d = %d\\n\"\n        mode: \"0644\"\n", i, i, i, i)
+		case 2:
+			fmt.Fprintf(&b, "    - name: once %d\n      command:\n        cmd: touch /var/lib/bench/once%d\n        creates: /var/lib/bench/once%d\n", i, i, i)
+		}
+	}
+	p := filepath.Join(t.TempDir(), fmt.Sprintf("bench-%d.yml", n))
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// median runs f n times and returns the median duration.
+func median(n int, f func() time.Duration) time.Duration {
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		ds[i] = f()
+	}
+	sort.Slice(ds, func(a, b int) bool { return ds[a] < ds[b] })
+	return ds[n/2]
+}
+
+// BenchmarkEngineNoop measures a warm no-op apply of a 30-task and a
+// 300-task generic playbook on 3 real lab hosts (targets: 30 tasks < 1 s;
+// 300 tasks < 2x the 30-task time), and the same playbooks under
+// ansible-playbook when it is installed.
+func BenchmarkEngineNoop(b *testing.B) {
+	l := lab.ForTest(b, lab.Options{Name: "bench-engine", Block: 50, Hosts: 3})
+	e := harness.New(b, l)
+	results := map[int]time.Duration{}
+	for _, n := range []int{30, 300} {
+		pb := genericPlaybook(b, n)
+		e.MustApply(b, pb) // converge
+		results[n] = median(5, func() time.Duration {
+			o := e.MustApply(b, pb)
+			if c := o.Changed(); c != 0 {
+				b.Fatalf("no-op run changed %d", c)
+			}
+			return o.Elapsed
+		})
+		fmt.Printf("BENCH engine warm no-op apply, %3d tasks x 3 hosts: %6.3fs (median of 5; target %s)\n",
+			n, results[n].Seconds(), map[int]string{30: "< 1s", 300: "< 2x the 30-task time"}[n])
+		if ap, err := exec.LookPath("ansible-playbook"); err == nil {
+			start := time.Now()
+			cmd := exec.Command(ap, "-i", l.InventoryFile, pb)
+			cmd.Env = append(os.Environ(), "ANSIBLE_HOST_KEY_CHECKING=True", "ANSIBLE_SSH_ARGS=-o UserKnownHostsFile="+l.KnownHostsFile)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Printf("BENCH ansible-playbook failed: %v\n%s\n", err, out)
+			} else {
+				d := time.Since(start)
+				fmt.Printf("BENCH ansible-playbook same playbook: %.3fs; etcdplay is %.1fx faster\n", d.Seconds(), d.Seconds()/results[n].Seconds())
+			}
+		} else {
+			fmt.Println("BENCH ansible-playbook not installed: no comparison run")
+		}
+	}
+	fmt.Printf("BENCH ratio 300/30 tasks: %.2fx (target < 2x)\n", results[300].Seconds()/results[30].Seconds())
+	b.ReportMetric(results[30].Seconds(), "s/noop30")
+	b.ReportMetric(results[300].Seconds(), "s/noop300")
+}
+
+// BenchmarkSiteBootstrap measures site.yml on 3 bare lab hosts with the
+// release tarball already cached on the controller (target < 6 s), then a
+// warm no-op apply of the converged cluster (target < 0.7 s).
+func BenchmarkSiteBootstrap(b *testing.B) {
+	url := harness.Mirror(b, "v3.6.16")
+	l := lab.ForTest(b, lab.Options{Name: "bench-site", Block: 51, Hosts: 3})
+	e := harness.New(b, l)
+	e.Vars["etcd_release_url"] = url
+	// Fill the controller's release cache, as a second bootstrap would find it.
+	warmCache(b, e)
+	cold := e.MustApply(b, harness.Playbook("site.yml"))
+	fmt.Printf("BENCH site.yml cold bootstrap, 3 hosts, tarball cached: %.3fs (target < 6s; Ansible 2.14 reference 23.5s => %.1fx)\n",
+		cold.Elapsed.Seconds(), 23.5/cold.Elapsed.Seconds())
+	warm := median(5, func() time.Duration {
+		o := e.MustApply(b, harness.Playbook("site.yml"))
+		if c := o.Changed(); c != 0 {
+			b.Fatalf("no-op run changed %d", c)
+		}
+		return o.Elapsed
+	})
+	fmt.Printf("BENCH site.yml warm no-op apply, 3 hosts: %.3fs (median of 5; target < 0.7s; Ansible reference 13.7s => %.1fx)\n",
+		warm.Seconds(), 13.7/warm.Seconds())
+	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
+	b.ReportMetric(warm.Seconds(), "s/warm")
+}
+
+// warmCache puts the mirror's verified release files where etcd_binary
+// caches downloads (<state>/cache/<version>/), so the benchmark measures a
+// bootstrap and not a download.
+func warmCache(b *testing.B, e *harness.Env) {
+	b.Helper()
+	src := filepath.Join(mirror.DefaultCacheDir(), "v3.6.16")
+	dst := filepath.Join(e.StateDir, "cache", "v3.6.16")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []string{"etcd-v3.6.16-linux-amd64.tar.gz", "SHA256SUMS"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
