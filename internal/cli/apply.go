@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ type sshFlags struct {
 	knownHosts  string
 	acceptNew   bool
 	timeout     time.Duration
-	agentBinary string
+	agentBinary []string
 	stateDir    string
 }
 
@@ -26,7 +27,7 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
-	fl.StringVar(&f.agentBinary, "agent-binary", "", "agent executable to upload to hosts (default: this etcdplay binary)")
+	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: this binary for its own platform)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "controller state directory: PKI, release cache, backups (default: .etcdplay beside the inventory)")
 }
 
@@ -37,7 +38,18 @@ func (f *sshFlags) connectOptions() runner.ConnectOptions {
 			kh = filepath.Join(home, ".ssh", "known_hosts")
 		}
 	}
-	return runner.ConnectOptions{KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout, AgentBinary: f.agentBinary}
+	o := runner.ConnectOptions{KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
+	for _, spec := range f.agentBinary {
+		if platform, path, ok := strings.Cut(spec, "="); ok {
+			if o.AgentBinaries == nil {
+				o.AgentBinaries = map[string]string{}
+			}
+			o.AgentBinaries[platform] = path
+		} else {
+			o.AgentBinary = spec
+		}
+	}
+	return o
 }
 
 func (f *sshFlags) resolveStateDir(inventoryPath string) string {
