@@ -206,6 +206,9 @@ func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
 					return
 				}
 			}
+			if c.brokenRead(err, n.Host, m.key["when"], m.field+".when") {
+				return
+			}
 			c.c.hostf(n.Host, m.key["when"], m.field+".when", undefinedHint(err, vars), "%v", err)
 			return
 		}
@@ -251,6 +254,10 @@ func (c *compiler) templateErr(m *taskMeta, t *Task, err error, vars map[string]
 		}
 		name = te.Name
 	}
+	pos, field := argPos(m, name), m.field+"."+t.Module+strings.TrimPrefix(name, "args")
+	if c.brokenRead(err, host, pos, field) {
+		return
+	}
 	msg := err.Error()
 	if te != nil && te.Undefined != "" {
 		root, _, _ := strings.Cut(te.Undefined, ".")
@@ -258,8 +265,7 @@ func (c *compiler) templateErr(m *taskMeta, t *Task, err error, vars map[string]
 			msg += " (a registered result exists only at run time: use it in when, until or changed_when)"
 		}
 	}
-	c.c.hostf(host, argPos(m, name), m.field+"."+t.Module+strings.TrimPrefix(name, "args"),
-		undefinedHint(err, vars), "%s", msg)
+	c.c.hostf(host, pos, field, undefinedHint(err, vars), "%s", msg)
 }
 
 // moduleErr reports what Resolve or Validate said, at the argument's line

@@ -64,6 +64,9 @@ type compiler struct {
 	registered map[string]bool
 	// prevSinks are the last nodes of the previous batch or play.
 	prevSinks []string
+	// broken are the current play's variables that failed to render, by
+	// host and name.
+	broken map[string]map[string]*brokenVar
 }
 
 // Compile lays the parsed playbook out against an inventory (see Load).
@@ -164,9 +167,6 @@ func (c *compiler) play(ps *PlaySpec) {
 	c.c.playHosts = len(play.Hosts)
 	fileVars := c.varsFiles(ps, global, field)
 	vars := c.hostVars(ps, play, fileVars, field)
-	if vars == nil {
-		return
-	}
 	play.Serial = batchSizes(ps.Serial, len(play.Hosts))
 	start := 0
 	for b, size := range play.Serial {
@@ -255,16 +255,14 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 // < play vars < vars_files < extra vars) with templates rendered, plus the
 // facts inventory_hostname, inventory_hostname_short, group_names, groups,
 // play_hosts and hostvars. Maps in the result are shared and read-only.
+//
+// A variable whose template fails is left out (see brokenRead).
 func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, field string) map[string]map[string]any {
 	groups := map[string]any{}
 	for g, hs := range c.inv.Groups() {
 		groups[g] = toAny(hs)
 	}
 	playHosts := toAny(play.Hosts)
-	inPlay := map[string]bool{}
-	for _, h := range play.Hosts {
-		inPlay[h] = true
-	}
 	base := map[string]map[string]any{}
 	for _, h := range c.inv.Hosts() {
 		v := maps.Clone(h.Vars)
@@ -284,21 +282,20 @@ func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, f
 		rawHostvars[n] = v
 	}
 	rendered := map[string]map[string]any{}
-	ok := true
+	c.broken = map[string]map[string]*brokenVar{}
 	for _, h := range c.inv.Hosts() {
 		v, errs := renderVars(base[h.Name], rawHostvars)
 		rendered[h.Name] = v
-		if !inPlay[h.Name] {
-			continue // another host's broken var only matters when read
-		}
+		// Like Ansible, a variable is only an error when something reads
+		// it: remove it, and say why when a template trips over it.
 		for _, e := range errs {
-			ok = false
+			delete(v, e.name)
 			pos, src := c.varSource(ps, e.name, fileVars)
-			c.c.hostf(h.Name, pos, field+".vars."+e.name, e.hint, "%v (%s)", e.err, src)
+			if c.broken[h.Name] == nil {
+				c.broken[h.Name] = map[string]*brokenVar{}
+			}
+			c.broken[h.Name][e.name] = &brokenVar{varErr: e, pos: pos, src: src, field: field + ".vars." + e.name}
 		}
-	}
-	if !ok {
-		return nil
 	}
 	hostvars := map[string]any{}
 	for n, v := range rendered {
@@ -313,17 +310,50 @@ func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, f
 	return out
 }
 
-// varSource says where a variable was set, for error messages.
+// varSource says where a variable was set, for error messages, with its
+// position when that is in the playbook itself.
 func (c *compiler) varSource(ps *PlaySpec, name string, fileVars map[string]any) (Pos, string) {
 	switch {
 	case c.opts.ExtraVars != nil && c.opts.ExtraVars[name] != nil:
 		return Pos{}, "set by -e"
 	case fileVars[name] != nil:
-		return ps.pos["vars_files[0]"], "set in vars_files"
+		return Pos{}, "set in vars_files"
 	case ps.Vars[name] != nil:
 		return ps.pos["vars."+name], "set in play vars"
 	}
-	return ps.pos["hosts"], "set in inventory " + c.inv.File
+	return Pos{}, "set in inventory " + c.inv.File
+}
+
+// brokenVar is a variable whose template failed to render for a host.
+type brokenVar struct {
+	varErr
+	pos   Pos
+	src   string
+	field string
+}
+
+// brokenRead reports err when it is a read of a broken variable (directly
+// or through hostvars), at the variable's definition when it is in the
+// playbook, else where it was read. It returns false for other errors.
+func (c *compiler) brokenRead(err error, host string, usePos Pos, useField string) bool {
+	var te *tmpl.Error
+	if !errors.As(err, &te) || te.Undefined == "" {
+		return false
+	}
+	parts := strings.Split(te.Undefined, ".")
+	if parts[0] == "hostvars" && len(parts) >= 3 {
+		host, parts = parts[1], parts[2:]
+	}
+	b := c.broken[host][parts[0]]
+	if b == nil {
+		return false
+	}
+	if b.pos.Line > 0 {
+		c.c.hostf(host, b.pos, b.field, b.hint, "%v (%s)", b.err, b.src)
+	} else {
+		c.c.hostf(host, usePos, useField, b.hint, "variable %q (%s) cannot be rendered: %v", b.name, b.src, b.err)
+	}
+	return true
 }
 
 type varErr struct {
