@@ -287,6 +287,9 @@ func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string) {
 			c.c.hostf(host, pos, m.field+"."+t.Module+"."+ae.Arg, ae.Hint, "%s", ae.Msg)
 			continue
 		}
+		if c.brokenRead(e, host, m.key["module"], m.field+"."+t.Module) {
+			continue
+		}
 		c.c.hostf(host, m.key["module"], m.field+"."+t.Module, "", "%v", e)
 	}
 }
