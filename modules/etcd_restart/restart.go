@@ -117,7 +117,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		case !p.Running():
 			env.Logf("%s: etcd is %s, nothing to restart (etcd_service starts it)", m.Name, p.Active)
 		case env.Check:
-			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: "its config, certificates, binary or unit change"})
+			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: "notified: its config, certificates, binary or unit changes"})
 		case p.Stale():
 			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: p.NewestP + " changed after etcd started"})
 		default:
