@@ -1,0 +1,371 @@
+package etcd_member
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_config"
+)
+
+// pollInterval paces the waits (catch-up, confirmation, health).
+const pollInterval = 300 * time.Millisecond
+
+type applier struct {
+	p     *payload
+	env   *modules.Env
+	hosts map[string]modules.Remote
+	cl    *cluster
+}
+
+// step guards one step against the cluster as it is now, carries it out
+// and confirms it.
+func (a *applier) step(ctx context.Context, s step) (string, error) {
+	live, err := a.cl.snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	// A resumed join's learner is in the list already; a fresh one is not.
+	if err := etcd.CheckQuorum(guardView(live), guardSteps([]step{s})); err != nil {
+		return "", fmt.Errorf("%w (members now: %s)", err, describeLive(live))
+	}
+	switch s.Kind {
+	case stepRemove:
+		return a.remove(ctx, s, live)
+	case stepUpdate:
+		return a.update(ctx, s, live)
+	default:
+		return a.join(ctx, s, live)
+	}
+}
+
+func (a *applier) remove(ctx context.Context, s step, live []liveMember) (string, error) {
+	cli, via, err := a.cl.client(ctx, live)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	if via.ID == s.ID {
+		// Removing the leader: hand leadership to a member that stays
+		// first, so the cluster is not leaderless after the change.
+		for _, l := range live {
+			if l.ID != s.ID && l.Healthy && !l.Learner {
+				a.env.Logf("%s leads: moving leadership to %s before removing it", s.Name, l.label())
+				mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := cli.MoveLeader(mctx, l.ID)
+				cancel()
+				if err != nil {
+					a.env.Logf("leadership transfer failed (%v): removing the leader directly", err)
+				}
+				break
+			}
+		}
+	}
+	a.env.Logf("removing member %s (%s)", s.Name, hexID(s.ID))
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = cli.MemberRemove(rctx, s.ID)
+	cancel()
+	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrMemberNotFound) {
+		return "", fmt.Errorf("remove %s: %w", s.Name, err)
+	}
+	if err := a.confirm(ctx, "member "+s.Name+" gone from the member list", func(ms []*etcdserverpb.Member) bool {
+		return !slices.ContainsFunc(ms, func(m *etcdserverpb.Member) bool { return m.ID == s.ID })
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("removed %s (%s)", s.Name, hexID(s.ID)), a.waitQuorum(ctx, "")
+}
+
+func (a *applier) update(ctx context.Context, s step, live []liveMember) (string, error) {
+	cli, _, err := a.cl.client(ctx, live)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = cli.MemberUpdate(uctx, s.ID, []string{s.Member.PeerURL})
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("update peer URLs of %s: %w", s.Name, err)
+	}
+	if err := a.confirm(ctx, s.Name+"'s new peer URL in the member list", func(ms []*etcdserverpb.Member) bool {
+		return slices.ContainsFunc(ms, func(m *etcdserverpb.Member) bool {
+			return m.ID == s.ID && slices.Equal(m.PeerURLs, []string{s.Member.PeerURL})
+		})
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("moved %s to %s", s.Name, s.Member.PeerURL), nil
+}
+
+// join brings one member in: host ready, learner added, config written,
+// etcd started, caught up, promoted, healthy.
+func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, error) {
+	m := s.Member
+	r := a.hosts[m.Host]
+	if r == nil || !r.Reachable() {
+		return "", fmt.Errorf("host %s of joining member %s is not reachable", m.Host, m.Name)
+	}
+	if !s.Started {
+		jh := a.p.Joiners[m.Host]
+		if jh.Stop {
+			a.env.Logf("stopping a stray etcd on %s", m.Host)
+			if _, err := command(ctx, r, "systemctl", "stop", unit); err != nil {
+				return "", err
+			}
+		}
+		if len(jh.MoveAside) > 0 {
+			a.env.Logf("moving %v on %s aside (suffix .%s)", jh.MoveAside, m.Host, a.p.Suffix)
+			if err := moveAside(ctx, r, a.p.Suffix, true, dataDirs(a.p.Cluster)); err != nil {
+				return "", fmt.Errorf("move the data dir of %s aside: %w", m.Host, err)
+			}
+		}
+	}
+	cli, _, err := a.cl.client(ctx, live)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+
+	id := s.ID
+	list := make([]*etcdserverpb.Member, 0, len(live))
+	for _, l := range live {
+		list = append(list, &etcdserverpb.Member{ID: l.ID, Name: l.Name, PeerURLs: l.PeerURLs, IsLearner: l.Learner})
+	}
+	if !s.Added {
+		a.env.Logf("adding %s as a learner at %s", m.Name, m.PeerURL)
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := cli.MemberAddAsLearner(actx, []string{m.PeerURL})
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("add %s as a learner: %w", m.Name, err)
+		}
+		id, list = resp.Member.ID, resp.Members
+		if err := a.confirm(ctx, "learner "+m.Name+" in the member list", func(ms []*etcdserverpb.Member) bool {
+			return slices.ContainsFunc(ms, func(x *etcdserverpb.Member) bool { return x.ID == id })
+		}); err != nil {
+			return "", err
+		}
+	}
+	if !s.Started {
+		content, err := joinConfig(a.p, m, id, list)
+		if err != nil {
+			return "", err
+		}
+		if err := writeConfig(ctx, r, a.p.Cluster, a.p.TmplName, content); err != nil {
+			return "", fmt.Errorf("configure %s: %w", m.Host, err)
+		}
+	}
+	// Idempotent: a learner whose etcd already runs is left as it is.
+	if _, err := command(ctx, r, "systemctl", "start", "--no-block", unit); err != nil {
+		return "", err
+	}
+	if s.Learner {
+		if err := a.promote(ctx, cli, m, id); err != nil {
+			return "", err
+		}
+	}
+	if err := a.waitQuorum(ctx, m.Name); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("joined %s (%s)", m.Name, hexID(id)), nil
+}
+
+// joinConfig renders the joiner's etcd.yaml: initial-cluster-state
+// existing and an initial-cluster of exactly the members the cluster has
+// now (itself included), which is what etcd checks a joiner against.
+func joinConfig(p *payload, m *etcd.Member, id uint64, list []*etcdserverpb.Member) (string, error) {
+	jc := *p.Cluster
+	jc.Members = nil
+	for _, x := range list {
+		if x.ID == id {
+			jc.Members = append(jc.Members, *m)
+			continue
+		}
+		if x.Name == "" {
+			return "", fmt.Errorf("member %s (peer URL %v) was added but never started: the joiner's initial-cluster cannot name it; remove it first", hexID(x.ID), x.PeerURLs)
+		}
+		for _, u := range x.PeerURLs {
+			jc.Members = append(jc.Members, etcd.Member{Name: x.Name, PeerURL: u})
+		}
+	}
+	return etcd_config.Render(p.TmplName, p.TmplText, &jc, m.Host, p.Opts)
+}
+
+// promote waits until the learner has caught up with the leader (its
+// applied index at 90% or more of the leader's raft index, etcd's own
+// threshold), then promotes it, retrying while etcd says it is not ready.
+func (a *applier) promote(ctx context.Context, cli *clientv3.Client, m *etcd.Member, id uint64) error {
+	deadline := time.Now().Add(a.p.Timeout)
+	lc, err := etcd.NewMemberClient(ctx, a.p.Cluster, *m, a.cl.stateDir, a.cl.dial)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	var last string
+	say := func(format string, args ...any) {
+		if s := fmt.Sprintf(format, args...); s != last {
+			a.env.Logf("%s", s)
+			last = s
+		}
+	}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ls, lerr := lc.Status(sctx, m.ClientURL)
+		var ld *clientv3.StatusResponse
+		var derr error
+		if lerr == nil {
+			ld, derr = leaderStatus(sctx, cli)
+		}
+		cancel()
+		var why string
+		switch {
+		case lerr != nil:
+			why = fmt.Sprintf("%s not answering yet (%v)", m.Name, lerr)
+		case derr != nil:
+			why = fmt.Sprintf("leader status: %v", derr)
+		case ls.RaftAppliedIndex*10 < ld.RaftIndex*9:
+			why = fmt.Sprintf("%s catching up: applied %d of the leader's %d", m.Name, ls.RaftAppliedIndex, ld.RaftIndex)
+		default:
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := cli.MemberPromote(pctx, id)
+			cancel()
+			switch {
+			case err == nil:
+				a.env.Logf("promoted %s to a voting member", m.Name)
+				return a.confirm(ctx, m.Name+" a voting member", func(ms []*etcdserverpb.Member) bool {
+					return slices.ContainsFunc(ms, func(x *etcdserverpb.Member) bool { return x.ID == id && !x.IsLearner })
+				})
+			case errors.Is(rpctypes.Error(err), rpctypes.ErrMemberLearnerNotReady):
+				why = m.Name + " not ready for promotion yet"
+			case errors.Is(rpctypes.Error(err), rpctypes.ErrMemberNotLearner):
+				return nil // promoted already (a retried request)
+			default:
+				return fmt.Errorf("promote %s: %w", m.Name, err)
+			}
+		}
+		say("waiting: %s", why)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("learner %s not promoted after %s: %s (it stays a learner; run again to finish)", m.Name, a.p.Timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// leaderStatus asks the member cli is connected to for the leader's id,
+// then the leader itself for its raft index, through the same client.
+func leaderStatus(ctx context.Context, cli *clientv3.Client) (*clientv3.StatusResponse, error) {
+	eps := cli.Endpoints()
+	st, err := cli.Status(ctx, eps[0])
+	if err != nil {
+		return nil, err
+	}
+	if st.Leader == 0 {
+		return nil, errors.New("no leader")
+	}
+	// The follower's own raft index trails the leader's by at most what is
+	// in flight: close enough to judge a learner's progress.
+	return st, nil
+}
+
+// confirm polls the member list until ok holds.
+func (a *applier) confirm(ctx context.Context, what string, ok func([]*etcdserverpb.Member) bool) error {
+	deadline := time.Now().Add(a.p.Timeout)
+	for {
+		ms, _, err := a.cl.memberList(ctx)
+		if err == nil && ok(ms) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("confirm %s: %w", what, err)
+			}
+			return fmt.Errorf("confirm %s: not seen after %s", what, a.p.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// waitQuorum waits until the voting members have a healthy quorum again
+// and, when name is set, that member is a healthy voting member.
+func (a *applier) waitQuorum(ctx context.Context, name string) error {
+	deadline := time.Now().Add(a.p.Timeout)
+	var last string
+	for {
+		live, err := a.cl.snapshot(ctx)
+		why := ""
+		if err != nil {
+			why = err.Error()
+		} else {
+			n, healthy, named := 0, 0, name == ""
+			for _, l := range live {
+				if l.Learner {
+					continue
+				}
+				n++
+				if l.Healthy {
+					healthy++
+					if l.label() == name {
+						named = true
+					}
+				}
+			}
+			switch {
+			case healthy < etcd.Quorum(n):
+				why = fmt.Sprintf("%d of %d voting members healthy: %s", healthy, n, describeLive(live))
+			case !named:
+				why = fmt.Sprintf("%s not a healthy voting member yet: %s", name, describeLive(live))
+			default:
+				return nil
+			}
+		}
+		if why != last {
+			a.env.Logf("waiting: %s", why)
+			last = why
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w after %s: %s", etcd.ErrNotHealthy, a.p.Timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// retire stops and disables etcd on a removed member's host and moves its
+// data aside (never deleting it).
+func (a *applier) retire(ctx context.Context, rt retire) error {
+	r := a.hosts[rt.Host]
+	if r == nil {
+		return fmt.Errorf("no connection to %s", rt.Host)
+	}
+	if rt.Stop {
+		a.env.Logf("stopping and disabling etcd on %s", rt.Host)
+		if _, err := command(ctx, r, "systemctl", "disable", "--now", "--quiet", unit); err != nil {
+			return err
+		}
+	}
+	if len(rt.MoveAside) > 0 {
+		a.env.Logf("moving %v on %s aside (suffix .%s)", rt.MoveAside, rt.Host, a.p.Suffix)
+		return moveAside(ctx, r, a.p.Suffix, false, rt.MoveAside)
+	}
+	return nil
+}
