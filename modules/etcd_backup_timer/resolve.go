@@ -1,0 +1,159 @@
+package etcd_backup_timer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/templates"
+)
+
+// Defaults of the variables this module reads.
+const (
+	DefaultDir       = "/var/backups/etcd"
+	DefaultLocalKeep = 7
+	ServiceTemplate  = "etcd-backup.service.tmpl"
+	TimerTemplate    = "etcd-backup.timer.tmpl"
+	defaultTimeout   = "15min"
+)
+
+// unitData is what the unit templates see.
+type unitData struct {
+	Name, User, Group string
+	Endpoint          string
+	TLS               bool
+	CACert, Cert, Key string
+	Dir               string
+	Keep              int
+	Etcdctl           string
+	Script            string
+	Schedule          string
+	Timeout           string
+	Vars              map[string]any
+}
+
+// safeRE is what may appear in an Environment= value or ExecStart path
+// without systemd quoting or specifier expansion coming into play.
+var safeRE = regexp.MustCompile(`^[A-Za-z0-9/._:+@-]+$`)
+
+// Resolve reads the backup variables, renders the units on the controller
+// and hands the agent plain content.
+func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	c, err := etcd.FromVars(rc.Vars)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Member(rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	vars := modules.Args(rc.Vars)
+	pick := func(arg, variable, def string) string {
+		if v := args.Str(arg, ""); v != "" {
+			return v
+		}
+		return vars.Str(variable, def)
+	}
+	out := modules.Args{}
+	for k, v := range args {
+		out[k] = v
+	}
+	schedule := strings.TrimSpace(pick("schedule", "etcd_backup_schedule", ""))
+	state := args.Str("state", "")
+	if state == "" {
+		state = "present"
+		if schedule == "" {
+			// Not chosen for local backups: make sure no timer is left.
+			state = "absent"
+		}
+	}
+	out["state"] = state
+	if state == "absent" {
+		return out, nil
+	}
+	if schedule == "" {
+		return nil, &modules.ArgError{Arg: "schedule", Msg: "is required with state present (or set etcd_backup_schedule, e.g. daily)"}
+	}
+	if strings.ContainsAny(schedule, "\n\r%\\") {
+		return nil, &etcd.VarError{Var: "etcd_backup_schedule", Host: rc.Host, Msg: fmt.Sprintf("%q is not an OnCalendar expression", schedule)}
+	}
+	dir := pick("dir", "etcd_backup_dir", DefaultDir)
+	if !path.IsAbs(dir) || !safeRE.MatchString(dir) || path.Clean(dir) == "/" {
+		return nil, &etcd.VarError{Var: "etcd_backup_dir", Host: rc.Host, Msg: fmt.Sprintf("%q must be an absolute path of letters, digits and /._:+@-", dir)}
+	}
+	keep := args.Int("keep", vars.Int("etcd_backup_local_keep", DefaultLocalKeep))
+	if keep < 1 {
+		return nil, &etcd.VarError{Var: "etcd_backup_local_keep", Host: rc.Host, Msg: fmt.Sprintf("%v must be at least 1", keep)}
+	}
+	d := unitData{
+		Name: m.Name, User: "etcd", Group: "etcd",
+		Endpoint: m.ClientURL, TLS: c.TLS,
+		CACert: c.Paths.CACert, Cert: c.Paths.ServerCert, Key: c.Paths.ServerKey,
+		Dir: dir, Keep: keep,
+		Etcdctl:  path.Join(c.Paths.BinDir, "etcdctl"),
+		Script:   ScriptPath,
+		Schedule: schedule,
+		Timeout:  args.Str("timeout", defaultTimeout),
+		Vars:     rc.Vars,
+	}
+	for _, v := range []string{d.Endpoint, d.CACert, d.Cert, d.Key, d.Etcdctl, d.Timeout} {
+		if !safeRE.MatchString(v) {
+			return nil, fmt.Errorf("etcd_backup_timer on %s: %q cannot go into a unit file unquoted", rc.Host, v)
+		}
+	}
+	for _, u := range []struct{ arg, tmpl string }{{"service", ServiceTemplate}, {"timer", TimerTemplate}} {
+		text, err := loadTemplate(rc.BaseDir, u.tmpl)
+		if err != nil {
+			return nil, err
+		}
+		s, err := render(u.tmpl, text, d)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", u.tmpl, err)
+		}
+		out[u.arg] = s
+	}
+	out["schedule"] = schedule
+	out["dir"] = dir
+	out["keep"] = keep
+	out["user"] = d.User
+	return out, nil
+}
+
+// loadTemplate prefers the playbook's templates/name, then the built-in.
+func loadTemplate(baseDir, name string) (string, error) {
+	if baseDir != "" {
+		b, err := os.ReadFile(filepath.Join(baseDir, "templates", name))
+		if err == nil {
+			return string(b), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	b, err := fs.ReadFile(templates.FS, name)
+	if err != nil {
+		return "", fmt.Errorf("template %s: not in %s/templates nor built in", name, baseDir)
+	}
+	return string(b), nil
+}
+
+func render(name, text string, d unitData) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,299 @@
+package etcd_restore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// ErrVerify is wrapped when the restored cluster does not serve what the
+// snapshot holds.
+var ErrVerify = errors.New("restored cluster does not match the snapshot")
+
+// Apply does what Plan laid out, in its order. Until every member has its
+// restored data dir staged, no member is stopped; a failure then cleans up
+// the staging dirs and uploads and leaves the cluster as it was.
+func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	j, ok := ch.Payload.(*job)
+	if !ok {
+		return nil, errors.New("etcd_restore: plan payload missing")
+	}
+	hosts := env.Hosts
+	if hosts == nil {
+		hosts = map[string]modules.Remote{env.Host: env.Remote}
+	}
+	c := j.Cluster
+	members := make([]etcd.Member, len(j.Members))
+	for i, mp := range j.Members {
+		members[i] = mp.Member
+	}
+	start := time.Now()
+
+	env.Logf("restore: pushing %s (%d MiB) to %s and restoring into staging dirs", j.Snapshot.Path, j.Snapshot.Size>>20, hostList(j.Members))
+	err := forEach(ctx, members, func(ctx context.Context, i int, m etcd.Member) error {
+		return stage(ctx, hosts[m.Host], j, j.Members[i])
+	})
+	if err != nil {
+		cleanup(ctx, hosts, j, true)
+		return nil, fmt.Errorf("etcd_restore: staging failed, no member was stopped, the cluster is as it was: %w", err)
+	}
+
+	env.Logf("restore: stopping etcd on %s", hostList(j.Members))
+	err = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
+		_, err := run(ctx, hosts[m.Host], "systemctl", "stop", unit)
+		return err
+	})
+	if err != nil {
+		// The old data dirs are still in place: bring every member back.
+		_ = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
+			_, err := run(ctx, hosts[m.Host], "systemctl", "start", "--no-block", unit)
+			return err
+		})
+		cleanup(ctx, hosts, j, true)
+		return nil, fmt.Errorf("etcd_restore: stopping etcd failed; members restarted on their old data, nothing restored: %w", err)
+	}
+
+	err = forEach(ctx, members, func(ctx context.Context, i int, m etcd.Member) error {
+		return swap(ctx, hosts[m.Host], c, j.Members[i])
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: moving the data dirs failed with etcd stopped on every member; "+
+			"old data dirs are at %s.pre-restore-%s, restored ones at %s.restore-%s; fix by hand: %w",
+			c.DataDir, j.Stamp, c.DataDir, j.Stamp, err)
+	}
+
+	env.Logf("restore: starting etcd on %s with cluster token %s", hostList(j.Members), j.Token)
+	err = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
+		r := hosts[m.Host]
+		// A unit that failed before (the disaster) refuses to start
+		// until its failed state is cleared.
+		_, _ = run(ctx, r, "systemctl", "reset-failed", unit)
+		_, err := run(ctx, r, "systemctl", "start", "--no-block", unit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: data restored on every member but etcd did not start: %w", err)
+	}
+	dial := etcd.Dialer(c, env)
+	if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: j.Timeout, Log: env.Log}); err != nil {
+		return nil, fmt.Errorf("etcd_restore: data restored on every member but the cluster did not become healthy: %w", err)
+	}
+	v, err := verify(ctx, c, env.StateDir, dial, j.Snapshot.Revision, len(j.Members))
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: %w", err)
+	}
+	if v.Keys != int64(j.Snapshot.Keys) {
+		return nil, fmt.Errorf("etcd_restore: %w: %d keys at revision %d, the snapshot has %d", ErrVerify, v.Keys, j.Snapshot.Revision, j.Snapshot.Keys)
+	}
+	cleanup(ctx, hosts, j, false)
+
+	moved := map[string]string{}
+	for _, mp := range j.Members {
+		if mp.Aside != "" {
+			moved[mp.Member.Host] = mp.Aside
+		}
+	}
+	took := time.Since(start)
+	rec := record{Time: j.Stamp, Snapshot: j.Snapshot.Path, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
+		Keys: j.Snapshot.Keys, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
+	if err := writeRecord(env.StateDir, c, rec); err != nil {
+		env.Logf("restore: could not write the restore record: %v", err)
+	}
+	msg := fmt.Sprintf("restored %d members from %s (revision %d, %d keys) in %s; new cluster token %s",
+		len(j.Members), filepath.Base(j.Snapshot.Path), j.Snapshot.Revision, j.Snapshot.Keys, took.Round(time.Millisecond), j.Token)
+	if len(moved) > 0 {
+		msg += "; old data dirs kept at " + c.DataDir + ".pre-restore-" + j.Stamp
+	}
+	return &modules.Result{
+		Status: modules.StatusChanged,
+		Change: ch,
+		Msg:    msg,
+		Data: map[string]any{
+			"snapshot":    j.Snapshot.Path,
+			"revision":    j.Snapshot.Revision,
+			"keys":        j.Snapshot.Keys,
+			"token":       j.Token,
+			"moved_aside": moved,
+			"seconds":     took.Seconds(),
+			"current_rev": v.Revision,
+		},
+	}, nil
+}
+
+// stage pushes the snapshot to one member, checks it arrived intact and
+// restores it into the staging dir, while etcd keeps running.
+func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+	c := j.Cluster
+	if _, err := run(ctx, r, "mkdir", "-p", path.Dir(mp.Upload)); err != nil {
+		return err
+	}
+	f, err := os.Open(j.Snapshot.Path)
+	if err != nil {
+		return err
+	}
+	err = r.Upload(ctx, f, mp.Upload, 0o600)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	out, err := run(ctx, r, "sha256sum", mp.Upload)
+	if err != nil {
+		return err
+	}
+	if got, _, _ := strings.Cut(strings.TrimSpace(out), " "); got != j.Snapshot.SHA256 {
+		return fmt.Errorf("the snapshot copy %s has sha256 %s, the controller's has %s: damaged in transit", mp.Upload, got, j.Snapshot.SHA256)
+	}
+	argv := []string{path.Join(c.Paths.BinDir, "etcdutl"), "snapshot", "restore", mp.Upload,
+		"--name", mp.Member.Name,
+		"--initial-cluster", c.InitialCluster(),
+		"--initial-cluster-token", j.Token,
+		"--initial-advertise-peer-urls", mp.Member.PeerURL,
+		"--data-dir", mp.Stage,
+	}
+	if mp.StageWAL != "" {
+		argv = append(argv, "--wal-dir", mp.StageWAL)
+	}
+	if j.Skip {
+		argv = append(argv, "--skip-hash-check")
+	}
+	if _, err := run(ctx, r, argv...); err != nil {
+		return err
+	}
+	chown := []string{"chown", "-R", "etcd:etcd", mp.Stage}
+	if mp.StageWAL != "" {
+		chown = append(chown, mp.StageWAL)
+	}
+	_, err = run(ctx, r, chown...)
+	return err
+}
+
+// swap moves the old data (and WAL) dir aside and the staged one in place.
+func swap(ctx context.Context, r modules.Remote, c *etcd.Cluster, mp memberPlan) error {
+	type mv struct{ from, to string }
+	var moves []mv
+	if mp.Aside != "" {
+		moves = append(moves, mv{c.DataDir, mp.Aside})
+	}
+	if mp.AsideWAL != "" {
+		moves = append(moves, mv{c.WALDir, mp.AsideWAL})
+	}
+	moves = append(moves, mv{mp.Stage, c.DataDir})
+	if mp.StageWAL != "" {
+		moves = append(moves, mv{mp.StageWAL, c.WALDir})
+	}
+	for _, m := range moves {
+		// -T: never move into an existing directory of that name.
+		if _, err := run(ctx, r, "mv", "-T", m.from, m.to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanup removes the uploaded snapshots and, when the restore did not
+// happen, the staging dirs. It never touches a data dir. Errors are
+// ignored: it runs after the outcome is decided.
+func cleanup(ctx context.Context, hosts map[string]modules.Remote, j *job, staging bool) {
+	members := make([]etcd.Member, len(j.Members))
+	for i, mp := range j.Members {
+		members[i] = mp.Member
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_ = forEach(cctx, members, func(ctx context.Context, i int, m etcd.Member) error {
+		mp := j.Members[i]
+		argv := []string{"rm", "-f", "--", mp.Upload}
+		if staging {
+			argv = []string{"rm", "-rf", "--", mp.Upload, mp.Stage}
+			if mp.StageWAL != "" {
+				argv = append(argv, mp.StageWAL)
+			}
+		}
+		_, err := run(ctx, hosts[m.Host], argv...)
+		return err
+	})
+}
+
+// verified is what the restored cluster serves.
+type verified struct {
+	Revision int64 // current
+	Keys     int64 // alive at the snapshot's revision
+}
+
+// verify reads the key count at the snapshot's revision (leases expiring
+// after the start may already have moved the store on, so "now" is not
+// the right point) and checks every member is in the member list.
+func verify(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc, rev int64, members int) (verified, error) {
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cli, err := etcd.NewClient(vctx, c, stateDir, dial)
+	if err != nil {
+		return verified{}, err
+	}
+	defer cli.Close()
+	resp, err := cli.Get(vctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev))
+	if err != nil {
+		return verified{}, fmt.Errorf("%w: reading revision %d: %v", ErrVerify, rev, err)
+	}
+	v := verified{Revision: resp.Header.Revision, Keys: resp.Count}
+	if v.Revision < rev {
+		return v, fmt.Errorf("%w: it is at revision %d, the snapshot at %d", ErrVerify, v.Revision, rev)
+	}
+	ml, err := cli.MemberList(vctx)
+	if err != nil {
+		return v, fmt.Errorf("%w: member list: %v", ErrVerify, err)
+	}
+	if len(ml.Members) != members {
+		return v, fmt.Errorf("%w: %d members in the member list, want %d", ErrVerify, len(ml.Members), members)
+	}
+	return v, nil
+}
+
+// record is kept on the controller beside the PKI: the restore token is
+// not in etcd.yaml (etcd reads initial-cluster-* only when its data dir is
+// empty), so this is where an operator finds it.
+type record struct {
+	Time           string            `json:"time"`
+	Snapshot       string            `json:"snapshot"`
+	SHA256         string            `json:"sha256"`
+	Revision       int64             `json:"revision"`
+	Keys           int               `json:"keys"`
+	Token          string            `json:"token"`
+	InitialCluster string            `json:"initial_cluster"`
+	MovedAside     map[string]string `json:"moved_aside,omitempty"`
+}
+
+// RecordPath is where the last restore of the cluster is recorded.
+func RecordPath(stateDir string, c *etcd.Cluster) string {
+	return filepath.Join(stateDir, c.Name, "restores", "last.json")
+}
+
+func writeRecord(stateDir string, c *etcd.Cluster, rec record) error {
+	if stateDir == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(RecordPath(stateDir, c))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// One file per restore plus last.json, so history is kept.
+	if err := os.WriteFile(filepath.Join(dir, rec.Time+".json"), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(RecordPath(stateDir, c), append(b, '\n'), 0o600)
+}

@@ -1,0 +1,278 @@
+// Package etcd_restore is whole-cluster disaster recovery from a snapshot,
+// the runbook of seeds 001 and 002 done safely:
+//
+//  1. verify the snapshot on the controller (etcd's integrity hash, the
+//     database, its revision and key count); a damaged file stops here;
+//  2. push it to every member and check its sha256 there;
+//  3. on every member, while etcd still runs, `etcdutl snapshot restore`
+//     into a staging dir next to the data dir, with the member's own name
+//     and peer URL, the full initial cluster and a NEW cluster token;
+//  4. only then stop etcd on every member, move each old data dir aside
+//     with a UTC timestamp (never deleted) and the staging dir into place;
+//  5. start every member at once, wait until the cluster is healthy, and
+//     check that it serves the snapshot's revision and key count.
+//
+// Any failure before step 4 leaves every member running as it was.
+//
+// It runs on the controller, once for the cluster (run_once), with the
+// connections of every member.
+package etcd_restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+)
+
+func init() { modules.Register("etcd_restore", Module{}) }
+
+// Module is the etcd_restore module.
+type Module struct{}
+
+// RunsOnController marks etcd_restore as controller-side.
+func (Module) RunsOnController() {}
+
+var spec = modules.Spec{
+	// snapshot is a file on the controller, or "latest" for the newest
+	// backup etcd_snapshot took of this cluster.
+	"snapshot": {Kind: modules.String, Required: true},
+	// skip_hash_check accepts a db copied out of a data dir (no hash).
+	"skip_hash_check": {Kind: modules.Bool},
+	// token overrides the new cluster token (<token>-restore-<time>).
+	"token": {Kind: modules.String},
+	// timeout bounds the wait for a healthy cluster after the start.
+	"timeout": {Kind: modules.String},
+}
+
+const (
+	defaultTimeout = 2 * time.Minute
+	// StampLayout timestamps the restore: staging and moved-aside dirs,
+	// the uploaded snapshot and the new token.
+	StampLayout = "20060102T150405Z"
+	unit        = "etcd.service"
+)
+
+// Validate checks the arguments.
+func (Module) Validate(args modules.Args) error {
+	if err := spec.Check(args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(args.Str("snapshot", "")) == "" {
+		return &modules.ArgError{Arg: "snapshot", Msg: "is empty: pass -e snapshot=PATH (or snapshot=latest)"}
+	}
+	if t := args.Str("token", ""); strings.ContainsAny(t, " \t\n,=") {
+		return &modules.ArgError{Arg: "token", Msg: fmt.Sprintf("%q must not contain whitespace, ',' or '='", t)}
+	}
+	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	return err
+}
+
+// memberPlan is what happens on one member.
+type memberPlan struct {
+	Member   etcd.Member
+	Probe    hostProbe
+	Upload   string // snapshot copy on the host
+	Stage    string // restored data dir before it moves into place
+	StageWAL string // "" without a separate WAL dir
+	Aside    string // where the old data dir goes; "" when there is none
+	AsideWAL string
+}
+
+// job is the whole plan, handed from Plan to Apply.
+type job struct {
+	Cluster  *etcd.Cluster
+	Snapshot snapdb.Info
+	Skip     bool
+	Stamp    string
+	Token    string
+	Members  []memberPlan
+	Timeout  time.Duration
+}
+
+// Plan verifies the snapshot, probes every member and lays out every step.
+// It changes nothing, here or on any host.
+func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	c, err := etcd.FromVars(env.Vars)
+	if err != nil {
+		return nil, err
+	}
+	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	snap, err := resolveSnapshot(args.Str("snapshot", ""), env.StateDir, c)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: %w", err)
+	}
+	skip := args.Bool("skip_hash_check", false)
+	info, err := snapdb.Inspect(snap, snapdb.Options{SkipHashCheck: skip})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: refusing the snapshot, no member touched: %w", err)
+	}
+	stamp := time.Now().UTC().Format(StampLayout)
+	token := args.Str("token", "")
+	if token == "" {
+		token = c.Token + "-restore-" + stamp
+	}
+	if token == c.Token {
+		return nil, fmt.Errorf("etcd_restore: the new cluster token must differ from the current one (%s)", c.Token)
+	}
+
+	hosts := env.Hosts
+	if hosts == nil {
+		hosts = map[string]modules.Remote{env.Host: env.Remote}
+	}
+	var missing []string
+	for _, m := range c.Members {
+		if r := hosts[m.Host]; r == nil || !r.Reachable() {
+			missing = append(missing, m.Host)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("etcd_restore: every member must be reachable to restore the cluster; not reachable in this play: %s", strings.Join(missing, ", "))
+	}
+
+	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
+	plans := make([]memberPlan, len(c.Members))
+	err = forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
+		p, err := probe(ctx, hosts[m.Host], c.DataDir, c.WALDir, etcdutl, c.Paths.UploadDir)
+		if err != nil {
+			return err
+		}
+		mp := memberPlan{
+			Member: m,
+			Probe:  p,
+			Upload: path.Join(c.Paths.UploadDir, "restore-"+stamp+".db"),
+			Stage:  c.DataDir + ".restore-" + stamp,
+		}
+		if p.DataExists {
+			mp.Aside = c.DataDir + ".pre-restore-" + stamp
+		}
+		if c.WALDir != "" {
+			mp.StageWAL = c.WALDir + ".restore-" + stamp
+			if p.WALExists {
+				mp.AsideWAL = c.WALDir + ".pre-restore-" + stamp
+			}
+		}
+		plans[i] = mp
+		return checkHost(mp, etcdutl, info.Size)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restore: %w", err)
+	}
+
+	j := &job{Cluster: c, Snapshot: *info, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout}
+	return describe(j), nil
+}
+
+// checkHost refuses a member that cannot be restored, before anything
+// happens anywhere.
+func checkHost(mp memberPlan, etcdutl string, size int64) error {
+	var probs []string
+	if !mp.Probe.Etcdutl {
+		probs = append(probs, etcdutl+" is missing (run site.yml first: etcd_binary installs it)")
+	}
+	if !mp.Probe.User {
+		probs = append(probs, "no etcd user (run site.yml first: etcd_service creates it)")
+	}
+	// The restored db is about the snapshot's size, plus the WAL; the
+	// old data dir stays where it is.
+	needKB := (size + 64<<20) / 1024
+	if mp.Probe.AvailKB < needKB {
+		probs = append(probs, fmt.Sprintf("only %d MiB free beside the data dir, the restore needs about %d MiB", mp.Probe.AvailKB/1024, needKB/1024))
+	}
+	if mp.Probe.UpAvailKB != 0 && mp.Probe.UpAvailKB < size/1024+1024 {
+		probs = append(probs, fmt.Sprintf("only %d MiB free for the uploaded snapshot (%d MiB)", mp.Probe.UpAvailKB/1024, size>>20))
+	}
+	if len(probs) > 0 {
+		return errors.New(strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// describe turns the plan into the lines --check shows, in the order Apply
+// does them.
+func describe(j *job) *modules.Change {
+	ch := &modules.Change{Payload: j}
+	s := j.Snapshot
+	integrity := "integrity hash ok"
+	if !s.HasHash {
+		integrity = "no integrity hash (skip_hash_check)"
+	}
+	ch.Add("!", "snapshot "+s.Path, fmt.Sprintf("verified: revision %d, %d keys, %d bytes, sha256 %s, %s", s.Revision, s.Keys, s.Size, s.SHA256, integrity))
+	for _, mp := range j.Members {
+		h := mp.Member.Host
+		ch.Add("+", h+":"+mp.Upload, "upload the snapshot, check its sha256 on the host")
+		detail := fmt.Sprintf("etcdutl snapshot restore --name %s --initial-advertise-peer-urls %s", mp.Member.Name, mp.Member.PeerURL)
+		if mp.StageWAL != "" {
+			detail += " --wal-dir " + mp.StageWAL
+		}
+		ch.Add("+", h+":"+mp.Stage, detail+" (etcd still running)")
+	}
+	ch.Add("!", "stop etcd on "+hostList(j.Members), "only after every member's restore succeeded")
+	for _, mp := range j.Members {
+		h := mp.Member.Host
+		if mp.Aside != "" {
+			ch.Add("~", h+":"+j.Cluster.DataDir, "moved aside to "+mp.Aside+" (kept, never deleted)")
+		}
+		if mp.AsideWAL != "" {
+			ch.Add("~", h+":"+j.Cluster.WALDir, "moved aside to "+mp.AsideWAL+" (kept, never deleted)")
+		}
+		ch.Add("~", h+":"+mp.Stage, "moved into place as "+j.Cluster.DataDir+", owner etcd")
+		if mp.StageWAL != "" {
+			ch.Add("~", h+":"+mp.StageWAL, "moved into place as "+j.Cluster.WALDir+", owner etcd")
+		}
+	}
+	ch.Add("!", "start etcd on "+hostList(j.Members), fmt.Sprintf("all at once; new cluster token %s; initial cluster %s", j.Token, j.Cluster.InitialCluster()))
+	ch.Add("!", "verify the restored cluster", fmt.Sprintf("%d healthy members serving revision %d with %d keys", len(j.Members), s.Revision, s.Keys))
+	return ch
+}
+
+func hostList(ms []memberPlan) string {
+	n := make([]string, len(ms))
+	for i, m := range ms {
+		n[i] = m.Member.Host
+	}
+	return strings.Join(n, ", ")
+}
+
+// resolveSnapshot turns "latest" into the newest controller backup.
+func resolveSnapshot(s, stateDir string, c *etcd.Cluster) (string, error) {
+	s = strings.TrimSpace(s)
+	if s != "latest" {
+		return s, nil
+	}
+	dir := etcd_snapshot.Dir(stateDir, c)
+	p, err := etcd_snapshot.Latest(dir)
+	if err != nil {
+		return "", err
+	}
+	if p == "" {
+		return "", fmt.Errorf("snapshot=latest: no backup in %s (run backup.yml first)", dir)
+	}
+	return p, nil
+}
+
+// forEach runs f for every member at once and joins the errors, each
+// naming its host.
+func forEach(ctx context.Context, ms []etcd.Member, f func(ctx context.Context, i int, m etcd.Member) error) error {
+	errs := make([]error, len(ms))
+	done := make(chan struct{}, len(ms))
+	for i, m := range ms {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := f(ctx, i, m); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", m.Host, err)
+			}
+		}()
+	}
+	for range ms {
+		<-done
+	}
+	return errors.Join(errs...)
+}
