@@ -108,11 +108,8 @@ func RemoteDialer(c *Cluster, hosts map[string]modules.Remote) DialFunc {
 	}
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		if r, ok := byAddr[addr]; ok {
-			conn, err := r.Dial(ctx, "tcp", addr)
-			if err != nil {
-				return nil, fmt.Errorf("dial %s through %s: %w", addr, r.Name(), err)
-			}
-			return conn, nil
+			// The remote names the address and the host in its errors.
+			return r.Dial(ctx, "tcp", addr)
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)

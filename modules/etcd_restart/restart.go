@@ -135,8 +135,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
 	if !h.Healthy() {
-		return nil, fmt.Errorf("etcd_restart: refusing to start a rolling restart of %s: the cluster is not healthy: %s",
-			names(todo), strings.Join(h.Problems(), "; "))
+		probs := strings.Join(h.Problems(), "; ")
+		if !env.Check {
+			return nil, fmt.Errorf("etcd_restart: refusing to start a rolling restart of %s: the cluster is not healthy: %s", names(todo), probs)
+		}
+		// Under --check, earlier tasks have not started stopped members
+		// yet: apply checks again before the first restart.
+		env.Logf("check mode: the cluster is not healthy now (%s); apply refuses the rolling restart unless it is by then", probs)
 	}
 	leader := ""
 	if l, ok := h.Leader(); ok {
