@@ -88,6 +88,10 @@ type Task struct {
 	// earlier task: the compiler cannot decide it, the runner must render
 	// When (against the vars plus registered results) before running.
 	WhenAtRuntime bool
+	// WhenList and ChangedWhenList are When and ChangedWhen as written: a
+	// list of conditions that must all hold.
+	WhenList        []string
+	ChangedWhenList []string
 	Pos           Pos
 }
 

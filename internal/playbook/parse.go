@@ -335,6 +335,7 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 		case "when":
 			m.whenList = p.conditions(v, f)
 			t.When = strings.Join(m.whenList, " and ")
+			t.WhenList = m.whenList
 		case "tags":
 			t.Tags = p.tags(v, f)
 		case "notify":
@@ -376,6 +377,7 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 		case "changed_when":
 			conds := p.conditions(v, f)
 			t.ChangedWhen = strings.Join(conds, " and ")
+			t.ChangedWhenList = conds
 		case "args":
 			if v.Kind != yaml.MappingNode {
 				p.errf(v, f, "", "must be a mapping, got %s", kindName(v))

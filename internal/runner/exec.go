@@ -55,6 +55,7 @@ type run struct {
 	notified    map[string]map[string]bool // "play/handler" -> hosts
 	failedHosts map[int]map[string]bool    // play -> hosts with a failure
 	aborted     map[int]bool
+	registered  map[string]map[string]any // host -> register name -> result
 }
 
 // Run connects to every host the compiled playbook needs (one SSH
@@ -77,6 +78,7 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		notified:    map[string]map[string]bool{},
 		failedHosts: map[int]map[string]bool{},
 		aborted:     map[int]bool{},
+		registered:  map[string]map[string]any{},
 	}
 	hosts := hostsOf(c)
 	for _, h := range hosts {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"text/template"
 	"time"
 
 	"github.com/etcdplay/etcdplay/internal/playbook"
@@ -36,6 +34,18 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 	if r.isAborted(n.Play.Index) {
 		emit(modules.StatusSkipped, nil, errPlayAborted.Error())
 		return errPlayAborted
+	}
+	if n.Task.WhenAtRuntime {
+		ok, err := playbook.Holds("when", n.Task.WhenList, r.varsWithResults(n, nil))
+		if err != nil {
+			emit(modules.StatusFailed, nil, err.Error())
+			return &taskFailed{task: taskTitle(n.Task), host: n.Host, msg: err.Error()}
+		}
+		if !ok {
+			r.register(n, &modules.Result{Status: modules.StatusSkipped})
+			emit(modules.StatusSkipped, nil, "when: "+n.Task.When+" is false")
+			return nil
+		}
 	}
 	var notified []string
 	if n.Handler {
@@ -69,6 +79,18 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 	case err != nil:
 		res = &modules.Result{Status: modules.StatusFailed, Msg: err.Error()}
 	}
+	if len(n.Task.ChangedWhenList) > 0 && res.Status != modules.StatusFailed {
+		changed, err := playbook.Holds("changed_when", n.Task.ChangedWhenList, r.varsWithResults(n, res))
+		switch {
+		case err != nil:
+			res.Status, res.Msg = modules.StatusFailed, err.Error()
+		case changed:
+			res.Status = modules.StatusChanged
+		default:
+			res.Status = modules.StatusOK
+		}
+	}
+	r.register(n, res)
 	emit(res.Status, res, res.Msg)
 	if res.Status == modules.StatusChanged {
 		for _, h := range n.Task.Notify {
@@ -172,7 +194,7 @@ func (r *run) withRetries(ctx context.Context, n *playbook.Node, try func() (*mo
 		res, err := try()
 		done := err == nil && res.Status != modules.StatusFailed
 		if err == nil && t.Until != "" {
-			ok, uerr := untilHolds(t.Until, res)
+			ok, uerr := playbook.Holds("until", []string{t.Until}, r.varsWithResults(n, res))
 			if uerr != nil {
 				return nil, fmt.Errorf("until: %w", uerr)
 			}
@@ -197,21 +219,61 @@ func (r *run) withRetries(ctx context.Context, n *playbook.Node, try func() (*mo
 	}
 }
 
-// untilHolds renders an until expression against the task's result.
-func untilHolds(expr string, res *modules.Result) (bool, error) {
-	tpl, err := template.New("until").Option("missingkey=zero").Parse(expr)
-	if err != nil {
-		return false, err
+// resultVar is a task result as later templates see it through register
+// (and as until and changed_when see it): Ansible's shape, with the
+// module's data (rc, stdout, ...) at the top level.
+func resultVar(res *modules.Result) map[string]any {
+	v := map[string]any{}
+	for k, d := range res.Data {
+		v[k] = d
 	}
-	data := map[string]any{"result": map[string]any{
-		"status": string(res.Status), "msg": res.Msg, "data": res.Data,
-		"changed": res.Status == modules.StatusChanged, "failed": res.Status == modules.StatusFailed,
-	}}
-	var b strings.Builder
-	if err := tpl.Execute(&b, data); err != nil {
-		return false, err
+	v["status"] = string(res.Status)
+	v["msg"] = res.Msg
+	v["data"] = res.Data
+	v["changed"] = res.Status == modules.StatusChanged
+	v["failed"] = res.Status == modules.StatusFailed
+	v["skipped"] = res.Status == modules.StatusSkipped
+	return v
+}
+
+// varsWithResults is the data conditions render against: the node's vars,
+// the results its host registered so far, and (for until and changed_when)
+// this task's own result as "result" and under its register name.
+func (r *run) varsWithResults(n *playbook.Node, res *modules.Result) map[string]any {
+	data := make(map[string]any, len(n.Vars)+4)
+	for k, v := range n.Vars {
+		data[k] = v
 	}
-	return strings.TrimSpace(b.String()) == "true", nil
+	r.mu.Lock()
+	for k, v := range r.registered[n.Host] {
+		data[k] = v
+	}
+	r.mu.Unlock()
+	if res != nil {
+		rv := resultVar(res)
+		data["result"] = rv
+		if n.Task.Register != "" {
+			data[n.Task.Register] = rv
+		}
+	}
+	return data
+}
+
+// register records a result under the task's register name for every host
+// the node acts for.
+func (r *run) register(n *playbook.Node, res *modules.Result) {
+	if n.Task.Register == "" {
+		return
+	}
+	rv := resultVar(res)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range forHosts(n) {
+		if r.registered[h] == nil {
+			r.registered[h] = map[string]any{}
+		}
+		r.registered[h][n.Task.Register] = rv
+	}
 }
 
 // recordFailure applies the play's failure policy after a failed node.

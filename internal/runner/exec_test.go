@@ -1,0 +1,243 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/playbook"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// sshtest_fail fails when its "fail" argument is true; otherwise it reports
+// rc as data and no change.
+type failModule struct{}
+
+func init() { modules.Register("sshtest_fail", failModule{}) }
+
+func (failModule) Validate(modules.Args) error { return nil }
+func (failModule) Plan(_ context.Context, _ *modules.Env, a modules.Args) (*modules.Change, error) {
+	if a.Bool("fail", false) {
+		return nil, fmt.Errorf("asked to fail")
+	}
+	return &modules.Change{}, nil
+}
+func (failModule) Apply(context.Context, *modules.Env, *modules.Change) (*modules.Result, error) {
+	return &modules.Result{}, nil
+}
+
+// recorder is a Sink that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Emit(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// results maps "task@host" to the status it reported.
+func (r *recorder) results() map[string]modules.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]modules.Status{}
+	for _, e := range r.events {
+		if e.Type == EventNodeDone {
+			out[e.Task+"@"+e.Host] = e.Status
+		}
+	}
+	return out
+}
+
+// walkLab is three in-process SSH servers running the real agent (this test
+// binary), and an inventory naming them h1..h3.
+func walkLab(t *testing.T) (inv *inventory.Inventory, opts ConnectOptions, servers []*testServer) {
+	t.Helper()
+	c := newTestClient(t)
+	var b strings.Builder
+	b.WriteString("all:\n  hosts:\n")
+	for i := 1; i <= 3; i++ {
+		s := newTestServer(t, c.pub)
+		c.trust(t, s)
+		servers = append(servers, s)
+		fmt.Fprintf(&b, "    h%d: {ansible_host: %s, ansible_port: %d, ansible_user: tester, ansible_ssh_private_key_file: %s}\n", i, s.addr, s.port, c.keyFile)
+	}
+	path := filepath.Join(t.TempDir(), "inv.yml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv, c.opts(), servers
+}
+
+func compile(t *testing.T, inv *inventory.Inventory, src string) *playbook.Compiled {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "play.yml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := playbook.Load(path, inv, playbook.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRunWalksTheGraph(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	const src = `
+- name: walk
+  hosts: all
+  tasks:
+    - name: change
+      sshtest_set: {have: a, want: b}
+      notify: handler
+    - name: same
+      sshtest_set: {have: a, want: a}
+      register: same
+    - name: only when unchanged
+      sshtest_set: {have: a, want: c}
+      when: not same.changed
+    - name: only when changed
+      sshtest_set: {have: a, want: c}
+      when: same.changed
+    - name: fails on h2
+      sshtest_fail: {fail: "{{ eq inventory_hostname \"h2\" }}"}
+    - name: after failure
+      sshtest_set: {have: a, want: a}
+    - name: forced ok
+      sshtest_set: {have: a, want: b}
+      changed_when: false
+  handlers:
+    - name: handler
+      sshtest_set: {have: x, want: y}
+`
+	c := compile(t, inv, src)
+	rec := &recorder{}
+	sum, err := Run(context.Background(), c, inv, Options{Forks: 4, Connect: opts, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.results()
+	want := map[string]modules.Status{
+		"change@h1": "changed", "same@h1": "ok", "only when unchanged@h1": "changed",
+		"only when changed@h1": "skipped", "fails on h2@h1": "ok", "after failure@h1": "ok",
+		"forced ok@h1": "ok", "handler@h1": "changed",
+		"fails on h2@h2": "failed", "after failure@h2": "skipped", "forced ok@h2": "skipped",
+	}
+	for k, st := range want {
+		if got[k] != st {
+			t.Errorf("%s: %q, want %q", k, got[k], st)
+		}
+	}
+	if _, ran := got["handler@h2"]; ran {
+		t.Errorf("handler ran on h2 after a failure there")
+	}
+	if !sum.Failed || sum.Unreachable {
+		t.Errorf("summary failed=%v unreachable=%v, want true/false", sum.Failed, sum.Unreachable)
+	}
+	i := slices.IndexFunc(sum.Recap, func(r HostRecap) bool { return r.Host == "h2" })
+	if r := sum.Recap[i]; r.Failed != 1 || r.Skipped < 2 {
+		t.Errorf("h2 recap %+v", r)
+	}
+}
+
+func TestCheckModeAppliesNothingAndNotifies(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- hosts: all
+  tasks:
+    - name: change
+      sshtest_set: {have: a, want: b}
+      notify: once
+  handlers:
+    - name: once
+      sshtest_set: {have: x, want: y}
+      run_once: true
+`)
+	rec := &recorder{}
+	if _, err := Run(context.Background(), c, inv, Options{Check: true, Connect: opts, Sink: rec}); err != nil {
+		t.Fatal(err)
+	}
+	handlers := 0
+	for _, e := range rec.events {
+		if e.Type != EventNodeDone {
+			continue
+		}
+		if e.Status != modules.StatusChanged || e.Change == nil || e.Change.Empty() {
+			t.Errorf("%s@%s: %s %+v, want a planned change", e.Task, e.Host, e.Status, e.Change)
+		}
+		if e.Task == "once" {
+			handlers++
+		}
+	}
+	if handlers != 1 {
+		t.Errorf("run_once handler ran %d times, want 1", handlers)
+	}
+}
+
+func TestUnreachableHostSkipsOnlyItself(t *testing.T) {
+	inv, opts, servers := walkLab(t)
+	servers[1].kill()
+	c := compile(t, inv, `
+- hosts: all
+  tasks:
+    - name: one
+      sshtest_set: {have: a, want: b}
+    - name: two
+      sshtest_set: {have: a, want: b}
+`)
+	rec := &recorder{}
+	sum, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.results()
+	if got["one@h2"] != modules.StatusUnreachable || got["two@h2"] != modules.StatusSkipped {
+		t.Errorf("h2: one=%s two=%s", got["one@h2"], got["two@h2"])
+	}
+	for _, h := range []string{"h1", "h3"} {
+		if got["two@"+h] != modules.StatusChanged {
+			t.Errorf("%s did not finish: %s", h, got["two@"+h])
+		}
+	}
+	if !sum.Unreachable || sum.Failed {
+		t.Errorf("summary unreachable=%v failed=%v", sum.Unreachable, sum.Failed)
+	}
+}
+
+func TestAnyErrorsFatalStopsThePlay(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- hosts: all
+  any_errors_fatal: true
+  serial: 1
+  tasks:
+    - name: fails on h1
+      sshtest_fail: {fail: "{{ eq inventory_hostname \"h1\" }}"}
+`)
+	rec := &recorder{}
+	if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.results()
+	if got["fails on h1@h1"] != modules.StatusFailed {
+		t.Fatalf("h1: %s", got["fails on h1@h1"])
+	}
+	for _, h := range []string{"h2", "h3"} {
+		if st := got["fails on h1@"+h]; st != modules.StatusSkipped {
+			t.Errorf("%s after a fatal error in an earlier batch: %q, want skipped", h, st)
+		}
+	}
+}
