@@ -1,0 +1,106 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBL...\n-----END EC PRIVATE KEY-----\n"
+
+func events() []runner.Event {
+	conf := &modules.Change{
+		Actions: []modules.Action{{Op: "~", Target: "/etc/etcd/etcd.yaml", Detail: "content"}},
+		Diffs:   []modules.FileDiff{{Path: "/etc/etcd/etcd.yaml", Before: "a: 1\nb: 2\n", After: "a: 1\nb: 3\n"}},
+	}
+	secret := &modules.Change{
+		Actions: []modules.Action{{Op: "+", Target: "/etc/etcd/pki/server.key"}},
+		Diffs:   []modules.FileDiff{{Path: "/etc/etcd/pki/server.key", After: key, Secret: true}},
+	}
+	return []runner.Event{
+		{Type: runner.EventHostConnect, Host: "etcd3", Status: modules.StatusUnreachable, Msg: "dial tcp 127.0.1.3:22: connection refused"},
+		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "etcd.yaml", Host: "etcd1", Status: modules.StatusChanged, Change: conf},
+		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "TLS certificates", Host: "etcd1", Status: modules.StatusChanged, Change: secret},
+		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "health", Host: "etcd2", Status: modules.StatusFailed, Msg: "etcd2 unhealthy"},
+		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "restart", Host: "etcd2", Status: modules.StatusSkipped, Msg: `not run: "health" failed on etcd2`},
+		{Type: runner.EventRecap, Elapsed: 1.5, Recap: []runner.HostRecap{
+			{Host: "etcd1", OK: 2, Changed: 2, Elapsed: 1.2},
+			{Host: "etcd2", Failed: 1, Skipped: 1, Elapsed: 1.3},
+			{Host: "etcd3", Unreachable: 1, Elapsed: 0.1},
+		}},
+	}
+}
+
+func TestTextGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		diff, check bool
+	}{
+		{"apply", false, false},
+		{"check-diff", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			sink, err := New("text", &buf, tc.diff, tc.check)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range events() {
+				sink.Emit(e)
+			}
+			if strings.Contains(buf.String(), "PRIVATE KEY") {
+				t.Errorf("secret content printed:\n%s", buf.String())
+			}
+			golden(t, filepath.Join("testdata", tc.name+".golden"), buf.String())
+		})
+	}
+}
+
+func TestJSONMasksSecrets(t *testing.T) {
+	var buf bytes.Buffer
+	sink, _ := New("json", &buf, true, false)
+	for _, e := range events() {
+		sink.Emit(e)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != len(events()) {
+		t.Fatalf("%d lines for %d events", len(lines), len(events()))
+	}
+	for _, l := range lines {
+		var e runner.Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("not one JSON event per line: %v\n%s", err, l)
+		}
+	}
+	if strings.Contains(buf.String(), "PRIVATE KEY") || !strings.Contains(buf.String(), "sha256:") {
+		t.Errorf("secret not masked by a hash:\n%s", buf.String())
+	}
+	if _, err := New("xml", &buf, false, false); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
