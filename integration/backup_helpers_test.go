@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+var (
+	backupBinOnce sync.Once
+	backupBinPath string
+	backupBinErr  error
+)
+
+// backupBinary builds etcdplay with the backup modules linked in, whether
+// or not modules/all lists them yet: a throwaway main in the module root
+// imports them next to modules/all (a second blank import of a package is
+// harmless).
+func backupBinary(t testing.TB) string {
+	t.Helper()
+	backupBinOnce.Do(func() {
+		root := harness.RepoRoot()
+		src, err := os.MkdirTemp(root, ".backuptest-")
+		if err != nil {
+			backupBinErr = err
+			return
+		}
+		defer os.RemoveAll(src)
+		main := `package main
+
+import (
+	"os"
+
+	"github.com/etcdplay/etcdplay/internal/cli"
+	_ "github.com/etcdplay/etcdplay/modules/all"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"
+)
+
+func main() { os.Exit(cli.Main(os.Args[1:])) }
+`
+		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
+			backupBinErr = err
+			return
+		}
+		out, err := os.MkdirTemp("", "etcdplay-backup-bin-")
+		if err != nil {
+			backupBinErr = err
+			return
+		}
+		backupBinPath = filepath.Join(out, "etcdplay")
+		cmd := exec.Command("go", "build", "-o", backupBinPath, "./"+filepath.Base(src))
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			backupBinErr = fmt.Errorf("go build: %v\n%s", err, b)
+		}
+	})
+	if backupBinErr != nil {
+		t.Fatal(backupBinErr)
+	}
+	return backupBinPath
+}
+
+// bkApply runs `etcdplay apply PLAYBOOK --output json` against e's lab.
+func bkApply(t testing.TB, e *harness.Env, playbook string, extra ...string) *harness.Outcome {
+	t.Helper()
+	args := append([]string{"apply", playbook, "--output", "json"}, extra...)
+	args = append(args, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir)
+	for k, v := range e.Vars {
+		args = append(args, "-e", k+"="+v)
+	}
+	cmd := exec.Command(backupBinary(t), args...)
+	cmd.Dir = harness.RepoRoot()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	o := &harness.Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run etcdplay %v: %v", args, err)
+		}
+		o.Code = ee.ExitCode()
+	}
+	sc := bufio.NewScanner(strings.NewReader(o.Stdout))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var ev runner.Event
+		if json.Unmarshal(line, &ev) == nil {
+			o.Events = append(o.Events, ev)
+			for _, r := range ev.Recap {
+				o.Recap[r.Host] = r
+			}
+		}
+	}
+	return o
+}
+
+func bkMustApply(t testing.TB, e *harness.Env, playbook string, extra ...string) *harness.Outcome {
+	t.Helper()
+	o := bkApply(t, e, playbook, extra...)
+	if o.Code != 0 {
+		t.Fatalf("etcdplay apply %s %v: exit %d\n%s\nstderr:\n%s", filepath.Base(playbook), extra, o.Code, o.Summary(), o.Stderr)
+	}
+	return o
+}
+
+// taskData returns the result data of the first finished node of module.
+func taskEvent(o *harness.Outcome, module string) (runner.Event, bool) {
+	for _, ev := range o.Events {
+		if ev.Type == runner.EventNodeDone && ev.Module == module {
+			return ev, true
+		}
+	}
+	return runner.Event{}, false
+}
+
+// putKeys writes n keys key/%06d = value-%06d-<tag> (plus padding) with
+// a few writers at once.
+func putKeys(t testing.TB, cli *clientv3.Client, n int, tag string, pad int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const writers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	padding := strings.Repeat("x", pad)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += writers {
+				if _, err := cli.Put(ctx, fmt.Sprintf("key/%06d", i), fmt.Sprintf("value-%06d-%s%s", i, tag, padding)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatalf("put: %v", err)
+	}
+}
+
+// checkKeys reads every key back and checks n keys with their tag's value.
+func checkKeys(t testing.TB, cli *clientv3.Client, n int, tag string, pad int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := cli.Get(ctx, "key/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if len(resp.Kvs) != n {
+		t.Fatalf("%d keys under key/, want %d", len(resp.Kvs), n)
+	}
+	padding := strings.Repeat("x", pad)
+	bad := 0
+	for i, kv := range resp.Kvs {
+		wantK, wantV := fmt.Sprintf("key/%06d", i), fmt.Sprintf("value-%06d-%s%s", i, tag, padding)
+		if string(kv.Key) != wantK || string(kv.Value) != wantV {
+			if bad < 5 {
+				t.Errorf("key %d: %q = %.40q, want %q = %.40q", i, kv.Key, kv.Value, wantK, wantV)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d keys wrong", bad, n)
+	}
+}
+
+// clusterState is what a restore must change or keep: the cluster id and
+// each member's etcd process start time.
+type clusterState struct {
+	ClusterID uint64
+	Members   int
+	Healthy   int
+}
+
+func readCluster(t testing.TB, e *harness.Env) clusterState {
+	t.Helper()
+	cli := e.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("member list: %v", err)
+	}
+	st := clusterState{ClusterID: ml.Header.ClusterId, Members: len(ml.Members)}
+	for _, ep := range e.Endpoints() {
+		if s, err := cli.Status(ctx, ep); err == nil && s.Leader != 0 && s.Header.ClusterId == st.ClusterID {
+			st.Healthy++
+		}
+	}
+	return st
+}
+
+// hostGlob lists paths matching pattern in host's root, as seen on the host.
+func hostGlob(t testing.TB, e *harness.Env, host, pattern string) []string {
+	t.Helper()
+	root, err := e.Lab.HostRoot(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := filepath.Glob(filepath.Join(root, pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m {
+		m[i] = strings.TrimPrefix(m[i], root)
+	}
+	return m
+}
+
+func backups(t testing.TB, e *harness.Env) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(e.StateDir, "backups", harness.ClusterName, "*.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func clientv3WithPrefixCount() []clientv3.OpOption {
+	return []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}
+}
