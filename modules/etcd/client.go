@@ -121,8 +121,11 @@ func RemoteDialer(c *Cluster, hosts map[string]modules.Remote) DialFunc {
 // "context deadline exceeded".
 type dialRecorder struct {
 	dial DialFunc
-	mu   sync.Mutex
-	err  error
+	// onErr, when set, runs after a failed dial: the probe gives up at
+	// once instead of letting gRPC retry until its deadline.
+	onErr func()
+	mu    sync.Mutex
+	err   error
 }
 
 func (d *dialRecorder) Dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -135,6 +138,9 @@ func (d *dialRecorder) Dial(ctx context.Context, addr string) (net.Conn, error) 
 	d.mu.Lock()
 	d.err = err
 	d.mu.Unlock()
+	if err != nil && d.onErr != nil {
+		d.onErr()
+	}
 	return conn, err
 }
 

@@ -231,7 +231,7 @@ func probe(ctx context.Context, c *Cluster, m Member, stateDir string, dial Dial
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	rec := &dialRecorder{dial: dial}
+	rec := &dialRecorder{dial: dial, onErr: cancel}
 	cli, err := NewMemberClient(pctx, c, m, stateDir, rec.Dial)
 	if err != nil {
 		mh.Error = err.Error()

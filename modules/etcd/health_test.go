@@ -44,9 +44,14 @@ func TestHealthOverTLS(t *testing.T) {
 
 	// One member down: it is named, with the reason, and the rest stay healthy.
 	tc.Stop(1)
-	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{ProbeTimeout: time.Second})
+	start := time.Now()
+	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{ProbeTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A refused connection is an answer: no waiting out the probe timeout.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("check with a member down took %s", d)
 	}
 	if got := h.Unhealthy(); len(got) != 1 || got[0] != "etcd2" {
 		t.Fatalf("unhealthy = %v, want [etcd2]", got)
