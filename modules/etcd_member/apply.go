@@ -70,9 +70,7 @@ func (a *applier) remove(ctx context.Context, s step, live []liveMember) (string
 		}
 	}
 	a.env.Logf("removing member %s (%s)", s.Name, hexID(s.ID))
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	_, err = cli.MemberRemove(rctx, s.ID)
-	cancel()
+	err = a.retryUnhealthy(ctx, func(c context.Context) error { _, err := cli.MemberRemove(c, s.ID); return err })
 	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrMemberNotFound) {
 		return "", fmt.Errorf("remove %s: %w", s.Name, err)
 	}
@@ -90,9 +88,10 @@ func (a *applier) update(ctx context.Context, s step, live []liveMember) (string
 		return "", err
 	}
 	defer cli.Close()
-	uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	_, err = cli.MemberUpdate(uctx, s.ID, []string{s.Member.PeerURL})
-	cancel()
+	err = a.retryUnhealthy(ctx, func(c context.Context) error {
+		_, err := cli.MemberUpdate(c, s.ID, []string{s.Member.PeerURL})
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("update peer URLs of %s: %w", s.Name, err)
 	}
@@ -142,9 +141,12 @@ func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, 
 	}
 	if !s.Added {
 		a.env.Logf("adding %s as a learner at %s", m.Name, m.PeerURL)
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := cli.MemberAddAsLearner(actx, []string{m.PeerURL})
-		cancel()
+		var resp *clientv3.MemberAddResponse
+		err := a.retryUnhealthy(ctx, func(c context.Context) error {
+			var err error
+			resp, err = cli.MemberAddAsLearner(c, []string{m.PeerURL})
+			return err
+		})
 		if err != nil {
 			return "", fmt.Errorf("add %s as a learner: %w", m.Name, err)
 		}
@@ -239,6 +241,8 @@ func (a *applier) promote(ctx context.Context, cli *clientv3.Client, m *etcd.Mem
 			_, err := cli.MemberPromote(pctx, id)
 			cancel()
 			switch {
+			case errors.Is(rpctypes.Error(err), rpctypes.ErrUnhealthy):
+				why = "etcd accepts the promotion once its leader has been connected to every voting member for 5s"
 			case err == nil:
 				a.env.Logf("promoted %s to a voting member", m.Name)
 				return a.confirm(ctx, m.Name+" a voting member", func(ms []*etcdserverpb.Member) bool {
@@ -278,6 +282,33 @@ func leaderStatus(ctx context.Context, cli *clientv3.Client) (*clientv3.StatusRe
 	// The follower's own raft index trails the leader's by at most what is
 	// in flight: close enough to judge a learner's progress.
 	return st, nil
+}
+
+// retryUnhealthy runs a membership request, again while etcd answers
+// "unhealthy cluster": with strict reconfiguration checks (the default) the
+// leader refuses changes until it has been connected to every voting
+// member for 5 seconds, which is never yet the case right after the
+// previous change.
+func (a *applier) retryUnhealthy(ctx context.Context, req func(context.Context) error) error {
+	deadline := time.Now().Add(a.p.Timeout)
+	said := false
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := req(rctx)
+		cancel()
+		if err == nil || !errors.Is(rpctypes.Error(err), rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return err
+		}
+		if !said {
+			a.env.Logf("waiting: etcd accepts the change once its leader has been connected to every voting member for 5s")
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
 }
 
 // confirm polls the member list until ok holds.

@@ -1,0 +1,358 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/integration/mirror"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+// The membership tests run the real binary like harness.Env does, with
+// their own inventories (a cluster grows, shrinks and moves between them).
+
+var (
+	memberBinOnce sync.Once
+	memberBin     string
+	memberBinErr  error
+)
+
+// membershipBinary is harness.Binary, except that while modules/all does
+// not link etcd_member yet, it builds with a go build -overlay that adds
+// the import, leaving the file itself alone.
+func membershipBinary(t testing.TB) string {
+	t.Helper()
+	allGo := filepath.Join(harness.RepoRoot(), "modules", "all", "all.go")
+	src, err := os.ReadFile(allGo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(src, []byte("modules/etcd_member\"")) {
+		return harness.Binary(t)
+	}
+	memberBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "etcdplay-member-bin-")
+		if err != nil {
+			memberBinErr = err
+			return
+		}
+		patched := bytes.Replace(src, []byte("import ("), []byte("import (\n\t_ \"github.com/etcdplay/etcdplay/modules/etcd_member\""), 1)
+		pf := filepath.Join(dir, "all.go")
+		if err := os.WriteFile(pf, patched, 0o644); err != nil {
+			memberBinErr = err
+			return
+		}
+		ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{allGo: pf}})
+		of := filepath.Join(dir, "overlay.json")
+		if err := os.WriteFile(of, ov, 0o644); err != nil {
+			memberBinErr = err
+			return
+		}
+		memberBin = filepath.Join(dir, "etcdplay")
+		cmd := exec.Command("go", "build", "-overlay", of, "-o", memberBin, "./cmd/etcdplay")
+		cmd.Dir = harness.RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			memberBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if memberBinErr != nil {
+		t.Fatal(memberBinErr)
+	}
+	return memberBin
+}
+
+// mlab is a lab plus the controller side of the membership tests.
+type mlab struct {
+	*harness.Env
+	t   testing.TB
+	url string // release mirror
+}
+
+func newMLab(t testing.TB, name string, block, hosts int) *mlab {
+	t.Helper()
+	url := harness.Mirror(t, "v3.6.16")
+	l := lab.ForTest(t, lab.Options{Name: name, Block: block, Hosts: hosts})
+	e := harness.New(t, l)
+	m := &mlab{Env: e, t: t, url: url}
+	warmReleaseCache(t, e.StateDir)
+	return m
+}
+
+// warmReleaseCache puts the mirror's verified release where etcd_binary
+// caches downloads, as a second run on the same controller would find it.
+func warmReleaseCache(t testing.TB, stateDir string) {
+	t.Helper()
+	src := filepath.Join(mirror.DefaultCacheDir(), "v3.6.16")
+	dst := filepath.Join(stateDir, "cache", "v3.6.16")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"etcd-v3.6.16-linux-amd64.tar.gz", "SHA256SUMS"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// node is an inventory entry: inventory name and address.
+type node struct{ Name, Addr string }
+
+// inventory writes an inventory of the given hosts in group etcd and
+// returns its path.
+func (m *mlab) inventory(file string, nodes ...node) string {
+	m.t.Helper()
+	type h struct {
+		AnsibleHost string `yaml:"ansible_host"`
+		AnsibleUser string `yaml:"ansible_user"`
+		KeyFile     string `yaml:"ansible_ssh_private_key_file"`
+	}
+	hosts := map[string]h{}
+	for _, n := range nodes {
+		hosts[n.Name] = h{AnsibleHost: n.Addr, AnsibleUser: "root", KeyFile: m.Lab.KeyFile}
+	}
+	inv := map[string]any{"all": map[string]any{
+		"vars":     map[string]any{"etcd_release_url": m.url},
+		"children": map[string]any{"etcd": map[string]any{"hosts": hosts}},
+	}}
+	data, err := yaml.Marshal(inv)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	p := filepath.Join(m.Lab.Dir, file)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+	return p
+}
+
+// nodes are the lab's hosts as inventory entries (the first n when n > 0).
+func (m *mlab) nodes(names ...string) []node {
+	var out []node
+	for _, h := range m.Lab.Hosts() {
+		if len(names) == 0 || memContains(names, h.Name) {
+			out = append(out, node{h.Name, h.Addr})
+		}
+	}
+	return out
+}
+
+func memContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// apply runs `etcdplay apply PLAYBOOK -i INV --output json ...`.
+func (m *mlab) apply(inv, playbook string, extra ...string) *harness.Outcome {
+	m.t.Helper()
+	args := append([]string{"apply", harness.Playbook(playbook), "--output", "json",
+		"-i", inv, "--known-hosts", m.Lab.KnownHostsFile, "--state-dir", m.StateDir}, extra...)
+	cmd := exec.Command(membershipBinary(m.t), args...)
+	cmd.Dir = harness.RepoRoot()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	o := parseOutcome(stdout.String())
+	o.Stderr, o.Elapsed = stderr.String(), time.Since(start)
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			m.t.Fatalf("run etcdplay: %v", err)
+		}
+		o.Code = ee.ExitCode()
+	}
+	return o
+}
+
+func (m *mlab) mustApply(inv, playbook string, extra ...string) *harness.Outcome {
+	m.t.Helper()
+	o := m.apply(inv, playbook, extra...)
+	if o.Code != 0 {
+		m.t.Fatalf("etcdplay apply %s %v: exit %d\n%s\n%s\nstderr:\n%s", playbook, extra, o.Code, o.Summary(), runLogs(o), o.Stderr)
+	}
+	return o
+}
+
+func parseOutcome(stdout string) *harness.Outcome {
+	o := &harness.Outcome{Stdout: stdout, Recap: map[string]runner.HostRecap{}}
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var ev runner.Event
+		if json.Unmarshal(line, &ev) == nil {
+			o.Events = append(o.Events, ev)
+			for _, r := range ev.Recap {
+				o.Recap[r.Host] = r
+			}
+		}
+	}
+	return o
+}
+
+// logs are the run's log lines and failures, for failure messages.
+func runLogs(o *harness.Outcome) string {
+	var b strings.Builder
+	for _, ev := range o.Events {
+		if ev.Type == runner.EventLog || ev.Status == "failed" {
+			fmt.Fprintf(&b, "  [%s] %s: %s\n", ev.Host, ev.Task, ev.Msg)
+		}
+	}
+	return b.String()
+}
+
+// actions are the plan lines of a run's node results ("+ learner ...").
+func planActions(o *harness.Outcome) []string {
+	var out []string
+	for _, ev := range o.Events {
+		if ev.Type == runner.EventNodeDone && ev.Change != nil {
+			for _, a := range ev.Change.Actions {
+				out = append(out, a.String())
+			}
+		}
+	}
+	return out
+}
+
+// failures are the messages of failed nodes.
+func failedMsgs(o *harness.Outcome) string {
+	var out []string
+	for _, ev := range o.Events {
+		if ev.Type == runner.EventNodeDone && ev.Status == "failed" {
+			out = append(out, ev.Msg)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// client is etcd's own client to the given addresses' client ports.
+func (m *mlab) client(addrs ...string) *clientv3.Client {
+	m.t.Helper()
+	eps := make([]string, len(addrs))
+	for i, a := range addrs {
+		eps[i] = "https://" + a + ":2379"
+	}
+	return m.Client(m.t, eps...)
+}
+
+// members is the member list as etcd's client sees it through addr:
+// "name" for voters, "name~" for learners, sorted.
+func (m *mlab) members(addr string) []string {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := m.client(addr).MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		m.t.Fatalf("member list from %s: %v", addr, err)
+	}
+	var out []string
+	for _, x := range resp.Members {
+		s := x.Name
+		if x.IsLearner {
+			s += "~"
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// memberIDs maps member names to ids.
+func (m *mlab) memberIDs(addr string) map[string]uint64 {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := m.client(addr).MemberList(ctx)
+	if err != nil {
+		m.t.Fatalf("member list from %s: %v", addr, err)
+	}
+	out := map[string]uint64{}
+	for _, x := range resp.Members {
+		out[x.Name] = x.ID
+	}
+	return out
+}
+
+// put writes key=value through the given members.
+func (m *mlab) put(key, value string, addrs ...string) {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := m.client(addrs...).Put(ctx, key, value); err != nil {
+		m.t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// mustRead checks that every key reads back with its value through each
+// member on its own (a linearizable read: the member is in the quorum).
+func (m *mlab) mustRead(kv map[string]string, addrs ...string) {
+	m.t.Helper()
+	for _, a := range addrs {
+		cli := m.client(a)
+		for k, v := range kv {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := cli.Get(ctx, k)
+			cancel()
+			if err != nil {
+				m.t.Fatalf("get %s through %s: %v", k, a, err)
+			}
+			if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != v {
+				m.t.Fatalf("get %s through %s: %v, want %q", k, a, resp.Kvs, v)
+			}
+		}
+	}
+}
+
+// healthy checks every address answers Status with a leader and no errors.
+func (m *mlab) healthy(addrs ...string) {
+	m.t.Helper()
+	for _, a := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := m.client(a).Status(ctx, "https://"+a+":2379")
+		cancel()
+		if err != nil {
+			m.t.Fatalf("status of %s: %v", a, err)
+		}
+		if st.Leader == 0 || st.IsLearner || len(st.Errors) > 0 {
+			m.t.Fatalf("status of %s: leader %x learner %v errors %v", a, st.Leader, st.IsLearner, st.Errors)
+		}
+	}
+}
+
+func nodeAddrs(ns []node) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Addr
+	}
+	return out
+}
+
+func sameList(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
