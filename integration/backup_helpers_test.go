@@ -18,6 +18,8 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+	"gopkg.in/yaml.v3"
 )
 
 var (
@@ -247,4 +249,42 @@ func backups(t testing.TB, e *harness.Env) []string {
 
 func clientv3WithPrefixCount() []clientv3.OpOption {
 	return []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}
+}
+
+// inventoryWithHostVars copies the YAML inventory at path with vars added
+// to one host of group etcd.
+func inventoryWithHostVars(t testing.TB, path, host string, vars map[string]any) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv map[string]any
+	if err := yaml.Unmarshal(b, &inv); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := inv["all"].(map[string]any)
+	children, _ := all["children"].(map[string]any)
+	etcd, _ := children["etcd"].(map[string]any)
+	hosts, _ := etcd["hosts"].(map[string]any)
+	h, ok := hosts[host].(map[string]any)
+	if !ok {
+		t.Fatalf("inventory %s has no host %s in group etcd", path, host)
+	}
+	for k, v := range vars {
+		h[k] = v
+	}
+	out, err := yaml.Marshal(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "inventory.yml")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func snapdbInspect(path string) (*snapdb.Info, error) {
+	return snapdb.Inspect(path, snapdb.Options{})
 }

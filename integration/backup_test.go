@@ -234,3 +234,86 @@ func equalMaps(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestBackupTimer installs the scheduled local snapshots on one chosen
+// member with a 5-second schedule: real snapshots appear on that host and
+// are pruned to the retention; the other members get no timer; a second
+// run changes nothing; dropping the schedule removes the timer and keeps
+// the snapshots.
+func TestBackupTimer(t *testing.T) {
+	e := bkLab(t, "bk-timer", 32)
+	ctx := context.Background()
+	bkMustApply(t, e, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), 100, "t", 0)
+	plain := e.Inventory
+	e.Inventory = inventoryWithHostVars(t, plain, "etcd2", map[string]any{
+		"etcd_backup_schedule":   "*:*:0/5",
+		"etcd_backup_local_keep": 3,
+		"etcd_backup_dir":        "/var/backups/etcd-local",
+	})
+	o := bkMustApply(t, e, harness.Playbook("backup.yml"))
+	if r := o.Recap["etcd1"]; r.Failed != 0 {
+		t.Fatalf("recap %+v", o.Recap)
+	}
+
+	// Wait for at least 5 runs, then exactly 3 files must remain.
+	seen := map[string]bool{}
+	deadline := time.Now().Add(90 * time.Second)
+	var now []string
+	for time.Now().Before(deadline) {
+		now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db")
+		for _, f := range now {
+			seen[f] = true
+		}
+		if len(seen) >= 5 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if len(seen) < 5 {
+		out, _ := e.Lab.Run(ctx, "etcd2", "systemctl status etcd-backup.timer etcd-backup.service --no-pager; journalctl -u etcd-backup.service -n 20 --no-pager")
+		t.Fatalf("only %d snapshots in 90s: %v\n%s", len(seen), now, out)
+	}
+	time.Sleep(time.Second) // let the run that made the 5th file prune
+	now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db")
+	if len(now) != 3 {
+		t.Errorf("%d local snapshots after %d runs, want 3 (etcd_backup_local_keep): %v", len(now), len(seen), now)
+	}
+	root, _ := e.Lab.HostRoot("etcd2")
+	newest := now[len(now)-1]
+	info, err := snapdbInspect(filepath.Join(root, newest))
+	if err != nil {
+		t.Fatalf("local snapshot %s: %v", newest, err)
+	}
+	if info.Keys != 100 {
+		t.Errorf("local snapshot %s holds %d keys, want 100", newest, info.Keys)
+	}
+	out, err := e.Lab.Run(ctx, "etcd2", "stat -c '%U %a' /var/backups/etcd-local "+newest)
+	if err != nil || strings.Count(out, "etcd 700") != 1 || strings.Count(out, "etcd 600") != 1 {
+		t.Errorf("ownership and modes: %q %v", out, err)
+	}
+	for _, h := range []string{"etcd1", "etcd3"} {
+		if got := hostGlob(t, e, h, "etc/systemd/system/etcd-backup.*"); len(got) != 0 {
+			t.Errorf("%s has %v without etcd_backup_schedule", h, got)
+		}
+	}
+
+	again := bkMustApply(t, e, harness.Playbook("backup.yml"))
+	for _, ev := range again.Events {
+		if ev.Module == "etcd_backup_timer" && ev.Status != "ok" && ev.Status != "" {
+			t.Errorf("second run: etcd_backup_timer on %s: %s %s", ev.Host, ev.Status, ev.Msg)
+		}
+	}
+
+	e.Inventory = plain
+	bkMustApply(t, e, harness.Playbook("backup.yml"))
+	if got := hostGlob(t, e, "etcd2", "etc/systemd/system/etcd-backup.*"); len(got) != 0 {
+		t.Errorf("timer left after the schedule was dropped: %v", got)
+	}
+	if out, _ := e.Lab.Run(ctx, "etcd2", "systemctl is-active etcd-backup.timer || true"); strings.TrimSpace(out) == "active" {
+		t.Errorf("timer still active")
+	}
+	if got := hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db"); len(got) < 3 {
+		t.Errorf("snapshots removed with the timer: %v", got)
+	}
+}
