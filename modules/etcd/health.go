@@ -294,7 +294,7 @@ func isUnavailable(err error) bool {
 type WaitOptions struct {
 	CheckOptions
 	Timeout  time.Duration // total; default 60s
-	Interval time.Duration // between checks; default 500ms
+	Interval time.Duration // between checks; default 250ms
 	// Log, when set, receives a line each time the set of problems changes.
 	Log func(format string, args ...any)
 }
@@ -309,17 +309,23 @@ func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc
 		opt.Timeout = 60 * time.Second
 	}
 	if opt.Interval <= 0 {
-		opt.Interval = 500 * time.Millisecond
+		opt.Interval = 250 * time.Millisecond
 	}
 	deadline := time.Now().Add(opt.Timeout)
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var last string
-	for {
+	limit := opt.ProbeTimeout
+	if limit <= 0 {
+		limit = defaultProbeTimeout
+	}
+	for round := 1; ; round++ {
+		// Short probes first: a member still waiting for its peers holds
+		// requests until its probe times out, and the cluster usually
+		// forms within a second of the last start. Later rounds give a
+		// slow but live member more time.
 		po := opt.CheckOptions
-		if po.ProbeTimeout <= 0 {
-			po.ProbeTimeout = defaultProbeTimeout
-		}
+		po.ProbeTimeout = min(time.Duration(round)*time.Second, limit)
 		if rest := time.Until(deadline); rest < po.ProbeTimeout {
 			po.ProbeTimeout = max(rest, 100*time.Millisecond)
 		}
@@ -339,7 +345,7 @@ func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc
 		select {
 		case <-ctx.Done():
 			return h, fmt.Errorf("%w: %s", ErrNotHealthy, strings.Join(probs, "; "))
-		case <-time.After(min(opt.Interval, time.Until(deadline))):
+		case <-time.After(max(0, min(opt.Interval, time.Until(deadline)))):
 		}
 		if !time.Now().Before(deadline) {
 			return h, fmt.Errorf("%w after %s: %s", ErrNotHealthy, opt.Timeout, strings.Join(probs, "; "))

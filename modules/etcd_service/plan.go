@@ -117,14 +117,22 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		c.Diffs = append(c.Diffs, modules.FileDiff{Path: w.UnitPath, Before: string(st.Unit), After: string(w.Unit)})
 		unitChanged = true
 	}
-	if unitChanged || st.Systemd.NeedDaemonReload {
+	enabled := st.Systemd.UnitFileState == "enabled"
+	enabling := w.Enabled && !enabled
+	reload := unitChanged || st.Systemd.NeedDaemonReload
+	// `systemctl enable` reloads systemd itself (a daemon-reload costs
+	// about half a second), so a separate reload is only for units
+	// that stay enabled.
+	if reload && !enabling {
 		add(stepReload, "!", "systemctl daemon-reload", "")
 	}
-
-	enabled := st.Systemd.UnitFileState == "enabled"
 	switch {
-	case w.Enabled && !enabled:
-		add(stepEnable, "!", "enable "+w.Name, "start at boot")
+	case enabling:
+		detail := "start at boot"
+		if reload {
+			detail += " (enable reloads systemd, which picks up the unit)"
+		}
+		add(stepEnable, "!", "enable "+w.Name, detail)
 	case !w.Enabled && enabled:
 		add(stepDisable, "!", "disable "+w.Name, "")
 	}
