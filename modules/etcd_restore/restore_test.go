@@ -1,0 +1,260 @@
+package etcd_restore
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+func TestValidate(t *testing.T) {
+	for _, tt := range []struct {
+		args modules.Args
+		ok   bool
+	}{
+		{modules.Args{"snapshot": "/b/s.db"}, true},
+		{modules.Args{"snapshot": "latest", "skip_hash_check": "true", "timeout": "5m", "token": "prod-2"}, true},
+		{modules.Args{}, false},
+		{modules.Args{"snapshot": " "}, false},
+		{modules.Args{"snapshot": "/s.db", "token": "a b"}, false},
+		{modules.Args{"snapshot": "/s.db", "skip_hash_check": "maybe"}, false},
+		{modules.Args{"snapshot": "/s.db", "snapshto": "x"}, false},
+	} {
+		if err := (Module{}).Validate(tt.args); (err == nil) != tt.ok {
+			t.Errorf("Validate(%v) = %v", tt.args, err)
+		}
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	p, err := parseProbe("data=yes\nwal=no\nactive=active\netcdutl=yes\nuser=yes\navail=1048576\nupavail=2048\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hostProbe{DataExists: true, Active: "active", Etcdutl: true, User: true, AvailKB: 1 << 20, UpAvailKB: 2048}
+	if p != want {
+		t.Errorf("parseProbe = %+v, want %+v", p, want)
+	}
+	if _, err := parseProbe("data=yes\n"); err == nil {
+		t.Error("a cut-short probe was accepted")
+	}
+}
+
+// fakeHost answers the read-only probe and records anything else: Plan
+// must never run anything but the probe.
+type fakeHost struct {
+	name  string
+	probe string
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *fakeHost) Name() string    { return f.name }
+func (f *fakeHost) Address() string { return "127.0.0.1" }
+func (f *fakeHost) Reachable() bool { return true }
+func (f *fakeHost) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+func (f *fakeHost) Upload(_ context.Context, _ io.Reader, p string, _ uint32) error {
+	f.record("upload " + p)
+	return nil
+}
+func (f *fakeHost) Download(_ context.Context, p string, _ io.Writer) error {
+	f.record("download " + p)
+	return nil
+}
+func (f *fakeHost) Do(_ context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
+	argv := args.Strings("argv")
+	if module == "command" && len(argv) > 2 && argv[0] == "sh" && argv[2] == probeScript {
+		f.record("probe")
+		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"stdout": f.probe}}, nil
+	}
+	f.record(module + " " + strings.Join(argv, " "))
+	return &modules.Result{Status: modules.StatusFailed, Msg: "not allowed in a test of Plan"}, nil
+}
+func (f *fakeHost) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, s)
+}
+
+const goodProbe = "data=yes\nactive=active\netcdutl=yes\nuser=yes\navail=10485760\nupavail=10485760\n"
+
+func labEnv(probes map[string]string) (*modules.Env, map[string]*fakeHost) {
+	hosts := []any{}
+	hostvars := map[string]any{}
+	remotes := map[string]modules.Remote{}
+	fakes := map[string]*fakeHost{}
+	for i := 1; i <= 3; i++ {
+		h := fmt.Sprintf("etcd%d", i)
+		hosts = append(hosts, h)
+		hostvars[h] = map[string]any{"ansible_host": fmt.Sprintf("127.0.30.%d", i), "etcd_cluster_token": "prod"}
+		p := goodProbe
+		if s, ok := probes[h]; ok {
+			p = s
+		}
+		f := &fakeHost{name: h, probe: p}
+		fakes[h] = f
+		remotes[h] = f
+	}
+	vars := map[string]any{
+		"inventory_hostname": "etcd1", "etcd_cluster_token": "prod",
+		"groups": map[string]any{"etcd": hosts}, "hostvars": hostvars,
+	}
+	return &modules.Env{Host: "etcd1", Vars: vars, Remote: remotes["etcd1"], Hosts: remotes, Check: true}, fakes
+}
+
+// realSnapshot streams a snapshot of an in-process cluster with 42 keys.
+func realSnapshot(t *testing.T) string {
+	t.Helper()
+	tc := etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i := range 42 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	p := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var (
+	stampRE = regexp.MustCompile(`\d{8}T\d{6}Z`)
+	shaRE   = regexp.MustCompile(`sha256 [0-9a-f]{64}`)
+	sizeRE  = regexp.MustCompile(`\d+ bytes`)
+)
+
+// TestPlanGolden is the --check output of a restore of a 3-member
+// cluster: every step, in order, with the dirs, token and cluster.
+func TestPlanGolden(t *testing.T) {
+	snap := realSnapshot(t)
+	env, fakes := labEnv(map[string]string{"etcd3": strings.Replace(goodProbe, "data=yes", "data=no", 1)})
+	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, a := range ch.Actions {
+		line := strings.ReplaceAll(a.String(), snap, "SNAPSHOT")
+		line = stampRE.ReplaceAllString(line, "STAMP")
+		line = shaRE.ReplaceAllString(line, "sha256 SHA")
+		line = sizeRE.ReplaceAllString(line, "N bytes")
+		b.WriteString(line + "\n")
+	}
+	golden := filepath.Join("testdata", "plan.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("plan differs from %s (-update to accept):\n%s", golden, b.String())
+	}
+	for h, f := range fakes {
+		if strings.Join(f.calls, ",") != "probe" {
+			t.Errorf("%s: Plan ran %v, want only the probe", h, f.calls)
+		}
+	}
+	j := ch.Payload.(*job)
+	if !strings.HasPrefix(j.Token, "prod-restore-") || j.Members[2].Aside != "" || j.Members[0].Aside == "" {
+		t.Errorf("job: token %s, asides %q %q", j.Token, j.Members[0].Aside, j.Members[2].Aside)
+	}
+}
+
+// TestPlanRefuses covers what must stop a restore before any member is
+// touched: a damaged snapshot (no host is even asked), a host that cannot
+// restore, an unreachable member.
+func TestPlanRefuses(t *testing.T) {
+	snap := realSnapshot(t)
+	data, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	truncated := filepath.Join(dir, "truncated.db")
+	os.WriteFile(truncated, data[:len(data)-100], 0o600)
+	flipped := append([]byte(nil), data...)
+	flipped[5000] ^= 1
+	corrupt := filepath.Join(dir, "corrupt.db")
+	os.WriteFile(corrupt, flipped, 0o600)
+
+	for _, tt := range []struct {
+		name   string
+		args   modules.Args
+		probes map[string]string
+		down   string
+		want   string
+		noHost bool // no host may be contacted at all
+	}{
+		{name: "truncated", args: modules.Args{"snapshot": truncated}, want: "no integrity hash", noHost: true},
+		{name: "truncated, skip_hash_check", args: modules.Args{"snapshot": truncated, "skip_hash_check": true}, want: "corrupt", noHost: true},
+		{name: "corrupt", args: modules.Args{"snapshot": corrupt}, want: "integrity hash mismatch", noHost: true},
+		{name: "missing file", args: modules.Args{"snapshot": filepath.Join(dir, "nope.db")}, want: "no such file", noHost: true},
+		{name: "latest without backups", args: modules.Args{"snapshot": "latest"}, want: "no backup in", noHost: true},
+		{name: "same token", args: modules.Args{"snapshot": snap, "token": "prod"}, want: "must differ", noHost: true},
+		{name: "no etcdutl", args: modules.Args{"snapshot": snap},
+			probes: map[string]string{"etcd2": strings.Replace(goodProbe, "etcdutl=yes", "etcdutl=no", 1)}, want: "etcd2: /usr/local/bin/etcdutl is missing"},
+		{name: "disk full", args: modules.Args{"snapshot": snap},
+			probes: map[string]string{"etcd3": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1)}, want: "etcd3: only 0 MiB free"},
+		{name: "member unreachable", args: modules.Args{"snapshot": snap}, down: "etcd2", want: "not reachable in this play: etcd2", noHost: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env, fakes := labEnv(tt.probes)
+			env.StateDir = t.TempDir()
+			if tt.down != "" {
+				env.Hosts[tt.down] = downHost{fakes[tt.down]}
+			}
+			_, err := Module{}.Plan(context.Background(), env, tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			for h, f := range fakes {
+				for _, c := range f.calls {
+					if tt.noHost || c != "probe" {
+						t.Errorf("%s: Plan ran %q", h, c)
+					}
+				}
+			}
+		})
+	}
+}
+
+type downHost struct{ *fakeHost }
+
+func (downHost) Reachable() bool { return false }
