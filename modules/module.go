@@ -218,6 +218,9 @@ type ResolveContext struct {
 	BaseDir string
 	// Host is the inventory hostname the task is being compiled for.
 	Host string
+	// StateDir is the controller-side state directory (read-only here:
+	// e.g. the peer round trips etcd_tune measured in an earlier run).
+	StateDir string
 	// Vars are the host's merged variables and facts (hostvars, groups).
 	Vars map[string]any
 	// Render renders text as a Go template over Vars with the playbook's

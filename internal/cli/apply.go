@@ -19,7 +19,6 @@ type sshFlags struct {
 	acceptNew   bool
 	timeout     time.Duration
 	agentBinary []string
-	stateDir    string
 }
 
 func (f *sshFlags) register(cmd *cobra.Command) {
@@ -28,7 +27,6 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
 	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: this binary for its own platform)")
-	fl.StringVar(&f.stateDir, "state-dir", "", "controller state directory: PKI, release cache, backups (default: .etcdplay beside the inventory)")
 }
 
 func (f *sshFlags) connectOptions() runner.ConnectOptions {
@@ -50,13 +48,6 @@ func (f *sshFlags) connectOptions() runner.ConnectOptions {
 		}
 	}
 	return o
-}
-
-func (f *sshFlags) resolveStateDir(inventoryPath string) string {
-	if f.stateDir != "" {
-		return f.stateDir
-	}
-	return defaultStateDir(inventoryPath)
 }
 
 func newApply() *cobra.Command {
@@ -85,7 +76,7 @@ func newApply() *cobra.Command {
 				Forks:    forks,
 				Check:    check,
 				Connect:  sf.connectOptions(),
-				StateDir: sf.resolveStateDir(lf.inventory),
+				StateDir: lf.resolveStateDir(),
 				Sink:     sink,
 			})
 			if err != nil {

@@ -40,7 +40,7 @@ func newInventory() *cobra.Command {
 				Vars   map[string]any `json:"vars" yaml:"vars"`
 			}
 			view := struct {
-				Groups map[string][]string  `json:"groups" yaml:"groups"`
+				Groups map[string][]string `json:"groups" yaml:"groups"`
 				Hosts  map[string]hostView `json:"hosts" yaml:"hosts"`
 			}{Groups: inv.Groups(), Hosts: map[string]hostView{}}
 			for _, h := range hosts {

@@ -21,6 +21,7 @@ type loadFlags struct {
 	tags      []string
 	skipTags  []string
 	extraVars []string
+	stateDir  string
 }
 
 func (f *loadFlags) register(cmd *cobra.Command) {
@@ -30,6 +31,23 @@ func (f *loadFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with these tags")
 	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip tasks with these tags")
 	fl.StringArrayVarP(&f.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON/YAML object (repeatable)")
+	f.registerStateDir(cmd)
+}
+
+func (f *loadFlags) registerStateDir(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "controller state directory: PKI, release cache, backups (default: .etcdplay beside the inventory; $ETCDPLAY_STATE_DIR)")
+}
+
+// resolveStateDir keeps controller state (PKI, caches, backups) beside the
+// inventory by default, so one inventory always finds its own CA.
+func (f *loadFlags) resolveStateDir() string {
+	if f.stateDir != "" {
+		return f.stateDir
+	}
+	if d := os.Getenv("ETCDPLAY_STATE_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(f.inventory), ".etcdplay")
 }
 
 // compile loads the inventory and compiles the playbook against it. Every
@@ -46,7 +64,7 @@ func (f *loadFlags) compile(path string) (*inventory.Inventory, *playbook.Compil
 	if err != nil {
 		return nil, nil, invalid(err)
 	}
-	c, err := playbook.Load(path, inv, playbook.Options{ExtraVars: extra, Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags})
+	c, err := playbook.Load(path, inv, playbook.Options{ExtraVars: extra, Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags, StateDir: f.resolveStateDir()})
 	if err != nil {
 		return nil, nil, invalid(err)
 	}
@@ -95,13 +113,4 @@ func mergeInto(dst, src map[string]any) {
 	for k, v := range src {
 		dst[k] = v
 	}
-}
-
-// defaultStateDir keeps controller state (PKI, caches, backups) beside the
-// inventory, so one inventory always finds its own CA.
-func defaultStateDir(inventoryPath string) string {
-	if d := os.Getenv("ETCDPLAY_STATE_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join(filepath.Dir(inventoryPath), ".etcdplay")
 }

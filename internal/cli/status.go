@@ -45,7 +45,7 @@ func newStatus() *cobra.Command {
 			}
 			dial := newFallbackDialer(inv, cluster, sf.connectOptions())
 			defer dial.close()
-			rep, err := etcdstatus.Collect(cmd.Context(), cluster, sf.resolveStateDir(lf.inventory), dial.dial,
+			rep, err := etcdstatus.Collect(cmd.Context(), cluster, lf.resolveStateDir(), dial.dial,
 				etcdstatus.Options{Members: members, ProbeTimeout: probe})
 			if err != nil {
 				return err
@@ -71,6 +71,7 @@ func newStatus() *cobra.Command {
 	fl.StringVarP(&lf.inventory, "inventory", "i", "", "inventory file")
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	sf.register(cmd)
+	lf.registerStateDir(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
 	fl.StringSliceVar(&members, "members", nil, "only these members (inventory hosts or etcd names)")
 	fl.DurationVar(&probe, "probe-timeout", 3*time.Second, "per-member timeout")

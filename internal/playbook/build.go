@@ -173,7 +173,7 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts
 	}
 	args := modules.Args(r.(map[string]any))
 	if res, ok := mod.(modules.Resolver); ok {
-		rc := &modules.ResolveContext{BaseDir: c.pb.Dir, Host: host, Vars: vars,
+		rc := &modules.ResolveContext{BaseDir: c.pb.Dir, Host: host, Vars: vars, StateDir: c.opts.StateDir,
 			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
 		args, err = res.Resolve(args, rc)
 		if err != nil {

@@ -26,6 +26,9 @@ type Options struct {
 	// Tags and SkipTags (--tags, --skip-tags) select tasks, with Ansible's
 	// special tags: all, tagged, untagged, always, never.
 	Tags, SkipTags []string
+	// StateDir is the controller state directory, for Resolvers that read
+	// what earlier runs recorded there.
+	StateDir string
 }
 
 // Load parses the playbook at path and compiles it against inv: every

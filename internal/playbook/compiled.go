@@ -92,7 +92,7 @@ type Task struct {
 	// list of conditions that must all hold.
 	WhenList        []string
 	ChangedWhenList []string
-	Pos           Pos
+	Pos             Pos
 }
 
 // Pos is where something was written: file, 1-based line and column.

@@ -66,10 +66,17 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
 	}
+	// With etcd_heartbeat_interval: auto, the timing is what etcd_tune
+	// last measured and recorded in the state dir (etcd's defaults before
+	// the first measurement).
+	heartbeat, election, err := c.EffectiveTiming(rc.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_config for %s: %w", rc.Host, err)
+	}
 	out, err := Render(name, text, c, rc.Host, Options{
 		State:             state,
-		HeartbeatInterval: args.Int("heartbeat_interval", 0),
-		ElectionTimeout:   args.Int("election_timeout", 0),
+		HeartbeatInterval: args.Int("heartbeat_interval", heartbeat),
+		ElectionTimeout:   args.Int("election_timeout", election),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd_config for %s: %s: %w", rc.Host, name, err)
