@@ -401,7 +401,7 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 			switch {
 			case name == "shell" || name == "raw" || name == "script":
 				p.errf(k, f, "", "unknown module %q: etcdplay has no shell module, use command", k.Value)
-			case keyHint != "" && dist(k.Value, keyHint) <= 2 && (modHint == "" || dist(k.Value, keyHint) <= dist(name, modHint)):
+			case keyHint != "" && modules.EditDistance(k.Value, keyHint) <= 2 && (modHint == "" || modules.EditDistance(k.Value, keyHint) <= modules.EditDistance(name, modHint)):
 				p.errf(k, f, keyHint, "unknown task key %q", k.Value)
 			default:
 				p.errf(k, f, modHint, "unknown module %q", k.Value)
@@ -454,27 +454,6 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 	}
 	play.meta[t] = m
 	return t
-}
-
-// dist is the edit distance between a and b.
-func dist(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // moduleArgs decodes a module's arguments: a mapping, null (no arguments),
