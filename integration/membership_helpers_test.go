@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,7 +133,9 @@ func (m *mlab) inventory(file string, nodes ...node) string {
 		hosts[n.Name] = h{AnsibleHost: n.Addr, AnsibleUser: "root", KeyFile: m.Lab.KeyFile}
 	}
 	inv := map[string]any{"all": map[string]any{
-		"vars":     map[string]any{"etcd_release_url": m.url},
+		// The lab's disks are shared by every test running at once: the
+		// fsync preflight measures the machine, not etcdplay.
+		"vars":     map[string]any{"etcd_release_url": m.url, "etcd_max_fsync_latency": "2s"},
 		"children": map[string]any{"etcd": map[string]any{"hosts": hosts}},
 	}}
 	data, err := yaml.Marshal(inv)
@@ -356,3 +359,43 @@ func nodeAddrs(ns []node) []string {
 }
 
 func sameList(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// harnessDiff is harness.SnapshotDiff as one string ("" when equal).
+func harnessDiff(before, after map[string]string) string {
+	return strings.Join(harness.SnapshotDiff(before, after), "\n")
+}
+
+// killWhen runs a playbook and SIGKILLs etcdplay delay after a log line
+// containing marker appears in its JSON events (the controller dying at a
+// chosen point). It fails the test if the marker never shows.
+func (m *mlab) killWhen(inv, playbook, marker string, delay time.Duration) {
+	m.t.Helper()
+	args := []string{"apply", harness.Playbook(playbook), "--output", "json",
+		"-i", inv, "--known-hosts", m.Lab.KnownHostsFile, "--state-dir", m.StateDir}
+	cmd := exec.Command(membershipBinary(m.t), args...)
+	cmd.Dir = harness.RepoRoot()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	seen := false
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var ev runner.Event
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == runner.EventLog && strings.Contains(ev.Msg, marker) {
+			seen = true
+			time.Sleep(delay)
+			_ = cmd.Process.Kill()
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	_ = cmd.Wait()
+	if !seen {
+		m.t.Fatalf("etcdplay ended without logging %q", marker)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestScaleOut1To3 bootstraps one member with site.yml, then grows it to
@@ -181,4 +182,119 @@ func TestReplaceWipedNodeInPlace(t *testing.T) {
 	if c := again.Changed(); c != 0 {
 		t.Errorf("second replace-node changed %d: %v", c, planActions(again))
 	}
+}
+
+// TestMembershipRefusals checks that unsafe or impossible requests are
+// refused before anything changes: the member list and the hosts stay as
+// they were.
+func TestMembershipRefusals(t *testing.T) {
+	m := newMLab(t, "it-member-refuse", 24, 3)
+	ctx := context.Background()
+	all := m.nodes()
+	three := m.inventory("three.yml", all...)
+	m.mustApply(three, "site.yml")
+	full := []string{"etcd1", "etcd2", "etcd3"}
+	untouched := func(step string, via string) {
+		t.Helper()
+		if got := m.members(via); !sameList(got, full) {
+			t.Fatalf("%s: member list changed: %v", step, got)
+		}
+		for _, h := range all {
+			out, err := m.Lab.Run(ctx, h.Name, "ls -d /var/lib/etcd.* 2>/dev/null; ls /var/lib/etcd")
+			if err != nil || strings.Contains(out, "/var/lib/etcd.") || !strings.Contains(out, "member") {
+				t.Errorf("%s: data dir of %s touched (err %v):\n%s", step, h.Name, err, out)
+			}
+		}
+	}
+	restart := func(hosts ...string) {
+		t.Helper()
+		for _, h := range hosts {
+			if out, err := m.Lab.Run(ctx, h, "systemctl start etcd"); err != nil {
+				t.Fatalf("start etcd on %s: %v\n%s", h, err, out)
+			}
+		}
+		m.mustApply(three, "site.yml") // waits until healthy; changes nothing
+	}
+
+	t.Run("scale-in 3->1 while the member that stays is down", func(t *testing.T) {
+		if err := m.Lab.StopUnit(ctx, "etcd1", "etcd.service"); err != nil {
+			t.Fatal(err)
+		}
+		o := m.apply(three, "scale-in.yml", "-e", "remove=etcd2,etcd3")
+		msg := failedMsgs(o)
+		if o.Code == 0 || !strings.Contains(msg, "removing etcd2 while etcd1 is unhealthy leaves 1 healthy of 2 voting members, below the quorum of 2") {
+			t.Errorf("exit %d, failures:\n%s", o.Code, msg)
+		}
+		untouched("scale-in", all[1].Addr)
+		for _, h := range []string{"etcd2", "etcd3"} {
+			if out, _ := m.Lab.Run(ctx, h, "systemctl is-active etcd; systemctl is-enabled etcd"); !strings.Contains(out, "active\nenabled") {
+				t.Errorf("etcd on %s touched:\n%s", h, out)
+			}
+		}
+		restart("etcd1")
+	})
+
+	t.Run("replace a member while another is down", func(t *testing.T) {
+		for _, h := range []string{"etcd2", "etcd3"} {
+			if err := m.Lab.StopUnit(ctx, h, "etcd.service"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o := m.apply(three, "replace-node.yml", "-e", "node=etcd3")
+		msg := failedMsgs(o)
+		if o.Code == 0 || !strings.Contains(msg, "the cluster has no quorum while etcd2, etcd3 are unhealthy (1 of 3 voting members healthy, quorum is 2)") {
+			t.Errorf("exit %d, failures:\n%s", o.Code, msg)
+		}
+		untouched("replace-node", all[0].Addr)
+		restart("etcd2", "etcd3")
+	})
+
+	t.Run("joiner at the address of an existing member", func(t *testing.T) {
+		renamed := m.inventory("renamed.yml", all[0], all[1], node{"etcd9", all[2].Addr})
+		before := m.Snapshot(t, "etcd3", "/etc/etcd")
+		o := m.apply(renamed, "scale-out.yml")
+		msg := failedMsgs(o)
+		want := fmt.Sprintf("etcd9's peer URL https://%s:2380 is already the peer URL of member etcd3", all[2].Addr)
+		if o.Code == 0 || !strings.Contains(msg, want) {
+			t.Errorf("exit %d, want %q in failures:\n%s", o.Code, want, msg)
+		}
+		untouched("collision", all[0].Addr)
+		if d := harnessDiff(before, m.Snapshot(t, "etcd3", "/etc/etcd")); d != "" {
+			t.Errorf("etcd3's /etc/etcd changed:\n%s", d)
+		}
+		// Two inventory hosts at one address is refused at compile time.
+		dup := m.inventory("dup.yml", append(all, node{"etcd4", all[2].Addr})...)
+		o = m.apply(dup, "scale-out.yml")
+		if o.Code == 0 || !strings.Contains(o.Stdout+o.Stderr, "is also used by etcd3") {
+			t.Errorf("duplicate address: exit %d\n%s\n%s", o.Code, o.Stdout, o.Stderr)
+		}
+		untouched("duplicate address", all[0].Addr)
+	})
+}
+
+// TestScaleOutResumesAfterControllerKilled kills etcdplay right after it
+// added a learner and runs scale-out.yml again: the second run finds the
+// learner in the member list and finishes (start, promote, next joiner).
+func TestScaleOutResumesAfterControllerKilled(t *testing.T) {
+	m := newMLab(t, "it-member-resume", 25, 3)
+	all := m.nodes()
+	one := m.inventory("one.yml", all[0])
+	three := m.inventory("three.yml", all...)
+	m.mustApply(one, "site.yml")
+	m.put("k", "v", all[0].Addr)
+
+	m.killWhen(three, "scale-out.yml", "adding etcd2 as a learner", 200*time.Millisecond)
+	got := m.members(all[0].Addr)
+	if !(sameList(got, []string{"etcd1", "etcd2~"}) || sameList(got, []string{"etcd1", "~"})) {
+		t.Fatalf("after the kill the member list is %v; want etcd1 and a learner", got)
+	}
+	t.Logf("member list after the kill: %v", got)
+
+	o := m.mustApply(three, "scale-out.yml")
+	t.Logf("resumed run:\n%s", runLogs(o))
+	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
+		t.Fatalf("members after the resumed run: %v", got)
+	}
+	m.healthy(nodeAddrs(all)...)
+	m.mustRead(map[string]string{"k": "v"}, nodeAddrs(all)...)
 }

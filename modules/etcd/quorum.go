@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -164,6 +165,7 @@ func needQuorum(ms []GuardMember, s GuardStep, how string) error {
 	if healthy >= Quorum(n) {
 		return nil
 	}
+	sort.Strings(down)
 	e := &QuorumError{Step: s, Voting: n, Healthy: healthy, Down: down}
 	while := ""
 	if len(down) > 0 {

@@ -129,6 +129,7 @@ func (cl *cluster) probe(ctx context.Context, live []liveMember) {
 				return
 			}
 			mh := h.Members[0]
+			l.Up = mh.ID != 0
 			l.Applied, l.Index = mh.RaftAppliedIndex, mh.RaftIndex
 			l.Leader = mh.IsLeader()
 			switch {

@@ -16,6 +16,7 @@ type liveMember struct {
 	ClientURLs []string
 	Learner    bool
 	Healthy    bool
+	Up         bool   // answered Status (healthy or not)
 	Err        string // why not healthy
 	Applied    uint64 // raft applied index, when it answered Status
 	Index      uint64 // raft index
@@ -218,11 +219,18 @@ func orUnknown(s string) string {
 	return s
 }
 
-// guardView turns the live list into what the quorum guard needs.
+// guardView turns the live list into what the quorum guard needs. When no
+// member is healthy (no leader anywhere), the members that still answer
+// count as up, so that the refusal names the members that are down rather
+// than every member.
 func guardView(live []liveMember) []etcd.GuardMember {
+	anyHealthy := false
+	for _, m := range live {
+		anyHealthy = anyHealthy || m.Healthy
+	}
 	out := make([]etcd.GuardMember, len(live))
 	for i, m := range live {
-		out[i] = etcd.GuardMember{Name: m.label(), Learner: m.Learner, Healthy: m.Healthy}
+		out[i] = etcd.GuardMember{Name: m.label(), Learner: m.Learner, Healthy: m.Healthy || (!anyHealthy && m.Up)}
 	}
 	return out
 }

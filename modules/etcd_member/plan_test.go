@@ -32,14 +32,17 @@ func model(t *testing.T, n int, addrs ...string) *etcd.Cluster {
 }
 
 // lm is a live member: "etcd2@127.0.1.2" healthy voting; suffix ! for
-// unhealthy, ~ for learner; an empty name ("@127.0.1.4~!") for a member
+// down, ? for up without a leader, ~ for learner; an empty name ("@127.0.1.4~!") for a member
 // added but not started.
 func lm(spec string, id uint64) liveMember {
-	l := liveMember{ID: id, Healthy: true}
-	for strings.HasSuffix(spec, "!") || strings.HasSuffix(spec, "~") {
+	l := liveMember{ID: id, Healthy: true, Up: true}
+	for strings.HasSuffix(spec, "!") || strings.HasSuffix(spec, "~") || strings.HasSuffix(spec, "?") {
 		switch spec[len(spec)-1] {
-		case '!':
+		case '?': // answers, but has no leader
 			l.Healthy = false
+			l.Err = "has no leader (no quorum)"
+		case '!':
+			l.Healthy, l.Up = false, false
 			l.Err = "connection refused"
 		case '~':
 			l.Learner = true
@@ -134,6 +137,9 @@ func TestPlanSteps(t *testing.T) {
 			live: []string{"etcd1@127.0.1.1", "etcd2@127.0.1.2"}, want: "+etcd3/p"},
 		{name: "replace while another member is down", inv: model(t, 3), args: map[string]any{"replace": "etcd3"},
 			live: []string{"etcd1@127.0.1.1", "etcd2@127.0.1.2!", "etcd3@127.0.1.3!"}, want: "-etcd3 +etcd3/p",
+			guard: "refusing removing etcd3: the cluster has no quorum while etcd2, etcd3 are unhealthy (1 of 3 voting members healthy, quorum is 2)"},
+		{name: "replace while another member is down: the survivor has no leader", inv: model(t, 3), args: map[string]any{"replace": "etcd3"},
+			live: []string{"etcd1@127.0.1.1?", "etcd2@127.0.1.2!", "etcd3@127.0.1.3!"}, want: "-etcd3 +etcd3/p",
 			guard: "refusing removing etcd3: the cluster has no quorum while etcd2, etcd3 are unhealthy (1 of 3 voting members healthy, quorum is 2)"},
 		{name: "moved member without replace is refused", inv: model(t, 3, "etcd3=127.0.1.9"),
 			live:    []string{"etcd1@127.0.1.1", "etcd2@127.0.1.2", "etcd3@127.0.1.3"},
