@@ -51,6 +51,15 @@ func TestScaleOut1To3(t *testing.T) {
 	if c := again.Changed(); c != 0 {
 		t.Errorf("second scale-out changed %d: %v", c, planActions(again))
 	}
+
+	// site.yml over the grown cluster converges it (the configs now list
+	// all three members) without breaking it, and then changes nothing.
+	m.mustApply(three, "site.yml")
+	m.healthy(nodeAddrs(all)...)
+	m.mustRead(map[string]string{"before-scale-out": "1"}, nodeAddrs(all)...)
+	if o := m.mustApply(three, "site.yml"); o.Changed() != 0 {
+		t.Errorf("site.yml after scale-out and one converging run changed %d: %v", o.Changed(), planActions(o))
+	}
 }
 
 // TestScaleOut3To5To3 grows a 3-member cluster to 5 and shrinks it back
