@@ -36,6 +36,14 @@ func TestDisasterRecovery(t *testing.T) {
 	putKeys(t, e.Client(t), n, "orig", 0)
 	before := readCluster(t, e)
 
+	// --check names the member and the place, and takes no snapshot.
+	check := bkMustApply(t, e, harness.Playbook("backup.yml"), "--check")
+	if !strings.Contains(check.Stdout, "a healthy follower") || !strings.Contains(check.Stdout, filepath.Join(e.StateDir, "backups", "etcd")) {
+		t.Errorf("backup --check does not say which member and where:\n%s", check.Stdout)
+	}
+	if files := backups(t, e); len(files) != 0 {
+		t.Fatalf("backup --check took a snapshot: %v", files)
+	}
 	o := bkMustApply(t, e, harness.Playbook("backup.yml"))
 	files := backups(t, e)
 	if len(files) != 1 {
@@ -64,7 +72,7 @@ func TestDisasterRecovery(t *testing.T) {
 	}
 
 	// --check shows the plan and touches nothing.
-	check := bkApply(t, e, harness.Playbook("restore.yml"), "--check", "--diff", "-e", "snapshot="+snap)
+	check = bkApply(t, e, harness.Playbook("restore.yml"), "--check", "--diff", "-e", "snapshot="+snap)
 	if check.Code != 0 {
 		t.Fatalf("restore --check: exit %d\n%s\n%s", check.Code, check.Summary(), check.Stderr)
 	}
