@@ -48,27 +48,16 @@ func (a *applier) step(ctx context.Context, s step) (string, error) {
 }
 
 func (a *applier) remove(ctx context.Context, s step, live []liveMember) (string, error) {
-	cli, via, err := a.cl.client(ctx, live)
+	if l, ok := leader(live); ok && l.ID == s.ID {
+		a.handOver(ctx, s, live)
+	}
+	// The request goes to a member that stays: a member removing itself
+	// stops before it can answer.
+	cli, _, err := a.cl.client(ctx, live, s.ID)
 	if err != nil {
 		return "", err
 	}
 	defer cli.Close()
-	if via.ID == s.ID {
-		// Removing the leader: hand leadership to a member that stays
-		// first, so the cluster is not leaderless after the change.
-		for _, l := range live {
-			if l.ID != s.ID && l.Healthy && !l.Learner {
-				a.env.Logf("%s leads: moving leadership to %s before removing it", s.Name, l.label())
-				mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := cli.MoveLeader(mctx, l.ID)
-				cancel()
-				if err != nil {
-					a.env.Logf("leadership transfer failed (%v): removing the leader directly", err)
-				}
-				break
-			}
-		}
-	}
 	a.env.Logf("removing member %s (%s)", s.Name, hexID(s.ID))
 	err = a.retryUnhealthy(ctx, func(c context.Context) error { _, err := cli.MemberRemove(c, s.ID); return err })
 	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrMemberNotFound) {
@@ -80,6 +69,42 @@ func (a *applier) remove(ctx context.Context, s step, live []liveMember) (string
 		return "", err
 	}
 	return fmt.Sprintf("removed %s (%s)", s.Name, hexID(s.ID)), a.waitQuorum(ctx, "")
+}
+
+// handOver moves leadership away from a leader about to be removed, to a
+// healthy voting member that stays, so the cluster does not go through an
+// election right after the change. Best effort: etcd copes without it.
+func (a *applier) handOver(ctx context.Context, s step, live []liveMember) {
+	var to *liveMember
+	for i, l := range live {
+		if l.ID != s.ID && l.Healthy && !l.Learner {
+			to = &live[i]
+			break
+		}
+	}
+	if to == nil {
+		return
+	}
+	lc, err := etcd.NewMemberClient(ctx, a.p.Cluster, etcd.Member{Host: s.Name, Name: s.Name, ClientURL: memberURL(live, s.ID)}, a.cl.stateDir, a.cl.dial)
+	if err != nil {
+		return
+	}
+	defer lc.Close()
+	a.env.Logf("%s leads: handing leadership to %s before removing it", s.Name, to.label())
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := lc.MoveLeader(mctx, to.ID); err != nil {
+		a.env.Logf("leadership hand-over failed (%v): removing the leader directly", err)
+	}
+}
+
+func memberURL(live []liveMember, id uint64) string {
+	for _, l := range live {
+		if l.ID == id && len(l.ClientURLs) > 0 {
+			return l.ClientURLs[0]
+		}
+	}
+	return ""
 }
 
 func (a *applier) update(ctx context.Context, s step, live []liveMember) (string, error) {
@@ -114,6 +139,16 @@ func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, 
 		return "", fmt.Errorf("host %s of joining member %s is not reachable", m.Host, m.Name)
 	}
 	if !s.Started {
+		// Never add a learner whose etcd cannot start: the playbook's
+		// earlier tasks install it (etcd_binary, etcd_pki, etcd_service).
+		st, err := probeHost(ctx, r, a.p.Cluster)
+		if err != nil {
+			return "", fmt.Errorf("look at %s: %w", m.Host, err)
+		}
+		if st.Loaded != "loaded" {
+			return "", fmt.Errorf("etcd is not installed on %s (unit %s: %s): run etcd_binary, etcd_pki and etcd_service (state: present) on it first",
+				m.Host, unit, st.Loaded)
+		}
 		jh := a.p.Joiners[m.Host]
 		if jh.Stop {
 			a.env.Logf("stopping a stray etcd on %s", m.Host)

@@ -14,6 +14,7 @@ const unit = "etcd.service"
 
 // hostState is what a joining or retiring member's host looks like.
 type hostState struct {
+	Loaded   string   // systemd LoadState: "not-found" before etcd_service ran
 	Active   string   // systemd ActiveState of etcd
 	Enabled  string   // systemd UnitFileState of etcd
 	NonEmpty []string // data (and WAL) dirs that hold something
@@ -29,7 +30,7 @@ func (s hostState) running() bool {
 
 // probeScript prints the unit's state, then each given directory that is
 // not empty. It reads only.
-const probeScript = `systemctl show ` + unit + ` -p ActiveState -p UnitFileState
+const probeScript = `systemctl show ` + unit + ` -p LoadState -p ActiveState -p UnitFileState
 for d in "$@"; do
   if [ -d "$d" ] && [ -n "$(ls -A -- "$d" 2>/dev/null)" ]; then echo "nonempty=$d"; fi
 done
@@ -59,6 +60,8 @@ func parseHostState(out string) hostState {
 			continue
 		}
 		switch k {
+		case "LoadState":
+			s.Loaded = v
 		case "ActiveState":
 			s.Active = v
 		case "UnitFileState":

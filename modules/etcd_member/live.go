@@ -157,13 +157,16 @@ func leader(live []liveMember) (liveMember, bool) {
 	return liveMember{}, false
 }
 
-// client connects to one healthy voting member, the leader when it
-// answered: membership changes go through it.
-func (cl *cluster) client(ctx context.Context, live []liveMember) (*clientv3.Client, liveMember, error) {
+// client connects to one healthy voting member other than those in
+// except, the leader when it answered: membership changes go through it.
+func (cl *cluster) client(ctx context.Context, live []liveMember, except ...uint64) (*clientv3.Client, liveMember, error) {
 	cand, ok := leader(live)
+	if ok && slices.Contains(except, cand.ID) {
+		ok = false
+	}
 	if !ok {
 		for _, l := range live {
-			if l.Healthy && !l.Learner {
+			if l.Healthy && !l.Learner && !slices.Contains(except, l.ID) {
 				cand, ok = l, true
 				break
 			}

@@ -249,9 +249,6 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 				if err != nil {
 					return nil, fmt.Errorf("etcd_member: look at %s: %w", m.Host, err)
 				}
-				if st.Enabled == "" && st.Active == "inactive" && !env.Check {
-					env.Logf("%s: etcd unit not installed yet", m.Host)
-				}
 				jh := joinHost{Stop: st.running(), MoveAside: st.NonEmpty}
 				p.Joiners[m.Host] = jh
 				if jh.Stop {

@@ -1,0 +1,85 @@
+package etcd_member
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// TestSnapshotGuardAndRemove runs the client side against a real 3-member
+// TLS cluster: the snapshot sees a stopped member as down, the guard then
+// refuses to remove a healthy one, removing the dead one and then the
+// leader (after handing leadership over) leaves a healthy one-member
+// cluster.
+func TestSnapshotGuardAndRemove(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := &cluster{model: tc.Model, stateDir: tc.StateDir}
+
+	live, err := cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describeLive(live); strings.Count(got, "(leader)") != 1 || strings.Contains(got, "(down") {
+		t.Fatalf("healthy cluster seen as %s", got)
+	}
+
+	tc.Stop(2)
+	live, err = cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]liveMember{}
+	for _, l := range live {
+		byName[l.Name] = l
+	}
+	if l := byName["etcd3"]; l.Healthy || l.Up || l.Err == "" {
+		t.Fatalf("stopped etcd3 seen as %+v", l)
+	}
+	err = etcd.CheckQuorum(guardView(live), guardSteps([]step{{Kind: stepRemove, ID: byName["etcd2"].ID, Name: "etcd2"}}))
+	if err == nil || err.Error() != "removing etcd2 while etcd3 is unhealthy leaves 1 healthy of 2 voting members, below the quorum of 2" {
+		t.Fatalf("guard: %v", err)
+	}
+
+	var logged []string
+	a := &applier{
+		p:   &payload{Cluster: tc.Model, Timeout: 30 * time.Second},
+		env: &modules.Env{Log: func(f string, args ...any) { logged = append(logged, f) }},
+		cl:  cl,
+	}
+	if _, err := a.step(ctx, step{Kind: stepRemove, ID: byName["etcd3"].ID, Name: "etcd3"}); err != nil {
+		t.Fatalf("remove the dead member: %v", err)
+	}
+	live, err = cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 2 {
+		t.Fatalf("after removing etcd3: %s", describeLive(live))
+	}
+	lead, ok := leader(live)
+	if !ok {
+		t.Fatalf("no leader after removing etcd3: %s", describeLive(live))
+	}
+	if _, err := a.step(ctx, step{Kind: stepRemove, ID: lead.ID, Name: lead.Name}); err != nil {
+		t.Fatalf("remove the leader %s: %v", lead.Name, err)
+	}
+	live, err = cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || !live[0].Healthy || !live[0].Leader || live[0].ID == lead.ID {
+		t.Fatalf("after removing the leader: %s", describeLive(live))
+	}
+	// The last member cannot go.
+	if _, err := a.step(ctx, step{Kind: stepRemove, ID: live[0].ID, Name: live[0].Name}); err == nil ||
+		!strings.Contains(err.Error(), "would remove the last voting member") {
+		t.Fatalf("removing the last member: %v", err)
+	}
+}
