@@ -279,6 +279,22 @@ func TestMembershipRefusals(t *testing.T) {
 		}
 		untouched("duplicate address", all[0].Addr)
 	})
+
+	t.Run("replacement host unreachable", func(t *testing.T) {
+		if err := m.Lab.Kill("etcd3"); err != nil {
+			t.Fatal(err)
+		}
+		o := m.apply(three, "replace-node.yml", "-e", "node=etcd3")
+		if o.Code == 0 {
+			t.Fatalf("replace-node with etcd3's host dead and no new address: exit 0")
+		}
+		if msg := failedMsgs(o); !strings.Contains(msg, "cannot bring up member etcd3: its host etcd3 ("+all[2].Addr+") is not reachable over SSH") {
+			t.Errorf("failures:\n%s", msg)
+		}
+		if got := m.members(all[0].Addr); !sameList(got, full) {
+			t.Fatalf("member list changed: %v", got)
+		}
+	})
 }
 
 // TestScaleOutResumesAfterControllerKilled kills etcdplay right after it
