@@ -105,6 +105,10 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, err
 	}
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	if c.WALDir != "" && strings.HasPrefix(path.Clean(c.WALDir)+"/", path.Clean(c.DataDir)+"/") {
+		// Moving the data dir aside would carry the WAL dir with it.
+		return nil, fmt.Errorf("etcd_restore: etcd_wal_dir %s is inside etcd_data_dir %s: restore needs them apart (or no etcd_wal_dir)", c.WALDir, c.DataDir)
+	}
 	snap, err := resolveSnapshot(args.Str("snapshot", ""), env.StateDir, c)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restore: %w", err)

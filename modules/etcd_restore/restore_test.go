@@ -218,6 +218,7 @@ func TestPlanRefuses(t *testing.T) {
 		name   string
 		args   modules.Args
 		probes map[string]string
+		vars   map[string]any
 		down   string
 		want   string
 		noHost bool // no host may be contacted at all
@@ -232,11 +233,15 @@ func TestPlanRefuses(t *testing.T) {
 			probes: map[string]string{"etcd2": strings.Replace(goodProbe, "etcdutl=yes", "etcdutl=no", 1)}, want: "etcd2: /usr/local/bin/etcdutl is missing"},
 		{name: "disk full", args: modules.Args{"snapshot": snap},
 			probes: map[string]string{"etcd3": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1)}, want: "etcd3: only 0 MiB free"},
+		{name: "WAL dir inside the data dir", args: modules.Args{"snapshot": snap}, vars: map[string]any{"etcd_wal_dir": "/var/lib/etcd/wal"}, want: "inside etcd_data_dir", noHost: true},
 		{name: "member unreachable", args: modules.Args{"snapshot": snap}, down: "etcd2", want: "not reachable in this play: etcd2", noHost: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env, fakes := labEnv(tt.probes)
 			env.StateDir = t.TempDir()
+			for k, v := range tt.vars {
+				env.Vars[k] = v
+			}
 			if tt.down != "" {
 				env.Hosts[tt.down] = downHost{fakes[tt.down]}
 			}
