@@ -299,8 +299,11 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		}
 	}
 	if args.Bool("preflight", false) {
-		for _, a := range ch.Actions {
-			env.Logf("membership plan: %s", a)
+		// Under --check the membership task itself shows these lines.
+		if !env.Check {
+			for _, a := range ch.Actions {
+				env.Logf("membership plan: %s", a)
+			}
 		}
 		return &modules.Change{}, nil
 	}

@@ -181,7 +181,7 @@ func planSteps(d desired, live []liveMember) ([]step, []string, error) {
 			joins = append(joins, step{Kind: stepJoin, ID: peer.ID, Name: m.Name, Member: m,
 				Added: true, Learner: peer.Learner, Reason: "added by an earlier run, not started yet"})
 		default:
-			joins = append(joins, step{Kind: stepJoin, Name: m.Name, Member: m, Learner: true, Reason: "new member"})
+			joins = append(joins, step{Kind: stepJoin, Name: m.Name, Member: m, Learner: true})
 		}
 	}
 
