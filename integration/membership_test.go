@@ -122,6 +122,24 @@ func TestScaleOut3To5To3(t *testing.T) {
 	if c := again.Changed(); c != 0 {
 		t.Errorf("second scale-in changed %d: %v", c, planActions(again))
 	}
+
+	// Back to 5, with leftovers in etcd4's data dir: they are moved aside
+	// (not deleted) before etcd4 joins again as a new member.
+	if out, err := m.Lab.Run(context.Background(), "etcd4", "mkdir -p /var/lib/etcd && echo old > /var/lib/etcd/leftover"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	back := m.mustApply(five, "scale-out.yml")
+	if plan := strings.Join(planActions(back), "\n"); !strings.Contains(plan, "~ /var/lib/etcd on etcd4: move aside to /var/lib/etcd.") {
+		t.Errorf("scale-out plan does not move etcd4's leftovers aside:\n%s", plan)
+	}
+	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3", "etcd4", "etcd5"}) {
+		t.Fatalf("members after 3->5 again: %v", got)
+	}
+	m.healthy(nodeAddrs(all)...)
+	m.mustRead(map[string]string{"k3": "three", "k5": "five"}, nodeAddrs(all)...)
+	if out, _ := m.Lab.Run(context.Background(), "etcd4", "cat /var/lib/etcd.*Z/leftover"); !strings.Contains(out, "old") {
+		t.Errorf("etcd4's leftover file was not kept aside:\n%s", out)
+	}
 }
 
 // TestReplaceDeadNodeAtNewAddress kills one host of three and replaces it
