@@ -163,6 +163,24 @@ func TestReplaceDeadNodeAtNewAddress(t *testing.T) {
 	}
 	moved := m.inventory("moved.yml", all[0], all[1], node{"etcd3", spare.Addr})
 
+	check := m.apply(moved, "replace-node.yml", "-e", "node=etcd3", "--check")
+	if check.Code != 0 {
+		t.Fatalf("--check: exit %d\n%s", check.Code, check.Summary())
+	}
+	plan := strings.Join(planActions(check), "\n")
+	for _, want := range []string{
+		fmt.Sprintf("- member etcd3 (%016x)", old),
+		fmt.Sprintf("+ learner etcd3 https://%s:2380", spare.Addr),
+		"~ promote etcd3",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("--check plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) || m.memberIDs(all[0].Addr)["etcd3"] != old {
+		t.Fatalf("--check changed the member list: %v", got)
+	}
+
 	o := m.mustApply(moved, "replace-node.yml", "-e", "node=etcd3")
 	t.Logf("replace-node.yml took %.1fs", o.Elapsed.Seconds())
 	now := []string{all[0].Addr, all[1].Addr, spare.Addr}
