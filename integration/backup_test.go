@@ -325,3 +325,42 @@ func TestBackupTimer(t *testing.T) {
 		t.Errorf("snapshots removed with the timer: %v", got)
 	}
 }
+
+// TestRestoreSeparateWAL restores a cluster whose WAL lives outside the
+// data dir (etcd_wal_dir): both dirs are moved aside and replaced. The WAL
+// dir sits in its own etcd-owned directory, as on a dedicated WAL disk:
+// etcd creates <wal-dir>.tmp beside it at bootstrap, so that parent must be
+// writable by etcd.
+func TestRestoreSeparateWAL(t *testing.T) {
+	e := bkLab(t, "bk-wal", 34)
+	for _, h := range e.Lab.Hosts() {
+		if out, err := e.Lab.Run(context.Background(), h.Name,
+			"useradd --system --home-dir /var/lib/etcd --shell /usr/sbin/nologin etcd && install -d -o etcd -g etcd -m 0700 /var/lib/etcd-wal"); err != nil {
+			t.Fatalf("%s: %v\n%s", h.Name, err, out)
+		}
+	}
+	e.Vars["etcd_wal_dir"] = "/var/lib/etcd-wal/wal"
+	bkMustApply(t, e, harness.Playbook("site.yml"))
+	cli := e.Client(t)
+	putKeys(t, cli, 100, "w1", 0)
+	bkMustApply(t, e, harness.Playbook("backup.yml"))
+	if files := backups(t, e); len(files) != 1 {
+		t.Fatalf("backups: %v", files)
+	}
+	putKeys(t, cli, 150, "w2", 0)
+	bkMustApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot=latest")
+	checkKeys(t, e.Client(t), 100, "w1", 0)
+	for _, h := range e.Lab.Hosts() {
+		for _, pat := range []string{"var/lib/etcd.pre-restore-*", "var/lib/etcd-wal/wal.pre-restore-*", "var/lib/etcd-wal/wal/*.wal"} {
+			if got := hostGlob(t, e, h.Name, pat); len(got) == 0 {
+				t.Errorf("%s: nothing matches %s", h.Name, pat)
+			}
+		}
+		if got := hostGlob(t, e, h.Name, "var/lib/etcd/member/wal"); len(got) != 0 {
+			t.Errorf("%s: a WAL inside the data dir although etcd_wal_dir is set: %v", h.Name, got)
+		}
+	}
+	if again := bkMustApply(t, e, harness.Playbook("site.yml")); again.Changed() != 0 {
+		t.Errorf("site.yml after restore changed %d things", again.Changed())
+	}
+}
