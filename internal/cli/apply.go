@@ -80,6 +80,9 @@ func newApply() *cobra.Command {
 				Sink:     sink,
 			})
 			if err != nil {
+				if cmd.Context().Err() != nil {
+					return &exitError{code: ExitInterrupted, err: err}
+				}
 				return &exitError{code: ExitError, err: err}
 			}
 			switch {

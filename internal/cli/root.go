@@ -19,6 +19,7 @@ const (
 	ExitHostFailed  = 2 // a task failed on some host
 	ExitUnreachable = 3 // some host could not be reached
 	ExitInvalid     = 4 // invalid input: nothing was changed anywhere
+	ExitInterrupted = 130
 )
 
 // exitError carries an exit code up to Main.
@@ -62,7 +63,8 @@ func newRoot() *cobra.Command {
 to the inventory's hosts over one SSH connection per host.
 
 Exit codes: 0 all ok, 2 a task failed on a host, 3 a host was unreachable,
-4 invalid input (nothing was changed), 1 any other error.`,
+4 invalid input (nothing was changed), 130 interrupted (Ctrl-C), 1 any
+other error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -76,6 +76,8 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		r.markUnreachable(n.Host, err.Error())
 		emit(modules.StatusUnreachable, nil, err.Error())
 		return err
+	case err != nil && ctx.Err() != nil:
+		res = &modules.Result{Status: modules.StatusFailed, Msg: "interrupted: " + err.Error()}
 	case err != nil:
 		res = &modules.Result{Status: modules.StatusFailed, Msg: err.Error()}
 	}
