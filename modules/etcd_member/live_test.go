@@ -83,3 +83,37 @@ func TestSnapshotGuardAndRemove(t *testing.T) {
 		t.Fatalf("removing the last member: %v", err)
 	}
 }
+
+// TestLockWaitsForAnotherRun holds the membership lock as another run
+// would: lock times out while it is held and succeeds once it is released.
+func TestLockWaitsForAnotherRun(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cl := &cluster{model: tc.Model, stateDir: tc.StateDir}
+	live, err := cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	other, err := cl.lock(ctx, live, 5*time.Second, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waited []string
+	if _, err := cl.lock(ctx, live, time.Second, func(f string, a ...any) { waited = append(waited, f) }); err == nil ||
+		!strings.Contains(err.Error(), "still held by another run") {
+		t.Fatalf("second lock while held: %v", err)
+	}
+	if len(waited) != 1 {
+		t.Errorf("the wait was not logged: %q", waited)
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		other()
+	}()
+	unlock, err := cl.lock(ctx, live, 10*time.Second, t.Logf)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	unlock()
+}

@@ -176,6 +176,7 @@ type retire struct {
 
 type payload struct {
 	Cluster  *etcd.Cluster
+	Desired  desired
 	Steps    []step
 	Joiners  map[string]joinHost // by inventory host
 	Retire   []retire
@@ -219,7 +220,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 
 	p := &payload{
-		Cluster: c, Steps: steps, Joiners: map[string]joinHost{}, Suffix: time.Now().UTC().Format("20060102T150405Z"),
+		Cluster: c, Desired: d, Steps: steps, Joiners: map[string]joinHost{}, Suffix: time.Now().UTC().Format("20060102T150405Z"),
 		TmplName: args.Str(argTemplateName, ""), TmplText: args.Str(argTemplateText, ""), Timeout: timeout,
 		Opts: etcd_config.Options{State: "existing",
 			HeartbeatInterval: args.Int("heartbeat_interval", 0), ElectionTimeout: args.Int("election_timeout", 0)},
@@ -321,6 +322,24 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	a := &applier{p: p, env: env, hosts: remotes(env),
 		cl: &cluster{model: p.Cluster, stateDir: env.StateDir, dial: etcd.Dialer(p.Cluster, env)}}
+	live, err := a.cl.snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_member: member list: %w", err)
+	}
+	unlock, err := a.cl.lock(ctx, live, p.Timeout, env.Logf)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_member: %w", err)
+	}
+	defer unlock()
+	// Under the lock, the plan must still hold: another run may have
+	// changed the membership between this run's plan and its lock.
+	live, err = a.cl.snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_member: member list: %w", err)
+	}
+	if now, _, err := planSteps(p.Desired, live); err != nil || stepsKey(now) != stepsKey(p.Steps) {
+		return nil, fmt.Errorf("etcd_member: the membership changed since the plan (now: %s); nothing done, run again", describeLive(live))
+	}
 	var done []string
 	for i, s := range p.Steps {
 		what, err := a.step(ctx, s)
@@ -337,6 +356,16 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: ch, Msg: strings.Join(done, "; "),
 		Data: map[string]any{"done": done}}, nil
+}
+
+// stepsKey identifies a plan's steps, to tell whether a fresh plan is
+// still the same.
+func stepsKey(steps []step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "%d/%s/%x/%v/%v/%v;", s.Kind, s.Name, s.ID, s.Added, s.Started, s.Learner)
+	}
+	return b.String()
 }
 
 func orNone(s []string) string {
