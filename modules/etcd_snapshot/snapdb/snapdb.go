@@ -182,6 +182,7 @@ var (
 	keyBucket  = []byte("key")
 	metaBucket = []byte("meta")
 	storageVer = []byte("storageVersion")
+	compactRev = []byte("finishedCompactRev")
 )
 
 // revBytesLen is a revision key: 8-byte main, '_', 8-byte sub; a 't'
@@ -216,9 +217,13 @@ func readKeyspace(path string, info *Info) (err error) {
 		if len(problems) > 0 {
 			return fmt.Errorf("%w: database check: %v", ErrCorrupt, problems)
 		}
+		var compacted int64
 		if mb := tx.Bucket(metaBucket); mb != nil {
 			if v := mb.Get(storageVer); v != nil {
 				info.StorageVersion = string(v)
+			}
+			if v := mb.Get(compactRev); len(v) >= 8 {
+				compacted = int64(binary.BigEndian.Uint64(v[:8]))
 			}
 		}
 		kb := tx.Bucket(keyBucket)
@@ -243,6 +248,10 @@ func readKeyspace(path string, info *Info) (err error) {
 			return nil
 		})
 		info.Keys = len(alive)
+		// As etcd's mvcc store computes it on start: a store begins at
+		// revision 1, and compaction may have removed the newest keys'
+		// history but never moves the revision back.
+		info.Revision = max(info.Revision, compacted, 1)
 		return err
 	})
 }

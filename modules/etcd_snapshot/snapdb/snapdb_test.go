@@ -139,3 +139,53 @@ func TestDataDirCopy(t *testing.T) {
 		t.Errorf("data dir db: %+v, want revision %d keys %d", info, rev, keys)
 	}
 }
+
+// TestRevisionWithoutKeys: an empty store is at revision 1, and a store
+// whose every key was deleted and compacted away keeps its revision; the
+// snapshot must say what the cluster said.
+func TestRevisionWithoutKeys(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	save := func() *snapdb.Info {
+		rc, err := cli.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		p := filepath.Join(t.TempDir(), "s.db")
+		f, _ := os.Create(p)
+		io.Copy(f, rc)
+		f.Close()
+		info, err := snapdb.Inspect(p, snapdb.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	rev := func() int64 {
+		r, err := cli.Get(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	if info, want := save(), rev(); info.Revision != want || info.Keys != 0 {
+		t.Errorf("empty: revision %d keys %d, cluster at %d", info.Revision, info.Keys, want)
+	}
+	for i := range 5 {
+		cli.Put(ctx, fmt.Sprint(i), "v")
+	}
+	cli.Delete(ctx, "", clientv3.WithPrefix())
+	want := rev()
+	if _, err := cli.Compact(ctx, want, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if info := save(); info.Revision != want || info.Keys != 0 {
+		t.Errorf("all deleted and compacted: revision %d keys %d, cluster at %d", info.Revision, info.Keys, want)
+	}
+}
