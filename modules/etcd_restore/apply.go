@@ -50,11 +50,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 
 	env.Logf("restore: stopping etcd on %s", hostList(j.Members))
-	err = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
-		_, err := run(ctx, hosts[m.Host], "systemctl", "stop", unit)
-		return err
-	})
-	if err != nil {
+	if err := stopAll(ctx, env, c, hosts, members); err != nil {
 		// The old data dirs are still in place: bring every member back.
 		_ = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
 			_, err := run(ctx, hosts[m.Host], "systemctl", "start", "--no-block", unit)
@@ -129,6 +125,36 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			"current_rev": v.Revision,
 		},
 	}, nil
+}
+
+// stopAll stops etcd on every member: the followers at once, then the
+// leader. A leader that stops while its followers are still up hands over
+// leadership first and, with every follower stopping at the same moment,
+// waits for that hand-over to time out (seconds); stopped last, it sees no
+// follower to hand over to and stops at once.
+func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[string]modules.Remote, members []etcd.Member) error {
+	leader := ""
+	if h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{ProbeTimeout: time.Second}); err == nil {
+		if l, ok := h.Leader(); ok {
+			leader = l.Host
+		}
+	}
+	var first, last []etcd.Member
+	for _, m := range members {
+		if m.Host == leader {
+			last = append(last, m)
+		} else {
+			first = append(first, m)
+		}
+	}
+	stop := func(ctx context.Context, _ int, m etcd.Member) error {
+		_, err := run(ctx, hosts[m.Host], "systemctl", "stop", unit)
+		return err
+	}
+	if err := forEach(ctx, first, stop); err != nil {
+		return err
+	}
+	return forEach(ctx, last, stop)
 }
 
 // stage pushes the snapshot to one member, checks it arrived intact and
