@@ -117,3 +117,36 @@ func TestLockWaitsForAnotherRun(t *testing.T) {
 	}
 	unlock()
 }
+
+// TestUpdatePeerURLs moves a member's peer URL through the guard and
+// confirms it in the member list.
+func TestUpdatePeerURLs(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := &cluster{model: tc.Model, stateDir: tc.StateDir}
+	live, err := cl.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target liveMember
+	for _, l := range live {
+		if l.Name == "etcd3" {
+			target = l
+		}
+	}
+	a := &applier{p: &payload{Cluster: tc.Model, Timeout: 30 * time.Second}, env: &modules.Env{}, cl: cl}
+	moved := "http://127.0.0.2:" + strings.Split(target.PeerURLs[0], ":")[2]
+	if _, err := a.step(ctx, step{Kind: stepUpdate, ID: target.ID, Name: "etcd3", Member: &etcd.Member{PeerURL: moved}}); err != nil {
+		t.Fatal(err)
+	}
+	ms, _, err := cl.memberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.ID == target.ID && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != moved) {
+			t.Errorf("etcd3's peer URLs are %v, want %s", m.PeerURLs, moved)
+		}
+	}
+}

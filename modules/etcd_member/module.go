@@ -59,7 +59,9 @@ var spec = modules.Spec{
 	// member at their inventory peer URL (replace-node.yml).
 	"replace": {Kind: modules.Any},
 	// update_peer_urls: move a member whose inventory peer URL changed
-	// instead of refusing.
+	// instead of refusing. This is the membership half of an address move
+	// (etcdctl member update): the member itself must then run with the new
+	// URLs (etcd_config and a restart), as enable-tls does.
 	"update_peer_urls": {Kind: modules.Bool},
 	// preflight: plan and run the quorum guard only; never change
 	// anything (a runbook's first task, so a refusal comes before any
@@ -219,6 +221,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_member: %w (members: %s)", err, describeLive(live))
 	}
 
+	if n := votersAfter(live, steps); len(steps) > 0 && n%2 == 0 {
+		env.Logf("note: the cluster will have %d voting members; an even size tolerates no more failures than %d (quorum %d)", n, n-1, etcd.Quorum(n))
+	}
 	p := &payload{
 		Cluster: c, Desired: d, Steps: steps, Joiners: map[string]joinHost{}, Suffix: time.Now().UTC().Format("20060102T150405Z"),
 		TmplName: args.Str(argTemplateName, ""), TmplText: args.Str(argTemplateText, ""), Timeout: timeout,
@@ -356,6 +361,29 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: ch, Msg: strings.Join(done, "; "),
 		Data: map[string]any{"done": done}}, nil
+}
+
+// votersAfter is the number of voting members once steps are done.
+func votersAfter(live []liveMember, steps []step) int {
+	n := 0
+	for _, l := range live {
+		if !l.Learner {
+			n++
+		}
+	}
+	for _, s := range steps {
+		switch {
+		case s.Kind == stepJoin && s.Learner:
+			n++
+		case s.Kind == stepRemove:
+			for _, l := range live {
+				if l.ID == s.ID && !l.Learner {
+					n--
+				}
+			}
+		}
+	}
+	return n
 }
 
 // stepsKey identifies a plan's steps, to tell whether a fresh plan is

@@ -206,3 +206,15 @@ func TestParseHostState(t *testing.T) {
 		t.Errorf("got %+v", st)
 	}
 }
+
+func TestVotersAfter(t *testing.T) {
+	ls := live("etcd1@127.0.1.1", "etcd2@127.0.1.2", "etcd3@127.0.1.3~")
+	steps := []step{
+		{Kind: stepJoin, Name: "etcd3", Added: true, Started: true, Learner: true},
+		{Kind: stepJoin, Name: "etcd4", Learner: true},
+		{Kind: stepRemove, ID: ls[0].ID, Name: "etcd1"},
+	}
+	if got := votersAfter(ls, steps); got != 3 {
+		t.Errorf("votersAfter = %d, want 3", got)
+	}
+}
