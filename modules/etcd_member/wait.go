@@ -192,4 +192,3 @@ func (a *applier) waitQuorum(ctx context.Context, name string) error {
 		}
 	}
 }
-
