@@ -2,8 +2,10 @@ package etcd_snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,7 +59,16 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 	// A hard link does not replace an existing file, unlike rename: two
 	// backups in the same second never overwrite each other.
 	if err := os.Link(tmp, final); err != nil {
-		return nil, fmt.Errorf("name the snapshot: %w", err)
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("name the snapshot: %w", err)
+		}
+		// A snapshot of the same member at the same revision in the same
+		// second (two runs back to back): keep the one already there if
+		// it is the same snapshot.
+		prev, perr := snapdb.Inspect(final, snapdb.Options{})
+		if perr != nil || prev.SHA256 != info.SHA256 {
+			return nil, fmt.Errorf("name the snapshot: %s already exists with other content; run again", final)
+		}
 	}
 	syncDir(dir)
 	info.Path = final

@@ -236,3 +236,33 @@ func TestPruneOnlyOwnFilesNewestKept(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveTwiceInOneSecond: back-to-back backups of an unchanged cluster
+// get the same name; the second must succeed and keep one file.
+func TestSaveTwiceInOneSecond(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	dir := t.TempDir()
+	m := tc.Model.Members[0]
+	ctx := context.Background()
+	same := 0
+	for range 3 {
+		a, err := Save(ctx, tc.Model, m, tc.StateDir, nil, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Save(ctx, tc.Model, m, tc.StateDir, nil, dir)
+		if err != nil {
+			t.Fatalf("second backup right after the first: %v", err)
+		}
+		if a.Path == b.Path {
+			same++
+		}
+	}
+	if same == 0 {
+		t.Skip("no two backups fell in the same second on this machine")
+	}
+	names, _ := listBackups(dir)
+	if len(names) > 6-same {
+		t.Errorf("%d files for %d distinct names: %v", len(names), 6-same, names)
+	}
+}
