@@ -63,11 +63,15 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 			return nil, fmt.Errorf("name the snapshot: %w", err)
 		}
 		// A snapshot of the same member at the same revision in the same
-		// second (two runs back to back): keep the one already there if
-		// it is the same snapshot.
+		// second (two runs back to back) holds the same keyspace, though
+		// not the same bytes (raft metadata moves on): the newer one
+		// replaces it. Anything else under that name is not ours to touch.
 		prev, perr := snapdb.Inspect(final, snapdb.Options{})
-		if perr != nil || prev.SHA256 != info.SHA256 {
-			return nil, fmt.Errorf("name the snapshot: %s already exists with other content; run again", final)
+		if perr != nil || prev.Revision != info.Revision || prev.Keys != info.Keys {
+			return nil, fmt.Errorf("name the snapshot: %s already exists and is not the same keyspace; run again", final)
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return nil, fmt.Errorf("name the snapshot: %w", err)
 		}
 	}
 	syncDir(dir)
