@@ -157,7 +157,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 	bare := harness.New(t, l).SnapshotAll(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := harness.New(t, l)
+			e := bootEnv(t, l)
 			for k, v := range tc.vars {
 				e.Vars[k] = v
 			}
@@ -189,8 +189,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 	// On a running cluster: an upgrade from a mirror with a wrong checksum
 	// installs nothing and restarts nothing.
 	t.Run("wrong checksum on a running cluster", func(t *testing.T) {
-		e := harness.New(t, l)
-		e.Vars["etcd_release_url"] = good
+		e := bootEnv(t, l)
 		e.MustApply(t, pb)
 		hosts := bootHostNames(l)
 		pids := bootPIDs(t, e, hosts)

@@ -22,8 +22,7 @@ const electionTimeout = 1000 * time.Millisecond
 
 func TestRollingRestartOnTuningChange(t *testing.T) {
 	l := lab.ForTest(t, lab.Options{Name: "it-rolling", Block: 44, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
+	e := bootEnv(t, l)
 	pb := harness.Playbook("site.yml")
 	hosts := bootHostNames(l)
 	e.MustApply(t, pb)
