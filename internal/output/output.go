@@ -85,15 +85,21 @@ func (t *Text) Emit(e runner.Event) {
 			fmt.Fprintf(t.w, "unreachable: [%s] %s\n", e.Host, e.Msg)
 		}
 	case runner.EventLog:
+		t.playHeader(e.Play)
 		fmt.Fprintf(t.w, "  [%s] %s: %s\n", e.Host, e.Task, e.Msg)
 	case runner.EventNodeDone:
-		if e.Play != t.lastPlay {
-			t.lastPlay = e.Play
-			fmt.Fprintf(t.w, "\nPLAY [%s] %s\n", e.Play, stars(e.Play))
-		}
+		t.playHeader(e.Play)
 		t.node(e)
 	case runner.EventRecap:
 		t.recap(e)
+	}
+}
+
+// playHeader prints "PLAY [name]" before the first line of a play.
+func (t *Text) playHeader(play string) {
+	if play != t.lastPlay {
+		t.lastPlay = play
+		fmt.Fprintf(t.w, "\nPLAY [%s] %s\n", play, stars(play))
 	}
 }
 
