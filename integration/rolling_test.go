@@ -64,6 +64,17 @@ func TestRollingRestartOnTuningChange(t *testing.T) {
 	} else if restarts[len(restarts)-1] != leader {
 		t.Errorf("--check plans restarts in order %v, want the leader %s last", restarts, leader)
 	}
+	// The same plan as a person reads it.
+	text := e.Etcdplay(t, "apply", pb, "--check", "--diff", "-e", tuned)
+	byHost := bootSplitByHost(text.Stdout)
+	for _, h := range hosts {
+		if !strings.Contains(byHost[h], "-snapshot-count: 10000\n") || !strings.Contains(byHost[h], "+snapshot-count: 20000\n") {
+			t.Errorf("--check --diff text shows no snapshot-count diff for %s:\n%s", h, text.Stdout)
+		}
+		if !strings.Contains(text.Stdout, "! restart "+h+":") {
+			t.Errorf("--check --diff text plans no restart of %s:\n%s", h, text.Stdout)
+		}
+	}
 	if d := e.ChangedSince(t, conv, bootConfigDirs...); len(d) > 0 {
 		t.Errorf("--check changed hosts:\n%s", strings.Join(d, "\n"))
 	}
