@@ -17,11 +17,11 @@ func BenchmarkBackupRestore(b *testing.B) {
 	l := lab.ForTest(b, lab.Options{Name: "bench-backup", Block: 33, Hosts: 3})
 	e := harness.New(b, l)
 	e.Vars["etcd_release_url"] = url
-	bkMustApply(b, e, harness.Playbook("site.yml"))
+	e.MustApply(b, harness.Playbook("site.yml"))
 	const keys, pad = 10000, 10 << 10 // 10,000 keys of ~10 KiB: ~100 MiB of values
 	putKeys(b, e.Client(b), keys, "bench", pad)
 
-	backup := bkMustApply(b, e, harness.Playbook("backup.yml"))
+	backup := e.MustApply(b, harness.Playbook("backup.yml"))
 	files := backups(b, e)
 	if len(files) != 1 {
 		b.Fatalf("backups: %v", files)
@@ -35,7 +35,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 	fmt.Printf("BENCH backup.yml, %.0f MB snapshot of %d keys to the controller: %.3fs wall, snapshot task %.3fs => %.1f MB/s\n",
 		mb, keys, backup.Elapsed.Seconds(), ev.Elapsed, mb/ev.Elapsed)
 
-	restore := bkMustApply(b, e, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	restore := e.MustApply(b, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
 	rev, _ := taskEvent(restore, "etcd_restore")
 	fmt.Printf("BENCH restore.yml of the %.0f MB snapshot onto 3 hosts: %.3fs wall, restore task %.3fs (push, etcdutl restore, stop, swap, start, healthy, verified)\n",
 		mb, restore.Elapsed.Seconds(), rev.Elapsed)

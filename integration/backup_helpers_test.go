@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,113 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var (
-	backupBinOnce sync.Once
-	backupBinPath string
-	backupBinErr  error
-)
-
-// backupBinary builds etcdplay with the backup modules linked in, whether
-// or not modules/all lists them yet: a throwaway main in the module root
-// imports them next to modules/all (a second blank import of a package is
-// harmless).
-func backupBinary(t testing.TB) string {
-	t.Helper()
-	backupBinOnce.Do(func() {
-		root := harness.RepoRoot()
-		src, err := os.MkdirTemp(root, ".backuptest-")
-		if err != nil {
-			backupBinErr = err
-			return
-		}
-		defer os.RemoveAll(src)
-		main := `package main
-
-import (
-	"os"
-
-	"github.com/etcdplay/etcdplay/internal/cli"
-	_ "github.com/etcdplay/etcdplay/modules/all"
-	_ "github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
-	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"
-	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"
-)
-
-func main() { os.Exit(cli.Main(os.Args[1:])) }
-`
-		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
-			backupBinErr = err
-			return
-		}
-		out, err := os.MkdirTemp("", "etcdplay-backup-bin-")
-		if err != nil {
-			backupBinErr = err
-			return
-		}
-		backupBinPath = filepath.Join(out, "etcdplay")
-		cmd := exec.Command("go", "build", "-o", backupBinPath, "./"+filepath.Base(src))
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			backupBinErr = fmt.Errorf("go build: %v\n%s", err, b)
-		}
-	})
-	if backupBinErr != nil {
-		t.Fatal(backupBinErr)
-	}
-	return backupBinPath
-}
-
-// bkApply runs `etcdplay apply PLAYBOOK --output json` against e's lab.
-func bkApply(t testing.TB, e *harness.Env, playbook string, extra ...string) *harness.Outcome {
-	t.Helper()
-	args := append([]string{"apply", playbook, "--output", "json"}, extra...)
-	args = append(args, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir)
-	for k, v := range e.Vars {
-		args = append(args, "-e", k+"="+v)
-	}
-	cmd := exec.Command(backupBinary(t), args...)
-	cmd.Dir = harness.RepoRoot()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	o := &harness.Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}}
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("run etcdplay %v: %v", args, err)
-		}
-		o.Code = ee.ExitCode()
-	}
-	sc := bufio.NewScanner(strings.NewReader(o.Stdout))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev runner.Event
-		if json.Unmarshal(line, &ev) == nil {
-			o.Events = append(o.Events, ev)
-			for _, r := range ev.Recap {
-				o.Recap[r.Host] = r
-			}
-		}
-	}
-	return o
-}
-
-func bkMustApply(t testing.TB, e *harness.Env, playbook string, extra ...string) *harness.Outcome {
-	t.Helper()
-	o := bkApply(t, e, playbook, extra...)
-	if o.Code != 0 {
-		t.Fatalf("etcdplay apply %s %v: exit %d\n%s\nstderr:\n%s", filepath.Base(playbook), extra, o.Code, o.Summary(), o.Stderr)
-	}
-	return o
-}
-
-// taskData returns the result data of the first finished node of module.
+// taskEvent returns the first finished node of module.
 func taskEvent(o *harness.Outcome, module string) (runner.Event, bool) {
 	for _, ev := range o.Events {
 		if ev.Type == runner.EventNodeDone && ev.Module == module {

@@ -31,20 +31,20 @@ func bkLab(t *testing.T, name string, block int) *harness.Env {
 func TestDisasterRecovery(t *testing.T) {
 	e := bkLab(t, "bk-dr", 30)
 	ctx := context.Background()
-	bkMustApply(t, e, harness.Playbook("site.yml"))
+	e.MustApply(t, harness.Playbook("site.yml"))
 	const n = 10000
 	putKeys(t, e.Client(t), n, "orig", 0)
 	before := readCluster(t, e)
 
 	// --check names the member and the place, and takes no snapshot.
-	check := bkMustApply(t, e, harness.Playbook("backup.yml"), "--check")
+	check := e.MustApply(t, harness.Playbook("backup.yml"), "--check")
 	if !strings.Contains(check.Stdout, "a healthy follower") || !strings.Contains(check.Stdout, filepath.Join(e.StateDir, "backups", "etcd")) {
 		t.Errorf("backup --check does not say which member and where:\n%s", check.Stdout)
 	}
 	if files := backups(t, e); len(files) != 0 {
 		t.Fatalf("backup --check took a snapshot: %v", files)
 	}
-	o := bkMustApply(t, e, harness.Playbook("backup.yml"))
+	o := e.MustApply(t, harness.Playbook("backup.yml"))
 	files := backups(t, e)
 	if len(files) != 1 {
 		t.Fatalf("backups after backup.yml: %v", files)
@@ -66,13 +66,13 @@ func TestDisasterRecovery(t *testing.T) {
 			t.Fatalf("%s not blank after wipe: %v", h.Name, got)
 		}
 	}
-	bkMustApply(t, e, harness.Playbook("site.yml"))
+	e.MustApply(t, harness.Playbook("site.yml"))
 	if got := countKeys(t, e); got != 0 {
 		t.Fatalf("fresh cluster has %d keys", got)
 	}
 
 	// --check shows the plan and touches nothing.
-	check = bkApply(t, e, harness.Playbook("restore.yml"), "--check", "--diff", "-e", "snapshot="+snap)
+	check = e.Apply(t, harness.Playbook("restore.yml"), "--check", "--diff", "-e", "snapshot="+snap)
 	if check.Code != 0 {
 		t.Fatalf("restore --check: exit %d\n%s\n%s", check.Code, check.Summary(), check.Stderr)
 	}
@@ -91,7 +91,7 @@ func TestDisasterRecovery(t *testing.T) {
 	}
 
 	start := time.Now()
-	r := bkMustApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
+	r := e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
 	t.Logf("restore took %s", time.Since(start))
 	if ev, ok := taskEvent(r, "etcd_restore"); ok {
 		t.Logf("restore: %s", ev.Msg)
@@ -115,7 +115,7 @@ func TestDisasterRecovery(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.StateDir, harness.ClusterName, "restores", "last.json")); err != nil {
 		t.Errorf("restore record: %v", err)
 	}
-	again := bkMustApply(t, e, harness.Playbook("site.yml"))
+	again := e.MustApply(t, harness.Playbook("site.yml"))
 	if c := again.Changed(); c != 0 {
 		t.Errorf("site.yml after restore changed %d things, want 0:\n%s", c, again.Stdout)
 	}
@@ -138,10 +138,10 @@ func countKeys(t *testing.T, e *harness.Env) int64 {
 // hash is accepted with skip_hash_check.
 func TestRestoreRunningCluster(t *testing.T) {
 	e := bkLab(t, "bk-roll", 31)
-	bkMustApply(t, e, harness.Playbook("site.yml"))
+	e.MustApply(t, harness.Playbook("site.yml"))
 	cli := e.Client(t)
 	putKeys(t, cli, 500, "v1", 0)
-	bkMustApply(t, e, harness.Playbook("backup.yml"))
+	e.MustApply(t, harness.Playbook("backup.yml"))
 	files := backups(t, e)
 	if len(files) != 1 {
 		t.Fatalf("backups: %v", files)
@@ -169,7 +169,7 @@ func TestRestoreRunningCluster(t *testing.T) {
 		{"corrupted", write("corrupted.db", flipped), "integrity hash mismatch"},
 		{"no hash", write("nohash.db", data[:len(data)-32]), "no integrity hash"},
 	} {
-		o := bkApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot="+bad.path)
+		o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+bad.path)
 		if o.Code == 0 {
 			t.Fatalf("%s snapshot restored", bad.name)
 		}
@@ -187,7 +187,7 @@ func TestRestoreRunningCluster(t *testing.T) {
 	}
 	checkKeys(t, cli, 600, "v2", 0)
 
-	bkMustApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
 	cli = e.Client(t)
 	checkKeys(t, cli, 500, "v1", 0)
 	for _, h := range e.Lab.Hosts() {
@@ -208,7 +208,7 @@ func TestRestoreRunningCluster(t *testing.T) {
 	// A db without its hash (as copied out of a data dir) with skip_hash_check.
 	putKeys(t, cli, 700, "v3", 0)
 	time.Sleep(time.Second) // a new timestamp for the second restore's dirs
-	bkMustApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot="+filepath.Join(dir, "nohash.db"), "-e", "skip_hash_check=true")
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+filepath.Join(dir, "nohash.db"), "-e", "skip_hash_check=true")
 	checkKeys(t, e.Client(t), 500, "v1", 0)
 	for _, h := range e.Lab.Hosts() {
 		if got := hostGlob(t, e, h.Name, "var/lib/etcd.pre-restore-*"); len(got) != 2 {
@@ -251,7 +251,7 @@ func equalMaps(a, b map[string]string) bool {
 func TestBackupTimer(t *testing.T) {
 	e := bkLab(t, "bk-timer", 32)
 	ctx := context.Background()
-	bkMustApply(t, e, harness.Playbook("site.yml"))
+	e.MustApply(t, harness.Playbook("site.yml"))
 	putKeys(t, e.Client(t), 100, "t", 0)
 	plain := e.Inventory
 	e.Inventory = inventoryWithHostVars(t, plain, "etcd2", map[string]any{
@@ -259,7 +259,7 @@ func TestBackupTimer(t *testing.T) {
 		"etcd_backup_local_keep": 3,
 		"etcd_backup_dir":        "/var/backups/etcd-local",
 	})
-	o := bkMustApply(t, e, harness.Playbook("backup.yml"))
+	o := e.MustApply(t, harness.Playbook("backup.yml"))
 	if r := o.Recap["etcd1"]; r.Failed != 0 {
 		t.Fatalf("recap %+v", o.Recap)
 	}
@@ -306,7 +306,7 @@ func TestBackupTimer(t *testing.T) {
 		}
 	}
 
-	again := bkMustApply(t, e, harness.Playbook("backup.yml"))
+	again := e.MustApply(t, harness.Playbook("backup.yml"))
 	for _, ev := range again.Events {
 		if ev.Module == "etcd_backup_timer" && ev.Status != "ok" && ev.Status != "" {
 			t.Errorf("second run: etcd_backup_timer on %s: %s %s", ev.Host, ev.Status, ev.Msg)
@@ -314,7 +314,7 @@ func TestBackupTimer(t *testing.T) {
 	}
 
 	e.Inventory = plain
-	bkMustApply(t, e, harness.Playbook("backup.yml"))
+	e.MustApply(t, harness.Playbook("backup.yml"))
 	if got := hostGlob(t, e, "etcd2", "etc/systemd/system/etcd-backup.*"); len(got) != 0 {
 		t.Errorf("timer left after the schedule was dropped: %v", got)
 	}
@@ -340,15 +340,15 @@ func TestRestoreSeparateWAL(t *testing.T) {
 		}
 	}
 	e.Vars["etcd_wal_dir"] = "/var/lib/etcd-wal/wal"
-	bkMustApply(t, e, harness.Playbook("site.yml"))
+	e.MustApply(t, harness.Playbook("site.yml"))
 	cli := e.Client(t)
 	putKeys(t, cli, 100, "w1", 0)
-	bkMustApply(t, e, harness.Playbook("backup.yml"))
+	e.MustApply(t, harness.Playbook("backup.yml"))
 	if files := backups(t, e); len(files) != 1 {
 		t.Fatalf("backups: %v", files)
 	}
 	putKeys(t, cli, 150, "w2", 0)
-	bkMustApply(t, e, harness.Playbook("restore.yml"), "-e", "snapshot=latest")
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot=latest")
 	checkKeys(t, e.Client(t), 100, "w1", 0)
 	for _, h := range e.Lab.Hosts() {
 		for _, pat := range []string{"var/lib/etcd.pre-restore-*", "var/lib/etcd-wal/wal.pre-restore-*", "var/lib/etcd-wal/wal/*.wal"} {
@@ -360,7 +360,7 @@ func TestRestoreSeparateWAL(t *testing.T) {
 			t.Errorf("%s: a WAL inside the data dir although etcd_wal_dir is set: %v", h.Name, got)
 		}
 	}
-	if again := bkMustApply(t, e, harness.Playbook("site.yml")); again.Changed() != 0 {
+	if again := e.MustApply(t, harness.Playbook("site.yml")); again.Changed() != 0 {
 		t.Errorf("site.yml after restore changed %d things", again.Changed())
 	}
 }
