@@ -135,7 +135,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 			vars:      map[string]string{"etcd_release_url": good},
 			inventory: badInventory(t, l, map[string]string{"etcd3": "etcd_address: " + etcd2.Addr}),
 			code:      4,
-			want:      []string{"(host etcd3)", etcd2.Addr + ":2379 is also used by etcd2"},
+			want:      []string{"variable etcd_address (host etcd3)", etcd2.Addr + " is also the address of etcd2"},
 		},
 		{
 			name: "client port in use",

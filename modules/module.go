@@ -200,6 +200,15 @@ func OnController(m Module) bool {
 	return ok
 }
 
+// VariableError is implemented by errors about a variable's value rather
+// than about the task that read it (a duplicate etcd_name, say). The
+// compiler reports each once per run, however many tasks and hosts read
+// the variable.
+type VariableError interface {
+	error
+	Variable() string
+}
+
 // Resolver is implemented by modules that need controller-side inputs (a
 // template, a local file, cluster-wide variables) turned into plain
 // arguments before the task goes to the host. The compiler calls Resolve

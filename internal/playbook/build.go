@@ -271,6 +271,19 @@ func (c *compiler) templateErr(m *taskMeta, t *Task, err error, vars map[string]
 // moduleErr reports what Resolve or Validate said, at the argument's line
 // when it names one.
 func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string) {
+	if vars := variableErrors(err); vars != nil {
+		for _, ve := range vars {
+			if c.varSeen == nil {
+				c.varSeen = map[string]bool{}
+			}
+			if c.varSeen[ve.Error()] {
+				continue // already reported for an earlier task or host
+			}
+			c.varSeen[ve.Error()] = true
+			c.c.addf(m.key["module"], "vars."+ve.Variable(), "", "%s", ve.Error())
+		}
+		return
+	}
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
@@ -355,6 +368,38 @@ func without(xs, drop []string) []string {
 		if !contains(drop, x) {
 			out = append(out, x)
 		}
+	}
+	return out
+}
+
+// variableErrors returns the leaves of err's tree when every one of them is
+// a modules.VariableError, else nil: such errors are about the inventory or
+// -e, not the task, and are reported once.
+func variableErrors(err error) []modules.VariableError {
+	var out []modules.VariableError
+	var walk func(error) bool
+	walk = func(e error) bool {
+		if ve, ok := e.(modules.VariableError); ok {
+			out = append(out, ve)
+			return true
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				if !walk(x) {
+					return false
+				}
+			}
+			return len(u.Unwrap()) > 0
+		case interface{ Unwrap() error }:
+			if x := u.Unwrap(); x != nil {
+				return walk(x)
+			}
+		}
+		return false
+	}
+	if !walk(err) {
+		return nil
 	}
 	return out
 }

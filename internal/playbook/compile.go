@@ -65,6 +65,9 @@ type compiler struct {
 	limit map[string]bool // nil = no limit
 	// registered are the names tasks register: known only at run time.
 	registered map[string]bool
+	// varSeen are the variable problems already reported (one report per
+	// run, however many tasks and hosts read the variable).
+	varSeen map[string]bool
 	// prevSinks are the last nodes of the previous batch or play.
 	prevSinks []string
 	// broken are the current play's variables that failed to render, by

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,3 +72,21 @@ func init() {
 	modules.Register("members", specModule{modules.Spec{
 		"endpoints": {Kind: modules.List, Required: true}, "port": {Kind: modules.Int}}})
 }
+
+// clusterModule fails Resolve with problems about variables, as the etcd
+// modules do for a duplicate member name: the compiler must report each
+// once, not once per task and host.
+type clusterModule struct{ specModule }
+
+type testVarError struct{ name, msg string }
+
+func (e *testVarError) Error() string    { return "variable " + e.name + ": " + e.msg }
+func (e *testVarError) Variable() string { return e.name }
+
+func (clusterModule) Resolve(a modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	return nil, fmt.Errorf("cluster on %s: %w", rc.Host, errors.Join(
+		&testVarError{"cluster_name", `"a" is also the name of another member`},
+		&testVarError{"cluster_port", "2379 is used twice"}))
+}
+
+func init() { modules.Register("cluster", clusterModule{specModule{modules.Spec{}}}) }

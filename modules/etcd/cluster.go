@@ -334,6 +334,11 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 		if strings.ContainsAny(m.Address, " ,/=") || strings.Trim(m.Address, "[]") == "" {
 			r.fail("etcd_address", "%q is not a host name or IP address", m.Address)
 		}
+		// Collisions are reported once per member: on etcd_address when every
+		// port collides with the same member (the usual copy-paste mistake),
+		// on the port variable otherwise.
+		type collision struct{ name, ep, other string }
+		var collisions []collision
 		for _, p := range []struct {
 			name string
 			port int
@@ -344,9 +349,17 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 			}
 			ep := net.JoinHostPort(strings.Trim(m.Address, "[]"), strconv.Itoa(p.port))
 			if other, dup := byEndpoint[ep]; dup {
-				r.fail(p.name, "%s is also used by %s: each member needs its own address:port", ep, other)
+				collisions = append(collisions, collision{p.name, ep, other})
 			} else {
 				byEndpoint[ep] = h
+			}
+		}
+		switch {
+		case len(collisions) == 2 && collisions[0].other == collisions[1].other:
+			r.fail("etcd_address", "%s is also the address of %s (client and peer ports collide): each member needs its own etcd_address", m.Address, collisions[0].other)
+		default:
+			for _, c := range collisions {
+				r.fail(c.name, "%s is also used by %s: each member needs its own address:port", c.ep, c.other)
 			}
 		}
 		if m.MetricsURL != "" {

@@ -119,7 +119,7 @@ func TestFromVarsErrors(t *testing.T) {
 		wantMsg string
 	}{
 		{"duplicate name", nil, map[string]map[string]any{"etcd2": {"etcd_name": "etcd1"}}, 3, "etcd_name", "also the name of etcd1"},
-		{"duplicate address", nil, map[string]map[string]any{"etcd3": {"etcd_address": "127.0.1.1"}}, 3, "etcd_client_port", "127.0.1.1:2379 is also used by etcd1"},
+		{"duplicate address", nil, map[string]map[string]any{"etcd3": {"etcd_address": "127.0.1.1"}}, 3, "etcd_address", "127.0.1.1 is also the address of etcd1 (client and peer ports collide)"},
 		{"client port = peer port", nil, map[string]map[string]any{"etcd1": {"etcd_client_port": 2380}}, 1, "etcd_peer_port", "also used by etcd1"},
 		{"bad version", map[string]any{"etcd_version": "3.6.16"}, nil, 1, "etcd_version", "want vX.Y.Z"},
 		{"old version", map[string]any{"etcd_version": "v3.3.10"}, nil, 1, "etcd_version", "not supported"},

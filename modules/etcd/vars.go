@@ -15,6 +15,10 @@ type VarError struct {
 	Msg  string
 }
 
+// Variable names the variable: the compiler reports a problem with a
+// variable once, however many tasks and hosts read it.
+func (e *VarError) Variable() string { return e.Var }
+
 func (e *VarError) Error() string {
 	if e.Host == "" {
 		return fmt.Sprintf("variable %s: %s", e.Var, e.Msg)
