@@ -12,7 +12,6 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
-	"github.com/etcdplay/etcdplay/integration/mirror"
 )
 
 // genericPlaybook writes an Ansible-compatible playbook of n tasks (file,
@@ -96,7 +95,7 @@ func BenchmarkSiteBootstrap(b *testing.B) {
 	e := harness.New(b, l)
 	e.Vars["etcd_release_url"] = url
 	// Fill the controller's release cache, as a second bootstrap would find it.
-	warmCache(b, e)
+	e.WarmReleaseCache(b, "v3.6.16")
 	cold := e.MustApply(b, harness.Playbook("site.yml"))
 	fmt.Printf("BENCH site.yml cold bootstrap, 3 hosts, tarball cached: %.3fs (target < 6s; Ansible 2.14 reference 23.5s => %.1fx)\n",
 		cold.Elapsed.Seconds(), 23.5/cold.Elapsed.Seconds())
@@ -111,25 +110,4 @@ func BenchmarkSiteBootstrap(b *testing.B) {
 		warm.Seconds(), 13.7/warm.Seconds())
 	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
 	b.ReportMetric(warm.Seconds(), "s/warm")
-}
-
-// warmCache puts the mirror's verified release files where etcd_binary
-// caches downloads (<state>/cache/<version>/), so the benchmark measures a
-// bootstrap and not a download.
-func warmCache(b *testing.B, e *harness.Env) {
-	b.Helper()
-	src := filepath.Join(mirror.DefaultCacheDir(), "v3.6.16")
-	dst := filepath.Join(e.StateDir, "cache", "v3.6.16")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	for _, f := range []string{"etcd-v3.6.16-linux-amd64.tar.gz", "SHA256SUMS"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,63 +19,11 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
-	"github.com/etcdplay/etcdplay/integration/mirror"
 	"github.com/etcdplay/etcdplay/internal/runner"
 )
 
 // The membership tests run the real binary like harness.Env does, with
 // their own inventories (a cluster grows, shrinks and moves between them).
-
-var (
-	memberBinOnce sync.Once
-	memberBin     string
-	memberBinErr  error
-)
-
-// membershipBinary is harness.Binary, except that while modules/all does
-// not link etcd_member yet, it builds with a go build -overlay that adds
-// the import, leaving the file itself alone.
-func membershipBinary(t testing.TB) string {
-	t.Helper()
-	allGo := filepath.Join(harness.RepoRoot(), "modules", "all", "all.go")
-	src, err := os.ReadFile(allGo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(src, []byte("modules/etcd_member\"")) {
-		return harness.Binary(t)
-	}
-	memberBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "etcdplay-member-bin-")
-		if err != nil {
-			memberBinErr = err
-			return
-		}
-		patched := bytes.Replace(src, []byte("import ("), []byte("import (\n\t_ \"github.com/etcdplay/etcdplay/modules/etcd_member\""), 1)
-		pf := filepath.Join(dir, "all.go")
-		if err := os.WriteFile(pf, patched, 0o644); err != nil {
-			memberBinErr = err
-			return
-		}
-		ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{allGo: pf}})
-		of := filepath.Join(dir, "overlay.json")
-		if err := os.WriteFile(of, ov, 0o644); err != nil {
-			memberBinErr = err
-			return
-		}
-		memberBin = filepath.Join(dir, "etcdplay")
-		cmd := exec.Command("go", "build", "-overlay", of, "-o", memberBin, "./cmd/etcdplay")
-		cmd.Dir = harness.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			memberBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if memberBinErr != nil {
-		t.Fatal(memberBinErr)
-	}
-	return memberBin
-}
 
 // mlab is a lab plus the controller side of the membership tests.
 type mlab struct {
@@ -92,28 +38,8 @@ func newMLab(t testing.TB, name string, block, hosts int) *mlab {
 	l := lab.ForTest(t, lab.Options{Name: name, Block: block, Hosts: hosts})
 	e := harness.New(t, l)
 	m := &mlab{Env: e, t: t, url: url}
-	warmReleaseCache(t, e.StateDir)
+	e.WarmReleaseCache(t, "v3.6.16")
 	return m
-}
-
-// warmReleaseCache puts the mirror's verified release where etcd_binary
-// caches downloads, as a second run on the same controller would find it.
-func warmReleaseCache(t testing.TB, stateDir string) {
-	t.Helper()
-	src := filepath.Join(mirror.DefaultCacheDir(), "v3.6.16")
-	dst := filepath.Join(stateDir, "cache", "v3.6.16")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"etcd-v3.6.16-linux-amd64.tar.gz", "SHA256SUMS"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // node is an inventory entry: inventory name and address.
@@ -172,24 +98,9 @@ func memContains(list []string, s string) bool {
 // apply runs `etcdplay apply PLAYBOOK -i INV --output json ...`.
 func (m *mlab) apply(inv, playbook string, extra ...string) *harness.Outcome {
 	m.t.Helper()
-	args := append([]string{"apply", harness.Playbook(playbook), "--output", "json",
-		"-i", inv, "--known-hosts", m.Lab.KnownHostsFile, "--state-dir", m.StateDir}, extra...)
-	cmd := exec.Command(membershipBinary(m.t), args...)
-	cmd.Dir = harness.RepoRoot()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	o := parseOutcome(stdout.String())
-	o.Stderr, o.Elapsed = stderr.String(), time.Since(start)
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			m.t.Fatalf("run etcdplay: %v", err)
-		}
-		o.Code = ee.ExitCode()
-	}
-	return o
+	env := *m.Env
+	env.Inventory = inv
+	return env.Apply(m.t, harness.Playbook(playbook), extra...)
 }
 
 func (m *mlab) mustApply(inv, playbook string, extra ...string) *harness.Outcome {
@@ -197,26 +108,6 @@ func (m *mlab) mustApply(inv, playbook string, extra ...string) *harness.Outcome
 	o := m.apply(inv, playbook, extra...)
 	if o.Code != 0 {
 		m.t.Fatalf("etcdplay apply %s %v: exit %d\n%s\n%s\nstderr:\n%s", playbook, extra, o.Code, o.Summary(), runLogs(o), o.Stderr)
-	}
-	return o
-}
-
-func parseOutcome(stdout string) *harness.Outcome {
-	o := &harness.Outcome{Stdout: stdout, Recap: map[string]runner.HostRecap{}}
-	sc := bufio.NewScanner(strings.NewReader(stdout))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev runner.Event
-		if json.Unmarshal(line, &ev) == nil {
-			o.Events = append(o.Events, ev)
-			for _, r := range ev.Recap {
-				o.Recap[r.Host] = r
-			}
-		}
 	}
 	return o
 }
@@ -372,7 +263,7 @@ func (m *mlab) killWhen(inv, playbook, marker string, delay time.Duration) {
 	m.t.Helper()
 	args := []string{"apply", harness.Playbook(playbook), "--output", "json",
 		"-i", inv, "--known-hosts", m.Lab.KnownHostsFile, "--state-dir", m.StateDir}
-	cmd := exec.Command(membershipBinary(m.t), args...)
+	cmd := exec.Command(harness.Binary(m.t), args...)
 	cmd.Dir = harness.RepoRoot()
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -195,6 +195,19 @@ func run(t testing.TB, bin string, args []string) *Outcome {
 		}
 		o.Code = ee.ExitCode()
 	}
+	o.parseEvents()
+	return o
+}
+
+// ParseOutcome reads the JSON events (and the recap) of an `--output json`
+// run's stdout.
+func ParseOutcome(stdout string) *Outcome {
+	o := &Outcome{Stdout: stdout, Recap: map[string]runner.HostRecap{}}
+	o.parseEvents()
+	return o
+}
+
+func (o *Outcome) parseEvents() {
 	sc := bufio.NewScanner(strings.NewReader(o.Stdout))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -210,5 +223,4 @@ func run(t testing.TB, bin string, args []string) *Outcome {
 			}
 		}
 	}
-	return o
 }

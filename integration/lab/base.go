@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/integration/flock"
 )
 
 // BasePackages are installed into the base image on top of debootstrap's
@@ -46,7 +48,7 @@ func BaseImage(ctx context.Context, cacheDir string) (string, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("lab base image: %w", err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, "base.lock"))
+	unlock, err := flock.Lock(ctx, filepath.Join(cacheDir, "base.lock"))
 	if err != nil {
 		return "", fmt.Errorf("lab base image: %w", err)
 	}

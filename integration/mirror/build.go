@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/integration/flock"
 )
 
 // Versions are the etcd releases the project tests against: two of them,
@@ -66,7 +68,7 @@ func Build(ctx context.Context, version, cacheDir string) (tarballDir string, er
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("etcd %s mirror: %w", version, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, version+".lock"))
+	unlock, err := flock.Lock(ctx, filepath.Join(cacheDir, version+".lock"))
 	if err != nil {
 		return "", fmt.Errorf("etcd %s mirror: %w", version, err)
 	}

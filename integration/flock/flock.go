@@ -1,4 +1,6 @@
-package mirror
+// Package flock serializes the lab's slow, shared build steps (the base
+// image, etcd releases) across processes with an flock on a lock file.
+package flock
 
 import (
 	"context"
@@ -9,10 +11,10 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel
+// Lock takes an exclusive flock on path, polling so that ctx can cancel
 // the wait. Two test binaries building the same version serialize here, and
 // the second one then finds the first one's result in the cache.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+func Lock(ctx context.Context, path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
