@@ -30,7 +30,7 @@ lab-tool:
 test: unit-test integration-test
 
 unit-test:
-	$(GO) test -timeout 10m $$($(GO) list ./... | grep -v /integration/)
+	$(GO) test -timeout 10m $$($(GO) list ./... | grep -v /integration)
 
 # The integration packages skip themselves without root or systemd-nspawn;
 # say so up front so a green run is never mistaken for a full one.

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
 )
@@ -152,7 +153,7 @@ func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, 
 		jh := a.p.Joiners[m.Host]
 		if jh.Stop {
 			a.env.Logf("stopping a stray etcd on %s", m.Host)
-			if _, err := command(ctx, r, "systemctl", "stop", unit); err != nil {
+			if _, err := command.Run(ctx, r, "systemctl", "stop", unit); err != nil {
 				return "", err
 			}
 		}
@@ -202,7 +203,7 @@ func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, 
 		}
 	}
 	// Idempotent: a learner whose etcd already runs is left as it is.
-	if _, err := command(ctx, r, "systemctl", "start", "--no-block", unit); err != nil {
+	if _, err := command.Run(ctx, r, "systemctl", "start", "--no-block", unit); err != nil {
 		return "", err
 	}
 	if s.Learner {
@@ -246,7 +247,7 @@ func (a *applier) retire(ctx context.Context, rt retire) error {
 	}
 	if rt.Stop {
 		a.env.Logf("stopping and disabling etcd on %s", rt.Host)
-		if _, err := command(ctx, r, "systemctl", "disable", "--now", "--quiet", unit); err != nil {
+		if _, err := command.Run(ctx, r, "systemctl", "disable", "--now", "--quiet", unit); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -45,7 +46,7 @@ func dataDirs(c *etcd.Cluster) []string {
 }
 
 func probeHost(ctx context.Context, r modules.Remote, c *etcd.Cluster) (hostState, error) {
-	out, err := command(ctx, r, append([]string{"sh", "-c", probeScript, "sh"}, dataDirs(c)...)...)
+	out, err := command.Run(ctx, r, append([]string{"sh", "-c", probeScript, "sh"}, dataDirs(c)...)...)
 	if err != nil {
 		return hostState{}, err
 	}
@@ -73,28 +74,6 @@ func parseHostState(out string) hostState {
 	return s
 }
 
-// command runs argv on r through the generic command module.
-func command(ctx context.Context, r modules.Remote, argv ...string) (string, error) {
-	a := make([]any, len(argv))
-	for i, w := range argv {
-		a[i] = w
-	}
-	res, err := r.Do(ctx, "command", modules.Args{"argv": a}, false)
-	if err != nil {
-		return "", err
-	}
-	stdout, _ := res.Data["stdout"].(string)
-	if res.Status == modules.StatusFailed {
-		stderr, _ := res.Data["stderr"].(string)
-		msg := strings.TrimSpace(stderr)
-		if msg == "" {
-			msg = res.Msg
-		}
-		return stdout, fmt.Errorf("%s: %s", strings.Join(argv, " "), msg)
-	}
-	return stdout, nil
-}
-
 // moveAsideScript renames each directory to DIR.SUFFIX, never deleting
 // anything, and (with keep=1) leaves an empty DIR owned by etcd, 0700, for
 // the new member. $1 is the suffix, $2 keep, the rest the directories.
@@ -115,7 +94,7 @@ func moveAside(ctx context.Context, r modules.Remote, suffix string, keep bool, 
 	if keep {
 		k = "1"
 	}
-	_, err := command(ctx, r, append([]string{"sh", "-c", moveAsideScript, "sh", suffix, k}, dirs...)...)
+	_, err := command.Run(ctx, r, append([]string{"sh", "-c", moveAsideScript, "sh", suffix, k}, dirs...)...)
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -109,31 +110,9 @@ func parseProbe(out string) (hostProbe, error) {
 	return p, nil
 }
 
-// command runs argv on r through the generic command module.
-func command(ctx context.Context, r modules.Remote, argv ...string) (string, error) {
-	a := make([]any, len(argv))
-	for i, w := range argv {
-		a[i] = w
-	}
-	res, err := r.Do(ctx, "command", modules.Args{"argv": a}, false)
-	if err != nil {
-		return "", err
-	}
-	stdout, _ := res.Data["stdout"].(string)
-	if res.Status == modules.StatusFailed {
-		stderr, _ := res.Data["stderr"].(string)
-		msg := strings.TrimSpace(stderr)
-		if msg == "" {
-			msg = res.Msg
-		}
-		return stdout, fmt.Errorf("%s: %s", strings.Join(argv, " "), msg)
-	}
-	return stdout, nil
-}
-
 func probeHost(ctx context.Context, r modules.Remote, c *etcd.Cluster) (hostProbe, error) {
 	argv := append([]string{"sh", "-c", probeScript, "sh"}, inputs(c)...)
-	out, err := command(ctx, r, argv...)
+	out, err := command.Run(ctx, r, argv...)
 	if err != nil {
 		return hostProbe{}, err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -202,7 +203,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			return nil, fmt.Errorf("etcd_restart: no connection to %s (%s)", s.Host, stopped())
 		}
 		rctx, cancel := context.WithTimeout(ctx, p.RestartTimeout)
-		_, err = command(rctx, r, "systemctl", "restart", unitName)
+		_, err = command.Run(rctx, r, "systemctl", "restart", unitName)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("etcd_restart: restart of %s failed: %w%s (%s)", s.Name, err, journal(ctx, r), stopped())
@@ -225,7 +226,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 func journal(ctx context.Context, r modules.Remote) string {
 	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out, err := command(jctx, r, "journalctl", "-u", unitName, "-n", "10", "--no-pager", "-o", "cat")
+	out, err := command.Run(jctx, r, "journalctl", "-u", unitName, "-n", "10", "--no-pager", "-o", "cat")
 	if err != nil || strings.TrimSpace(out) == "" {
 		return ""
 	}

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -53,7 +54,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err := stopAll(ctx, env, c, hosts, members); err != nil {
 		// The old data dirs are still in place: bring every member back.
 		_ = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
-			_, err := run(ctx, hosts[m.Host], "systemctl", "start", "--no-block", unit)
+			_, err := command.Run(ctx, hosts[m.Host], "systemctl", "start", "--no-block", unit)
 			return err
 		})
 		cleanup(ctx, hosts, j, true)
@@ -74,8 +75,8 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		r := hosts[m.Host]
 		// A unit that failed before (the disaster) refuses to start
 		// until its failed state is cleared.
-		_, _ = run(ctx, r, "systemctl", "reset-failed", unit)
-		_, err := run(ctx, r, "systemctl", "start", "--no-block", unit)
+		_, _ = command.Run(ctx, r, "systemctl", "reset-failed", unit)
+		_, err := command.Run(ctx, r, "systemctl", "start", "--no-block", unit)
 		return err
 	})
 	if err != nil {
@@ -148,7 +149,7 @@ func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[s
 		}
 	}
 	stop := func(ctx context.Context, _ int, m etcd.Member) error {
-		_, err := run(ctx, hosts[m.Host], "systemctl", "stop", unit)
+		_, err := command.Run(ctx, hosts[m.Host], "systemctl", "stop", unit)
 		return err
 	}
 	if err := forEach(ctx, first, stop); err != nil {
@@ -161,7 +162,7 @@ func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[s
 // restores it into the staging dir, while etcd keeps running.
 func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 	c := j.Cluster
-	if _, err := run(ctx, r, "mkdir", "-p", path.Dir(mp.Upload)); err != nil {
+	if _, err := command.Run(ctx, r, "mkdir", "-p", path.Dir(mp.Upload)); err != nil {
 		return err
 	}
 	f, err := os.Open(j.Snapshot.Path)
@@ -173,7 +174,7 @@ func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
-	out, err := run(ctx, r, "sha256sum", mp.Upload)
+	out, err := command.Run(ctx, r, "sha256sum", mp.Upload)
 	if err != nil {
 		return err
 	}
@@ -193,14 +194,14 @@ func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 	if j.Skip {
 		argv = append(argv, "--skip-hash-check")
 	}
-	if _, err := run(ctx, r, argv...); err != nil {
+	if _, err := command.Run(ctx, r, argv...); err != nil {
 		return err
 	}
 	chown := []string{"chown", "-R", "etcd:etcd", mp.Stage}
 	if mp.StageWAL != "" {
 		chown = append(chown, mp.StageWAL)
 	}
-	_, err = run(ctx, r, chown...)
+	_, err = command.Run(ctx, r, chown...)
 	return err
 }
 
@@ -220,7 +221,7 @@ func swap(ctx context.Context, r modules.Remote, c *etcd.Cluster, mp memberPlan)
 	}
 	for _, m := range moves {
 		// -T: never move into an existing directory of that name.
-		if _, err := run(ctx, r, "mv", "-T", m.from, m.to); err != nil {
+		if _, err := command.Run(ctx, r, "mv", "-T", m.from, m.to); err != nil {
 			return err
 		}
 	}
@@ -246,7 +247,7 @@ func cleanup(ctx context.Context, hosts map[string]modules.Remote, j *job, stagi
 				argv = append(argv, mp.StageWAL)
 			}
 		}
-		_, err := run(ctx, hosts[m.Host], argv...)
+		_, err := command.Run(ctx, hosts[m.Host], argv...)
 		return err
 	})
 }

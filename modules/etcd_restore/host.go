@@ -2,7 +2,6 @@ package etcd_restore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,32 +9,6 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 )
-
-// ErrCommand is wrapped by the error of a host command that ran and failed.
-var ErrCommand = errors.New("command failed")
-
-// run executes argv on r (no shell) through the generic command module and
-// returns its stdout; a non-zero exit is an error with its stderr.
-func run(ctx context.Context, r modules.Remote, argv ...string) (string, error) {
-	a := make([]any, len(argv))
-	for i, w := range argv {
-		a[i] = w
-	}
-	res, err := r.Do(ctx, "command", modules.Args{"argv": a}, false)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", command.Quote(argv), err)
-	}
-	stdout, _ := res.Data["stdout"].(string)
-	if res.Status == modules.StatusFailed {
-		stderr, _ := res.Data["stderr"].(string)
-		msg := strings.TrimSpace(stderr)
-		if msg == "" {
-			msg = res.Msg
-		}
-		return stdout, fmt.Errorf("%s: %w: %s", command.Quote(argv), ErrCommand, msg)
-	}
-	return stdout, nil
-}
 
 // probeScript reports, one key=value a line, what the restore plan depends
 // on. It only reads.
@@ -97,7 +70,7 @@ func parseProbe(out string) (hostProbe, error) {
 }
 
 func probe(ctx context.Context, r modules.Remote, dataDir, walDir, etcdutl, uploadDir string) (hostProbe, error) {
-	out, err := run(ctx, r, "sh", "-c", probeScript, "sh", dataDir, walDir, etcdutl, uploadDir)
+	out, err := command.Run(ctx, r, "sh", "-c", probeScript, "sh", dataDir, walDir, etcdutl, uploadDir)
 	if err != nil {
 		return hostProbe{}, err
 	}
