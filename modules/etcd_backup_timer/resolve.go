@@ -2,19 +2,15 @@ package etcd_backup_timer
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"text/template"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	"github.com/etcdplay/etcdplay/templates"
+	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
 
 // Defaults of the variables this module reads.
@@ -111,7 +107,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		}
 	}
 	for _, u := range []struct{ arg, tmpl string }{{"service", ServiceTemplate}, {"timer", TimerTemplate}} {
-		text, err := loadTemplate(rc.BaseDir, u.tmpl)
+		text, err := loadText(rc.BaseDir, u.tmpl)
 		if err != nil {
 			return nil, err
 		}
@@ -128,24 +124,6 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	return out, nil
 }
 
-// loadTemplate prefers the playbook's templates/name, then the built-in.
-func loadTemplate(baseDir, name string) (string, error) {
-	if baseDir != "" {
-		b, err := os.ReadFile(filepath.Join(baseDir, "templates", name))
-		if err == nil {
-			return string(b), nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
-	}
-	b, err := fs.ReadFile(templates.FS, name)
-	if err != nil {
-		return "", fmt.Errorf("template %s: not in %s/templates nor built in", name, baseDir)
-	}
-	return string(b), nil
-}
-
 func render(name, text string, d unitData) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
@@ -156,4 +134,12 @@ func render(name, text string, d unitData) (string, error) {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// loadText finds a template the way the template module does: the
+// playbook's templates/ first (a site can override the built-in one), then
+// the templates built into etcdplay.
+func loadText(baseDir, name string) (string, error) {
+	_, text, err := tmplmod.Load(baseDir, name)
+	return text, err
 }

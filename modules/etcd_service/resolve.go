@@ -2,16 +2,12 @@ package etcd_service
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"text/template"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	"github.com/etcdplay/etcdplay/templates"
+	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
 
 // DefaultUnitPath is where the unit goes: /etc/systemd/system, so a
@@ -66,7 +62,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		Vars:            rc.Vars,
 	}
 	name := args.Str("template", DefaultTemplate)
-	text, err := loadTemplate(rc.BaseDir, name)
+	text, err := loadText(rc.BaseDir, name)
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
 	}
@@ -95,25 +91,6 @@ func setDefault(a modules.Args, k string, v any) {
 	}
 }
 
-// loadTemplate prefers the playbook's own templates/name so a site can
-// override the unit without rebuilding etcdplay.
-func loadTemplate(baseDir, name string) (string, error) {
-	if baseDir != "" {
-		b, err := os.ReadFile(filepath.Join(baseDir, "templates", name))
-		if err == nil {
-			return string(b), nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
-	}
-	b, err := fs.ReadFile(templates.FS, name)
-	if err != nil {
-		return "", fmt.Errorf("template %s: not in %s/templates nor built in", name, baseDir)
-	}
-	return string(b), nil
-}
-
 func renderUnit(name, text string, data UnitData) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
@@ -124,4 +101,12 @@ func renderUnit(name, text string, data UnitData) (string, error) {
 		return "", err
 	}
 	return buf.String(), nil
+}
+
+// loadText finds a template the way the template module does: the
+// playbook's templates/ first (a site can override the built-in one), then
+// the templates built into etcdplay.
+func loadText(baseDir, name string) (string, error) {
+	_, text, err := tmplmod.Load(baseDir, name)
+	return text, err
 }
