@@ -310,7 +310,7 @@ func TestMembershipRefusals(t *testing.T) {
 		// Two inventory hosts at one address is refused at compile time.
 		dup := m.inventory("dup.yml", append(all, node{"etcd4", all[2].Addr})...)
 		o = m.apply(dup, "scale-out.yml")
-		if o.Code == 0 || !strings.Contains(o.Stdout+o.Stderr, "is also used by etcd3") {
+		if o.Code == 0 || !strings.Contains(o.Stdout+o.Stderr, "is also the address of etcd3") {
 			t.Errorf("duplicate address: exit %d\n%s\n%s", o.Code, o.Stdout, o.Stderr)
 		}
 		untouched("duplicate address", all[0].Addr)
