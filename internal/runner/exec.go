@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcdplay/etcdplay/internal/dag"
@@ -56,6 +57,9 @@ type run struct {
 	failedHosts map[int]map[string]bool    // play -> hosts with a failure
 	aborted     map[int]bool
 	registered  map[string]map[string]any // host -> register name -> result
+	futures     map[string]*future        // node id -> speculative plan
+
+	gen atomic.Int64 // bumped whenever a task may have changed a host
 }
 
 // Run connects to every host the compiled playbook needs (one SSH
@@ -79,6 +83,7 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		failedHosts: map[int]map[string]bool{},
 		aborted:     map[int]bool{},
 		registered:  map[string]map[string]any{},
+		futures:     map[string]*future{},
 	}
 	hosts := hostsOf(c)
 	for _, h := range hosts {

@@ -241,3 +241,64 @@ func TestAnyErrorsFatalStopsThePlay(t *testing.T) {
 		}
 	}
 }
+
+// sshtest_file makes a file exist or not: its plan reads the host's state,
+// so a plan made before an earlier task changed that state is stale.
+type fileModule struct{}
+
+func init() { modules.Register("sshtest_file", fileModule{}) }
+
+func (fileModule) Validate(modules.Args) error { return nil }
+func (fileModule) Plan(_ context.Context, _ *modules.Env, a modules.Args) (*modules.Change, error) {
+	path, want := a.Str("path", ""), a.Str("state", "present") == "present"
+	_, err := os.Stat(path)
+	c := &modules.Change{Payload: a}
+	if have := err == nil; have != want {
+		c.Add("~", path, a.Str("state", "present"))
+	}
+	return c, nil
+}
+func (fileModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change) (*modules.Result, error) {
+	a := c.Payload.(modules.Args)
+	path := a.Str("path", "")
+	if a.Str("state", "present") == "present" {
+		return &modules.Result{}, os.WriteFile(path, nil, 0o644)
+	}
+	return &modules.Result{}, os.Remove(path)
+}
+
+// Plans asked ahead of their turn must never stand in for a task whose
+// host changed in between: here the second task's early plan sees the file
+// that the first task is about to remove.
+func TestSpeculativePlansNeverGoStale(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	dir := t.TempDir()
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if err := os.WriteFile(filepath.Join(dir, h), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("- hosts: all\n  tasks:\n")
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&b, "    - name: noop %d\n      sshtest_file: {path: %q, state: present}\n", i, dir+"/{{ inventory_hostname }}")
+	}
+	fmt.Fprintf(&b, "    - name: remove\n      sshtest_file: {path: %q, state: absent}\n", dir+"/{{ inventory_hostname }}")
+	fmt.Fprintf(&b, "    - name: recreate\n      sshtest_file: {path: %q, state: present}\n", dir+"/{{ inventory_hostname }}")
+	c := compile(t, inv, b.String())
+	for round := 0; round < 3; round++ {
+		rec := &recorder{}
+		if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
+			t.Fatal(err)
+		}
+		got := rec.results()
+		for _, h := range []string{"h1", "h2", "h3"} {
+			if got["noop 3@"+h] != modules.StatusOK || got["remove@"+h] != modules.StatusChanged || got["recreate@"+h] != modules.StatusChanged {
+				t.Errorf("round %d %s: noop=%s remove=%s recreate=%s", round, h, got["noop 3@"+h], got["remove@"+h], got["recreate@"+h])
+			}
+			if _, err := os.Stat(filepath.Join(dir, h)); err != nil {
+				t.Errorf("round %d: %s's file missing after the run: a stale plan was used", round, h)
+			}
+		}
+	}
+}

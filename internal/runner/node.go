@@ -93,6 +93,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		}
 	}
 	r.register(n, res)
+	r.changed(res.Status)
 	emit(res.Status, res, res.Msg)
 	if res.Status == modules.StatusChanged {
 		for _, h := range n.Task.Notify {
@@ -147,6 +148,12 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 		return nil, fmt.Errorf("module %q is not built into this etcdplay", n.Task.Module)
 	}
 	if !modules.OnController(m) {
+		if speculatable(n) {
+			r.prefetch(ctx, n, conn)
+			if res, ok := r.speculated(ctx, n); ok {
+				return res, nil
+			}
+		}
 		return conn.Do(ctx, n.Task.Module, n.Args, r.opts.Check)
 	}
 	env := &modules.Env{
