@@ -42,7 +42,7 @@ integration-test:
 	else \
 		echo "==> integration tests: RUNNING on real lab hosts (root, systemd-nspawn found)"; \
 	fi
-	$(GO) test -p 1 -timeout $(TEST_TIMEOUT) ./integration/...
+	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./integration/...
 
 mirror: lab-tool
 	$(LAB) mirror
