@@ -17,6 +17,8 @@ import (
 var BasePackages = []string{
 	"systemd", "systemd-sysv", "dbus", "openssh-server",
 	"iproute2", "procps", "curl", "ca-certificates",
+	// sudo: the become tests log in as an unprivileged user.
+	"sudo",
 }
 
 // baseMarker is written last into a finished image: a directory without it
@@ -42,7 +44,7 @@ func BaseImage(ctx context.Context, cacheDir string) (string, error) {
 		cacheDir = DefaultCacheDir()
 	}
 	base := filepath.Join(cacheDir, "base")
-	if _, err := os.Stat(filepath.Join(base, baseMarker)); err == nil {
+	if baseCurrent(base) {
 		return base, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
@@ -53,7 +55,7 @@ func BaseImage(ctx context.Context, cacheDir string) (string, error) {
 		return "", fmt.Errorf("lab base image: %w", err)
 	}
 	defer unlock()
-	if _, err := os.Stat(filepath.Join(base, baseMarker)); err == nil {
+	if baseCurrent(base) {
 		return base, nil
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
@@ -105,7 +107,7 @@ func prepareBase(root string) error {
 	if err := os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(root, baseMarker), []byte("debootstrap bookworm minbase: "+strings.Join(BasePackages, " ")+"\n"), 0o644)
+	return os.WriteFile(filepath.Join(root, baseMarker), []byte(baseStamp()), 0o644)
 }
 
 func tailString(s string, n int) string {
@@ -113,4 +115,17 @@ func tailString(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// baseStamp is what a finished image's marker holds: an image built with
+// another package list is rebuilt.
+func baseStamp() string {
+	return "debootstrap bookworm minbase: " + strings.Join(BasePackages, " ") + "\n"
+}
+
+// baseCurrent reports whether base is a finished image of the current
+// package list.
+func baseCurrent(base string) bool {
+	b, err := os.ReadFile(filepath.Join(base, baseMarker))
+	return err == nil && string(b) == baseStamp()
 }
