@@ -16,7 +16,7 @@ DEMO_PLAYBOOK ?= $(if $(wildcard playbooks/site.yml),playbooks/site.yml,playbook
 # Integration tests boot containers: one package at a time on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build lab-tool test unit-test integration-test lab-up lab-down mirror demo bench clean
+.PHONY: all build lab-tool test lint unit-test integration-test lab-up lab-down mirror demo bench clean
 
 all: build
 
@@ -27,7 +27,17 @@ build:
 lab-tool:
 	CGO_ENABLED=0 $(GO) build -o $(LAB) ./integration/cmd/etcdplay-lab
 
-test: unit-test integration-test
+test: lint unit-test integration-test
+
+# gofmt, go vet and staticcheck (installed from the Go module proxy when
+# missing).
+STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	@[ -x "$(STATICCHECK)" ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) ./...
 
 unit-test:
 	$(GO) test -timeout 10m $$($(GO) list ./... | grep -v /integration)
