@@ -1,12 +1,10 @@
 package etcd_backup_timer
 
 import (
-	"bytes"
 	"fmt"
 	"path"
 	"regexp"
 	"strings"
-	"text/template"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -107,11 +105,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		}
 	}
 	for _, u := range []struct{ arg, tmpl string }{{"service", ServiceTemplate}, {"timer", TimerTemplate}} {
-		text, err := loadText(rc.BaseDir, u.tmpl)
-		if err != nil {
-			return nil, err
-		}
-		s, err := render(u.tmpl, text, d)
+		s, err := tmplmod.RenderFile(rc.BaseDir, u.tmpl, d)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", u.tmpl, err)
 		}
@@ -122,24 +116,4 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	out["keep"] = keep
 	out["user"] = d.User
 	return out, nil
-}
-
-func render(name, text string, d unitData) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return "", err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
-
-// loadText finds a template the way the template module does: the
-// playbook's templates/ first (a site can override the built-in one), then
-// the templates built into etcdplay.
-func loadText(baseDir, name string) (string, error) {
-	_, text, err := tmplmod.Load(baseDir, name)
-	return text, err
 }

@@ -1,9 +1,7 @@
 package etcd_service
 
 import (
-	"bytes"
 	"path/filepath"
-	"text/template"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -62,11 +60,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		Vars:            rc.Vars,
 	}
 	name := args.Str("template", DefaultTemplate)
-	text, err := loadText(rc.BaseDir, name)
-	if err != nil {
-		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
-	}
-	unit, err := renderUnit(name, text, data)
+	unit, err := tmplmod.RenderFile(rc.BaseDir, name, data)
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
 	}
@@ -89,24 +83,4 @@ func setDefault(a modules.Args, k string, v any) {
 	if _, ok := a[k]; !ok {
 		a[k] = v
 	}
-}
-
-func renderUnit(name, text string, data UnitData) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return "", err
-	}
-	return buf.String(), nil
-}
-
-// loadText finds a template the way the template module does: the
-// playbook's templates/ first (a site can override the built-in one), then
-// the templates built into etcdplay.
-func loadText(baseDir, name string) (string, error) {
-	_, text, err := tmplmod.Load(baseDir, name)
-	return text, err
 }

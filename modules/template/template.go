@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+	gotemplate "text/template"
 
 	"github.com/etcdplay/etcdplay/modules"
 	copymod "github.com/etcdplay/etcdplay/modules/copy"
@@ -132,4 +134,24 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	return res, nil
+}
+
+// RenderFile loads a template with Load and executes it over data with Go
+// templates, strictly (a missing key is an error). Modules that render
+// their own files (units, timers) use it, so a playbook's templates/ can
+// override any built-in one.
+func RenderFile(base, name string, data any) (string, error) {
+	_, text, err := Load(base, name)
+	if err != nil {
+		return "", err
+	}
+	t, err := gotemplate.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
