@@ -24,6 +24,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/systemd"
 )
 
 func init() { modules.Register("etcd_backup_timer", Module{}) }
@@ -287,17 +288,6 @@ func show(ctx context.Context, name string) (unitState, error) {
 	if err != nil {
 		return unitState{}, fmt.Errorf("systemctl show %s: %w", name, err)
 	}
-	var u unitState
-	for _, line := range strings.Split(string(out), "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
-		switch k {
-		case "ActiveState":
-			u.ActiveState = v
-		case "UnitFileState":
-			u.UnitFileState = v
-		case "NeedDaemonReload":
-			u.NeedDaemonReload = v == "yes"
-		}
-	}
-	return u, nil
+	s := systemd.ParseShow(string(out))
+	return unitState{ActiveState: s.ActiveState, UnitFileState: s.UnitFileState, NeedDaemonReload: s.NeedDaemonReload}, nil
 }

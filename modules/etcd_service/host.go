@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/etcdplay/etcdplay/modules/systemd"
 )
 
 // account is one line of /etc/passwd or /etc/group, the fields we manage.
@@ -150,24 +152,9 @@ func showUnit(ctx context.Context, name string) (unitState, error) {
 }
 
 func parseShow(out []byte) unitState {
-	var u unitState
-	for _, line := range strings.Split(string(out), "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "LoadState":
-			u.LoadState = v
-		case "ActiveState":
-			u.ActiveState = v
-		case "UnitFileState":
-			u.UnitFileState = v
-		case "NeedDaemonReload":
-			u.NeedDaemonReload = v == "yes"
-		}
-	}
-	return u
+	u := systemd.ParseShow(string(out))
+	return unitState{LoadState: u.LoadState, ActiveState: u.ActiveState,
+		UnitFileState: u.UnitFileState, NeedDaemonReload: u.NeedDaemonReload}
 }
 
 func stderrOf(err error) string {
