@@ -88,6 +88,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if p.ca, p.caNew, err = st.loadCA(c, pki); err != nil {
 		return fail(err)
 	}
+	// The member's files on the host: never the CA key.
+	dir := args.Str("pki_dir", c.Paths.PKIDir)
+	caPath := filepath.Join(dir, "ca.crt")
+	if p.caNew && !st.playChecked {
+		if err := checkPlayCA(ctx, env, dir, p.ca, pki.CACert()); err != nil {
+			return fail(err)
+		}
+		st.playChecked = true
+	}
 	if p.caNew && owner {
 		ch.Add("+", pki.CACert(), fmt.Sprintf("new CA %q on the controller (valid until %s)", p.ca.cert.Subject.CommonName, p.ca.cert.NotAfter.UTC().Format("2006-01-02")))
 	}
@@ -124,8 +133,6 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		ch.Add(op, what, detail)
 	}
 
-	// The member's files on the host: never the CA key.
-	dir := args.Str("pki_dir", c.Paths.PKIDir)
 	ownerName, group := args.Str("owner", "etcd"), args.Str("group", "etcd")
 	file := func(name string, data []byte, mode string, secret bool) etcd_install.File {
 		return etcd_install.File{Path: filepath.Join(dir, name), Content: string(data), Mode: mode, Owner: ownerName, Group: group, Secret: secret}
@@ -147,6 +154,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	if res.Status == modules.StatusFailed {
 		return fail(fmt.Errorf("%s", res.Msg))
+	}
+	if err := checkHostCA(env.Host, caPath, caBefore(res.Change, caPath), p.ca, p.caNew, pki.CACert()); err != nil {
+		return fail(err)
 	}
 	if res.Change != nil {
 		ch.Actions = append(ch.Actions, res.Change.Actions...)

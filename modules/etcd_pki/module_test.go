@@ -1,9 +1,11 @@
 package etcd_pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -202,7 +204,6 @@ func TestReissueOnlyWhatChanged(t *testing.T) {
 
 func TestSuppliedCA(t *testing.T) {
 	l := newLab(t)
-	l.runAll(t, false)
 	ca, err := NewCA("corp-root", 24*time.Hour*3650)
 	if err != nil {
 		t.Fatal(err)
@@ -213,8 +214,8 @@ func TestSuppliedCA(t *testing.T) {
 	must(t, os.WriteFile(key, ca.Key, 0o600))
 	l.vars["etcd_ca_cert"], l.vars["etcd_ca_key"] = crt, key
 	plans := l.runAll(t, false)
-	if p := strings.Join(plans["etcd3"], "\n"); !strings.Contains(p, "~ cert etcd3 peer: re-issue: signed by another CA") {
-		t.Errorf("plan:\n%s", p)
+	if p := strings.Join(plans["etcd3"], "\n"); strings.Contains(p, "new CA") {
+		t.Errorf("a supplied CA must not be replaced by a new one:\n%s", p)
 	}
 	hostCA := readCert(t, filepath.Join(l.pki("etcd3"), "ca.crt"))
 	if hostCA.Subject.CommonName != "corp-root" {
@@ -223,6 +224,9 @@ func TestSuppliedCA(t *testing.T) {
 	if err := readCert(t, filepath.Join(l.pki("etcd3"), "server.crt")).CheckSignatureFrom(hostCA); err != nil {
 		t.Error(err)
 	}
+	if plans := l.runAll(t, false); len(plans["etcd1"]) != 0 {
+		t.Errorf("second run with the supplied CA: %v", plans["etcd1"])
+	}
 
 	// A key that does not match its certificate is refused.
 	other, _ := NewCA("other", time.Hour*24)
@@ -230,6 +234,72 @@ func TestSuppliedCA(t *testing.T) {
 	env, args := l.env("etcd1", true)
 	if _, err := (Module{}).Plan(context.Background(), env, args); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Errorf("mismatched CA key: %v", err)
+	}
+}
+
+// TestNeverReplacesTrustedCA: a controller without the cluster's state
+// (another operator's checkout, a renamed cluster) or with another CA in
+// etcd_ca_cert refuses on every host before writing anything, and the
+// error says how to recover.
+func TestNeverReplacesTrustedCA(t *testing.T) {
+	other, err := NewCA("other-root", 24*time.Hour*3650)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, l *lab)
+		want  string
+	}{
+		{"state dir lost", func(t *testing.T, l *lab) { l.state = t.TempDir() }, "the controller has no CA for this cluster"},
+		{"cluster renamed", func(t *testing.T, l *lab) { l.vars["etcd_cluster_name"] = "prod" }, "the controller has no CA for this cluster"},
+		{"another CA supplied", func(t *testing.T, l *lab) {
+			dir := t.TempDir()
+			crt, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+			must(t, os.WriteFile(crt, other.Cert, 0o644))
+			must(t, os.WriteFile(key, other.Key, 0o600))
+			l.vars["etcd_ca_cert"], l.vars["etcd_ca_key"] = crt, key
+		}, `which is not the controller's CA (CN "other-root"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.runAll(t, false)
+			before := map[string][]byte{}
+			for _, h := range hosts {
+				for _, f := range []string{"ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"} {
+					p := filepath.Join(l.pki(h), f)
+					b, err := os.ReadFile(p)
+					must(t, err)
+					before[p] = b
+				}
+			}
+			tc.setup(t, l)
+			stateBefore := listTree(t, l.state)
+			for _, check := range []bool{true, false} {
+				for _, h := range hosts {
+					env, args := l.env(h, check)
+					_, err := (Module{}).Plan(context.Background(), env, args)
+					var te *TrustError
+					if !errors.As(err, &te) || !strings.Contains(err.Error(), tc.want) {
+						t.Fatalf("%s (check=%v): got %v, want a TrustError saying %q", h, check, err, tc.want)
+					}
+					for _, remedy := range []string{"--state-dir", "etcd_ca_cert=PATH", "nothing was changed"} {
+						if !strings.Contains(err.Error(), remedy) {
+							t.Errorf("error does not name the remedy %q: %v", remedy, err)
+						}
+					}
+				}
+			}
+			for p, b := range before {
+				if got, _ := os.ReadFile(p); !bytes.Equal(got, b) {
+					t.Errorf("%s changed", p)
+				}
+			}
+			if got := listTree(t, l.state); strings.Join(got, " ") != strings.Join(stateBefore, " ") {
+				t.Errorf("refused run wrote state: %v, had %v", got, stateBefore)
+			}
+		})
 	}
 }
 
@@ -322,4 +392,19 @@ func TestResolveRefusesBadModel(t *testing.T) {
 	if _, err := (Module{}).Resolve(args, &modules.ResolveContext{Host: "web1", Vars: env.Vars}); err == nil || !strings.Contains(err.Error(), "not in inventory group") {
 		t.Errorf("got %v", err)
 	}
+}
+
+// listTree lists the files under dir, relative and sorted.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, strings.TrimPrefix(p, dir))
+		}
+		return err
+	})
+	must(t, err)
+	sort.Strings(out)
+	return out
 }

@@ -20,6 +20,9 @@ type store struct {
 	mu      sync.Mutex
 	dir     string
 	pending map[string]Pair // cert path -> pair not yet written
+	// playChecked is set once every host of the play was checked for a
+	// CA it already trusts, before this process first makes a new CA.
+	playChecked bool
 }
 
 var (
