@@ -73,3 +73,89 @@ func TestLostStateDirNeverReplacesCA(t *testing.T) {
 		t.Errorf("site.yml with the original state dir changed %d things:\n%s", again.Changed(), again.Stdout)
 	}
 }
+
+// mountDataDir gives every lab host a data dir on a filesystem of its own
+// (a tmpfs standing in for the dedicated disk etcd's docs recommend), with
+// the lost+found a fresh ext4 has.
+func mountDataDir(t *testing.T, l *lab.Lab, hosts ...string) {
+	t.Helper()
+	for _, h := range hosts {
+		out, err := l.Run(context.Background(), h, "mkdir -p /var/lib/etcd && mount -t tmpfs -o size=1g,mode=0700 etcd-disk /var/lib/etcd && mkdir /var/lib/etcd/lost+found")
+		if err != nil {
+			t.Fatalf("mount a data disk on %s: %v\n%s", h, err, out)
+		}
+	}
+}
+
+// assertMounted checks the data dir is still the mount point, with
+// lost+found and the given globs inside it.
+func assertMounted(t *testing.T, l *lab.Lab, host string, globs ...string) {
+	t.Helper()
+	out, err := l.Run(context.Background(), host, "mountpoint /var/lib/etcd && ls -d /var/lib/etcd/lost+found "+strings.Join(globs, " "))
+	if err != nil {
+		t.Errorf("%s: data disk after the run: %v\n%s", host, err, out)
+	}
+}
+
+// TestDataDirOnOwnMount: restore, scale-in and scale-out of a member
+// whose data dir is a mount point. Before the fix the restore stopped
+// every member and then failed to rename the mount point (EBUSY), leaving
+// the cluster down; scale-in failed to move the retired member's data.
+// Now the data moves aside inside the mount, nothing is deleted, and the
+// cluster serves exactly the snapshot's keys.
+func TestDataDirOnOwnMount(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-mount", Block: 61, Hosts: 3})
+	e := harness.New(t, l)
+	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
+	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e.Vars["etcd_min_free_disk"] = "256MiB" // the tmpfs "disk" is small
+	mountDataDir(t, l, "etcd1", "etcd2", "etcd3")
+	e.MustApply(t, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), 200, "snap", 0)
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	if len(files) != 1 {
+		t.Fatalf("backups: %v", files)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.Client(t).Put(ctx, "after-backup", "gone after restore"); err != nil {
+		t.Fatal(err)
+	}
+
+	check := e.Apply(t, harness.Playbook("restore.yml"), "--check", "-e", "snapshot="+files[0])
+	if check.Code != 0 || !strings.Contains(check.Stdout, "moved aside to /var/lib/etcd/etcd.pre-restore-") {
+		t.Fatalf("restore --check (exit %d) does not show the move inside the mount:\n%s", check.Code, check.Stdout)
+	}
+	r := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	if r.Code != 0 {
+		t.Fatalf("restore onto mounted data dirs: exit %d\n%s\n%s", r.Code, r.Summary(), r.Stderr)
+	}
+	checkKeys(t, e.Client(t), 200, "snap", 0)
+	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("a key written after the backup survived the restore: %v %v", resp, err)
+	}
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		assertMounted(t, l, h, "/var/lib/etcd/member", "/var/lib/etcd/etcd.pre-restore-*/member/snap/db")
+	}
+	if st := readCluster(t, e); st.Members != 3 || st.Healthy != 3 {
+		t.Errorf("after restore: %+v", st)
+	}
+	if again := e.MustApply(t, harness.Playbook("site.yml")); again.Changed() != 0 {
+		t.Errorf("site.yml after the restore changed %d things:\n%s", again.Changed(), again.Stdout)
+	}
+
+	// Scale-in retires etcd3: its data moves aside inside the mount.
+	e.MustApply(t, harness.Playbook("scale-in.yml"), "-e", "remove=etcd3")
+	assertMounted(t, l, "etcd3", "/var/lib/etcd/etcd.*Z/member")
+	if out, _ := l.Run(ctx, "etcd3", "ls /var/lib/etcd"); strings.Contains(out, "member\n") && !strings.Contains(out, "etcd.") {
+		t.Errorf("etcd3's data was not moved aside:\n%s", out)
+	}
+	// ... and joins again as a new member, on the same disk.
+	e.MustApply(t, harness.Playbook("scale-out.yml"))
+	if st := readCluster(t, e); st.Members != 3 || st.Healthy != 3 {
+		t.Errorf("after scale-out: %+v", st)
+	}
+	checkKeys(t, e.Client(t, e.Endpoints("etcd3")...), 200, "snap", 0)
+	assertMounted(t, l, "etcd3", "/var/lib/etcd/member", "/var/lib/etcd/etcd.*Z/member")
+}

@@ -49,7 +49,7 @@ func planActions(ctx context.Context, env *modules.Env, p *payload, ch *modules.
 			ch.Add("!", "stop and disable etcd on "+m.Host, "removed from the cluster")
 		}
 		for _, dir := range rt.MoveAside {
-			ch.Add("~", dir+" on "+m.Host, "move aside to "+dir+"."+p.Suffix)
+			ch.Add("~", dir+" on "+m.Host, "move aside to "+st.aside(dir, p.Suffix))
 		}
 	}
 	return nil
@@ -76,7 +76,7 @@ func planJoin(ctx context.Context, hosts map[string]modules.Remote, p *payload, 
 			ch.Add("!", "stop etcd on "+m.Host, "not a member yet: its etcd must start afresh as a learner")
 		}
 		for _, dir := range jh.MoveAside {
-			ch.Add("~", dir+" on "+m.Host, "move aside to "+dir+"."+p.Suffix+" (a joiner starts with an empty data dir)")
+			ch.Add("~", dir+" on "+m.Host, "move aside to "+st.aside(dir, p.Suffix)+" (a joiner starts with an empty data dir)")
 		}
 	}
 	if !s.Added {

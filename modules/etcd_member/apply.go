@@ -15,6 +15,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
 
 // pollInterval paces the waits (catch-up, confirmation, health).
@@ -159,7 +160,7 @@ func (a *applier) join(ctx context.Context, s step, live []liveMember) (string, 
 		}
 		if len(jh.MoveAside) > 0 {
 			a.env.Logf("moving %v on %s aside (suffix .%s)", jh.MoveAside, m.Host, a.p.Suffix)
-			if err := moveAside(ctx, r, a.p.Suffix, true, dataDirs(a.p.Cluster)); err != nil {
+			if err := etcd_install.MoveAside(ctx, r, a.p.Suffix, "etcd", dataDirs(a.p.Cluster)...); err != nil {
 				return "", fmt.Errorf("move the data dir of %s aside: %w", m.Host, err)
 			}
 		}
@@ -253,7 +254,7 @@ func (a *applier) retire(ctx context.Context, rt retire) error {
 	}
 	if len(rt.MoveAside) > 0 {
 		a.env.Logf("moving %v on %s aside (suffix .%s)", rt.MoveAside, rt.Host, a.p.Suffix)
-		return moveAside(ctx, r, a.p.Suffix, false, rt.MoveAside)
+		return etcd_install.MoveAside(ctx, r, a.p.Suffix, "", rt.MoveAside...)
 	}
 	return nil
 }

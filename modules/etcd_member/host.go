@@ -8,6 +8,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
 
 // unit is the unit etcd_service installs.
@@ -18,7 +19,17 @@ type hostState struct {
 	Loaded   string   // systemd LoadState: "not-found" before etcd_service ran
 	Active   string   // systemd ActiveState of etcd
 	Enabled  string   // systemd UnitFileState of etcd
-	NonEmpty []string // data (and WAL) dirs that hold something
+	NonEmpty []string // data (and WAL) dirs that hold etcd data
+	// Layout of each data (and WAL) dir, by path.
+	Layout map[string]etcd_install.DirLayout
+}
+
+// aside is where dir's data goes when moved aside with suffix.
+func (s hostState) aside(dir, suffix string) string {
+	if l, ok := s.Layout[dir]; ok {
+		return l.Beside(suffix)
+	}
+	return dir + "." + suffix
 }
 
 func (s hostState) running() bool {
@@ -29,14 +40,6 @@ func (s hostState) running() bool {
 	return false
 }
 
-// probeScript prints the unit's state, then each given directory that is
-// not empty. It reads only.
-const probeScript = `systemctl show ` + unit + ` -p LoadState -p ActiveState -p UnitFileState
-for d in "$@"; do
-  if [ -d "$d" ] && [ -n "$(ls -A -- "$d" 2>/dev/null)" ]; then echo "nonempty=$d"; fi
-done
-exit 0`
-
 func dataDirs(c *etcd.Cluster) []string {
 	dirs := []string{c.DataDir}
 	if c.WALDir != "" {
@@ -46,11 +49,23 @@ func dataDirs(c *etcd.Cluster) []string {
 }
 
 func probeHost(ctx context.Context, r modules.Remote, c *etcd.Cluster) (hostState, error) {
-	out, err := command.Run(ctx, r, append([]string{"sh", "-c", probeScript, "sh"}, dataDirs(c)...)...)
+	out, err := command.Run(ctx, r, "systemctl", "show", unit, "-p", "LoadState", "-p", "ActiveState", "-p", "UnitFileState")
 	if err != nil {
 		return hostState{}, err
 	}
-	return parseHostState(out), nil
+	st := parseHostState(out)
+	lay, err := etcd_install.ProbeDirs(ctx, r, dataDirs(c)...)
+	if err != nil {
+		return hostState{}, err
+	}
+	st.Layout = map[string]etcd_install.DirLayout{}
+	for _, l := range lay {
+		st.Layout[l.Path] = l
+		if l.HasData() {
+			st.NonEmpty = append(st.NonEmpty, l.Path)
+		}
+	}
+	return st, nil
 }
 
 func parseHostState(out string) hostState {
@@ -67,35 +82,9 @@ func parseHostState(out string) hostState {
 			s.Active = v
 		case "UnitFileState":
 			s.Enabled = v
-		case "nonempty":
-			s.NonEmpty = append(s.NonEmpty, v)
 		}
 	}
 	return s
-}
-
-// moveAsideScript renames each directory to DIR.SUFFIX, never deleting
-// anything, and (with keep=1) leaves an empty DIR owned by etcd, 0700, for
-// the new member. $1 is the suffix, $2 keep, the rest the directories.
-const moveAsideScript = `set -e
-suffix=$1; keep=$2; shift 2
-for d in "$@"; do
-  if [ -d "$d" ] && [ -n "$(ls -A -- "$d" 2>/dev/null)" ]; then
-    if [ -e "$d.$suffix" ]; then echo "$d.$suffix already exists" >&2; exit 1; fi
-    mv -- "$d" "$d.$suffix"
-  fi
-  if [ "$keep" = 1 ]; then
-    mkdir -p -- "$d"; chown etcd:etcd -- "$d"; chmod 0700 -- "$d"
-  fi
-done`
-
-func moveAside(ctx context.Context, r modules.Remote, suffix string, keep bool, dirs []string) error {
-	k := "0"
-	if keep {
-		k = "1"
-	}
-	_, err := command.Run(ctx, r, append([]string{"sh", "-c", moveAsideScript, "sh", suffix, k}, dirs...)...)
-	return err
 }
 
 // writeConfig writes the joiner's etcd.yaml through etcd_config's host
