@@ -16,6 +16,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
 
 // ErrVerify is wrapped when the restored cluster does not serve what the
@@ -50,38 +51,50 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, fmt.Errorf("etcd_restore: staging failed, no member was stopped, the cluster is as it was: %w", err)
 	}
 
+	// From the first stop to the last start, an interrupt (Ctrl-C, a
+	// cancelled run) must not leave members stopped: that section runs to
+	// its end on a context of its own, bounded in time, and the run's
+	// cancellation is honoured after it.
+	crit, cancelCrit := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
+	defer cancelCrit()
 	env.Logf("restore: stopping etcd on %s", hostList(j.Members))
-	if err := stopAll(ctx, env, c, hosts, members); err != nil {
+	if err := stopAll(crit, env, c, hosts, members); err != nil {
 		// The old data dirs are still in place: bring every member back.
-		_ = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
-			_, err := command.Run(ctx, hosts[m.Host], "systemctl", "start", "--no-block", unit)
-			return err
-		})
+		startErr := startAll(crit, hosts, members)
 		cleanup(ctx, hosts, j, true)
-		return nil, fmt.Errorf("etcd_restore: stopping etcd failed; members restarted on their old data, nothing restored: %w", err)
+		return nil, fmt.Errorf("etcd_restore: stopping etcd failed, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
+	}
+	if ctx.Err() != nil {
+		startErr := startAll(crit, hosts, members)
+		cleanup(ctx, hosts, j, true)
+		return nil, fmt.Errorf("etcd_restore: interrupted before any data dir moved, nothing restored; %s: %w", startedOrNot(startErr, "old"), ctx.Err())
 	}
 
-	err = forEach(ctx, members, func(ctx context.Context, i int, m etcd.Member) error {
-		return swap(ctx, hosts[m.Host], c, j.Members[i])
+	err = forEach(crit, members, func(ctx context.Context, i int, m etcd.Member) error {
+		return swap(ctx, hosts[m.Host], j, j.Members[i])
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd_restore: moving the data dirs failed with etcd stopped on every member; "+
-			"old data dirs are at %s.pre-restore-%s, restored ones at %s.restore-%s; fix by hand: %w",
-			c.DataDir, j.Stamp, c.DataDir, j.Stamp, err)
+		// A cluster half on the old data and half on the restored one
+		// has no quorum either way: put the old data back everywhere.
+		undoErr := forEach(crit, members, func(ctx context.Context, i int, m etcd.Member) error {
+			return unswap(ctx, hosts[m.Host], j, j.Members[i])
+		})
+		if undoErr != nil {
+			return nil, fmt.Errorf("etcd_restore: moving the data dirs failed (%v), and putting the old ones back failed too: %w; "+
+				"etcd is STOPPED on %s. On each host the old data is at %s (or still in %s) and the restored data at %s: "+
+				"move the old data back into %s and run `systemctl start etcd`",
+				err, undoErr, hostList(j.Members), asidePaths(j), c.DataDir, stagePaths(j), c.DataDir)
+		}
+		startErr := startAll(crit, hosts, members)
+		cleanup(ctx, hosts, j, true)
+		return nil, fmt.Errorf("etcd_restore: moving the data dirs failed, so every member got its old data back, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
 	}
 
 	env.Logf("restore: starting etcd on %s with cluster token %s", hostList(j.Members), j.Token)
-	err = forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
-		r := hosts[m.Host]
-		// A unit that failed before (the disaster) refuses to start
-		// until its failed state is cleared.
-		_, _ = command.Run(ctx, r, "systemctl", "reset-failed", unit)
-		_, err := command.Run(ctx, r, "systemctl", "start", "--no-block", unit)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd_restore: data restored on every member but etcd did not start: %w", err)
+	if err := startAll(crit, hosts, members); err != nil {
+		return nil, fmt.Errorf("etcd_restore: data restored on every member but etcd did not start (run `systemctl start etcd` on each): %w", err)
 	}
+	cancelCrit()
 	dial := etcd.Dialer(c, env)
 	if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: j.Timeout, Log: env.Log}); err != nil {
 		return nil, fmt.Errorf("etcd_restore: data restored on every member but the cluster did not become healthy: %w", err)
@@ -110,7 +123,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	msg := fmt.Sprintf("restored %d members from %s (revision %d, %d keys) in %s; new cluster token %s",
 		len(j.Members), filepath.Base(j.Snapshot.Path), j.Snapshot.Revision, j.Snapshot.Keys, took.Round(time.Millisecond), j.Token)
 	if len(moved) > 0 {
-		msg += "; old data dirs kept at " + c.DataDir + ".pre-restore-" + j.Stamp
+		msg += "; old data dirs kept at " + asidePaths(j)
 	}
 	return &modules.Result{
 		Status: modules.StatusChanged,
@@ -205,27 +218,96 @@ func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 	return err
 }
 
-// swap moves the old data (and WAL) dir aside and the staged one in place.
-func swap(ctx context.Context, r modules.Remote, c *etcd.Cluster, mp memberPlan) error {
-	type mv struct{ from, to string }
-	var moves []mv
-	if mp.Aside != "" {
-		moves = append(moves, mv{c.DataDir, mp.Aside})
+// criticalTimeout bounds the stop-swap-start section, which an interrupt
+// does not cut short.
+const criticalTimeout = 2 * time.Minute
+
+// swap moves the old data (and WAL) dir aside and the staged one in place,
+// by renames on the dir's own filesystem (see etcd_install.MoveAside).
+func swap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+	c := j.Cluster
+	if err := etcd_install.MoveAside(ctx, r, asideSuffix(j.Stamp), "", dataDirs(c)...); err != nil {
+		return err
 	}
-	if mp.AsideWAL != "" {
-		moves = append(moves, mv{c.WALDir, mp.AsideWAL})
+	if err := etcd_install.Promote(ctx, r, mp.Stage, c.DataDir); err != nil {
+		return err
 	}
-	moves = append(moves, mv{mp.Stage, c.DataDir})
 	if mp.StageWAL != "" {
-		moves = append(moves, mv{mp.StageWAL, c.WALDir})
+		return etcd_install.Promote(ctx, r, mp.StageWAL, c.WALDir)
 	}
-	for _, m := range moves {
-		// -T: never move into an existing directory of that name.
-		if _, err := command.Run(ctx, r, "mv", "-T", m.from, m.to); err != nil {
+	return nil
+}
+
+// unswap undoes as much of swap as happened: restored data goes back to
+// its staging dir, the old data back into place.
+func unswap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+	c := j.Cluster
+	pairs := [][2]string{{c.DataDir, mp.Aside}}
+	if c.WALDir != "" {
+		pairs = append(pairs, [2]string{c.WALDir, mp.AsideWAL})
+	}
+	for _, p := range pairs {
+		dir, aside := p[0], p[1]
+		moved := false
+		if aside != "" {
+			lay, err := etcd_install.ProbeDirs(ctx, r, aside)
+			if err != nil {
+				return err
+			}
+			if moved = lay[0].Exists; !moved {
+				continue // swap never reached this dir: it holds the old data
+			}
+		}
+		// Whatever dir holds now is restored data (or nothing).
+		if err := etcd_install.MoveAside(ctx, r, stageSuffix(j.Stamp), "", dir); err != nil {
 			return err
+		}
+		if moved {
+			if err := etcd_install.Promote(ctx, r, aside, dir); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+func startAll(ctx context.Context, hosts map[string]modules.Remote, members []etcd.Member) error {
+	return forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
+		r := hosts[m.Host]
+		// A unit that failed before (the disaster) refuses to start
+		// until its failed state is cleared.
+		_, _ = command.Run(ctx, r, "systemctl", "reset-failed", unit)
+		_, err := command.Run(ctx, r, "systemctl", "start", "--no-block", unit)
+		return err
+	})
+}
+
+// startedOrNot says whether every member was started again on its data.
+func startedOrNot(err error, which string) string {
+	if err == nil {
+		return "every member was started again on its " + which + " data"
+	}
+	return fmt.Sprintf("starting the members again failed (%v): run `systemctl start etcd` on each", err)
+}
+
+func asidePaths(j *job) string {
+	var out []string
+	for _, mp := range j.Members {
+		for _, a := range []string{mp.Aside, mp.AsideWAL} {
+			if a != "" {
+				out = append(out, mp.Member.Host+":"+a)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func stagePaths(j *job) string {
+	var out []string
+	for _, mp := range j.Members {
+		out = append(out, mp.Member.Host+":"+mp.Stage)
+	}
+	return strings.Join(out, ", ")
 }
 
 // cleanup removes the uploaded snapshots and, when the restore did not

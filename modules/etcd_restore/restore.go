@@ -28,6 +28,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
 )
@@ -79,10 +80,12 @@ func (Module) Validate(args modules.Args) error {
 type memberPlan struct {
 	Member   etcd.Member
 	Probe    hostProbe
-	Upload   string // snapshot copy on the host
-	Stage    string // restored data dir before it moves into place
-	StageWAL string // "" without a separate WAL dir
-	Aside    string // where the old data dir goes; "" when there is none
+	Data     etcd_install.DirLayout
+	WAL      etcd_install.DirLayout // zero without a separate WAL dir
+	Upload   string                 // snapshot copy on the host
+	Stage    string                 // restored data dir before it moves into place
+	StageWAL string                 // "" without a separate WAL dir
+	Aside    string                 // where the old data dir goes; "" when there is none
 	AsideWAL string
 }
 
@@ -144,23 +147,32 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
 	plans := make([]memberPlan, len(c.Members))
 	err = forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
-		p, err := probe(ctx, hosts[m.Host], c.DataDir, c.WALDir, etcdutl, c.Paths.UploadDir)
+		p, err := probe(ctx, hosts[m.Host], etcdutl, c.Paths.UploadDir)
 		if err != nil {
 			return err
 		}
+		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], dataDirs(c)...)
+		if err != nil {
+			return err
+		}
+		// Staging and moved-aside dirs sit on the data dir's own
+		// filesystem (inside it when it is a mount point), so the swap
+		// is renames only.
 		mp := memberPlan{
 			Member: m,
 			Probe:  p,
+			Data:   lay[0],
 			Upload: path.Join(c.Paths.UploadDir, "restore-"+stamp+".db"),
-			Stage:  c.DataDir + ".restore-" + stamp,
+			Stage:  lay[0].Beside(stageSuffix(stamp)),
 		}
-		if p.DataExists {
-			mp.Aside = c.DataDir + ".pre-restore-" + stamp
+		if lay[0].HasData() {
+			mp.Aside = lay[0].Beside(asideSuffix(stamp))
 		}
 		if c.WALDir != "" {
-			mp.StageWAL = c.WALDir + ".restore-" + stamp
-			if p.WALExists {
-				mp.AsideWAL = c.WALDir + ".pre-restore-" + stamp
+			mp.WAL = lay[1]
+			mp.StageWAL = lay[1].Beside(stageSuffix(stamp))
+			if lay[1].HasData() {
+				mp.AsideWAL = lay[1].Beside(asideSuffix(stamp))
 			}
 		}
 		plans[i] = mp
@@ -172,6 +184,16 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 	j := &job{Cluster: c, Snapshot: *info, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout}
 	return describe(j), nil
+}
+
+func stageSuffix(stamp string) string { return "restore-" + stamp }
+func asideSuffix(stamp string) string { return "pre-restore-" + stamp }
+
+func dataDirs(c *etcd.Cluster) []string {
+	if c.WALDir != "" {
+		return []string{c.DataDir, c.WALDir}
+	}
+	return []string{c.DataDir}
 }
 
 // checkHost refuses a member that cannot be restored, before anything
@@ -186,9 +208,9 @@ func checkHost(mp memberPlan, etcdutl string, size int64) error {
 	}
 	// The restored db is about the snapshot's size, plus the WAL; the
 	// old data dir stays where it is.
-	needKB := (size + 64<<20) / 1024
-	if mp.Probe.AvailKB < needKB {
-		probs = append(probs, fmt.Sprintf("only %d MiB free beside the data dir, the restore needs about %d MiB", mp.Probe.AvailKB/1024, needKB/1024))
+	need := uint64(size + 64<<20)
+	if mp.Data.FreeBytes < need {
+		probs = append(probs, fmt.Sprintf("only %d MiB free on the filesystem of %s, the restore needs about %d MiB", mp.Data.FreeBytes>>20, mp.Data.Path, need>>20))
 	}
 	if mp.Probe.UpAvailKB != 0 && mp.Probe.UpAvailKB < size/1024+1024 {
 		probs = append(probs, fmt.Sprintf("only %d MiB free for the uploaded snapshot (%d MiB)", mp.Probe.UpAvailKB/1024, size>>20))

@@ -2,6 +2,7 @@ package etcd_restore
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -40,15 +43,15 @@ func TestValidate(t *testing.T) {
 }
 
 func TestParseProbe(t *testing.T) {
-	p, err := parseProbe("data=yes\nwal=no\nactive=active\netcdutl=yes\nuser=yes\navail=1048576\nupavail=2048\n")
+	p, err := parseProbe("active=active\netcdutl=yes\nuser=yes\nupavail=2048\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hostProbe{DataExists: true, Active: "active", Etcdutl: true, User: true, AvailKB: 1 << 20, UpAvailKB: 2048}
+	want := hostProbe{Active: "active", Etcdutl: true, User: true, UpAvailKB: 2048}
 	if p != want {
 		t.Errorf("parseProbe = %+v, want %+v", p, want)
 	}
-	if _, err := parseProbe("data=yes\n"); err == nil {
+	if _, err := parseProbe("active=active\n"); err == nil {
 		t.Error("a cut-short probe was accepted")
 	}
 }
@@ -83,9 +86,43 @@ func (f *fakeHost) Do(_ context.Context, module string, args modules.Args, check
 		f.record("probe")
 		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"stdout": f.probe}}, nil
 	}
+	if module == "etcd_datadir" && args.Str("op", "") == "probe" {
+		return &modules.Result{Status: modules.StatusOK, Data: map[string]any{"layout": f.layout(args.Strings("dirs"))}}, nil
+	}
 	f.record(module + " " + strings.Join(argv, " "))
 	return &modules.Result{Status: modules.StatusFailed, Msg: "not allowed in a test of Plan"}, nil
 }
+
+// layout answers etcd_datadir's probe from the fake's probe text: data=,
+// wal= (yes: it holds a member dir), mount= (the data dir is a mount point)
+// and avail= (KiB free).
+func (f *fakeHost) layout(dirs []string) string {
+	kv := map[string]string{}
+	for _, line := range strings.Split(f.probe, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			kv[k] = v
+		}
+	}
+	avail, _ := strconv.ParseUint(kv["avail"], 10, 64)
+	var out []etcd_install.DirLayout
+	for i, d := range dirs {
+		has := kv["data"] == "yes"
+		if i > 0 {
+			has = kv["wal"] == "yes"
+		}
+		l := etcd_install.DirLayout{Path: d, Exists: has, Mount: i == 0 && kv["mount"] == "yes", FreeBytes: avail << 10}
+		if l.Mount {
+			l.Exists = true
+		}
+		if has {
+			l.Data = []string{"member"}
+		}
+		out = append(out, l)
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
 func (f *fakeHost) record(s string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -263,3 +300,38 @@ func TestPlanRefuses(t *testing.T) {
 type downHost struct{ *fakeHost }
 
 func (downHost) Reachable() bool { return false }
+
+// TestPlanMountPointDataDir: a data dir on its own disk cannot be renamed,
+// so staging and the moved-aside data live inside it, on its filesystem,
+// and its free space is the one checked.
+func TestPlanMountPointDataDir(t *testing.T) {
+	snap := realSnapshot(t)
+	env, _ := labEnv(map[string]string{"etcd2": goodProbe + "mount=yes\n"})
+	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := ch.Payload.(*job)
+	mp := j.Members[1]
+	if want := "/var/lib/etcd/etcd.pre-restore-" + j.Stamp; mp.Aside != want {
+		t.Errorf("aside %q, want %q", mp.Aside, want)
+	}
+	if want := "/var/lib/etcd/etcd.restore-" + j.Stamp; mp.Stage != want {
+		t.Errorf("stage %q, want %q", mp.Stage, want)
+	}
+	if j.Members[0].Aside != "/var/lib/etcd.pre-restore-"+j.Stamp {
+		t.Errorf("plain dir aside %q", j.Members[0].Aside)
+	}
+	var plan []string
+	for _, a := range ch.Actions {
+		plan = append(plan, a.String())
+	}
+	if p := strings.Join(plan, "\n"); !strings.Contains(p, "~ etcd2:/var/lib/etcd: moved aside to /var/lib/etcd/etcd.pre-restore-") {
+		t.Errorf("plan does not show the in-place move:\n%s", p)
+	}
+
+	env, _ = labEnv(map[string]string{"etcd2": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1) + "mount=yes\n"})
+	if _, err := (Module{}).Plan(context.Background(), env, modules.Args{"snapshot": snap}); err == nil || !strings.Contains(err.Error(), "etcd2: only 0 MiB free on the filesystem of /var/lib/etcd") {
+		t.Errorf("full data disk: %v", err)
+	}
+}
