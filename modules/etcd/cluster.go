@@ -172,13 +172,10 @@ func FromVars(vars map[string]any) (*Cluster, error) {
 	if c.EnableV2 && c.Version.AtLeast(3, 6) {
 		r.fail("etcd_enable_v2", "the v2 API was removed in etcd 3.6 (etcd_version %s): drop etcd_enable_v2 or use v3.5", c.Version)
 	}
-	c.DataDir = r.str("etcd_data_dir", DefaultDataDir)
-	if !path.IsAbs(c.DataDir) {
-		r.fail("etcd_data_dir", "%q must be an absolute path", c.DataDir)
-	}
-	c.WALDir = r.str("etcd_wal_dir", "")
-	if c.WALDir != "" && !path.IsAbs(c.WALDir) {
-		r.fail("etcd_wal_dir", "%q must be an absolute path", c.WALDir)
+	c.DataDir = c.readDir(r, "etcd_data_dir", DefaultDataDir)
+	c.WALDir = c.readDir(r, "etcd_wal_dir", "")
+	if c.WALDir != "" && c.WALDir == c.DataDir {
+		r.fail("etcd_wal_dir", "%q is etcd_data_dir too: leave etcd_wal_dir unset to keep the WAL in the data dir", c.WALDir)
 	}
 
 	c.readTuning(r)
@@ -471,4 +468,34 @@ func ParseDuration(s string) (time.Duration, error) {
 		return time.Duration(days) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// systemDirs are directories etcdplay must never take as a data or WAL
+// dir: the service setup makes them etcd's, mode 0700, and a restore or
+// scale-in moves their contents aside.
+var systemDirs = map[string]bool{
+	"/": true, "/bin": true, "/boot": true, "/dev": true, "/etc": true, "/home": true,
+	"/lib": true, "/lib64": true, "/media": true, "/mnt": true, "/opt": true,
+	"/proc": true, "/root": true, "/run": true, "/sbin": true, "/srv": true,
+	"/sys": true, "/tmp": true, "/usr": true, "/usr/local": true, "/var": true,
+	"/var/lib": true, "/var/log": true, "/var/tmp": true, "/var/cache": true,
+	"/etc/etcd": true,
+}
+
+// readDir reads a data or WAL dir: absolute, normalised ("/data/etcd/" and
+// "/data//etcd" are /data/etcd), never a system directory.
+func (c *Cluster) readDir(r varReader, name, def string) string {
+	raw := r.str(name, def)
+	if raw == "" {
+		return ""
+	}
+	if !path.IsAbs(raw) {
+		r.fail(name, "%q must be an absolute path", raw)
+		return raw
+	}
+	d := path.Clean(raw)
+	if systemDirs[d] {
+		r.fail(name, "%q is a system directory: etcd would own it (mode 0700) and restores would move its contents; use a directory of etcd's own, such as %s", raw, path.Join(d, "etcd"))
+	}
+	return d
 }

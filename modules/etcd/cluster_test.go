@@ -137,6 +137,10 @@ func TestFromVarsErrors(t *testing.T) {
 		{"bad name", nil, map[string]map[string]any{"etcd1": {"etcd_name": "a,b"}}, 1, "etcd_name", "must be letters"},
 		{"bad port", nil, map[string]map[string]any{"etcd1": {"etcd_client_port": 70000}}, 1, "etcd_client_port", "not a TCP port"},
 		{"relative data dir", map[string]any{"etcd_data_dir": "data"}, nil, 1, "etcd_data_dir", "absolute"},
+		{"root as data dir", map[string]any{"etcd_data_dir": "/"}, nil, 1, "etcd_data_dir", "system directory"},
+		{"/var/lib/ as data dir", map[string]any{"etcd_data_dir": "/var/lib/"}, nil, 1, "etcd_data_dir", `"/var/lib/" is a system directory`},
+		{"/var//tmp as WAL dir", map[string]any{"etcd_wal_dir": "/var//tmp"}, nil, 1, "etcd_wal_dir", "system directory"},
+		{"WAL dir = data dir", map[string]any{"etcd_data_dir": "/data/etcd", "etcd_wal_dir": "/data/etcd/"}, nil, 1, "etcd_wal_dir", "is etcd_data_dir too"},
 		{"bad url", map[string]any{"etcd_release_url": "ftp://mirror"}, nil, 1, "etcd_release_url", "http"},
 		{"bad arch", map[string]any{"etcd_arch": "x86"}, nil, 1, "etcd_arch", "architecture"},
 		{"experimental on 3.7", map[string]any{"etcd_version": "v3.7.3", "etcd_extra_config": map[string]any{"experimental-initial-corrupt-check": true}}, nil, 1, "etcd_extra_config", "removed in v3.7.0"},
@@ -160,6 +164,16 @@ func TestFromVarsErrors(t *testing.T) {
 				t.Errorf("got %q (var %s), want var %s and %q", err, ve.Var, tt.wantVar, tt.wantMsg)
 			}
 		})
+	}
+}
+
+func TestDataDirsNormalised(t *testing.T) {
+	c, err := FromVars(lab(1, map[string]any{"etcd_data_dir": "/data//etcd/", "etcd_wal_dir": "/wal/etcd/"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/data/etcd" || c.WALDir != "/wal/etcd" {
+		t.Errorf("data dir %q, WAL dir %q: want them cleaned", c.DataDir, c.WALDir)
 	}
 }
 
