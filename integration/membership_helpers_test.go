@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -261,32 +257,7 @@ func harnessDiff(before, after map[string]string) string {
 // chosen point). It fails the test if the marker never shows.
 func (m *mlab) killWhen(inv, playbook, marker string, delay time.Duration) {
 	m.t.Helper()
-	args := []string{"apply", harness.Playbook(playbook), "--output", "json",
-		"-i", inv, "--known-hosts", m.Lab.KnownHostsFile, "--state-dir", m.StateDir}
-	cmd := exec.Command(harness.Binary(m.t), args...)
-	cmd.Dir = harness.RepoRoot()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	seen := false
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev runner.Event
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == runner.EventLog && strings.Contains(ev.Msg, marker) {
-			seen = true
-			time.Sleep(delay)
-			_ = cmd.Process.Kill()
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	_ = cmd.Wait()
-	if !seen {
-		m.t.Fatalf("etcdplay ended without logging %q", marker)
-	}
+	env := *m.Env
+	env.Inventory = inv
+	env.SignalWhen(m.t, harness.Playbook(playbook), marker, delay, os.Kill)
 }

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +159,89 @@ func TestDataDirOnOwnMount(t *testing.T) {
 	}
 	checkKeys(t, e.Client(t, e.Endpoints("etcd3")...), 200, "snap", 0)
 	assertMounted(t, l, "etcd3", "/var/lib/etcd/member", "/var/lib/etcd/etcd.*Z/member")
+}
+
+// TestRestoreInterruptedLeavesMembersRunning: Ctrl-C while a restore is
+// stopping the members. Before the fix the members were restarted with the
+// already cancelled context, so they stayed stopped while the message said
+// they were restarted. Now the stop finishes, every member starts again on
+// its old data, staging is cleaned up, and the message says nothing was
+// restored; a second restore then goes through.
+func TestRestoreInterruptedLeavesMembersRunning(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-restore-int", Block: 62, Hosts: 3})
+	e := harness.New(t, l)
+	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
+	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e.MustApply(t, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), 100, "snap", 0)
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	if len(files) != 1 {
+		t.Fatalf("backups: %v", files)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := e.Client(t).Put(ctx, "after-backup", "kept when nothing is restored"); err != nil {
+		t.Fatal(err)
+	}
+
+	// At once (the stop in flight), 300 ms later (followers stopped, the
+	// leader stopping: the case that left the cluster down) and 800 ms
+	// later (the swap, the wait for health, or done).
+	for _, delay := range []time.Duration{0, 300 * time.Millisecond, 800 * time.Millisecond} {
+		o := e.SignalWhen(t, harness.Playbook("restore.yml"), "restore: stopping etcd", delay, os.Interrupt, "-e", "snapshot="+files[0])
+		// The interrupt may land before the data dirs move (the members
+		// go back to their old data) or after (the restore finishes its
+		// swap and start): either way every member runs, on one data set,
+		// and the message says which.
+		out := o.Summary()
+		wantOld := 1
+		switch {
+		case o.Code == 0: // the restore was done before the signal came
+			wantOld = 0
+		case strings.Contains(out, "nothing restored") && strings.Contains(out, "every member was started again on its old data"):
+		case strings.Contains(out, "interrupted after the swap: every member has the restored data and was started"):
+			wantOld = 0
+		default:
+			t.Errorf("interrupt after %s: the restore does not say what state it left:\n%s\n%s", delay, out, o.Stderr)
+		}
+		t.Logf("interrupt after %s: exit %d: %s", delay, o.Code, out)
+		for _, h := range l.Hosts() {
+			out, err := l.Run(ctx, h.Name, "systemctl is-active etcd; ls -d /var/lib/etcd.restore-* /var/tmp/etcdplay/restore-* 2>/dev/null; true")
+			if !strings.HasPrefix(out, "activ") || strings.Contains(out, "restore-") { // active, or activating after --no-block
+				t.Errorf("interrupt after %s: %s (want etcd active, no staging left; err %v):\n%s", delay, h.Name, err, out)
+			}
+		}
+		waitHealthy(t, e)
+		if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != wantOld {
+			t.Errorf("interrupt after %s: the members do not serve the data the message names (old: %d): %v %v", delay, wantOld, resp, err)
+		}
+		if wantOld == 0 {
+			if _, err := e.Client(t).Put(ctx, "after-backup", "kept when nothing is restored"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	checkKeys(t, e.Client(t), 100, "snap", 0)
+	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("after the second restore: %v %v", resp, err)
+	}
+}
+
+// waitHealthy waits until every member answers through etcd's client.
+func waitHealthy(t *testing.T, e *harness.Env) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := readCluster(t, e)
+		if st.Members == 3 && st.Healthy == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not healthy a minute after the run: %+v", st)
+		}
+		time.Sleep(time.Second)
+	}
 }

@@ -95,12 +95,39 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, fmt.Errorf("etcd_restore: data restored on every member but etcd did not start (run `systemctl start etcd` on each): %w", err)
 	}
 	cancelCrit()
+	moved := map[string]string{}
+	for _, mp := range j.Members {
+		if mp.Aside != "" {
+			moved[mp.Member.Host] = mp.Aside
+		}
+	}
+	rec := record{Time: j.Stamp, Snapshot: j.Snapshot.Path, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
+		Keys: j.Snapshot.Keys, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
+	if err := writeRecord(env.StateDir, c, rec); err != nil {
+		env.Logf("restore: could not write the restore record: %v", err)
+	}
+	// Interrupted from here on, the members run the restored data: say so
+	// rather than report the cancelled wait as a failed restore.
+	interrupted := func() error {
+		cleanup(ctx, hosts, j, false)
+		return fmt.Errorf("etcd_restore: interrupted after the swap: every member has the restored data and was started (new cluster token %s), "+
+			"but its health and key count were not checked: run `etcdplay status`; the old data is kept at %s: %w", j.Token, asidePaths(j), ctx.Err())
+	}
+	if ctx.Err() != nil {
+		return nil, interrupted()
+	}
 	dial := etcd.Dialer(c, env)
 	if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: j.Timeout, Log: env.Log}); err != nil {
+		if ctx.Err() != nil {
+			return nil, interrupted()
+		}
 		return nil, fmt.Errorf("etcd_restore: data restored on every member but the cluster did not become healthy: %w", err)
 	}
 	v, err := verify(ctx, c, env.StateDir, dial, j.Snapshot.Revision, len(j.Members))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, interrupted()
+		}
 		return nil, fmt.Errorf("etcd_restore: %w", err)
 	}
 	if v.Keys != int64(j.Snapshot.Keys) {
@@ -108,18 +135,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	cleanup(ctx, hosts, j, false)
 
-	moved := map[string]string{}
-	for _, mp := range j.Members {
-		if mp.Aside != "" {
-			moved[mp.Member.Host] = mp.Aside
-		}
-	}
 	took := time.Since(start)
-	rec := record{Time: j.Stamp, Snapshot: j.Snapshot.Path, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
-		Keys: j.Snapshot.Keys, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
-	if err := writeRecord(env.StateDir, c, rec); err != nil {
-		env.Logf("restore: could not write the restore record: %v", err)
-	}
 	msg := fmt.Sprintf("restored %d members from %s (revision %d, %d keys) in %s; new cluster token %s",
 		len(j.Members), filepath.Base(j.Snapshot.Path), j.Snapshot.Revision, j.Snapshot.Keys, took.Round(time.Millisecond), j.Token)
 	if len(moved) > 0 {
