@@ -19,6 +19,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/roll"
 )
 
 func init() { modules.Register("etcd_restart", Module{}) }
@@ -160,59 +161,42 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	return ch, nil
 }
 
-// Apply restarts the members one at a time. Before each restart it checks
-// the cluster again and picks a follower while one is left, since the
-// leader can move during the roll.
+// Apply restarts the members one at a time through the rolling primitive:
+// it re-checks the cluster and the leader before each restart (the leader
+// can move during the roll) and hands leadership over before the leader's.
 func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
 	p, ok := ch.Payload.(*payload)
 	if !ok {
 		return nil, errors.New("etcd_restart: plan payload missing")
 	}
-	c, hosts, dial := p.Cluster, remotes(env), etcd.Dialer(p.Cluster, env)
-	remaining := append([]step(nil), p.Steps...)
-	var done []string
-	stopped := func() string {
-		if len(done) == 0 {
-			return fmt.Sprintf("no member restarted; not restarted: %s", names(remaining))
-		}
-		return fmt.Sprintf("restarted: %s; not restarted: %s", strings.Join(done, ", "), names(remaining))
+	c, hosts := p.Cluster, remotes(env)
+	hostNames := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		hostNames[i] = s.Host
 	}
-	total := len(remaining)
-	for len(remaining) > 0 {
-		h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("etcd_restart: %w (%s)", err, stopped())
-		}
-		if !h.Healthy() {
-			return nil, fmt.Errorf("etcd_restart: stopped the rolling restart, the cluster is not healthy: %s (%s)",
-				strings.Join(h.Problems(), "; "), stopped())
-		}
-		leader := ""
-		if l, ok := h.Leader(); ok {
-			leader = l.Host
-		}
-		remaining = order(remaining, leader)
-		s := remaining[0]
-		role := "follower"
-		if s.Host == leader {
-			role = "leader"
-		}
-		env.Logf("restarting etcd on %s (%d/%d, %s)", s.Name, len(done)+1, total, role)
-		r := hosts[s.Host]
+	members, err := c.Select(hostNames)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restart: %w", err)
+	}
+	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log}
+	prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
+		r := hosts[m.Host]
 		if r == nil {
-			return nil, fmt.Errorf("etcd_restart: no connection to %s (%s)", s.Host, stopped())
+			return fmt.Errorf("no connection to %s", m.Host)
 		}
 		rctx, cancel := context.WithTimeout(ctx, p.RestartTimeout)
-		_, err = command.Run(rctx, r, "systemctl", "restart", unitName)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("etcd_restart: restart of %s failed: %w%s (%s)", s.Name, err, journal(ctx, r), stopped())
+		defer cancel()
+		if _, err := command.Run(rctx, r, "systemctl", "restart", unitName); err != nil {
+			return fmt.Errorf("%w%s", err, journal(ctx, r))
 		}
-		remaining = remaining[1:]
-		done = append(done, s.Name)
-		if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: p.Timeout, Log: env.Log}); err != nil {
-			return nil, fmt.Errorf("etcd_restart: %s restarted but the cluster did not become healthy: %w (%s)", s.Name, err, stopped())
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_restart: stopped the rolling restart: %w (%s)", err, prog)
+	}
+	done := make([]string, len(prog.Done))
+	for i, m := range prog.Done {
+		done[i] = m.Name
 	}
 	return &modules.Result{
 		Status: modules.StatusChanged,
@@ -235,16 +219,7 @@ func journal(ctx context.Context, r modules.Remote) string {
 
 // order puts followers first, in their given order, and the leader last.
 func order(steps []step, leaderHost string) []step {
-	out := make([]step, 0, len(steps))
-	var last []step
-	for _, s := range steps {
-		if s.Host == leaderHost {
-			last = append(last, s)
-			continue
-		}
-		out = append(out, s)
-	}
-	return append(out, last...)
+	return roll.OrderBy(steps, func(s step) string { return s.Host }, leaderHost)
 }
 
 // targetMembers picks the members to consider: args.members, else the

@@ -1,0 +1,254 @@
+// Package roll is the one rolling primitive of the cluster-wide modules
+// (restart, upgrade, and the defrag and certificate rotation to come): a
+// per-member step run one member at a time, the way etcd-druid's
+// quorum-aware updates do it:
+//
+//   - before each step, the cluster is checked again, against the live
+//     member list (voters outside the inventory count, and count as down
+//     since etcdplay cannot probe them): every probed member healthy, one
+//     leader, no alarm, and the voters left healthy while the member is
+//     down still a quorum;
+//   - followers go first, in the given order; the leader goes last, and
+//     leadership is handed to the most caught-up follower before its step,
+//     so clients see one planned election instead of an election timeout;
+//   - after each step, the cluster must be healthy again and the member's
+//     raft applied index must have reached the leader's, so the next step
+//     never takes down the only up-to-date copy.
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// Options say which cluster to roll and how long to wait.
+type Options struct {
+	Cluster  *etcd.Cluster
+	StateDir string
+	Dial     etcd.DialFunc
+	// Timeout bounds the wait for health and catch-up after each step
+	// (default 60s).
+	Timeout time.Duration
+	// Verb names the step in log lines and errors ("restart", "upgrade").
+	Verb string
+	Log  func(format string, args ...any)
+}
+
+// Step does the work on one member. The member is not expected to answer
+// while it runs; Run waits for it afterwards.
+type Step func(ctx context.Context, m etcd.Member) error
+
+// Progress is how far a roll got.
+type Progress struct {
+	Done, Remaining []etcd.Member
+}
+
+// String is what an error or a result message says of the roll.
+func (p Progress) String() string {
+	if len(p.Done) == 0 {
+		return "no member done; not done: " + names(p.Remaining)
+	}
+	return "done: " + names(p.Done) + "; not done: " + names(p.Remaining)
+}
+
+// ErrUnsafe is wrapped when the cluster is not in a state to lose a
+// member, before a step.
+var ErrUnsafe = errors.New("not safe to take a member down")
+
+// Run runs step for each member one at a time (see the package doc). It
+// stops at the first failure; Progress says what was done.
+func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (Progress, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.Verb == "" {
+		o.Verb = "step"
+	}
+	p := Progress{Remaining: append([]etcd.Member(nil), members...)}
+	total := len(members)
+	for len(p.Remaining) > 0 {
+		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{})
+		if err != nil {
+			return p, err
+		}
+		leader, _ := h.Leader()
+		p.Remaining = Order(p.Remaining, leader.Host)
+		m := p.Remaining[0]
+		if err := Guard(h, m); err != nil {
+			return p, err
+		}
+		role := "follower"
+		if m.Host == leader.Host {
+			role = "leader"
+			if to, err := handOver(ctx, o, h, leader); err != nil {
+				o.logf("could not hand leadership over before the %s of %s (%v): its step costs one election", o.Verb, m.Name, err)
+			} else if to != "" {
+				o.logf("leadership handed from %s to %s", m.Name, to)
+				role = "former leader"
+			}
+		}
+		o.logf("%s of %s (%d/%d, %s)", o.Verb, m.Name, len(p.Done)+1, total, role)
+		if err := step(ctx, m); err != nil {
+			return p, fmt.Errorf("%s of %s: %w", o.Verb, m.Name, err)
+		}
+		p.Done = append(p.Done, m)
+		p.Remaining = p.Remaining[1:]
+		if err := settle(ctx, o, m); err != nil {
+			return p, fmt.Errorf("after the %s of %s: %w", o.Verb, m.Name, err)
+		}
+	}
+	return p, nil
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		o.Log(format, args...)
+	}
+}
+
+// Order puts followers first, in their given order, and the leader last.
+func Order(ms []etcd.Member, leaderHost string) []etcd.Member {
+	return OrderBy(ms, func(m etcd.Member) string { return m.Host }, leaderHost)
+}
+
+// OrderBy is Order for anything that names a member's host.
+func OrderBy[T any](xs []T, host func(T) string, leaderHost string) []T {
+	out := make([]T, 0, len(xs))
+	var last []T
+	for _, x := range xs {
+		if leaderHost != "" && host(x) == leaderHost {
+			last = append(last, x)
+			continue
+		}
+		out = append(out, x)
+	}
+	return append(out, last...)
+}
+
+// Guard refuses to take m down unless every probed member is healthy with
+// one leader and no alarm, and the live member list keeps a quorum of
+// healthy voters without m. Voters the inventory does not name cannot be
+// probed and count as down.
+func Guard(h *etcd.Health, m etcd.Member) error {
+	if probs := h.Problems(); len(probs) > 0 {
+		return fmt.Errorf("%w (%s): the cluster is not healthy: %s", ErrUnsafe, m.Name, strings.Join(probs, "; "))
+	}
+	if _, ok := h.Leader(); !ok {
+		return fmt.Errorf("%w (%s): no member reports a leader", ErrUnsafe, m.Name)
+	}
+	healthy := map[uint64]bool{}
+	for _, mh := range h.Members {
+		if mh.Healthy {
+			healthy[mh.ID] = true
+		}
+	}
+	voters, up := 0, 0
+	var unknown []string
+	for _, lm := range h.List {
+		if lm.IsLearner {
+			continue
+		}
+		voters++
+		switch {
+		case lm.Name == m.Name:
+			// down during the step
+		case healthy[lm.ID]:
+			up++
+		default:
+			n := lm.Name
+			if n == "" {
+				n = fmt.Sprintf("%x (not started)", lm.ID)
+			}
+			unknown = append(unknown, n)
+		}
+	}
+	if need := etcd.Quorum(voters); up < need {
+		msg := fmt.Sprintf("with it down, %d of %d voting members would be up, a quorum needs %d", up, voters, need)
+		if len(unknown) > 0 {
+			msg += "; not healthy or outside the inventory: " + strings.Join(unknown, ", ")
+		}
+		return fmt.Errorf("%w (%s): %s", ErrUnsafe, m.Name, msg)
+	}
+	return nil
+}
+
+// handOver moves leadership from the leader to the healthy voting follower
+// with the highest applied index. It returns the new leader's name ("" when
+// no follower can take it: a one-member cluster).
+func handOver(ctx context.Context, o Options, h *etcd.Health, leader etcd.MemberHealth) (string, error) {
+	var best *etcd.MemberHealth
+	for i := range h.Members {
+		mh := &h.Members[i]
+		if mh.Healthy && !mh.IsLearner && mh.ID != leader.ID && (best == nil || mh.RaftAppliedIndex > best.RaftAppliedIndex) {
+			best = mh
+		}
+	}
+	if best == nil {
+		return "", nil
+	}
+	lm, err := o.Cluster.Select([]string{leader.Host})
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// MoveLeader must reach the leader itself.
+	cli, err := etcd.NewMemberClient(cctx, o.Cluster, lm[0], o.StateDir, o.Dial)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	if _, err := cli.MoveLeader(cctx, best.ID); err != nil {
+		return "", err
+	}
+	return best.Name, nil
+}
+
+// settle waits until the cluster is healthy and m has applied what the
+// leader had applied when the cluster was first healthy again.
+func settle(ctx context.Context, o Options, m etcd.Member) error {
+	deadline := time.Now().Add(o.Timeout)
+	h, err := etcd.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcd.WaitOptions{Timeout: o.Timeout, Log: o.Log})
+	if err != nil {
+		return err
+	}
+	leader, ok := h.Leader()
+	if !ok {
+		return fmt.Errorf("no leader after the %s", o.Verb)
+	}
+	target := leader.RaftAppliedIndex
+	for {
+		for _, mh := range h.Members {
+			if mh.Host == m.Host && mh.Healthy && mh.RaftAppliedIndex >= target {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s has not caught up with the leader's applied index %d within %s", m.Name, target, o.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if h, err = etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{Members: []string{m.Host}}); err != nil {
+			return err
+		}
+	}
+}
+
+func names(ms []etcd.Member) string {
+	if len(ms) == 0 {
+		return "none"
+	}
+	n := make([]string, len(ms))
+	for i, m := range ms {
+		n[i] = m.Name
+	}
+	return strings.Join(n, ", ")
+}

@@ -1,0 +1,121 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+func health(members []etcd.MemberHealth, list ...*etcdserverpb.Member) *etcd.Health {
+	return &etcd.Health{Members: members, List: list}
+}
+
+func mh(name string, id uint64, healthy bool) etcd.MemberHealth {
+	m := etcd.MemberHealth{Host: name, Name: name, ID: id, Healthy: healthy, Leader: 1}
+	if !healthy {
+		m.Error = "connection refused"
+	}
+	return m
+}
+
+func lm(name string, id uint64, learner bool) *etcdserverpb.Member {
+	return &etcdserverpb.Member{Name: name, ID: id, IsLearner: learner}
+}
+
+// TestGuard: the live member list decides, not the inventory.
+func TestGuard(t *testing.T) {
+	three := []*etcdserverpb.Member{lm("e1", 1, false), lm("e2", 2, false), lm("e3", 3, false)}
+	tests := []struct {
+		name string
+		h    *etcd.Health
+		want string // "" = allowed
+	}{
+		{"healthy 3", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)}, three...), ""},
+		{"a member down", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, false)}, three...), "e3: connection refused"},
+		{"a voter outside the inventory", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true)},
+			append(three[:2:2], lm("stray", 9, false))...), "1 of 3 voting members would be up, a quorum needs 2; not healthy or outside the inventory: stray"},
+		{"four voters, one outside", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+			append(three, lm("stray", 9, false))...), "2 of 4 voting members would be up, a quorum needs 3; not healthy or outside the inventory: stray"},
+		{"a learner does not vote", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+			append(three, lm("l", 8, true))...), ""},
+		{"no leader", health([]etcd.MemberHealth{{Host: "e1", Name: "e1", ID: 1, Healthy: true}}, lm("e1", 1, false)), "no member reports a leader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Guard(tt.h, etcd.Member{Host: "e1", Name: "e1"})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrUnsafe)):
+				t.Errorf("got %v, want ErrUnsafe saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOrder(t *testing.T) {
+	ms := []etcd.Member{{Host: "e1", Name: "e1"}, {Host: "e2", Name: "e2"}, {Host: "e3", Name: "e3"}}
+	for leader, want := range map[string]string{"e1": "e2, e3, e1", "e3": "e1, e2, e3", "": "e1, e2, e3", "x": "e1, e2, e3"} {
+		if got := names(Order(ms, leader)); got != want {
+			t.Errorf("leader %q: %s, want %s", leader, got, want)
+		}
+	}
+}
+
+// TestRunHandsOverAndWaits rolls a real 3-member cluster: the leader goes
+// last and is no longer the leader when its step runs; every step sees the
+// others healthy; a failing step stops the roll with the progress named.
+func TestRunHandsOverAndWaits(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	leader := tc.Model.Members[tc.LeaderIndex()]
+	opt := Options{Cluster: tc.Model, StateDir: tc.StateDir, Timeout: 30 * time.Second, Verb: "restart"}
+	var mu sync.Mutex
+	var order []string
+	var leaderAtItsStep uint64
+	prog, err := Run(ctx, opt, tc.Model.Members, func(ctx context.Context, m etcd.Member) error {
+		mu.Lock()
+		order = append(order, m.Name)
+		mu.Unlock()
+		for i, x := range tc.Model.Members {
+			if x.Host != m.Host {
+				continue
+			}
+			if m.Host == leader.Host {
+				h, _ := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcd.CheckOptions{Members: []string{m.Host}})
+				leaderAtItsStep = h.Members[0].Leader
+				if h.Members[0].IsLeader() {
+					t.Errorf("%s still leads at its own step: no hand-over", m.Name)
+				}
+			}
+			tc.Restart(i)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prog.Done) != 3 || order[2] != leader.Name || leaderAtItsStep == 0 {
+		t.Errorf("order %v (leader %s last?), progress %s, leader seen %x", order, leader.Name, prog, leaderAtItsStep)
+	}
+
+	boom := errors.New("boom")
+	prog, err = Run(ctx, opt, tc.Model.Members, func(ctx context.Context, m etcd.Member) error { return boom })
+	if !errors.Is(err, boom) || len(prog.Done) != 0 || len(prog.Remaining) != 3 || !strings.Contains(prog.String(), "no member done") {
+		t.Errorf("failing step: %v, %s", err, prog)
+	}
+
+	tc.Stop(2)
+	_, err = Run(ctx, opt, tc.Model.Members[:1], func(ctx context.Context, m etcd.Member) error { return nil })
+	if !errors.Is(err, ErrUnsafe) {
+		t.Errorf("roll with a member down: %v", err)
+	}
+}
