@@ -197,7 +197,9 @@ func TestBadInputsChangeNothing(t *testing.T) {
 		const next = "v3.7.3"
 		e.Vars["etcd_release_url"] = harness.TamperedMirror(t, next, badSums(next))
 		e.Vars["etcd_version"] = next
-		o := e.Etcdplay(t, "apply", pb)
+		// A version change goes through upgrade.yml (site.yml refuses it
+		// on a running cluster, TestUpgrade checks that).
+		o := e.Etcdplay(t, "apply", harness.Playbook("upgrade.yml"))
 		out := o.Stdout + o.Stderr
 		if o.Code != 2 || !strings.Contains(out, "checksum") || !strings.Contains(out, mirror.TarballName(next)) {
 			t.Errorf("upgrade from a tampered mirror: exit %d, want 2 naming the checksum of %s:\n%s", o.Code, mirror.TarballName(next), out)

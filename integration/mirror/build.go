@@ -24,9 +24,10 @@ import (
 	"github.com/etcdplay/etcdplay/integration/flock"
 )
 
-// Versions are the etcd releases the project tests against: two of them,
-// so that a rolling upgrade can be exercised for real.
-var Versions = []string{"v3.6.16", "v3.7.3"}
+// Versions are the etcd releases the project tests against: the latest
+// patch of 3.5, 3.6 and 3.7, so that upgrade.yml walks 3.5 -> 3.6 -> 3.7 for
+// real, and an early 3.5 patch that the 3.5 -> 3.6 rule refuses.
+var Versions = []string{"v3.5.21", "v3.5.35", "v3.6.16", "v3.7.3"}
 
 // Binaries are the programs an upstream release tarball carries.
 var Binaries = []string{"etcd", "etcdctl", "etcdutl"}
@@ -186,6 +187,39 @@ func main() {
 `,
 }
 
+// etcdutl35 is etcdutl's main as of v3.5 (upstream etcdutl/ctl.go there):
+// backup and check instead of hashkv, completion and migrate.
+const etcdutl35 = `package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/etcdutl/v3/etcdutl"
+)
+
+func main() {
+	cobra.EnablePrefixMatching = true
+	root := &cobra.Command{
+		Use:   "etcdutl",
+		Short: "An administrative command line tool for etcd3.",
+	}
+	root.PersistentFlags().StringVarP(&etcdutl.OutputFormat, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
+	root.AddCommand(
+		etcdutl.NewBackupCommand(),
+		etcdutl.NewDefragCommand(),
+		etcdutl.NewSnapshotCommand(),
+		etcdutl.NewVersionCommand(),
+		etcdutl.NewCheckCommand(),
+	)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+`
+
 func build(ctx context.Context, version, cacheDir string) error {
 	work, err := os.MkdirTemp(cacheDir, ".build-"+version+"-")
 	if err != nil {
@@ -195,6 +229,9 @@ func build(ctx context.Context, version, cacheDir string) error {
 
 	src := filepath.Join(work, "src")
 	for name, code := range mains {
+		if name == "etcdutl" && strings.HasPrefix(version, "v3.5.") {
+			code = etcdutl35
+		}
 		d := filepath.Join(src, "cmd", name)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err

@@ -22,9 +22,10 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_service"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_tune"
 
-	// Runbook modules: membership, backup and restore.
+	// Runbook modules: membership, backup and restore, upgrade.
 	_ "github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_member"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_upgrade"
 )

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,3 +163,43 @@ func (d *dialRecorder) explain(err error) error {
 
 // defaultProbeTimeout bounds one health probe of one member.
 const defaultProbeTimeout = 3 * time.Second
+
+// VersionInfo is what a member's /version endpoint says: its own server
+// version and the cluster version (the minor every member speaks; it moves
+// up only when all members run the new minor).
+type VersionInfo struct {
+	Server  string `json:"etcdserver"`
+	Cluster string `json:"etcdcluster"`
+}
+
+// MemberVersion reads m's /version over its client URL (through dial, with
+// the etcdplay client certificate on a TLS cluster). clientv3 has no call
+// for the cluster version; etcdctl reads the same endpoint.
+func MemberVersion(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc) (VersionInfo, error) {
+	var v VersionInfo
+	tlsCfg, err := ClientTLS(c, stateDir)
+	if err != nil {
+		return v, err
+	}
+	tr := &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}
+	if dial != nil {
+		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(m.ClientURL, "/")+"/version", nil)
+	if err != nil {
+		return v, err
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return v, fmt.Errorf("GET %s/version: %s", m.ClientURL, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v); err != nil {
+		return v, fmt.Errorf("GET %s/version: %w", m.ClientURL, err)
+	}
+	return v, nil
+}

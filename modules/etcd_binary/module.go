@@ -24,6 +24,9 @@ var spec = modules.Spec{
 	"install_root": {Kind: modules.String},
 	"bin_dir":      {Kind: modules.String},
 	"upload_dir":   {Kind: modules.String},
+	// stage installs the release beside the running one without switching
+	// the links (upgrade.yml switches them one member at a time).
+	"stage": {Kind: modules.Bool},
 }
 
 func (Module) Validate(args modules.Args) error {
@@ -69,6 +72,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		SHA256:      rel.Files,
 		InstallRoot: args.Str("install_root", paths.InstallRoot),
 		BinDir:      args.Str("bin_dir", paths.BinDir),
+		Stage:       args.Bool("stage", false),
 	}.Args()
 	res, err := env.Remote.Do(ctx, "etcd_install", p.args, true)
 	if err != nil {

@@ -30,6 +30,9 @@ type InstallArgs struct {
 	SHA256      map[string]string // binary name -> hex digest, from the verified tarball
 	InstallRoot string
 	BinDir      string
+	// Stage installs the release without pointing the links in BinDir at
+	// it: the upgrade switches each host's links just before its restart.
+	Stage bool
 }
 
 // Args encodes a as module arguments.
@@ -39,7 +42,7 @@ func (a InstallArgs) Args() modules.Args {
 		sums[k] = v
 	}
 	return modules.Args{"version": a.Version, "tarball": a.Tarball, "sha256": sums,
-		"install_root": a.InstallRoot, "bin_dir": a.BinDir}
+		"install_root": a.InstallRoot, "bin_dir": a.BinDir, "stage": a.Stage}
 }
 
 var installSpec = modules.Spec{
@@ -48,6 +51,7 @@ var installSpec = modules.Spec{
 	"sha256":       {Kind: modules.Map, Required: true},
 	"install_root": {Kind: modules.String},
 	"bin_dir":      {Kind: modules.String},
+	"stage":        {Kind: modules.Bool},
 }
 
 func installArgs(args modules.Args) (InstallArgs, error) {
@@ -60,6 +64,7 @@ func installArgs(args modules.Args) (InstallArgs, error) {
 		Tarball:     args.Str("tarball", ""),
 		InstallRoot: args.Str("install_root", def.InstallRoot),
 		BinDir:      args.Str("bin_dir", def.BinDir),
+		Stage:       args.Bool("stage", false),
 		SHA256:      map[string]string{},
 	}
 	if _, err := etcd.ParseVersion(a.Version); err != nil {
@@ -123,6 +128,9 @@ func (installModule) Plan(_ context.Context, _ *modules.Env, args modules.Args) 
 		}
 	}
 	for _, b := range etcd.Binaries {
+		if a.Stage {
+			break
+		}
 		link := filepath.Join(a.BinDir, b)
 		want := filepath.Join(a.dir(), b)
 		st, err := hostfile.State(link)
