@@ -74,7 +74,9 @@ func upLab(t *testing.T, name string, block int, versions ...string) *harness.En
 // TestUpgrade35To36To37: a 3-member TLS cluster with 10,000 keys and a
 // client writing throughout goes 3.5.35 -> 3.6.16 -> 3.7.3 through
 // upgrade.yml; site.yml refuses the version change itself; skipping a
-// minor and going down a minor are refused before any change.
+// minor, and going down a minor without allow_downgrade, are refused
+// before any change; with it, 3.7.3 -> 3.6.16 goes through etcd's
+// downgrade API with the data intact.
 func TestUpgrade35To36To37(t *testing.T) {
 	e := upLab(t, "it-upgrade", 63, "v3.5.35", "v3.6.16", "v3.7.3")
 	putKeys(t, e.Client(t), 10000, "orig", 0)
@@ -153,8 +155,30 @@ func TestUpgrade35To36To37(t *testing.T) {
 		t.Errorf("snapshots before the two upgrades: %v, want 2", files)
 	}
 	e.Vars["etcd_version"] = "v3.6.16"
-	if o := e.Apply(t, ub); o.Code == 0 || !strings.Contains(o.Summary(), "downgrade through etcd's downgrade API") {
-		t.Errorf("a minor downgrade: exit %d\n%s", o.Code, o.Summary())
+	if o := e.Apply(t, ub); o.Code == 0 || !strings.Contains(o.Summary(), "ask for it with -e allow_downgrade=true") {
+		t.Errorf("a minor downgrade without allow_downgrade: exit %d\n%s", o.Code, o.Summary())
+	}
+
+	// Down again, asked for: through etcd's downgrade API, data intact.
+	e.Vars["allow_downgrade"] = "true"
+	check = e.Etcdplay(t, "apply", ub, "--check")
+	if !strings.Contains(check.Stdout, "downgrade etcd v3.7.3 -> v3.6.16") || !strings.Contains(check.Stdout, "downgrade enable 3.6") {
+		t.Errorf("downgrade --check:\n%s", check.Stdout)
+	}
+	o := e.Apply(t, ub)
+	if o.Code != 0 {
+		t.Fatalf("downgrade to v3.6.16: exit %d\n%s\n%s", o.Code, o.Summary(), o.Stderr)
+	}
+	t.Logf("downgrade of 3 members to v3.6.16: %s", o.Elapsed.Round(time.Millisecond))
+	if vs := serverVersions(t, e); !allAt(vs, "3.6.16") {
+		t.Errorf("server versions after the downgrade: %v", vs)
+	}
+	if cv := clusterVersionOf(t, e, "etcd1"); cv != "3.6.0" {
+		t.Errorf("cluster version after the downgrade: %s", cv)
+	}
+	checkKeys(t, e.Client(t), 10000, "orig", 0)
+	if again := e.MustApply(t, harness.Playbook("site.yml")); again.Changed() != 0 {
+		t.Errorf("site.yml after the downgrade changed %d things:\n%s", again.Changed(), again.Stdout)
 	}
 }
 

@@ -63,7 +63,7 @@ func CheckJump(from, to Version) (string, error) {
 		return fmt.Sprintf("patch downgrade within %d.%d: patch releases of one minor mix freely", to.Major, to.Minor), nil
 	case to.Minor < from.Minor:
 		return "", &MinorJumpError{From: from, To: to, Reason: "a lower minor version: a plain binary swap cannot read what the newer minor wrote",
-			Next: fmt.Sprintf("downgrade through etcd's downgrade API one minor at a time (not supported by this etcdplay yet); stay on v%d.%d", from.Major, from.Minor)}
+			Next: "a downgrade goes through etcd's downgrade API, one minor at a time: ask for it with -e allow_downgrade=true"}
 	case to.Minor > from.Minor+1:
 		return "", &MinorJumpError{From: from, To: to, Reason: "etcd upgrades one minor version at a time",
 			Next: fmt.Sprintf("upgrade to the latest v%d.%d.x first", from.Major, from.Minor+1)}
@@ -81,4 +81,20 @@ func CheckJump(from, to Version) (string, error) {
 		}
 	}
 	return why, nil
+}
+
+// CheckDowngrade says why a one-minor downgrade through etcd's downgrade
+// API is allowed, or refuses it. The API exists from 3.6 on: the cluster
+// is told the target first (downgrade validate, downgrade enable), its
+// storage moves to the older minor's format, and only then do members get
+// the older binary, one at a time.
+func CheckDowngrade(from, to Version) (string, error) {
+	switch {
+	case from.Major != to.Major || to.Minor != from.Minor-1:
+		return "", &MinorJumpError{From: from, To: to, Reason: "etcd downgrades one minor version at a time",
+			Next: fmt.Sprintf("downgrade to the latest v%d.%d.x first", from.Major, from.Minor-1)}
+	case !from.AtLeast(3, 6):
+		return "", &MinorJumpError{From: from, To: to, Reason: "etcd's downgrade API exists from 3.6 on"}
+	}
+	return fmt.Sprintf("one minor down (%d.%d -> %d.%d) through etcd's downgrade API, asked for with allow_downgrade", from.Major, from.Minor, to.Major, to.Minor), nil
 }

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -92,6 +94,8 @@ type memberStep struct {
 type job struct {
 	Cluster   *etcd.Cluster
 	Preflight bool // checks only: Apply changes nothing
+	// Downgrade: one minor down, through etcd's downgrade API first.
+	Downgrade bool
 	From, To  etcd.Version
 	Steps     []memberStep // followers first, the leader last (as planned)
 	Snapshot  bool
@@ -155,7 +159,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if to.Less(newest) {
 		from = newest
 	}
-	why, err := etcd.CheckJump(from, to)
+	downgrade := to.Major == from.Major && to.Minor < from.Minor
+	var why string
+	if downgrade && modules.Args(env.Vars).Bool("allow_downgrade", false) {
+		why, err = etcd.CheckDowngrade(from, to)
+	} else {
+		why, err = etcd.CheckJump(from, to)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd_upgrade: preflight failed, nothing was changed: %w", err)
 	}
@@ -166,7 +176,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 			steps = append(steps, memberStep{Member: m, From: v})
 		}
 	}
-	j := &job{Cluster: c, Preflight: mode == "preflight", From: from, To: to, Steps: steps, Snapshot: args.Bool("snapshot", true), Timeout: timeout, Install: map[string]modules.Args{}}
+	j := &job{Cluster: c, Preflight: mode == "preflight", Downgrade: downgrade, From: from, To: to, Steps: steps, Snapshot: args.Bool("snapshot", true), Timeout: timeout, Install: map[string]modules.Args{}}
 	ch := &modules.Change{Payload: j}
 	if len(steps) == 0 {
 		v, err := clusterVersion(ctx, c, env.StateDir, dial)
@@ -180,7 +190,11 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		ch.Add("!", "cluster version "+minor(to), fmt.Sprintf("every member runs %s; the cluster version is %s: wait for it", to, v))
 		return ch, nil
 	}
-	ch.Add("!", fmt.Sprintf("upgrade etcd %s -> %s", from, to), "allowed: "+why)
+	verb := "upgrade"
+	if downgrade {
+		verb = "downgrade"
+	}
+	ch.Add("!", fmt.Sprintf("%s etcd %s -> %s", verb, from, to), "allowed: "+why)
 	if mode == "preflight" {
 		// The release is fetched and verified on the controller now; the
 		// staging task after this one pushes it.
@@ -194,6 +208,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	if j.Snapshot {
 		ch.Add("+", "snapshot in "+etcd_snapshot.Dir(env.StateDir, c), "verified, right before the first member changes; the upgrade stops if it fails")
+	}
+	if downgrade {
+		ch.Add("!", "downgrade enable "+minor(to), fmt.Sprintf("etcd's downgrade API (validate, then enable); wait until the cluster version and every member's storage version are %s.0", minor(to)))
 	}
 	bins := filepath.Join(c.Paths.BinDir, "{"+strings.Join(etcd.Binaries, ",")+"}")
 	for i, s := range steps {
@@ -292,11 +309,20 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			env.Logf("upgrade: snapshot %s (revision %d, %d keys)", b.Path, b.Revision, b.Keys)
 			data["snapshot"] = b.Path
 		}
+		if j.Downgrade {
+			if err := enableDowngrade(ctx, env, c, dial, j); err != nil {
+				return nil, fmt.Errorf("etcd_upgrade: %w; no member's binary was changed", err)
+			}
+		}
 		members := make([]etcd.Member, len(j.Steps))
 		for i, s := range j.Steps {
 			members[i] = s.Member
 		}
-		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: "upgrade to " + j.To.String(), Log: env.Log}
+		verb := "upgrade to "
+		if j.Downgrade {
+			verb = "downgrade to "
+		}
+		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log}
 		prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 			return upgradeMember(ctx, env, hosts[m.Host], j, m, dial)
 		})
@@ -354,6 +380,57 @@ func upgradeMember(ctx context.Context, env *modules.Env, r modules.Remote, j *j
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// enableDowngrade asks the cluster to downgrade to j.To's minor (unless a
+// run before this one already did) and waits until the cluster version and
+// every member's storage version are there, so an older binary can read
+// what the members wrote.
+func enableDowngrade(ctx context.Context, env *modules.Env, c *etcd.Cluster, dial etcd.DialFunc, j *job) error {
+	target := minor(j.To)
+	cctx, cancel := context.WithTimeout(ctx, j.Timeout)
+	defer cancel()
+	cli, err := etcd.NewClient(cctx, c, env.StateDir, dial)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	st, err := cli.Status(cctx, c.Members[0].ClientURL)
+	if err != nil {
+		return fmt.Errorf("downgrade: status: %w", err)
+	}
+	if di := st.DowngradeInfo; di == nil || !di.Enabled || !strings.HasPrefix(di.TargetVersion, target) {
+		if _, err := cli.Downgrade(cctx, clientv3.DowngradeValidate, target); err != nil {
+			return fmt.Errorf("downgrade validate %s refused: %w", target, err)
+		}
+		if _, err := cli.Downgrade(cctx, clientv3.DowngradeEnable, target); err != nil {
+			return fmt.Errorf("downgrade enable %s refused: %w", target, err)
+		}
+		env.Logf("downgrade: enabled to %s; waiting for the cluster and storage versions", target)
+	}
+	for {
+		var behind []string
+		for _, m := range c.Members {
+			s, err := cli.Status(cctx, m.ClientURL)
+			switch {
+			case err != nil:
+				behind = append(behind, m.Name+": "+err.Error())
+			case s.StorageVersion != target+".0":
+				behind = append(behind, m.Name+" storage version "+s.StorageVersion)
+			}
+		}
+		if v, err := clusterVersion(cctx, c, env.StateDir, dial); err != nil || v != target+".0" {
+			behind = append(behind, "cluster version "+v)
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("downgrade enabled, but after %s: %s (`etcdctl downgrade cancel` undoes it)", j.Timeout, strings.Join(behind, "; "))
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
