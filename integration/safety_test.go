@@ -245,3 +245,55 @@ func waitHealthy(t *testing.T, e *harness.Env) {
 		time.Sleep(time.Second)
 	}
 }
+
+// TestRestoreUploadDirNotHijacked: another local user pre-creates the
+// upload dir in /var/tmp. Before the fix the restore reused a planted
+// directory as it was (0777, theirs) for the snapshot, the whole keyspace.
+// Now a planted symlink is refused before any member stops, and a planted
+// directory is taken over (root, 0700) before the snapshot goes in.
+func TestRestoreUploadDirNotHijacked(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-tmp-hijack", Block: 65, Hosts: 3})
+	e := harness.New(t, l)
+	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
+	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e.MustApply(t, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), 50, "snap", 0)
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	ctx := context.Background()
+	run := func(host, cmd string) string {
+		t.Helper()
+		out, err := l.Run(ctx, host, cmd)
+		if err != nil {
+			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
+		}
+		return out
+	}
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		run(h, "useradd -m mallory && rm -rf /var/tmp/etcdplay && runuser -u mallory -- mkdir /home/mallory/loot && runuser -u mallory -- ln -s /home/mallory/loot /var/tmp/etcdplay")
+	}
+	pids := bootPIDs(t, e, bootHostNames(l))
+	o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	if o.Code == 0 || !strings.Contains(o.Summary(), "/var/tmp/etcdplay is a symlink (to /home/mallory/loot)") || !strings.Contains(o.Summary(), "no member was stopped") {
+		t.Errorf("restore through a planted symlink: exit %d\n%s", o.Code, o.Summary())
+	}
+	if now := bootPIDs(t, e, bootHostNames(l)); !maps2Equal(now, pids) {
+		t.Errorf("the refused restore restarted etcd: %v, were %v", now, pids)
+	}
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		if out := run(h, "ls -A /home/mallory/loot"); strings.TrimSpace(out) != "" {
+			t.Errorf("%s: the snapshot went behind the planted symlink: %s", h, out)
+		}
+		run(h, "rm /var/tmp/etcdplay && runuser -u mallory -- mkdir -m 0777 /var/tmp/etcdplay")
+	}
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	checkKeys(t, e.Client(t), 50, "snap", 0)
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		if out := run(h, "stat -c '%U %a' /var/tmp/etcdplay"); strings.TrimSpace(out) != "root 700" {
+			t.Errorf("%s: the planted upload dir is %q after the restore, want root 700", h, out)
+		}
+		if out, err := l.Run(ctx, h, "runuser -u mallory -- ls /var/tmp/etcdplay"); err == nil {
+			t.Errorf("%s: mallory can still list the upload dir: %s", h, out)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if p.upload {
 		// Upload does not create directories; the upload dir is private
 		// to root while a release sits in it.
-		dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: filepath.Dir(p.remote), Mode: "0700"}}}
+		dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: filepath.Dir(p.remote), Mode: "0700", Owner: "root", Group: "root"}}}
 		if res, err := env.Remote.Do(ctx, "etcd_files", dir.Args(), false); err != nil || res.Status == modules.StatusFailed {
 			if err == nil {
 				err = fmt.Errorf("%s", res.Msg)

@@ -122,3 +122,36 @@ func TestAsideAndPromote(t *testing.T) {
 		t.Errorf("promote over data: %v", err)
 	}
 }
+
+// TestPrivateDirRefusesSymlinkTakesOverDir: a 0700 directory that someone
+// planted as a symlink (in /var/tmp, say) is refused in plan and apply; a
+// planted real directory is taken over (mode set) before use.
+func TestPrivateDirRefusesSymlinkTakesOverDir(t *testing.T) {
+	root := t.TempDir()
+	elsewhere := filepath.Join(root, "attacker")
+	mkTree(t, elsewhere+"/")
+	link := filepath.Join(root, "etcdplay")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	set := Set{Dirs: []Dir{{Path: link, Mode: "0700"}}}
+	if _, err := PlanSet(set); err == nil || !strings.Contains(err.Error(), "is a symlink") {
+		t.Errorf("plan over a symlinked private dir: %v", err)
+	}
+	if err := ApplySet(set); err == nil || !strings.Contains(err.Error(), "is a symlink") {
+		t.Errorf("apply over a symlinked private dir: %v", err)
+	}
+	open := filepath.Join(root, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplySet(Set{Dirs: []Dir{{Path: open, Mode: "0700"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
+		t.Errorf("a planted open directory kept mode %v", fi.Mode().Perm())
+	}
+}

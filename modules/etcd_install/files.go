@@ -122,6 +122,9 @@ func resolveAttrs(mode, owner, group string, cur hostfile.FileState, def os.File
 func PlanSet(s Set) (*modules.Change, error) {
 	c := &modules.Change{Payload: s}
 	for _, d := range s.Dirs {
+		if err := refusePrivateLink(d); err != nil {
+			return nil, err
+		}
 		cur, err := hostfile.StateFollow(d.Path)
 		if err != nil {
 			return nil, err
@@ -225,6 +228,9 @@ func ApplySet(s Set) error {
 }
 
 func ensureDir(d Dir) error {
+	if err := refusePrivateLink(d); err != nil {
+		return err
+	}
 	cur, err := hostfile.StateFollow(d.Path)
 	if err != nil {
 		return err
@@ -252,6 +258,26 @@ func ensureDir(d Dir) error {
 	}
 	if len(w.Diff(cur)) > 0 {
 		return w.Set(d.Path)
+	}
+	return nil
+}
+
+// refusePrivateLink refuses a private (0700) directory that is a symlink:
+// in a shared place such as /var/tmp another user could have planted it,
+// and following it would hand them what etcdplay keeps there (a snapshot
+// of the whole keyspace, a release about to run as root). An existing real
+// directory is taken over instead: owner and mode are set before anything
+// is written into it.
+func refusePrivateLink(d Dir) error {
+	if d.Mode != "0700" {
+		return nil
+	}
+	st, err := hostfile.State(d.Path)
+	if err != nil {
+		return err
+	}
+	if st.Exists && st.IsLink() {
+		return fmt.Errorf("%s is a symlink (to %s), not a directory: refusing to keep private files behind it; remove it, or check who made it", d.Path, st.LinkTarget)
 	}
 	return nil
 }

@@ -191,8 +191,15 @@ func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[s
 // restores it into the staging dir, while etcd keeps running.
 func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 	c := j.Cluster
-	if _, err := command.Run(ctx, r, "mkdir", "-p", path.Dir(mp.Upload)); err != nil {
-		return err
+	// The snapshot is the whole keyspace: it goes into a directory only
+	// root can enter (a symlink there is refused, an existing directory
+	// taken over), never a world-readable one.
+	dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: path.Dir(mp.Upload), Mode: "0700", Owner: "root", Group: "root"}}}
+	if res, err := r.Do(ctx, "etcd_files", dir.Args(), false); err != nil || res.Status == modules.StatusFailed {
+		if err == nil {
+			err = errors.New(res.Msg)
+		}
+		return fmt.Errorf("upload dir: %w", err)
 	}
 	f, err := os.Open(j.Snapshot.Path)
 	if err != nil {
