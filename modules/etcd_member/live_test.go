@@ -95,12 +95,12 @@ func TestLockWaitsForAnotherRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	other, err := cl.lock(ctx, live, 5*time.Second, t.Logf)
+	_, other, err := cl.lock(ctx, live, 5*time.Second, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var waited []string
-	if _, err := cl.lock(ctx, live, time.Second, func(f string, a ...any) { waited = append(waited, f) }); err == nil ||
+	if _, _, err := cl.lock(ctx, live, time.Second, func(f string, a ...any) { waited = append(waited, f) }); err == nil ||
 		!strings.Contains(err.Error(), "still held by another run") {
 		t.Fatalf("second lock while held: %v", err)
 	}
@@ -111,7 +111,7 @@ func TestLockWaitsForAnotherRun(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		other()
 	}()
-	unlock, err := cl.lock(ctx, live, 10*time.Second, t.Logf)
+	_, unlock, err := cl.lock(ctx, live, 10*time.Second, t.Logf)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

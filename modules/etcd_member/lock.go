@@ -2,30 +2,24 @@ package etcd_member
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
-
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
-// LockPrefix is where the membership lock lives in the cluster's own
-// keyspace: a key under it exists, bound to a lease, while an etcdplay run
-// changes membership. It keeps two runs (two operators, or a rerun while a
-// stuck one is still alive) from interleaving their changes.
-const LockPrefix = "/etcdplay/locks/membership"
+// LockPrefix is where the lock lives: the one operation lock every
+// disruptive etcdplay step takes (oplock), so a membership change never
+// interleaves with another run's change, rolling restart or upgrade.
+const LockPrefix = oplock.Key
 
-// lockTTL is the lease of the lock, in seconds: how long the lock outlives
-// a controller that died holding it.
-const lockTTL = 10
-
-// lock takes the membership lock, waiting up to timeout for another run to
+// lock takes the operation lock, waiting up to timeout for another run to
 // release it (or for its lease to expire). It talks to the healthy voting
 // members of live only (a learner refuses leases and transactions). The
-// returned function releases it.
-func (cl *cluster) lock(ctx context.Context, live []liveMember, timeout time.Duration, logf func(string, ...any)) (func(), error) {
+// returned context is cancelled when the lock is lost; the function
+// releases it.
+func (cl *cluster) lock(ctx context.Context, live []liveMember, timeout time.Duration, logf func(string, ...any)) (context.Context, func(), error) {
 	voters := *cl.model
 	voters.Members = nil
 	for _, l := range live {
@@ -34,38 +28,19 @@ func (cl *cluster) lock(ctx context.Context, live []liveMember, timeout time.Dur
 		}
 	}
 	if len(voters.Members) == 0 {
-		return nil, fmt.Errorf("membership lock: no healthy voting member: %s", describeLive(live))
+		return nil, nil, fmt.Errorf("membership lock: no healthy voting member: %s", describeLive(live))
 	}
 	cli, err := etcd.NewClient(ctx, &voters, cl.stateDir, cl.dial)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL), concurrency.WithContext(ctx))
+	held, err := oplock.Acquire(ctx, cli, "membership change", timeout, logf)
 	if err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("membership lock: %w", err)
+		return nil, nil, err
 	}
-	mu := concurrency.NewMutex(sess, LockPrefix)
-	err = mu.TryLock(sctx)
-	if errors.Is(err, concurrency.ErrLocked) {
-		logf("waiting: another etcdplay run holds the membership lock (%s; it expires %ds after that run dies)", LockPrefix, lockTTL)
-		err = mu.Lock(sctx)
-	}
-	if err != nil {
-		sess.Close()
-		cli.Close()
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("membership lock %s still held by another run after %s", LockPrefix, timeout)
-		}
-		return nil, fmt.Errorf("membership lock: %w", err)
-	}
-	return func() {
-		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = mu.Unlock(uctx)
-		_ = sess.Close()
+	return held.Ctx, func() {
+		held.Release()
 		_ = cli.Close()
 	}, nil
 }

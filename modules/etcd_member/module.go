@@ -266,11 +266,13 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err != nil {
 		return nil, fmt.Errorf("etcd_member: member list: %w", err)
 	}
-	unlock, err := a.cl.lock(ctx, live, p.Timeout, env.Logf)
+	lctx, unlock, err := a.cl.lock(ctx, live, p.Timeout, env.Logf)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_member: %w", err)
 	}
 	defer unlock()
+	// Every step runs under the lock: when it is lost, the next stops.
+	ctx = lctx
 	// Under the lock, the plan must still hold: another run may have
 	// changed the membership between this run's plan and its lock.
 	live, err = a.cl.snapshot(ctx)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
 // Options say which cluster to roll and how long to wait.
@@ -37,6 +38,9 @@ type Options struct {
 	// Verb names the step in log lines and errors ("restart", "upgrade").
 	Verb string
 	Log  func(format string, args ...any)
+	// NoLock skips the operation lock (tests of the roll alone). Every
+	// module's roll takes it: two runs never take members down at once.
+	NoLock bool
 }
 
 // Step does the work on one member. The member is not expected to answer
@@ -62,14 +66,33 @@ var ErrUnsafe = errors.New("not safe to take a member down")
 
 // Run runs step for each member one at a time (see the package doc). It
 // stops at the first failure; Progress says what was done.
-func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (Progress, error) {
+func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Progress, err error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
 	}
 	if o.Verb == "" {
 		o.Verb = "step"
 	}
-	p := Progress{Remaining: append([]etcd.Member(nil), members...)}
+	p = Progress{Remaining: append([]etcd.Member(nil), members...)}
+	if !o.NoLock {
+		cli, cerr := etcd.NewClient(ctx, o.Cluster, o.StateDir, o.Dial)
+		if cerr != nil {
+			return p, cerr
+		}
+		defer cli.Close()
+		held, lerr := oplock.Acquire(ctx, cli, o.Verb, o.Timeout, o.Log)
+		if lerr != nil {
+			return p, lerr
+		}
+		defer held.Release()
+		ctx = held.Ctx
+		defer func() {
+			// Say why the roll stopped when it was the lock.
+			if c := context.Cause(ctx); errors.Is(c, oplock.ErrLost) && err != nil && !errors.Is(err, oplock.ErrLost) {
+				err = fmt.Errorf("%w: %v", oplock.ErrLost, err)
+			}
+		}()
+	}
 	total := len(members)
 	for len(p.Remaining) > 0 {
 		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{})
@@ -166,6 +189,11 @@ func Guard(h *etcd.Health, m etcd.Member) error {
 			}
 			unknown = append(unknown, n)
 		}
+	}
+	if voters <= 1 {
+		// A one-member cluster has no quorum to keep: its clients wait
+		// for the step, as they would for any change to it.
+		return nil
 	}
 	if need := etcd.Quorum(voters); up < need {
 		msg := fmt.Sprintf("with it down, %d of %d voting members would be up, a quorum needs %d", up, voters, need)

@@ -3,15 +3,18 @@ package roll
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
 func health(members []etcd.MemberHealth, list ...*etcdserverpb.Member) *etcd.Health {
@@ -46,6 +49,7 @@ func TestGuard(t *testing.T) {
 			append(three, lm("stray", 9, false))...), "2 of 4 voting members would be up, a quorum needs 3; not healthy or outside the inventory: stray"},
 		{"a learner does not vote", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
 			append(three, lm("l", 8, true))...), ""},
+		{"one member", health([]etcd.MemberHealth{mh("e1", 1, true)}, lm("e1", 1, false)), ""},
 		{"no leader", health([]etcd.MemberHealth{{Host: "e1", Name: "e1", ID: 1, Healthy: true}}, lm("e1", 1, false)), "no member reports a leader"},
 	}
 	for _, tt := range tests {
@@ -117,5 +121,49 @@ func TestRunHandsOverAndWaits(t *testing.T) {
 	_, err = Run(ctx, opt, tc.Model.Members[:1], func(ctx context.Context, m etcd.Member) error { return nil })
 	if !errors.Is(err, ErrUnsafe) {
 		t.Errorf("roll with a member down: %v", err)
+	}
+}
+
+// TestRunTakesTheOperationLock: a roll waits for another holder of the
+// lock and gives up with the remedy; a roll whose lease is revoked under
+// it (what a long partition does) stops with ErrLost.
+func TestRunTakesTheOperationLock(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	other, err := oplock.Acquire(ctx, cli, "test", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{Cluster: tc.Model, StateDir: tc.StateDir, Timeout: time.Second, Verb: "restart"}
+	ran := false
+	_, err = Run(ctx, opt, tc.Model.Members, func(context.Context, etcd.Member) error { ran = true; return nil })
+	if err == nil || ran || !strings.Contains(err.Error(), "still held by another run") {
+		t.Fatalf("roll while another run holds the lock: ran=%v err=%v", ran, err)
+	}
+	other.Release()
+
+	opt.Timeout = 10 * time.Second
+	_, err = Run(ctx, opt, tc.Model.Members, func(ctx context.Context, m etcd.Member) error {
+		resp, err := cli.Get(ctx, oplock.Key, clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 {
+			return fmt.Errorf("lock key: %v %v", resp, err)
+		}
+		if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("the step's context outlived the lock")
+		}
+	})
+	if !errors.Is(err, oplock.ErrLost) {
+		t.Errorf("roll that lost its lock: %v", err)
 	}
 }

@@ -1,0 +1,136 @@
+// Package oplock is the one cluster-wide lock of etcdplay's disruptive
+// steps (membership changes, rolling restarts and upgrades): the key Key in
+// the cluster's own keyspace, bound to a lease that the holder renews. Two
+// runs (two operators, a CI job and a person, a rerun while a stuck run
+// still lives) never take members down at the same time; a run that dies
+// releases it within TTL seconds; and a holder that loses it (its lease
+// expired while it was cut off from the cluster) is told through Held.Ctx,
+// so it stops before its next step instead of carrying on unguarded.
+//
+// The lease is renewed with unary KeepAliveOnce calls rather than a
+// keep-alive stream: a stream stays on one member, and a member shutting
+// down for its rolling restart waits for its open streams before it stops.
+package oplock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Key is where the lock lives.
+const Key = "/etcdplay/locks/operation"
+
+// TTL is the lease, in seconds: how long the lock outlives a dead holder.
+const TTL = 10
+
+// ErrLost is the cause of Held.Ctx's cancellation when the lease is lost.
+var ErrLost = errors.New("lost the etcdplay operation lock (its lease expired: the controller was cut off from the cluster for longer than the lease)")
+
+// Held is a taken lock. Ctx is cancelled (cause ErrLost) when the lock is
+// lost; run the guarded work under it.
+type Held struct {
+	Ctx     context.Context
+	release func()
+}
+
+// Release gives the lock back (and cancels Ctx).
+func (h *Held) Release() { h.release() }
+
+// holder says who holds the lock, for the operator who finds it taken.
+func holder(what string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s by etcdplay pid %d on %s since %s", what, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+}
+
+// Acquire takes the lock through cli for what ("rolling restart"), waiting
+// up to timeout for another holder; logf says when it waits. The client
+// stays the caller's and must outlive the lock.
+func Acquire(ctx context.Context, cli *clientv3.Client, what string, timeout time.Duration, logf func(string, ...any)) (*Held, error) {
+	deadline := time.Now().Add(timeout)
+	logged := false
+	for {
+		lease, err := cli.Grant(ctx, TTL)
+		if err != nil {
+			return nil, fmt.Errorf("operation lock for the %s: %w", what, err)
+		}
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(Key), "=", 0)).
+			Then(clientv3.OpPut(Key, holder(what), clientv3.WithLease(lease.ID))).
+			Else(clientv3.OpGet(Key)).
+			Commit()
+		if err != nil {
+			_, _ = cli.Revoke(context.WithoutCancel(ctx), lease.ID)
+			return nil, fmt.Errorf("operation lock for the %s: %w", what, err)
+		}
+		if resp.Succeeded {
+			return hold(ctx, cli, lease.ID), nil
+		}
+		_, _ = cli.Revoke(ctx, lease.ID)
+		by := "another run"
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
+			by = string(kvs[0].Value)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the %s waited %s for the operation lock %s, still held by another run (%s): let it finish, or wait %ds after it died",
+				what, timeout, Key, by, TTL)
+		}
+		if !logged && logf != nil {
+			logf("waiting: the operation lock %s is held (%s); it is released %ds after that run dies", Key, by, TTL)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// hold renews the lease every third of its TTL until released; when the
+// lease is gone, or renewals fail for longer than the TTL, Ctx is
+// cancelled with ErrLost.
+func hold(ctx context.Context, cli *clientv3.Client, id clientv3.LeaseID) *Held {
+	hctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		last := time.Now()
+		tick := time.NewTicker(TTL * time.Second / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-tick.C:
+			}
+			rctx, rcancel := context.WithTimeout(hctx, TTL*time.Second/3)
+			resp, err := cli.KeepAliveOnce(rctx, id)
+			rcancel()
+			switch {
+			case err == nil && resp.TTL > 0:
+				last = time.Now()
+			case hctx.Err() != nil:
+				return
+			case err == nil, errors.Is(err, rpctypes.ErrLeaseNotFound), time.Since(last) >= TTL*time.Second:
+				// The lease is gone, or may be: the lock is not ours.
+				cancel(ErrLost)
+				return
+			}
+			// Otherwise a failed renewal within the TTL (a member
+			// restarting, a slow answer): try again at the next tick.
+		}
+	}()
+	return &Held{Ctx: hctx, release: func() {
+		cancel(context.Canceled)
+		<-done
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer rcancel()
+		_, _ = cli.Revoke(rctx, id)
+	}}
+}
