@@ -183,9 +183,11 @@ func TestUpgrade35To36To37(t *testing.T) {
 }
 
 // TestUpgradePathAndResume: 3.5.21 -> 3.6.16 is refused with the next
-// step; the patch upgrade to 3.5.35, with the controller SIGKILLed as the
-// last member's turn begins, finishes on a re-run without restarting the
-// members already done.
+// step, and so is any upgrade with a member down; the patch upgrade to
+// 3.5.35, with the controller SIGKILLed as the last member's turn begins,
+// finishes on a re-run without restarting the members already done; a
+// member that cannot start on the new version stops the upgrade there, and
+// a run after the fix finishes it.
 func TestUpgradePathAndResume(t *testing.T) {
 	e := upLab(t, "it-upgrade-path", 64, "v3.5.21", "v3.5.35", "v3.6.16")
 	ub := harness.Playbook("upgrade.yml")
@@ -197,6 +199,20 @@ func TestUpgradePathAndResume(t *testing.T) {
 	if vs := serverVersions(t, e); !allAt(vs, "3.5.21") {
 		t.Fatalf("a refused upgrade changed versions: %v", vs)
 	}
+
+	// A member down: refused in preflight, nothing changed.
+	ctx := context.Background()
+	if err := e.Lab.StopUnit(ctx, "etcd2", "etcd.service"); err != nil {
+		t.Fatal(err)
+	}
+	e.Vars["etcd_version"] = "v3.5.35"
+	if o := e.Apply(t, ub); o.Code == 0 || !strings.Contains(o.Summary(), "preflight failed, nothing was changed: the cluster is not healthy: etcd2") {
+		t.Errorf("upgrade with etcd2 down: exit %d\n%s", o.Code, o.Summary())
+	}
+	if out, err := e.Lab.Run(ctx, "etcd2", "systemctl start etcd"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	waitHealthy(t, e)
 
 	pidsBefore := bootPIDs(t, e, bootHostNames(e.Lab))
 	e.Vars["etcd_version"] = "v3.5.35"
@@ -226,4 +242,43 @@ func TestUpgradePathAndResume(t *testing.T) {
 		}
 	}
 	t.Logf("re-run: %s", fmt.Sprint(r.Elapsed.Round(time.Millisecond)))
+
+	// A member that does not come back after its restart: the roll stops
+	// there, the others stay as they were, and the message says what to do.
+	leader := ""
+	for _, h := range e.Lab.Hosts() {
+		st, err := e.Client(t).Status(ctx, e.Endpoints(h.Name)[0])
+		if err == nil && st.Leader == st.Header.MemberId {
+			leader = h.Name
+		}
+	}
+	broken := "etcd1"
+	if leader == "etcd1" {
+		broken = "etcd2"
+	}
+	if out, err := e.Lab.Run(ctx, broken, "chmod 000 /var/lib/etcd/member"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	e.Vars["etcd_version"] = "v3.6.16"
+	o = e.Apply(t, ub)
+	if o.Code == 0 || !strings.Contains(o.Summary(), "of "+broken) || !strings.Contains(o.Summary(), "run upgrade.yml again") {
+		t.Errorf("upgrade with %s unable to start: exit %d\n%s", broken, o.Code, o.Summary())
+	}
+	for _, h := range bootHostNames(e.Lab) {
+		if h == broken {
+			continue
+		}
+		st, err := e.Client(t, e.Endpoints(h)...).Status(ctx, e.Endpoints(h)[0])
+		if err != nil || st.Version != "3.5.35" {
+			t.Errorf("%s after the stopped upgrade: %v %v, want it untouched on 3.5.35", h, st, err)
+		}
+	}
+	if out, err := e.Lab.Run(ctx, broken, "chmod 700 /var/lib/etcd/member && systemctl restart etcd"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	waitHealthy(t, e)
+	e.MustApply(t, ub)
+	if vs := serverVersions(t, e); !allAt(vs, "3.6.16") {
+		t.Errorf("after fixing %s and running again: %v", broken, vs)
+	}
 }
