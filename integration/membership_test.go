@@ -52,9 +52,22 @@ func TestScaleOut1To3(t *testing.T) {
 		t.Errorf("second scale-out changed %d: %v", c, planActions(again))
 	}
 
-	// site.yml over the grown cluster converges it (the configs now list
-	// all three members) without breaking it, and then changes nothing.
-	m.mustApply(three, "site.yml")
+	// site.yml over the grown cluster restarts nothing: the configs would
+	// now list all three members in initial-cluster, which etcd reads only
+	// when it bootstraps (issue 10: the whole cluster was restarted for it).
+	pids := map[string]string{}
+	for _, n := range all {
+		out, _ := m.Lab.Run(context.Background(), n.Name, "systemctl show -p MainPID --value etcd")
+		pids[n.Name] = strings.TrimSpace(out)
+	}
+	if o := m.mustApply(three, "site.yml"); o.Changed() != 0 {
+		t.Errorf("site.yml right after scale-out changed %d: %v", o.Changed(), planActions(o))
+	}
+	for _, n := range all {
+		if out, _ := m.Lab.Run(context.Background(), n.Name, "systemctl show -p MainPID --value etcd"); strings.TrimSpace(out) != pids[n.Name] {
+			t.Errorf("site.yml after scale-out restarted %s (pid %s -> %s)", n.Name, pids[n.Name], strings.TrimSpace(out))
+		}
+	}
 	m.healthy(nodeAddrs(all)...)
 	m.mustRead(map[string]string{"before-scale-out": "1"}, nodeAddrs(all)...)
 	if o := m.mustApply(three, "site.yml"); o.Changed() != 0 {

@@ -3,7 +3,10 @@ package etcd_config
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -40,6 +43,9 @@ var hostSpec = modules.Spec{
 	"owner":    {Kind: modules.String},
 	"group":    {Kind: modules.String},
 	"template": {Kind: modules.String}, // where the content came from, for messages
+	// data_dir: once it holds a member, etcd no longer reads the
+	// initial-cluster* keys, and a change to them alone is not made.
+	"data_dir": {Kind: modules.String},
 }
 
 // Resolve renders the member's etcd.yaml from the cluster model. Every
@@ -85,6 +91,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		argContent: out,
 		"template": name,
 		"dest":     args.Str("dest", c.Paths.ConfigFile),
+		"data_dir": c.DataDir,
 		"mode":     args.Str("mode", "0640"),
 		"owner":    args.Str("owner", "root"),
 		// etcd runs as etcd and must read its config; nobody else needs to.
@@ -115,6 +122,13 @@ func set(args modules.Args) etcd_install.Set {
 }
 
 func (Module) Plan(_ context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	if cur, ok := bootstrappedOnly(args); ok {
+		// Keep the file as it is: what differs etcd does not read, and a
+		// rewrite would restart a converged member for nothing (after a
+		// scale-out, every member's initial-cluster would "change").
+		args = maps.Clone(args)
+		args[argContent] = cur
+	}
 	c, err := etcd_install.PlanSet(set(args))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_config on %s: %w", env.Host, err)
@@ -131,4 +145,47 @@ func (Module) Apply(_ context.Context, env *modules.Env, c *modules.Change) (*mo
 
 func init() {
 	modules.Register("etcd_config", Module{})
+}
+
+// bootstrapKeys are read by etcd only when its data dir holds no member
+// yet (etcd's docs: "ignored on restart"). A line starting with one of
+// them is such a key.
+var bootstrapKeys = []string{"initial-cluster:", "initial-cluster-state:", "initial-cluster-token:"}
+
+// bootstrappedOnly returns the file on the host when the member has
+// bootstrapped (data_dir/member exists) and the file differs from the
+// rendered content only in bootstrapKeys.
+func bootstrappedOnly(args modules.Args) (string, bool) {
+	dataDir := args.Str("data_dir", "")
+	if dataDir == "" {
+		return "", false
+	}
+	if st, err := os.Stat(filepath.Join(dataDir, "member")); err != nil || !st.IsDir() {
+		return "", false
+	}
+	cur, err := os.ReadFile(args.Str("dest", ""))
+	if err != nil {
+		return "", false
+	}
+	want := args.Str(argContent, "")
+	if string(cur) == want || withoutBootstrapKeys(string(cur)) != withoutBootstrapKeys(want) {
+		return "", false
+	}
+	return string(cur), true
+}
+
+func withoutBootstrapKeys(s string) string {
+	var keep []string
+	for _, line := range strings.Split(s, "\n") {
+		boot := false
+		for _, k := range bootstrapKeys {
+			if strings.HasPrefix(line, k) {
+				boot = true
+			}
+		}
+		if !boot {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
 }

@@ -201,3 +201,40 @@ func TestRenderedKeysExistInEtcd(t *testing.T) {
 		}
 	}
 }
+
+// TestBootstrapKeysAloneChangeNothing: once the member has bootstrapped,
+// a config that differs only in initial-cluster* is left as it is (etcd
+// no longer reads them; a rewrite would restart the member for nothing);
+// before that, or with any other key changed, it is written.
+func TestBootstrapKeysAloneChangeNothing(t *testing.T) {
+	dir := t.TempDir()
+	dest, data := filepath.Join(dir, "etcd.yaml"), filepath.Join(dir, "data")
+	cur := "name: e1\ninitial-cluster: \"e1=https://a:2380\"\ninitial-cluster-state: existing\nsnapshot-count: 10000\n"
+	if err := os.WriteFile(dest, []byte(cur), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	args := func(content string) modules.Args {
+		return modules.Args{argContent: content, "dest": dest, "data_dir": data, "mode": "0640"}
+	}
+	grown := "name: e1\ninitial-cluster: \"e1=https://a:2380,e2=https://b:2380\"\ninitial-cluster-state: new\nsnapshot-count: 10000\n"
+	plan := func(content string) *modules.Change {
+		t.Helper()
+		c, err := (Module{}).Plan(context.Background(), &modules.Env{Host: "e1"}, args(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := plan(grown); c.Empty() {
+		t.Error("before the member bootstrapped, a new initial-cluster is not written")
+	}
+	if err := os.MkdirAll(filepath.Join(data, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if c := plan(grown); !c.Empty() {
+		t.Errorf("a bootstrapped member's config changes only in initial-cluster*: %v", c.Actions)
+	}
+	if c := plan(strings.Replace(grown, "10000", "20000", 1)); c.Empty() {
+		t.Error("a change to a key etcd reads is not written")
+	}
+}
