@@ -20,9 +20,8 @@ import (
 // run refuses before any host changes, says how to recover, and the
 // cluster keeps serving the original certificates.
 func TestLostStateDirNeverReplacesCA(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-lost-state", Block: 60, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
+	e := labEnv(t, "it-lost-state", 60, bootVersion)
+	l := e.Lab
 	e.MustApply(t, harness.Playbook("site.yml"))
 	cli := e.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -105,10 +104,8 @@ func assertMounted(t *testing.T, l *lab.Lab, host string, globs ...string) {
 // Now the data moves aside inside the mount, nothing is deleted, and the
 // cluster serves exactly the snapshot's keys.
 func TestDataDirOnOwnMount(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-mount", Block: 61, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
-	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e := labEnv(t, "it-mount", 61, bootVersion)
+	l := e.Lab
 	e.Vars["etcd_min_free_disk"] = "256MiB" // the tmpfs "disk" is small
 	mountDataDir(t, l, "etcd1", "etcd2", "etcd3")
 	e.MustApply(t, harness.Playbook("site.yml"))
@@ -168,10 +165,8 @@ func TestDataDirOnOwnMount(t *testing.T) {
 // its old data, staging is cleaned up, and the message says nothing was
 // restored; a second restore then goes through.
 func TestRestoreInterruptedLeavesMembersRunning(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-restore-int", Block: 62, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
-	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e := labEnv(t, "it-restore-int", 62, bootVersion)
+	l := e.Lab
 	e.MustApply(t, harness.Playbook("site.yml"))
 	putKeys(t, e.Client(t), 100, "snap", 0)
 	e.MustApply(t, harness.Playbook("backup.yml"))
@@ -252,10 +247,8 @@ func waitHealthy(t *testing.T, e *harness.Env) {
 // Now a planted symlink is refused before any member stops, and a planted
 // directory is taken over (root, 0700) before the snapshot goes in.
 func TestRestoreUploadDirNotHijacked(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-tmp-hijack", Block: 65, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, bootVersion)
-	e.Vars["etcd_max_fsync_latency"] = "2s"
+	e := labEnv(t, "it-tmp-hijack", 65, bootVersion)
+	l := e.Lab
 	e.MustApply(t, harness.Playbook("site.yml"))
 	putKeys(t, e.Client(t), 50, "snap", 0)
 	e.MustApply(t, harness.Playbook("backup.yml"))

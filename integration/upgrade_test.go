@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
-	"github.com/etcdplay/etcdplay/integration/lab"
 )
 
 // serverVersions is what each member's Status says it runs.
@@ -62,11 +61,7 @@ func allAt(vs map[string]string, want string) bool {
 }
 
 func upLab(t *testing.T, name string, block int, versions ...string) *harness.Env {
-	l := lab.ForTest(t, lab.Options{Name: name, Block: block, Hosts: 3})
-	e := harness.New(t, l)
-	e.Vars["etcd_release_url"] = harness.Mirror(t, versions...)
-	e.Vars["etcd_max_fsync_latency"] = "2s"
-	e.Vars["etcd_version"] = versions[0]
+	e := labEnv(t, name, block, versions...)
 	e.MustApply(t, harness.Playbook("site.yml"))
 	return e
 }

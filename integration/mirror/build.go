@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,8 +153,17 @@ import "go.etcd.io/etcd/etcdctl/v3/ctlv3"
 
 func main() { ctlv3.MustStart() }
 `,
-	// Mirrors etcdutl/ctl.go upstream (same commands in v3.6 and v3.7).
-	"etcdutl": `package main
+}
+
+// etcdutlMain mirrors etcdutl/ctl.go upstream: v3.6 and v3.7 have the
+// same commands; v3.5 has backup and check instead of hashkv, completion
+// and migrate.
+func etcdutlMain(version string) string {
+	cmds := "NewDefragCommand(), NewSnapshotCommand(), NewHashKVCommand(), NewVersionCommand(), NewCompletionCommand(), NewMigrateCommand()"
+	if strings.HasPrefix(version, "v3.5.") {
+		cmds = "NewBackupCommand(), NewDefragCommand(), NewSnapshotCommand(), NewVersionCommand(), NewCheckCommand()"
+	}
+	return `package main
 
 import (
 	"fmt"
@@ -170,55 +180,17 @@ func main() {
 		Short: "An administrative command line tool for etcd3.",
 	}
 	root.PersistentFlags().StringVarP(&etcdutl.OutputFormat, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
-	root.AddCommand(
-		etcdutl.NewDefragCommand(),
-		etcdutl.NewSnapshotCommand(),
-		etcdutl.NewHashKVCommand(),
-		etcdutl.NewVersionCommand(),
-		etcdutl.NewCompletionCommand(),
-		etcdutl.NewMigrateCommand(),
-	)
+	for _, c := range []*cobra.Command{` + strings.ReplaceAll("etcdutl."+cmds, ", ", ", etcdutl.") + `} {
+		root.AddCommand(c)
+	}
 	root.SetHelpTemplate(` + "`{{.UsageString}}`" + `)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
-`,
-}
-
-// etcdutl35 is etcdutl's main as of v3.5 (upstream etcdutl/ctl.go there):
-// backup and check instead of hashkv, completion and migrate.
-const etcdutl35 = `package main
-
-import (
-	"fmt"
-	"os"
-
-	"github.com/spf13/cobra"
-	"go.etcd.io/etcd/etcdutl/v3/etcdutl"
-)
-
-func main() {
-	cobra.EnablePrefixMatching = true
-	root := &cobra.Command{
-		Use:   "etcdutl",
-		Short: "An administrative command line tool for etcd3.",
-	}
-	root.PersistentFlags().StringVarP(&etcdutl.OutputFormat, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
-	root.AddCommand(
-		etcdutl.NewBackupCommand(),
-		etcdutl.NewDefragCommand(),
-		etcdutl.NewSnapshotCommand(),
-		etcdutl.NewVersionCommand(),
-		etcdutl.NewCheckCommand(),
-	)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		os.Exit(1)
-	}
-}
 `
+}
 
 func build(ctx context.Context, version, cacheDir string) error {
 	work, err := os.MkdirTemp(cacheDir, ".build-"+version+"-")
@@ -228,10 +200,9 @@ func build(ctx context.Context, version, cacheDir string) error {
 	defer os.RemoveAll(work)
 
 	src := filepath.Join(work, "src")
-	for name, code := range mains {
-		if name == "etcdutl" && strings.HasPrefix(version, "v3.5.") {
-			code = etcdutl35
-		}
+	programs := maps.Clone(mains)
+	programs["etcdutl"] = etcdutlMain(version)
+	for name, code := range programs {
 		d := filepath.Join(src, "cmd", name)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
