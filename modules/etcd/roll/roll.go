@@ -95,6 +95,9 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 	}
 	total := len(members)
 	for len(p.Remaining) > 0 {
+		if len(p.Done) > 0 {
+			o.logf("%s: %d/%d done (%s); checking the cluster before the next", o.Verb, len(p.Done), total, names(p.Done))
+		}
 		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{})
 		if err != nil {
 			return p, err
