@@ -22,8 +22,9 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_service"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_tune"
 
-	// Runbook modules: membership, backup and restore, upgrade.
+	// Runbook modules: membership, backup and restore, upgrade, maintenance.
 	_ "github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_maintenance"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_member"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type Health struct {
 	Alarms  []*etcdserverpb.AlarmMember `json:"alarms,omitempty"`
 	// ListError is set when no member could list members and alarms.
 	ListError string `json:"list_error,omitempty"`
+	// ignoreAlarms are alarm types Problems does not count (CheckOptions).
+	ignoreAlarms []string
 }
 
 // Healthy reports whether every checked member is healthy, the members
@@ -73,7 +76,9 @@ func (h *Health) Problems() []string {
 		out = append(out, fmt.Sprintf("members disagree on the leader (%d different leaders reported)", len(leaders)))
 	}
 	for _, a := range h.Alarms {
-		out = append(out, fmt.Sprintf("alarm %s on member %s", a.Alarm, h.nameOf(a.MemberID)))
+		if !slices.Contains(h.ignoreAlarms, a.Alarm.String()) {
+			out = append(out, fmt.Sprintf("alarm %s on member %s", a.Alarm, h.nameOf(a.MemberID)))
+		}
 	}
 	if h.ListError != "" {
 		out = append(out, "member list: "+h.ListError)
@@ -133,6 +138,10 @@ type CheckOptions struct {
 	Members []string
 	// ProbeTimeout bounds each member's probe (default 3s).
 	ProbeTimeout time.Duration
+	// IgnoreAlarms are alarm types ("NOSPACE") that do not make the
+	// cluster unhealthy for this check: the maintenance that cures them
+	// must run while they are raised.
+	IgnoreAlarms []string
 }
 
 // Select returns the members named by hosts-or-names (all when empty), or
@@ -179,7 +188,7 @@ func CheckHealth(ctx context.Context, c *Cluster, stateDir string, dial DialFunc
 	if timeout <= 0 {
 		timeout = defaultProbeTimeout
 	}
-	h := &Health{Members: make([]MemberHealth, len(members))}
+	h := &Health{Members: make([]MemberHealth, len(members)), ignoreAlarms: opt.IgnoreAlarms}
 	var wg sync.WaitGroup
 	var listOnce sync.Once
 	listDone := make(chan struct{})

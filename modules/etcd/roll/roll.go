@@ -20,8 +20,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
@@ -38,6 +41,9 @@ type Options struct {
 	// Verb names the step in log lines and errors ("restart", "upgrade").
 	Verb string
 	Log  func(format string, args ...any)
+	// IgnoreAlarms are alarm types the roll runs despite (defrag cures
+	// NOSPACE, so it must run while NOSPACE is raised).
+	IgnoreAlarms []string
 	// NoLock skips the operation lock (tests of the roll alone). Every
 	// module's roll takes it: two runs never take members down at once.
 	NoLock bool
@@ -81,11 +87,17 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 		}
 		defer cli.Close()
 		held, lerr := oplock.Acquire(ctx, cli, o.Verb, o.Timeout, o.Log)
-		if lerr != nil {
+		switch {
+		case lerr != nil && errors.Is(lerr, rpctypes.ErrNoSpace) && slices.Contains(o.IgnoreAlarms, "NOSPACE"):
+			// Under NOSPACE the cluster takes no writes, so no run can take
+			// the lock: none but this cure can start a disruptive step.
+			o.logf("the operation lock cannot be taken while NOSPACE is raised (the cluster takes no writes); the %s goes on without it", o.Verb)
+		case lerr != nil:
 			return p, lerr
+		default:
+			defer held.Release()
+			ctx = held.Ctx
 		}
-		defer held.Release()
-		ctx = held.Ctx
 		defer func() {
 			// Say why the roll stopped when it was the lock.
 			if c := context.Cause(ctx); errors.Is(c, oplock.ErrLost) && err != nil && !errors.Is(err, oplock.ErrLost) {
@@ -98,7 +110,7 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 		if len(p.Done) > 0 {
 			o.logf("%s: %d/%d done (%s); checking the cluster before the next", o.Verb, len(p.Done), total, names(p.Done))
 		}
-		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{})
+		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{IgnoreAlarms: o.IgnoreAlarms})
 		if err != nil {
 			return p, err
 		}
@@ -244,7 +256,7 @@ func handOver(ctx context.Context, o Options, h *etcd.Health, leader etcd.Member
 // leader had applied when the cluster was first healthy again.
 func settle(ctx context.Context, o Options, m etcd.Member) error {
 	deadline := time.Now().Add(o.Timeout)
-	h, err := etcd.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcd.WaitOptions{Timeout: o.Timeout, Log: o.Log})
+	h, err := etcd.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcd.WaitOptions{CheckOptions: etcd.CheckOptions{IgnoreAlarms: o.IgnoreAlarms}, Timeout: o.Timeout, Log: o.Log})
 	if err != nil {
 		return err
 	}
@@ -267,7 +279,7 @@ func settle(ctx context.Context, o Options, m etcd.Member) error {
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		if h, err = etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{Members: []string{m.Host}}); err != nil {
+		if h, err = etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{Members: []string{m.Host}, IgnoreAlarms: o.IgnoreAlarms}); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,173 @@
+package etcd_maintenance
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/roll"
+)
+
+// defragModule is etcd_defrag.
+type defragModule struct{ controllerSide }
+
+var defragSpec = modules.Spec{
+	// free_above: defragment a member whose db holds more free space than
+	// this (dbSize - dbSizeInUse; default 200MiB, what ahrtr/etcd-defrag
+	// and etcd-druid use).
+	"free_above": {Kind: modules.String},
+	// quota_fraction: ... or whose db is above this fraction of
+	// etcd_quota_backend_bytes (default 0.8).
+	"quota_fraction": {Kind: modules.String},
+	// force: every member, whatever the rule says.
+	"force": {Kind: modules.Bool},
+	// timeout bounds one member's defrag, and the wait after it.
+	"timeout": {Kind: modules.String},
+}
+
+const (
+	defaultFreeAbove     = 200 << 20
+	defaultQuotaFraction = 0.8
+	defaultDefragTimeout = 5 * time.Minute
+)
+
+// rule decides which members need a defrag.
+type rule struct {
+	FreeAbove     int64
+	QuotaFraction float64
+	Quota         int64
+	Force         bool
+}
+
+func ruleOf(args modules.Args, c *etcd.Cluster) (rule, error) {
+	r := rule{FreeAbove: defaultFreeAbove, QuotaFraction: defaultQuotaFraction, Quota: c.QuotaBackendBytes, Force: args.Bool("force", false)}
+	if s := args.Str("free_above", ""); s != "" {
+		n, err := etcd.ParseSize(s)
+		if err != nil {
+			return r, &modules.ArgError{Arg: "free_above", Msg: err.Error()}
+		}
+		r.FreeAbove = n
+	}
+	if s := args.Str("quota_fraction", ""); s != "" {
+		var f float64
+		if _, err := fmt.Sscanf(s, "%g", &f); err != nil || f <= 0 || f > 1 {
+			return r, &modules.ArgError{Arg: "quota_fraction", Msg: fmt.Sprintf("%q must be a number in (0, 1]", s)}
+		}
+		r.QuotaFraction = f
+	}
+	return r, nil
+}
+
+// why says why m needs a defrag, or "" when it does not.
+func (r rule) why(m etcd.MemberHealth) string {
+	free := m.DBSize - m.DBSizeInUse
+	switch {
+	case r.Force:
+		return "forced"
+	case free > r.FreeAbove:
+		return fmt.Sprintf("%s free inside the db > %s", mib(free), mib(r.FreeAbove))
+	case r.Quota > 0 && float64(m.DBSize) > r.QuotaFraction*float64(r.Quota):
+		return fmt.Sprintf("db above %.0f%% of the %s quota", r.QuotaFraction*100, mib(r.Quota))
+	}
+	return ""
+}
+
+func (defragModule) Validate(args modules.Args) error {
+	if err := defragSpec.Check(args); err != nil {
+		return err
+	}
+	if _, err := ruleOf(args, &etcd.Cluster{}); err != nil {
+		return err
+	}
+	_, err := etcd.ArgDuration(args, "timeout", defaultDefragTimeout)
+	return err
+}
+
+type defragJob struct {
+	Cluster *etcd.Cluster
+	Members []etcd.Member
+	Before  map[string]int64 // host -> db size before
+	Timeout time.Duration
+}
+
+// Plan shows every member's db size, in-use size and verdict, and orders
+// the ones to defragment followers first, the leader last.
+func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	c, err := etcd.FromVars(env.Vars)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ruleOf(args, c)
+	if err != nil {
+		return nil, err
+	}
+	h, err := healthFor(ctx, env, c, "etcd_defrag")
+	if err != nil {
+		return nil, err
+	}
+	leader, _ := h.Leader()
+	j := &defragJob{Cluster: c, Before: map[string]int64{}, Timeout: timeoutArg(args, defaultDefragTimeout)}
+	reasons := map[string]string{}
+	for _, mh := range h.Members {
+		why := r.why(mh)
+		sizes := fmt.Sprintf("db %s, in use %s", mib(mh.DBSize), mib(mh.DBSizeInUse))
+		if why == "" {
+			env.Logf("etcd_defrag: %s: %s: no defrag needed", mh.Name, sizes)
+			continue
+		}
+		reasons[mh.Host] = sizes + ": " + why
+		j.Before[mh.Host] = mh.DBSize
+	}
+	ch := &modules.Change{Payload: j}
+	for _, m := range roll.Order(c.Members, leader.Host) {
+		if reasons[m.Host] == "" {
+			continue
+		}
+		j.Members = append(j.Members, m)
+		role := "follower"
+		if m.Host == leader.Host {
+			role = "leader, last"
+		}
+		ch.Add("~", "defrag "+m.Name, fmt.Sprintf("%d, %s: %s", len(j.Members), role, reasons[m.Host]))
+	}
+	return ch, nil
+}
+
+// Apply defragments one member at a time; each must answer and catch up
+// before the next. It reports the bytes reclaimed.
+func (defragModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	j := ch.Payload.(*defragJob)
+	c, dial := j.Cluster, etcd.Dialer(j.Cluster, env)
+	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: "defrag", Log: env.Log, IgnoreAlarms: []string{nospace}}
+	prog, err := roll.Run(ctx, opt, j.Members, func(ctx context.Context, m etcd.Member) error {
+		dctx, cancel := context.WithTimeout(ctx, j.Timeout)
+		defer cancel()
+		cli, err := etcd.NewMemberClient(dctx, c, m, env.StateDir, dial)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		_, err = cli.Defragment(dctx, m.ClientURL)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd_defrag: stopped: %w (%s)", err, prog)
+	}
+	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{IgnoreAlarms: []string{nospace}})
+	if err != nil {
+		return nil, err
+	}
+	var reclaimed int64
+	per := map[string]any{}
+	for _, mh := range h.Members {
+		if b, ok := j.Before[mh.Host]; ok && mh.DBSize > 0 {
+			reclaimed += b - mh.DBSize
+			per[mh.Name] = b - mh.DBSize
+		}
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: ch,
+		Data: map[string]any{"reclaimed_bytes": reclaimed, "reclaimed": per},
+		Msg:  fmt.Sprintf("defragmented %d member(s) one at a time, %s reclaimed", len(prog.Done), mib(reclaimed))}, nil
+}
