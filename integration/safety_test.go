@@ -167,13 +167,8 @@ func TestDataDirOnOwnMount(t *testing.T) {
 func TestRestoreInterruptedLeavesMembersRunning(t *testing.T) {
 	e := labEnv(t, "it-restore-int", 62, bootVersion)
 	l := e.Lab
-	e.MustApply(t, harness.Playbook("site.yml"))
-	putKeys(t, e.Client(t), 100, "snap", 0)
-	e.MustApply(t, harness.Playbook("backup.yml"))
-	files := backups(t, e)
-	if len(files) != 1 {
-		t.Fatalf("backups: %v", files)
-	}
+	snap := backedUp(t, e, 100)
+	files := []string{snap}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := e.Client(t).Put(ctx, "after-backup", "kept when nothing is restored"); err != nil {
@@ -249,10 +244,7 @@ func waitHealthy(t *testing.T, e *harness.Env) {
 func TestRestoreUploadDirNotHijacked(t *testing.T) {
 	e := labEnv(t, "it-tmp-hijack", 65, bootVersion)
 	l := e.Lab
-	e.MustApply(t, harness.Playbook("site.yml"))
-	putKeys(t, e.Client(t), 50, "snap", 0)
-	e.MustApply(t, harness.Playbook("backup.yml"))
-	files := backups(t, e)
+	files := []string{backedUp(t, e, 50)}
 	ctx := context.Background()
 	run := func(host, cmd string) string {
 		t.Helper()
@@ -289,4 +281,18 @@ func TestRestoreUploadDirNotHijacked(t *testing.T) {
 			t.Errorf("%s: mallory can still list the upload dir: %s", h, out)
 		}
 	}
+}
+
+// backedUp deploys site.yml, writes n keys (key/NNNNNN = value-NNNNNN-snap)
+// and takes one backup, whose path it returns.
+func backedUp(t *testing.T, e *harness.Env, n int) string {
+	t.Helper()
+	e.MustApply(t, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), n, "snap", 0)
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	if len(files) != 1 {
+		t.Fatalf("backups: %v", files)
+	}
+	return files[0]
 }
