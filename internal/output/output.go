@@ -22,24 +22,30 @@ func New(format string, w io.Writer, showDiff, check bool) (runner.Sink, error) 
 	case "", "text":
 		return &Text{w: w, diff: showDiff, check: check}, nil
 	case "json":
-		return &JSON{enc: json.NewEncoder(w)}, nil
+		return &JSON{enc: json.NewEncoder(w), diff: showDiff}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want text or json)", format)
 }
 
 // JSON writes one event per line.
 type JSON struct {
-	mu  sync.Mutex
-	enc *json.Encoder
+	mu   sync.Mutex
+	enc  *json.Encoder
+	diff bool // file content travels only when --diff asked for it
 }
 
-// Emit writes e as one line of JSON. Secret diffs carry only hashes.
+// Emit writes e as one line of JSON. File diffs are included only with
+// --diff, as in the text output (a JSON log is kept and shipped further
+// than a terminal); secret diffs carry only hashes.
 func (j *JSON) Emit(e runner.Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if e.Change != nil {
 		c := *e.Change
 		c.Diffs = maskSecrets(c.Diffs)
+		if !j.diff {
+			c.Diffs = nil
+		}
 		e.Change = &c
 	}
 	_ = j.enc.Encode(e)

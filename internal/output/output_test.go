@@ -87,6 +87,19 @@ func TestJSONMasksSecrets(t *testing.T) {
 	if _, err := New("xml", &buf, false, false); err == nil {
 		t.Error("unknown format accepted")
 	}
+
+	// Without --diff, no file content at all, as in the text output.
+	buf.Reset()
+	sink, _ = New("json", &buf, false, false)
+	for _, e := range events() {
+		sink.Emit(e)
+	}
+	if strings.Contains(buf.String(), `"diffs"`) || strings.Contains(buf.String(), "b: 3") {
+		t.Errorf("diffs in JSON without --diff:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "/etc/etcd/etcd.yaml") {
+		t.Errorf("the actions are gone too:\n%s", buf.String())
+	}
 }
 
 func golden(t *testing.T, path, got string) {
