@@ -67,6 +67,9 @@ func TestNospaceRecovery(t *testing.T) {
 	if ev, ok := taskEvent(o, "etcd_defrag"); ok {
 		t.Logf("defrag: %s", ev.Msg)
 	}
+	if !strings.Contains(o.Stdout, "3 members agree on the KV hash at revision") {
+		t.Errorf("maintenance did not check the members' KV hashes:\n%s", o.Stdout)
+	}
 	if a, err := cli.AlarmList(ctx); err != nil || len(a.Alarms) != 0 {
 		t.Errorf("alarms after maintenance: %v %v", a, err)
 	}

@@ -1,9 +1,12 @@
 package etcd_maintenance
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
@@ -40,5 +43,40 @@ func TestDefragRule(t *testing.T) {
 	}
 	if err := (compactModule{}).Validate(modules.Args{"keep": 0}); err == nil {
 		t.Error("keep 0 accepted")
+	}
+}
+
+// TestConsistencyAgrees: the members of a real (in-process) cluster with
+// writes behind it agree on their KV hash, and the check changes nothing.
+func TestConsistencyAgrees(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i := range 50 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged []string
+	env := &modules.Env{Host: "etcd1", Vars: tc.Vars, StateDir: tc.StateDir, Log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	ch, err := consistencyModule{}.Plan(ctx, env, modules.Args{})
+	if err != nil || !ch.Empty() {
+		t.Fatalf("consistency on a healthy cluster: %v %v", ch, err)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "3 members agree on the KV hash at revision") {
+		t.Errorf("log: %q", logged)
+	}
+}
+
+func TestMajorityNamed(t *testing.T) {
+	if got := tie([][]string{{"a", "b"}, {"c"}}); got != "" {
+		t.Errorf("2-1 split called a tie: %q", got)
+	}
+	if got := tie([][]string{{"a"}, {"b"}}); !strings.Contains(got, "no majority") {
+		t.Errorf("1-1 split: %q", got)
 	}
 }
