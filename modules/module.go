@@ -65,6 +65,24 @@ type Env struct {
 	Log func(format string, args ...any)
 }
 
+// Remotes is every host of the play a controller-side module can reach:
+// Hosts, with the task's own Remote (which is all there is when the
+// runner gave no play-wide view).
+func (e *Env) Remotes() map[string]Remote {
+	if _, ok := e.Hosts[e.Host]; ok || e.Remote == nil {
+		if e.Hosts == nil {
+			return map[string]Remote{}
+		}
+		return e.Hosts
+	}
+	out := make(map[string]Remote, len(e.Hosts)+1)
+	for h, r := range e.Hosts {
+		out[h] = r
+	}
+	out[e.Host] = e.Remote
+	return out
+}
+
 // Logf writes a progress line when the run has a log sink.
 func (e *Env) Logf(format string, args ...any) {
 	if e != nil && e.Log != nil {

@@ -7,6 +7,7 @@ package etcd
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
@@ -498,4 +499,17 @@ func (c *Cluster) readDir(r varReader, name, def string) string {
 		r.fail(name, "%q is a system directory: etcd would own it (mode 0700) and restores would move its contents; use a directory of etcd's own, such as %s", raw, path.Join(d, "etcd"))
 	}
 	return d
+}
+
+// FromVarsAt is FromVars with etcd_version set to version when version is
+// not empty (a task's version argument overrides the variable).
+func FromVarsAt(vars map[string]any, version string) (*Cluster, error) {
+	if version != "" {
+		vars = maps.Clone(vars)
+		if vars == nil {
+			vars = map[string]any{}
+		}
+		vars["etcd_version"] = version
+	}
+	return FromVars(vars)
 }

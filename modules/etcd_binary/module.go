@@ -132,24 +132,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 }
 
 func cluster(env *modules.Env, args modules.Args) (*etcd.Cluster, error) {
-	vars := env.Vars
-	if v := args.Str("version", ""); v != "" {
-		vars = withVar(vars, "etcd_version", v)
-	}
-	c, err := etcd.FromVars(vars)
+	c, err := etcd.FromVarsAt(env.Vars, args.Str("version", ""))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 	}
 	return c, nil
-}
-
-func withVar(vars map[string]any, k string, v any) map[string]any {
-	out := make(map[string]any, len(vars)+1)
-	for key, val := range vars {
-		out[key] = val
-	}
-	out[k] = v
-	return out
 }
 
 func init() {

@@ -11,7 +11,7 @@ import (
 // planActions looks at the hosts that join or retire and lists every
 // action, in the order Apply takes them.
 func planActions(ctx context.Context, env *modules.Env, p *payload, ch *modules.Change) error {
-	c, hosts := p.Cluster, remotes(env)
+	c, hosts := p.Cluster, env.Remotes()
 	for _, s := range p.Steps {
 		switch s.Kind {
 		case stepRemove:

@@ -260,7 +260,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_member: plan payload missing")
 	}
-	a := &applier{p: p, env: env, hosts: remotes(env),
+	a := &applier{p: p, env: env, hosts: env.Remotes(),
 		cl: &cluster{model: p.Cluster, stateDir: env.StateDir, dial: etcd.Dialer(p.Cluster, env)}}
 	live, err := a.cl.snapshot(ctx)
 	if err != nil {
@@ -305,16 +305,4 @@ func orNone(s []string) string {
 		return "nothing"
 	}
 	return strings.Join(s, "; ")
-}
-
-// remotes is every host of the play, with the task's own.
-func remotes(env *modules.Env) map[string]modules.Remote {
-	out := map[string]modules.Remote{}
-	for h, r := range env.Hosts {
-		out[h] = r
-	}
-	if env.Remote != nil {
-		out[env.Host] = env.Remote
-	}
-	return out
 }

@@ -87,7 +87,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
-	hosts := remotes(env)
+	hosts := env.Remotes()
 
 	probes := make([]hostProbe, len(targets))
 	errs := make([]error, len(targets))
@@ -169,7 +169,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_restart: plan payload missing")
 	}
-	c, hosts := p.Cluster, remotes(env)
+	c, hosts := p.Cluster, env.Remotes()
 	hostNames := make([]string, len(p.Steps))
 	for i, s := range p.Steps {
 		hostNames[i] = s.Host
@@ -261,13 +261,6 @@ func inInventoryOrder(c *etcd.Cluster, sel []etcd.Member) []etcd.Member {
 		}
 	}
 	return out
-}
-
-func remotes(env *modules.Env) map[string]modules.Remote {
-	if env.Hosts != nil {
-		return env.Hosts
-	}
-	return map[string]modules.Remote{env.Host: env.Remote}
 }
 
 func names(steps []step) string {

@@ -31,10 +31,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_restore: plan payload missing")
 	}
-	hosts := env.Hosts
-	if hosts == nil {
-		hosts = map[string]modules.Remote{env.Host: env.Remote}
-	}
+	hosts := env.Remotes()
 	c := j.Cluster
 	members := make([]etcd.Member, len(j.Members))
 	for i, mp := range j.Members {

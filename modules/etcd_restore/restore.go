@@ -130,10 +130,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_restore: the new cluster token must differ from the current one (%s)", c.Token)
 	}
 
-	hosts := env.Hosts
-	if hosts == nil {
-		hosts = map[string]modules.Remote{env.Host: env.Remote}
-	}
+	hosts := env.Remotes()
 	var missing []string
 	for _, m := range c.Members {
 		if r := hosts[m.Host]; r == nil || !r.Reachable() {

@@ -251,7 +251,7 @@ func checkStaged(ctx context.Context, env *modules.Env, c *etcd.Cluster, j *job)
 	if err != nil {
 		return err
 	}
-	hosts := remotes(env)
+	hosts := env.Remotes()
 	var missing []string
 	for _, s := range j.Steps {
 		r := hosts[s.Member.Host]
@@ -295,7 +295,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_upgrade: plan payload missing")
 	}
-	c, dial, hosts := j.Cluster, etcd.Dialer(j.Cluster, env), remotes(env)
+	c, dial, hosts := j.Cluster, etcd.Dialer(j.Cluster, env), env.Remotes()
 	data := map[string]any{"from": j.From.String(), "to": j.To.String()}
 	if j.Preflight {
 		return &modules.Result{Status: modules.StatusOK, Msg: ch.Actions[0].Target + ": " + ch.Actions[0].Detail}, nil
@@ -491,24 +491,9 @@ func reached(v string, to etcd.Version) bool {
 func minor(v etcd.Version) string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
 
 func cluster(env *modules.Env, args modules.Args) (*etcd.Cluster, error) {
-	vars := env.Vars
-	if v := args.Str("version", ""); v != "" {
-		vars = make(map[string]any, len(env.Vars)+1)
-		for k, x := range env.Vars {
-			vars[k] = x
-		}
-		vars["etcd_version"] = v
-	}
-	c, err := etcd.FromVars(vars)
+	c, err := etcd.FromVarsAt(env.Vars, args.Str("version", ""))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_upgrade: %w", err)
 	}
 	return c, nil
-}
-
-func remotes(env *modules.Env) map[string]modules.Remote {
-	if env.Hosts != nil {
-		return env.Hosts
-	}
-	return map[string]modules.Remote{env.Host: env.Remote}
 }
