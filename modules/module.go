@@ -48,13 +48,13 @@ type Env struct {
 	Vars map[string]any
 	// Check is true under --check: Plan runs, Apply never does.
 	Check bool
-	// Remote is the controller's handle on the host. Set only for
-	// ControllerSide modules.
-	Remote Remote
-	// Hosts gives ControllerSide modules the handles on every host of the
-	// play (for cluster-wide work such as a rolling restart). Nil inside
-	// the agent.
-	Hosts map[string]Remote
+	// Remote is the controller's read-only handle on the host. Set only
+	// for ControllerSide modules.
+	Remote Host
+	// Hosts gives ControllerSide modules read-only handles on every host
+	// of the play (for cluster-wide work such as a rolling restart). Nil
+	// inside the agent.
+	Hosts map[string]Host
 	// Notified lists, for a handler, the hosts whose tasks notified it in
 	// this run (a run_once handler acts for all of them).
 	Notified []string
@@ -63,23 +63,49 @@ type Env struct {
 	StateDir string
 	// Log receives progress lines worth showing live (may be nil).
 	Log func(format string, args ...any)
+
+	// writers are the writing handles, present only while Apply runs (see
+	// Run): Plan, and so every --check, can reach hosts only through the
+	// read-only handles above.
+	writers map[string]HostWriter
 }
 
-// Remotes is every host of the play a controller-side module can reach:
-// Hosts, with the task's own Remote (which is all there is when the
-// runner gave no play-wide view).
-func (e *Env) Remotes() map[string]Remote {
-	if _, ok := e.Hosts[e.Host]; ok || e.Remote == nil {
-		if e.Hosts == nil {
-			return map[string]Remote{}
-		}
-		return e.Hosts
-	}
-	out := make(map[string]Remote, len(e.Hosts)+1)
+// Remotes is every host of the play a controller-side module can reach
+// (read-only): Hosts, with the task's own Remote (which is all there is
+// when the runner gave no play-wide view).
+func (e *Env) Remotes() map[string]Host {
+	out := make(map[string]Host, len(e.Hosts)+1)
 	for h, r := range e.Hosts {
 		out[h] = r
 	}
-	out[e.Host] = e.Remote
+	if _, ok := out[e.Host]; !ok && e.Remote != nil {
+		out[e.Host] = e.Remote
+	}
+	return out
+}
+
+// Writer is the writing handle on host. It exists only inside Apply; in
+// Plan it is an error (a Plan that asks for one is a bug).
+func (e *Env) Writer(host string) (HostWriter, error) {
+	if e.writers == nil {
+		return nil, fmt.Errorf("no writing handle on %s: hosts can only be changed in Apply, never in Plan or under --check", host)
+	}
+	w, ok := e.writers[host]
+	if !ok {
+		return nil, fmt.Errorf("host %s is not reachable in this play", host)
+	}
+	return w, nil
+}
+
+// Writers is every writing handle of the play, nil outside Apply.
+func (e *Env) Writers() map[string]HostWriter {
+	if e.writers == nil {
+		return nil
+	}
+	out := make(map[string]HostWriter, len(e.writers))
+	for h, w := range e.writers {
+		out[h] = w
+	}
 	return out
 }
 
@@ -90,25 +116,68 @@ func (e *Env) Logf(format string, args ...any) {
 	}
 }
 
-// Remote is the controller's handle on one host: the single SSH connection
-// and the agent session behind it.
-type Remote interface {
+// Host is the controller's read-only handle on one host: the single SSH
+// connection and the agent session behind it, limited to what cannot
+// change the host. Plan gets only these.
+type Host interface {
 	// Name is the inventory hostname.
 	Name() string
 	// Address is the address SSH connects to (ansible_host).
 	Address() string
-	// Do runs a host-side module in the agent: plan, and apply unless check.
-	Do(ctx context.Context, module string, args Args, check bool) (*Result, error)
+	// Reachable reports whether the host answered SSH in this run.
+	Reachable() bool
+	// Plan runs a host-side module's Plan in the agent, never its Apply:
+	// the Result says what it would change.
+	Plan(ctx context.Context, module string, args Args) (*Result, error)
+	// Probe runs a read-only host probe (see RegisterProbe) in the agent
+	// and decodes its answer into out (a pointer to the probe's answer
+	// type: the answer crosses the wire as JSON, so types survive).
+	Probe(ctx context.Context, probe string, args Args, out any) error
 	// Dial opens a TCP connection from the host's side of the SSH
 	// connection, so the controller can reach ports only the host can.
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Download streams the file at path on the host to w.
+	Download(ctx context.Context, path string, w io.Writer) error
+}
+
+// HostWriter is the handle Apply gets: a Host that can also change it.
+type HostWriter interface {
+	Host
+	// Apply runs a host-side module in the agent: plan, then apply.
+	Apply(ctx context.Context, module string, args Args) (*Result, error)
 	// Upload streams r to path on the host atomically (temp file, fsync,
 	// rename) with the given mode.
 	Upload(ctx context.Context, r io.Reader, path string, mode uint32) error
-	// Download streams the file at path on the host to w.
-	Download(ctx context.Context, path string, w io.Writer) error
-	// Reachable reports whether the host answered SSH in this run.
-	Reachable() bool
+}
+
+// ReadOnly is h with only its Host methods: a type assertion on the
+// result cannot recover a HostWriter.
+func ReadOnly(h Host) Host {
+	if h == nil {
+		return nil
+	}
+	if ro, ok := h.(readOnly); ok {
+		return ro
+	}
+	return readOnly{h: h}
+}
+
+type readOnly struct{ h Host }
+
+func (r readOnly) Name() string    { return r.h.Name() }
+func (r readOnly) Address() string { return r.h.Address() }
+func (r readOnly) Reachable() bool { return r.h.Reachable() }
+func (r readOnly) Plan(ctx context.Context, module string, args Args) (*Result, error) {
+	return r.h.Plan(ctx, module, args)
+}
+func (r readOnly) Probe(ctx context.Context, probe string, args Args, out any) error {
+	return r.h.Probe(ctx, probe, args, out)
+}
+func (r readOnly) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return r.h.Dial(ctx, network, addr)
+}
+func (r readOnly) Download(ctx context.Context, path string, w io.Writer) error {
+	return r.h.Download(ctx, path, w)
 }
 
 // Status is the outcome of one task on one host.
@@ -179,20 +248,58 @@ type Result struct {
 var (
 	mu       sync.RWMutex
 	registry = map[string]Module{}
+	internal = map[string]Module{}
+	probes   = map[string]Prober{}
 )
 
-// Register makes a module available under name. Module packages call it
-// from init; the binary imports them all through modules/all.
-func Register(name string, m Module) {
+// Register makes a module available to playbooks under name. Module
+// packages call it from init; the binary imports them all through
+// modules/all.
+func Register(name string, m Module) { register(registry, name, m) }
+
+// RegisterInternal makes a host-side module available to controller-side
+// modules (through HostWriter.Apply and Host.Plan) but not to playbooks:
+// it is a building block (etcd_files, etcd_install, ...), not a task.
+func RegisterInternal(name string, m Module) { register(internal, name, m) }
+
+func register(into map[string]Module, name string, m Module) {
 	mu.Lock()
 	defer mu.Unlock()
-	if _, dup := registry[name]; dup {
+	_, dup1 := registry[name]
+	_, dup2 := internal[name]
+	if dup1 || dup2 {
 		panic(fmt.Sprintf("modules: %q registered twice", name))
 	}
-	registry[name] = m
+	into[name] = m
 }
 
-// Lookup returns the module registered under name.
+// Prober is a read-only question a controller-side module asks a host
+// (what a dir holds, a unit's state, how fast its disk syncs). It runs in
+// the agent and has no Apply: there is nothing it could be told to change.
+type Prober interface {
+	// Probe answers with a JSON-encodable value.
+	Probe(ctx context.Context, args Args) (any, error)
+}
+
+// RegisterProbe makes a probe available to Host.Probe.
+func RegisterProbe(name string, p Prober) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := probes[name]; dup {
+		panic(fmt.Sprintf("modules: probe %q registered twice", name))
+	}
+	probes[name] = p
+}
+
+// LookupProbe returns the probe registered under name.
+func LookupProbe(name string) (Prober, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	p, ok := probes[name]
+	return p, ok
+}
+
+// Lookup returns the module a playbook may call under name.
 func Lookup(name string) (Module, bool) {
 	mu.RLock()
 	defer mu.RUnlock()
@@ -200,7 +307,23 @@ func Lookup(name string) (Module, bool) {
 	return m, ok
 }
 
-// Names lists the registered modules, sorted (for "did you mean" hints).
+// LookupHostSide returns the host-side module under name, internal ones
+// included: what an agent may run.
+func LookupHostSide(name string) (Module, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	m, ok := registry[name]
+	if !ok {
+		m, ok = internal[name]
+	}
+	if !ok || OnController(m) {
+		return nil, false
+	}
+	return m, true
+}
+
+// Names lists the modules playbooks may call, sorted (for "did you mean"
+// hints).
 func Names() []string {
 	mu.RLock()
 	defer mu.RUnlock()

@@ -9,7 +9,7 @@ import (
 
 // ProtocolVersion is bumped on any incompatible change to Request or
 // Response. The controller refuses an agent that speaks another version.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Version is the build version of the binary, reported in Facts. The CLI
 // may set it (for example from -ldflags) before calling Main.
@@ -18,8 +18,8 @@ var Version = "dev"
 // Ops understood by Serve.
 const (
 	OpHello    = "hello"
-	OpVars     = "vars"
 	OpRun      = "run"
+	OpProbe    = "probe"
 	OpCopy     = "copy"
 	OpCancel   = "cancel"
 	OpShutdown = "shutdown"
@@ -31,14 +31,14 @@ type Request struct {
 	Op      string `json:"op"`
 	Version int    `json:"version,omitempty"`
 	// Cancel is, for "cancel", the ID of the request to cancel.
-	Cancel   uint64         `json:"cancel,omitempty"`
-	Module   string         `json:"module,omitempty"`
-	Args     modules.Args   `json:"args,omitempty"`
-	Check    bool           `json:"check,omitempty"`
-	Host     string         `json:"host,omitempty"`
-	Vars     map[string]any `json:"vars,omitempty"`
-	Notified []string       `json:"notified,omitempty"`
-	Copy     *CopySpec      `json:"copy,omitempty"`
+	Cancel uint64 `json:"cancel,omitempty"`
+	// Module names the module (run) or the probe (probe).
+	Module   string       `json:"module,omitempty"`
+	Args     modules.Args `json:"args,omitempty"`
+	Check    bool         `json:"check,omitempty"`
+	Host     string       `json:"host,omitempty"`
+	Notified []string     `json:"notified,omitempty"`
+	Copy     *CopySpec    `json:"copy,omitempty"`
 }
 
 // Response is one agent-to-controller message.

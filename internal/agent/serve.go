@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"sync"
 
 	"github.com/etcdplay/etcdplay/modules"
@@ -24,8 +23,6 @@ type server struct {
 
 	mu      sync.Mutex
 	running map[uint64]context.CancelFunc
-	vars    map[string]any
-	host    string
 	wg      sync.WaitGroup
 }
 
@@ -104,13 +101,10 @@ func (s *server) handle(ctx context.Context, req *Request) *Response {
 			return resp
 		}
 		resp.Facts = HostFacts()
-	case OpVars:
-		s.mu.Lock()
-		s.vars = normalizeMap(req.Vars)
-		s.host = req.Host
-		s.mu.Unlock()
 	case OpRun:
 		resp.Result = s.run(ctx, req)
+	case OpProbe:
+		resp.Result = s.probe(ctx, req)
 	case OpCopy:
 		if req.Copy == nil {
 			resp.Error = "copy: missing copy spec"
@@ -123,93 +117,45 @@ func (s *server) handle(ctx context.Context, req *Request) *Response {
 	return resp
 }
 
-func normalizeMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	return Normalize(m).(map[string]any)
-}
-
-// run plans the module and applies the plan unless in check mode. Every
-// failure, a panic included, becomes a failed Result.
-func (s *server) run(ctx context.Context, req *Request) (res *modules.Result) {
-	defer func() {
-		if p := recover(); p != nil {
-			fmt.Fprintf(os.Stderr, "agent: panic in module %s: %v\n%s", req.Module, p, debug.Stack())
-			res = &modules.Result{Status: modules.StatusFailed, Msg: fmt.Sprintf("module %s panicked: %v", req.Module, p)}
-		}
-	}()
-	failed := func(format string, a ...any) *modules.Result {
-		return &modules.Result{Status: modules.StatusFailed, Msg: fmt.Sprintf(format, a...)}
-	}
-	m, ok := modules.Lookup(req.Module)
+// run runs a host-side module through the one driver: plan, and apply
+// unless in check mode.
+func (s *server) run(ctx context.Context, req *Request) *modules.Result {
+	m, ok := modules.LookupHostSide(req.Module)
 	if !ok {
-		return failed("unknown module %q in agent %s", req.Module, Version)
-	}
-	if modules.OnController(m) {
-		return failed("module %s runs on the controller, not in the agent", req.Module)
+		if _, pub := modules.Lookup(req.Module); pub {
+			return failedf("module %s runs on the controller, not in the agent", req.Module)
+		}
+		return failedf("unknown module %q in agent %s", req.Module, Version)
 	}
 	args := req.Args
 	if args == nil {
 		args = modules.Args{}
 	}
 	Normalize(args)
-	s.mu.Lock()
-	vars, host := s.vars, s.host
-	s.mu.Unlock()
-	if req.Vars != nil {
-		vars = normalizeMap(req.Vars)
-	}
-	if req.Host != "" {
-		host = req.Host
-	}
 	env := &modules.Env{
-		Host:     host,
-		Vars:     vars,
+		Host:     req.Host,
 		Check:    req.Check,
 		Notified: req.Notified,
 		Log: func(format string, a ...any) {
 			s.send(&Response{ID: req.ID, Log: fmt.Sprintf(format, a...)})
 		},
 	}
-	if err := m.Validate(args); err != nil {
-		return failed("%s: %v", req.Module, err)
+	res, _ := modules.Run(ctx, req.Module, m, env, args, nil)
+	return res
+}
+
+// probe answers a read-only probe.
+func (s *server) probe(ctx context.Context, req *Request) *modules.Result {
+	args := req.Args
+	if args == nil {
+		args = modules.Args{}
 	}
-	c, err := m.Plan(ctx, env, args)
-	if err != nil {
-		return failed("%v", err)
-	}
-	if c.Empty() {
-		return &modules.Result{Status: modules.StatusOK, Change: c}
-	}
-	if req.Check {
-		return &modules.Result{Status: modules.StatusChanged, Change: c}
-	}
-	if err := ctx.Err(); err != nil {
-		return failed("%v", err)
-	}
-	r, err := m.Apply(ctx, env, c)
-	if err != nil {
-		msg := err.Error()
-		if r != nil && r.Msg != "" {
-			msg = r.Msg + ": " + msg
-		}
-		out := &modules.Result{Status: modules.StatusFailed, Msg: msg, Change: c}
-		if r != nil {
-			out.Data = r.Data
-		}
-		return out
-	}
-	if r == nil {
-		r = &modules.Result{}
-	}
-	if r.Status == "" {
-		r.Status = modules.StatusChanged
-	}
-	if r.Change == nil {
-		r.Change = c
-	}
-	return r
+	Normalize(args)
+	return modules.RunProbe(ctx, req.Module, args)
+}
+
+func failedf(format string, a ...any) *modules.Result {
+	return &modules.Result{Status: modules.StatusFailed, Msg: fmt.Sprintf(format, a...)}
 }
 
 // HostFacts describes this host and agent.

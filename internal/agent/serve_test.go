@@ -38,7 +38,7 @@ func (m *setModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 
 func (m *setModule) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
 	m.applied.Add(1)
-	return &modules.Result{Data: map[string]any{"value": c.Payload, "host": env.Host, "vars": env.Vars}}, nil
+	return &modules.Result{Data: map[string]any{"value": c.Payload, "host": env.Host}}, nil
 }
 
 // blockModule blocks in Plan until its context ends.
@@ -78,6 +78,18 @@ func init() {
 	modules.Register("test_block", block)
 	modules.Register("test_panic", panicModule{})
 	modules.Register("test_ctl", ctlModule{})
+	modules.RegisterInternal("test_internal", set)
+	modules.RegisterProbe("test_probe", echoProbe{})
+}
+
+// echoProbe answers with its args and a typed value.
+type echoProbe struct{}
+
+func (echoProbe) Probe(_ context.Context, args modules.Args) (any, error) {
+	if args.Bool("fail", false) {
+		return nil, errors.New("asked to fail")
+	}
+	return map[string]any{"args": args, "when": time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)}, nil
 }
 
 // session is the controller end of an in-memory agent session.
@@ -189,20 +201,53 @@ func TestRun(t *testing.T) {
 }
 
 // Integers must come back as int, not float64, like the YAML the compiler
-// decoded.
-func TestRunKeepsTypesAndVars(t *testing.T) {
+// decoded; the host is the request's.
+func TestRunKeepsTypes(t *testing.T) {
 	s := start(t)
-	s.send(Request{ID: 1, Op: OpVars, Host: "etcd1", Vars: map[string]any{"port": 2379}})
-	if r := s.recv(); r.Error != "" {
-		t.Fatal(r.Error)
-	}
-	s.send(Request{ID: 2, Op: OpRun, Module: "test_set", Args: modules.Args{"want": 420, "have": 0}})
+	s.send(Request{ID: 2, Op: OpRun, Host: "etcd1", Module: "test_set", Args: modules.Args{"want": 420, "have": 0}})
 	r := s.recv()
 	if r.Result.Data["value"] != 420 || r.Result.Data["host"] != "etcd1" {
 		t.Fatalf("data: %#v", r.Result.Data)
 	}
-	if vars, _ := r.Result.Data["vars"].(map[string]any); vars["port"] != 2379 {
-		t.Fatalf("vars: %#v", r.Result.Data["vars"])
+}
+
+// Internal modules run in the agent (controller-side modules call them);
+// probes answer as JSON, and a failing or unknown one is a failed Result.
+func TestInternalModulesAndProbes(t *testing.T) {
+	s := start(t)
+	s.send(Request{ID: 1, Op: OpRun, Module: "test_internal", Args: modules.Args{"want": 1, "have": 1}})
+	if r := s.recv(); r.Result == nil || r.Result.Status != modules.StatusOK {
+		t.Fatalf("internal module: %+v", r)
+	}
+	for _, tt := range []struct {
+		name   string
+		req    Request
+		status modules.Status
+		msg    string
+	}{
+		{"answer", Request{Module: "test_probe", Args: modules.Args{"n": 3}}, modules.StatusOK, ""},
+		{"failure", Request{Module: "test_probe", Args: modules.Args{"fail": true}}, modules.StatusFailed, "probe test_probe: asked to fail"},
+		{"unknown", Request{Module: "test_nope"}, modules.StatusFailed, `unknown probe "test_nope"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s.t = t
+			tt.req.ID, tt.req.Op = 7, OpProbe
+			s.send(tt.req)
+			r := s.recv()
+			if r.Result == nil || r.Result.Status != tt.status || r.Result.Msg != tt.msg {
+				t.Fatalf("got %+v, want %s %q", r.Result, tt.status, tt.msg)
+			}
+			if tt.status != modules.StatusOK {
+				return
+			}
+			var out struct {
+				Args map[string]int `json:"args"`
+				When time.Time      `json:"when"`
+			}
+			if err := modules.DecodeAnswer("test_probe", r.Result, &out); err != nil || out.Args["n"] != 3 || out.When.Day() != 2 {
+				t.Errorf("answer %+v, %v", out, err)
+			}
+		})
 	}
 }
 
@@ -228,7 +273,7 @@ func TestConcurrentAndCancel(t *testing.T) {
 	}
 	s.send(Request{ID: 101, Op: OpCancel, Cancel: 100})
 	r := s.recv()
-	if r.ID != 100 || r.Result.Status != modules.StatusFailed || r.Result.Msg != context.Canceled.Error() {
+	if r.ID != 100 || r.Result.Status != modules.StatusFailed || r.Result.Msg != "interrupted: "+context.Canceled.Error() {
 		t.Fatalf("cancelled request: %+v", r)
 	}
 }

@@ -26,7 +26,7 @@ import (
 type Facts = agent.Facts
 
 // Conn is the one SSH connection to a host and the one agent session over
-// it. It implements modules.Remote; all methods are safe for concurrent use.
+// it. It implements modules.HostWriter; all methods are safe for concurrent use.
 type Conn struct {
 	target Target
 	opts   ConnectOptions
@@ -66,15 +66,6 @@ type Conn struct {
 type call struct {
 	resp chan agent.Response
 	log  func(string)
-}
-
-// DoOptions are the extras of a run request beyond modules.Remote.Do.
-type DoOptions struct {
-	// Vars replace, for this request, the vars set with SetVars.
-	Vars     map[string]any
-	Notified []string
-	// Log receives the module's progress lines.
-	Log func(line string)
 }
 
 // Connect opens the SSH connection to t (through its jump host, if any),
@@ -460,37 +451,44 @@ func (c *Conn) Reachable() bool {
 // request did not complete (ctx ended, or the connection died:
 // IsUnreachable).
 func (c *Conn) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
-	return c.DoWith(ctx, module, args, check, DoOptions{})
+	return c.request(ctx, &agent.Request{Op: agent.OpRun, Module: module, Args: args, Check: check, Host: c.target.Name})
 }
 
-// DoWith is Do with vars, notified hosts and a progress sink.
-func (c *Conn) DoWith(ctx context.Context, module string, args modules.Args, check bool, o DoOptions) (*modules.Result, error) {
-	req := &agent.Request{Op: agent.OpRun, Module: module, Args: args, Check: check,
-		Host: c.target.Name, Vars: o.Vars, Notified: o.Notified}
-	r, err := c.roundTrip(ctx, req, o.Log)
+// Plan runs a host-side module's Plan only (modules.Host).
+func (c *Conn) Plan(ctx context.Context, module string, args modules.Args) (*modules.Result, error) {
+	return c.Do(ctx, module, args, true)
+}
+
+// Apply runs a host-side module, plan then apply (modules.HostWriter).
+func (c *Conn) Apply(ctx context.Context, module string, args modules.Args) (*modules.Result, error) {
+	return c.Do(ctx, module, args, false)
+}
+
+// Probe asks the agent a read-only question (modules.Host) and decodes
+// the answer into out. A failed probe is an error.
+func (c *Conn) Probe(ctx context.Context, probe string, args modules.Args, out any) error {
+	r, err := c.request(ctx, &agent.Request{Op: agent.OpProbe, Module: probe, Args: args})
+	if err != nil {
+		return err
+	}
+	if err := modules.DecodeAnswer(probe, r, out); err != nil {
+		return fmt.Errorf("%s on %s: %w", probe, c.target.label(), err)
+	}
+	return nil
+}
+
+func (c *Conn) request(ctx context.Context, req *agent.Request) (*modules.Result, error) {
+	r, err := c.roundTrip(ctx, req, nil)
 	if err != nil {
 		return nil, err
 	}
 	if r.Error != "" {
-		return nil, fmt.Errorf("%s on %s: agent: %s", module, c.target.label(), r.Error)
+		return nil, fmt.Errorf("%s on %s: agent: %s", req.Module, c.target.label(), r.Error)
 	}
 	if r.Result == nil {
-		return nil, fmt.Errorf("%s on %s: agent sent no result", module, c.target.label())
+		return nil, fmt.Errorf("%s on %s: agent sent no result", req.Module, c.target.label())
 	}
 	return r.Result, nil
-}
-
-// SetVars gives the agent the host's variables once, for every later Do
-// that does not carry its own (saves sending them with each task).
-func (c *Conn) SetVars(ctx context.Context, vars map[string]any) error {
-	r, err := c.roundTrip(ctx, &agent.Request{Op: agent.OpVars, Host: c.target.Name, Vars: vars}, nil)
-	if err != nil {
-		return err
-	}
-	if r.Error != "" {
-		return fmt.Errorf("%s: agent: %s", c.target.label(), r.Error)
-	}
-	return nil
 }
 
 // Dial opens a connection from the host's side of the SSH connection.
@@ -692,4 +690,4 @@ func (t *tailBuffer) Bytes() []byte {
 	return append([]byte(nil), t.b...)
 }
 
-var _ modules.Remote = (*Conn)(nil)
+var _ modules.HostWriter = (*Conn)(nil)

@@ -204,10 +204,10 @@ func (r *run) closeAll() {
 }
 
 // remotes returns the handles of the reachable hosts among names.
-func (r *run) remotes(names []string) map[string]modules.Remote {
+func (r *run) remotes(names []string) map[string]modules.HostWriter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]modules.Remote, len(names))
+	out := make(map[string]modules.HostWriter, len(names))
 	for _, n := range names {
 		if c, ok := r.conns[n]; ok {
 			out[n] = c

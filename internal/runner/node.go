@@ -156,12 +156,18 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 		}
 		return conn.Do(ctx, n.Task.Module, n.Args, r.opts.Check)
 	}
+	writers := r.remotes(n.Play.Hosts)
+	hosts := make(map[string]modules.Host, len(writers))
+	for h, w := range writers {
+		hosts[h] = w
+	}
+	writers[conn.Name()] = conn
 	env := &modules.Env{
 		Host:     conn.Name(),
 		Vars:     n.Vars,
 		Check:    r.opts.Check,
 		Remote:   conn,
-		Hosts:    r.remotes(n.Play.Hosts),
+		Hosts:    hosts,
 		Notified: notified,
 		StateDir: r.opts.StateDir,
 		Log: func(format string, args ...any) {
@@ -169,28 +175,9 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 				Host: n.Host, Node: n.ID, Msg: fmt.Sprintf(format, args...)})
 		},
 	}
-	change, err := m.Plan(ctx, env, n.Args)
-	if err != nil {
+	res, err := modules.Run(ctx, n.Task.Module, m, env, n.Args, writers)
+	if err != nil && IsUnreachable(err) {
 		return nil, err
-	}
-	if change.Empty() {
-		return &modules.Result{Status: modules.StatusOK, Change: change}, nil
-	}
-	if r.opts.Check {
-		return &modules.Result{Status: modules.StatusChanged, Change: change}, nil
-	}
-	res, err := m.Apply(ctx, env, change)
-	if err != nil {
-		return nil, err
-	}
-	if res == nil {
-		res = &modules.Result{}
-	}
-	if res.Status == "" {
-		res.Status = modules.StatusChanged
-	}
-	if res.Change == nil {
-		res.Change = change
 	}
 	return res, nil
 }

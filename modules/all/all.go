@@ -12,6 +12,9 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/template"
 	_ "github.com/etcdplay/etcdplay/modules/user"
 
+	// Read-only host probes (for controller-side modules' Plan).
+	_ "github.com/etcdplay/etcdplay/modules/hostprobe"
+
 	// etcd modules.
 	_ "github.com/etcdplay/etcdplay/modules/etcd_binary"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_config"

@@ -13,15 +13,15 @@ import (
 // non-zero (as opposed to one that could not be run at all).
 var ErrFailed = errors.New("command failed")
 
-// Run executes argv on r (no shell) through this module in the host's
+// Run executes argv on w (no shell) through this module in the host's
 // agent, for controller-side modules, and returns its stdout; a non-zero
 // exit is an error carrying its stderr.
-func Run(ctx context.Context, r modules.Remote, argv ...string) (string, error) {
+func Run(ctx context.Context, w modules.HostWriter, argv ...string) (string, error) {
 	a := make([]any, len(argv))
 	for i, w := range argv {
 		a[i] = w
 	}
-	res, err := r.Do(ctx, "command", modules.Args{"argv": a}, false)
+	res, err := w.Apply(ctx, "command", modules.Args{"argv": a})
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", Quote(argv), err)
 	}

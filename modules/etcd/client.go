@@ -99,8 +99,8 @@ func newClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, 
 // Going through the member's host works whatever the firewall between the
 // controller and the cluster allows, and it is the same path on the lab
 // and in production.
-func RemoteDialer(c *Cluster, hosts map[string]modules.Remote) DialFunc {
-	byAddr := map[string]modules.Remote{}
+func RemoteDialer(c *Cluster, hosts map[string]modules.Host) DialFunc {
+	byAddr := map[string]modules.Host{}
 	for _, m := range c.Members {
 		u, err := url.Parse(m.ClientURL)
 		if err != nil {

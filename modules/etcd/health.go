@@ -384,11 +384,7 @@ func ArgDuration(args modules.Args, name string, def time.Duration) (time.Durati
 }
 
 // Dialer returns the dialer a controller-side module should use: through
-// the play's SSH connections (env.Hosts, or env.Remote alone).
+// the play's SSH connections (env.Remotes: dialing is read-only).
 func Dialer(c *Cluster, env *modules.Env) DialFunc {
-	hosts := env.Hosts
-	if hosts == nil && env.Remote != nil {
-		hosts = map[string]modules.Remote{env.Host: env.Remote}
-	}
-	return RemoteDialer(c, hosts)
+	return RemoteDialer(c, env.Remotes())
 }

@@ -74,7 +74,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		BinDir:      args.Str("bin_dir", paths.BinDir),
 		Stage:       args.Bool("stage", false),
 	}.Args()
-	res, err := env.Remote.Do(ctx, "etcd_install", p.args, true)
+	res, err := env.Remote.Plan(ctx, "etcd_install", p.args)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 	}
@@ -100,11 +100,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
 	p := ch.Payload.(*plan)
+	w, err := env.Writer(env.Host)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_binary: %w", err)
+	}
 	if p.upload {
 		// Upload does not create directories; the upload dir is private
 		// to root while a release sits in it.
 		dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: filepath.Dir(p.remote), Mode: "0700", Owner: "root", Group: "root"}}}
-		if res, err := env.Remote.Do(ctx, "etcd_files", dir.Args(), false); err != nil || res.Status == modules.StatusFailed {
+		if res, err := w.Apply(ctx, "etcd_files", dir.Args()); err != nil || res.Status == modules.StatusFailed {
 			if err == nil {
 				err = fmt.Errorf("%s", res.Msg)
 			}
@@ -114,13 +118,13 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if err != nil {
 			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 		}
-		err = env.Remote.Upload(ctx, f, p.remote, 0o600)
+		err = w.Upload(ctx, f, p.remote, 0o600)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("etcd_binary on %s: upload %s: %w", env.Host, p.remote, err)
 		}
 	}
-	res, err := env.Remote.Do(ctx, "etcd_install", p.args, false)
+	res, err := w.Apply(ctx, "etcd_install", p.args)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 	}

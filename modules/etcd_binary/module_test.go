@@ -18,9 +18,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/localhost"
 	"github.com/etcdplay/etcdplay/modules"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_install"
-	"github.com/etcdplay/etcdplay/modules/etcd_install/localremote"
 )
 
 const version = "v3.6.16"
@@ -96,21 +96,16 @@ func (f fixture) env(host, url string) *modules.Env {
 			"etcd3": map[string]any{"ansible_host": "127.0.1.3"},
 		},
 	}
-	return &modules.Env{Host: host, Vars: vars, Remote: localremote.New(host), StateDir: f.state}
+	return &modules.Env{Host: host, Vars: vars, Remote: localhost.New(host), StateDir: f.state}
 }
 
+// run runs the module through the one driver, with env.Remote (a
+// localhost.Host) as the writer Apply gets.
 func run(t *testing.T, env *modules.Env, args modules.Args) (*modules.Change, error) {
 	t.Helper()
-	var m Module
-	if err := m.Validate(args); err != nil {
-		t.Fatal(err)
-	}
-	c, err := m.Plan(context.Background(), env, args)
-	if err != nil || c.Empty() || env.Check {
-		return c, err
-	}
-	_, err = m.Apply(context.Background(), env, c)
-	return c, err
+	w := map[string]modules.HostWriter{env.Host: env.Remote.(*localhost.Host)}
+	res, err := modules.Run(context.Background(), "etcd_binary", Module{}, env, args, w)
+	return res.Change, err
 }
 
 func TestInstallThenNoop(t *testing.T) {
@@ -168,11 +163,12 @@ func TestInstallThenNoop(t *testing.T) {
 
 	// A second run changes nothing and uploads nothing.
 	env = f.env("etcd1", m.URL)
+	host := env.Remote.(*localhost.Host)
 	c, err = run(t, env, f.args)
 	if err != nil || !c.Empty() {
 		t.Fatalf("second run: %v %v", c.Actions, err)
 	}
-	if up := env.Remote.(*localremote.Remote).Uploads; len(up) != 0 {
+	if up := host.Uploads(); len(up) != 0 {
 		t.Errorf("no-op run uploaded %v", up)
 	}
 	if n := m.downloads.Load(); n != 1 {

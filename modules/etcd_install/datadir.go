@@ -3,7 +3,6 @@ package etcd_install
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -53,16 +52,34 @@ func (l DirLayout) Beside(suffix string) string {
 	return l.Path + "." + suffix
 }
 
-// ProbeDirs reports the layout of dirs on the host. It only reads.
-func ProbeDirs(ctx context.Context, r modules.Remote, dirs ...string) ([]DirLayout, error) {
-	res, err := doDatadir(ctx, r, modules.Args{"op": "probe", "dirs": anyList(dirs)})
-	if err != nil {
+// ProbeDirs reports the layout of dirs on the host. It only reads: it is a
+// probe, so Plan and --check may call it.
+func ProbeDirs(ctx context.Context, h modules.Host, dirs ...string) ([]DirLayout, error) {
+	var out []DirLayout
+	if err := h.Probe(ctx, datadirName, modules.Args{"dirs": anyList(dirs)}, &out); err != nil {
 		return nil, err
 	}
-	s, _ := res.Data["layout"].(string)
-	var out []DirLayout
-	if err := json.Unmarshal([]byte(s), &out); err != nil || len(out) != len(dirs) {
-		return nil, fmt.Errorf("%s: bad probe answer %q", datadirName, s)
+	if len(out) != len(dirs) {
+		return nil, fmt.Errorf("%s: asked about %d dirs, got %d answers", datadirName, len(dirs), len(out))
+	}
+	return out, nil
+}
+
+// dirsProbe is ProbeDirs' host side.
+type dirsProbe struct{}
+
+func (dirsProbe) Probe(_ context.Context, args modules.Args) (any, error) {
+	dirs := args.Strings("dirs")
+	out := make([]DirLayout, len(dirs))
+	for i, d := range dirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("dir %q is not an absolute path", d)
+		}
+		l, err := layoutOf(d)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = l
 	}
 	return out, nil
 }
@@ -71,21 +88,21 @@ func ProbeDirs(ctx context.Context, r modules.Remote, dirs ...string) ([]DirLayo
 // never deleting anything; a dir without data is left alone. With owner
 // set, each dir is then there, empty of data, owned by owner and 0700, for
 // a member that starts afresh.
-func MoveAside(ctx context.Context, r modules.Remote, suffix, owner string, dirs ...string) error {
-	_, err := doDatadir(ctx, r, modules.Args{"op": "aside", "dirs": anyList(dirs), "suffix": suffix, "owner": owner})
+func MoveAside(ctx context.Context, w modules.HostWriter, suffix, owner string, dirs ...string) error {
+	_, err := doDatadir(ctx, w, modules.Args{"op": "aside", "dirs": anyList(dirs), "suffix": suffix, "owner": owner})
 	return err
 }
 
 // Promote moves the staged dir from into place as dir to, which must hold
 // no data: a rename when to is gone, else (a mount point) its entries move
 // in one by one and the empty staging dir is removed.
-func Promote(ctx context.Context, r modules.Remote, from, to string) error {
-	_, err := doDatadir(ctx, r, modules.Args{"op": "promote", "from": from, "to": to})
+func Promote(ctx context.Context, w modules.HostWriter, from, to string) error {
+	_, err := doDatadir(ctx, w, modules.Args{"op": "promote", "from": from, "to": to})
 	return err
 }
 
-func doDatadir(ctx context.Context, r modules.Remote, args modules.Args) (*modules.Result, error) {
-	res, err := r.Do(ctx, datadirName, args, false)
+func doDatadir(ctx context.Context, w modules.HostWriter, args modules.Args) (*modules.Result, error) {
+	res, err := w.Apply(ctx, datadirName, args)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +120,12 @@ func anyList(ss []string) []any {
 	return out
 }
 
-// datadirModule is the host side. Its Plan only names the operation; the
-// probe reads in Apply so its answer can come back as Data.
+// datadirModule is the host side of MoveAside and Promote. Its Plan only
+// names the operation: the callers planned it already.
 type datadirModule struct{}
 
 var datadirSpec = modules.Spec{
-	"op":     {Kind: modules.String, Required: true, OneOf: []string{"probe", "aside", "promote"}},
+	"op":     {Kind: modules.String, Required: true, OneOf: []string{"aside", "promote"}},
 	"dirs":   {Kind: modules.List},
 	"suffix": {Kind: modules.String},
 	"owner":  {Kind: modules.String},
@@ -141,20 +158,6 @@ func (datadirModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change)
 	args := c.Payload.(modules.Args)
 	dirs := stringList(args["dirs"])
 	switch args.Str("op", "") {
-	case "probe":
-		out := make([]DirLayout, len(dirs))
-		for i, d := range dirs {
-			l, err := layoutOf(d)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = l
-		}
-		b, err := json.Marshal(out)
-		if err != nil {
-			return nil, err
-		}
-		return &modules.Result{Status: modules.StatusOK, Data: map[string]any{"layout": string(b)}}, nil
 	case "aside":
 		for _, d := range dirs {
 			if err := moveAside(d, args.Str("suffix", ""), args.Str("owner", "")); err != nil {
@@ -204,9 +207,8 @@ func layoutOf(dir string) (DirLayout, error) {
 			}
 		}
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(existingAncestor(dir), &st); err == nil {
-		l.FreeBytes = st.Bavail * uint64(st.Bsize)
+	if free, _, err := hostfile.FreeBytes(dir); err == nil {
+		l.FreeBytes = free
 	}
 	return l, nil
 }
@@ -216,15 +218,6 @@ func layoutOf(dir string) (DirLayout, error) {
 // inside a mount point.
 func ignored(dir, name string) bool {
 	return name == "lost+found" || strings.HasPrefix(name, filepath.Base(dir)+".")
-}
-
-func existingAncestor(p string) string {
-	for {
-		if _, err := os.Stat(p); err == nil || p == "/" {
-			return p
-		}
-		p = filepath.Dir(p)
-	}
 }
 
 // isMountPoint: another device than the parent's (a disk, a tmpfs), or a
@@ -372,4 +365,7 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
-func init() { modules.Register(datadirName, datadirModule{}) }
+func init() {
+	modules.RegisterInternal(datadirName, datadirModule{})
+	modules.RegisterProbe(datadirName, dirsProbe{})
+}

@@ -1,9 +1,11 @@
 // Package etcd_install holds the host-side halves of the etcd modules:
 // etcd_files writes a set of directories and files (certificates, etcd.yaml)
 // in one agent call, and etcd_install unpacks a release tarball into a
-// versioned directory with stable links. The controller-side modules
-// (etcd_pki, etcd_binary) drive them through env.Remote.Do, and etcd_config
-// uses the file set directly.
+// versioned directory with stable links; etcd_datadir moves data dirs
+// aside and into place. They are internal modules (RegisterInternal): the
+// controller-side modules (etcd_pki, etcd_binary, etcd_member, ...) plan
+// them through modules.Host.Plan and apply them through HostWriter.Apply,
+// and etcd_config uses the file set directly; playbooks cannot call them.
 package etcd_install
 
 import (
@@ -309,5 +311,5 @@ func (filesModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change) (
 }
 
 func init() {
-	modules.Register("etcd_files", filesModule{})
+	modules.RegisterInternal("etcd_files", filesModule{})
 }

@@ -322,5 +322,5 @@ func relink(link, target string) error {
 }
 
 func init() {
-	modules.Register("etcd_install", installModule{})
+	modules.RegisterInternal("etcd_install", installModule{})
 }

@@ -38,17 +38,12 @@ func sum(s string) string {
 
 func runModule(t *testing.T, name string, args modules.Args, check bool) (*modules.Change, error) {
 	t.Helper()
-	m, _ := modules.Lookup(name)
-	if err := m.Validate(args); err != nil {
-		return nil, err
+	m, ok := modules.LookupHostSide(name)
+	if !ok {
+		t.Fatalf("no host-side module %s", name)
 	}
-	env := &modules.Env{Host: "h", Check: check}
-	c, err := m.Plan(context.Background(), env, args)
-	if err != nil || check || c.Empty() {
-		return c, err
-	}
-	_, err = m.Apply(context.Background(), env, c)
-	return c, err
+	res, err := modules.Run(context.Background(), name, m, &modules.Env{Host: "h", Check: check}, args, nil)
+	return res.Change, err
 }
 
 func TestInstallRefusesTamperedTarball(t *testing.T) {

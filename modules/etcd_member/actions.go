@@ -58,7 +58,7 @@ func planActions(ctx context.Context, env *modules.Env, p *payload, ch *modules.
 // planJoin lists a joiner's actions; a joiner whose etcd has not started
 // yet must be reachable, and what its host holds decides whether a stray
 // etcd is stopped and old data moved aside first.
-func planJoin(ctx context.Context, hosts map[string]modules.Remote, p *payload, s step, ch *modules.Change) error {
+func planJoin(ctx context.Context, hosts map[string]modules.Host, p *payload, s step, ch *modules.Change) error {
 	m := s.Member
 	if !s.Started {
 		r := hosts[m.Host]

@@ -24,7 +24,7 @@ const pollInterval = 300 * time.Millisecond
 type applier struct {
 	p     *payload
 	env   *modules.Env
-	hosts map[string]modules.Remote
+	hosts map[string]modules.HostWriter
 	cl    *cluster
 }
 

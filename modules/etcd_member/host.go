@@ -3,12 +3,11 @@ package etcd_member
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/etcdplay/etcdplay/modules"
-	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
+	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
 // unit is the unit etcd_service installs.
@@ -32,13 +31,7 @@ func (s hostState) aside(dir, suffix string) string {
 	return dir + "." + suffix
 }
 
-func (s hostState) running() bool {
-	switch s.Active {
-	case "active", "activating", "reloading", "deactivating":
-		return true
-	}
-	return false
-}
+func (s hostState) running() bool { return hostprobe.Unit{Active: s.Active}.Running() }
 
 func dataDirs(c *etcd.Cluster) []string {
 	dirs := []string{c.DataDir}
@@ -48,12 +41,13 @@ func dataDirs(c *etcd.Cluster) []string {
 	return dirs
 }
 
-func probeHost(ctx context.Context, r modules.Remote, c *etcd.Cluster) (hostState, error) {
-	out, err := command.Run(ctx, r, "systemctl", "show", unit, "-p", "LoadState", "-p", "ActiveState", "-p", "UnitFileState")
+func probeHost(ctx context.Context, r modules.Host, c *etcd.Cluster) (hostState, error) {
+	f, err := hostprobe.Ask(ctx, r, hostprobe.Query{Units: []string{unit}})
 	if err != nil {
 		return hostState{}, err
 	}
-	st := parseHostState(out)
+	u := f.Units[unit]
+	st := hostState{Loaded: u.Load, Active: u.Active, Enabled: u.Enabled}
 	lay, err := etcd_install.ProbeDirs(ctx, r, dataDirs(c)...)
 	if err != nil {
 		return hostState{}, err
@@ -68,32 +62,13 @@ func probeHost(ctx context.Context, r modules.Remote, c *etcd.Cluster) (hostStat
 	return st, nil
 }
 
-func parseHostState(out string) hostState {
-	var s hostState
-	for _, line := range strings.Split(out, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "LoadState":
-			s.Loaded = v
-		case "ActiveState":
-			s.Active = v
-		case "UnitFileState":
-			s.Enabled = v
-		}
-	}
-	return s
-}
-
 // writeConfig writes the joiner's etcd.yaml through etcd_config's host
 // side (atomic write, mode 0640 root:etcd).
-func writeConfig(ctx context.Context, r modules.Remote, c *etcd.Cluster, tmplName, content string) error {
-	res, err := r.Do(ctx, "etcd_config", modules.Args{
+func writeConfig(ctx context.Context, w modules.HostWriter, c *etcd.Cluster, tmplName, content string) error {
+	res, err := w.Apply(ctx, "etcd_config", modules.Args{
 		"_content": content, "template": tmplName, "dest": c.Paths.ConfigFile,
 		"mode": "0640", "owner": "root", "group": "etcd",
-	}, false)
+	})
 	if err != nil {
 		return err
 	}

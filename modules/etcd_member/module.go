@@ -260,7 +260,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_member: plan payload missing")
 	}
-	a := &applier{p: p, env: env, hosts: env.Remotes(),
+	a := &applier{p: p, env: env, hosts: env.Writers(),
 		cl: &cluster{model: p.Cluster, stateDir: env.StateDir, dial: etcd.Dialer(p.Cluster, env)}}
 	live, err := a.cl.snapshot(ctx)
 	if err != nil {

@@ -196,17 +196,6 @@ func TestPlanSteps(t *testing.T) {
 	}
 }
 
-func TestParseHostState(t *testing.T) {
-	st := parseHostState("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n")
-	if !st.running() || st.Loaded != "loaded" || st.Enabled != "enabled" {
-		t.Errorf("got %+v", st)
-	}
-	st = parseHostState("ActiveState=inactive\nUnitFileState=\n")
-	if st.running() || len(st.NonEmpty) != 0 {
-		t.Errorf("got %+v", st)
-	}
-}
-
 func TestVotersAfter(t *testing.T) {
 	ls := live("etcd1@127.0.1.1", "etcd2@127.0.1.2", "etcd3@127.0.1.3~")
 	steps := []step{

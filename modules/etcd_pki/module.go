@@ -148,7 +148,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		},
 	}
 	p.hostArgs = set.Args()
-	res, err := env.Remote.Do(ctx, "etcd_files", p.hostArgs, true)
+	res, err := env.Remote.Plan(ctx, "etcd_files", p.hostArgs)
 	if err != nil {
 		return fail(err)
 	}
@@ -170,7 +170,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err := persist(p, env); err != nil {
 		return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
 	}
-	res, err := env.Remote.Do(ctx, "etcd_files", p.hostArgs, false)
+	w, err := env.Writer(env.Host)
+	if err != nil {
+		return nil, fmt.Errorf("etcd_pki: %w", err)
+	}
+	res, err := w.Apply(ctx, "etcd_files", p.hostArgs)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
 	}

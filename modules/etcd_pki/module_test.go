@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdplay/etcdplay/internal/localhost"
 	"github.com/etcdplay/etcdplay/modules"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_install"
-	"github.com/etcdplay/etcdplay/modules/etcd_install/localremote"
 )
 
 var hosts = []string{"etcd1", "etcd2", "etcd3"}
@@ -37,9 +37,16 @@ func newLab(t *testing.T) *lab {
 }
 
 func (l *lab) env(h string, check bool) (*modules.Env, modules.Args) {
+	env, args, _ := l.envWriters(h, check)
+	return env, args
+}
+
+// envWriters is env and the writers the driver hands Apply.
+func (l *lab) envWriters(h string, check bool) (*modules.Env, modules.Args, map[string]modules.HostWriter) {
 	hv := map[string]any{}
 	vars := map[string]any{}
-	remotes := map[string]modules.Remote{}
+	remotes := map[string]modules.Host{}
+	writers := map[string]modules.HostWriter{}
 	for _, o := range hosts {
 		m := map[string]any{}
 		for k, v := range l.vars {
@@ -49,7 +56,8 @@ func (l *lab) env(h string, check bool) (*modules.Env, modules.Args) {
 			m[k] = v
 		}
 		hv[o] = m
-		remotes[o] = localremote.New(o)
+		lh := localhost.New(o)
+		remotes[o], writers[o] = lh, lh
 	}
 	for k, v := range hv[h].(map[string]any) {
 		vars[k] = v
@@ -57,7 +65,7 @@ func (l *lab) env(h string, check bool) (*modules.Env, modules.Args) {
 	vars["groups"] = map[string]any{"etcd": []any{"etcd1", "etcd2", "etcd3"}}
 	vars["hostvars"] = hv
 	env := &modules.Env{Host: h, Vars: vars, Check: check, StateDir: l.state, Remote: remotes[h], Hosts: remotes}
-	return env, modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}
+	return env, modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}, writers
 }
 
 func (l *lab) pki(h string) string { return filepath.Join(l.root, h, "etc/etcd/pki") }
@@ -73,22 +81,13 @@ func (l *lab) runAll(t *testing.T, check bool) map[string][]string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			env, args := l.env(h, check)
-			var m Module
-			if err := m.Validate(args); err != nil {
-				t.Error(err)
-				return
-			}
-			c, err := m.Plan(context.Background(), env, args)
+			env, args, writers := l.envWriters(h, check)
+			res, err := modules.Run(context.Background(), "etcd_pki", Module{}, env, args, writers)
 			if err != nil {
-				t.Errorf("%s: plan: %v", h, err)
+				t.Errorf("%s: %v", h, err)
 				return
 			}
-			if !check && !c.Empty() {
-				if _, err := m.Apply(context.Background(), env, c); err != nil {
-					t.Errorf("%s: apply: %v", h, err)
-				}
-			}
+			c := res.Change
 			var lines []string
 			for _, a := range c.Actions {
 				lines = append(lines, strings.NewReplacer(l.state, "STATE", l.root, "ROOT").Replace(a.String()))

@@ -102,12 +102,12 @@ func checkHostCA(host, path string, hostPEM []byte, ca *CA, caNew bool, statePat
 	return e
 }
 
-// hostCA reads the CA file on a host through a check-mode plan of the file
-// set (read-only: the agent never applies under check). It returns nil
+// hostCA reads the CA file on a host through a plan of the file set
+// (Host.Plan never applies). It returns nil
 // when the host has no such file.
-func hostCA(ctx context.Context, r modules.Remote, path string) ([]byte, error) {
+func hostCA(ctx context.Context, r modules.Host, path string) ([]byte, error) {
 	set := etcd_install.Set{Files: []etcd_install.File{{Path: path}}}
-	res, err := r.Do(ctx, "etcd_files", set.Args(), true)
+	res, err := r.Plan(ctx, "etcd_files", set.Args())
 	if err != nil {
 		return nil, err
 	}

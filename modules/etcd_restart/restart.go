@@ -169,7 +169,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_restart: plan payload missing")
 	}
-	c, hosts := p.Cluster, env.Remotes()
+	c := p.Cluster
 	hostNames := make([]string, len(p.Steps))
 	for i, s := range p.Steps {
 		hostNames[i] = s.Host
@@ -180,9 +180,9 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log}
 	prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
-		r := hosts[m.Host]
-		if r == nil {
-			return fmt.Errorf("no connection to %s", m.Host)
+		r, err := env.Writer(m.Host)
+		if err != nil {
+			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, p.RestartTimeout)
 		defer cancel()
@@ -207,7 +207,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 }
 
 // journal fetches the end of etcd's log on r, for a failed restart's error.
-func journal(ctx context.Context, r modules.Remote) string {
+func journal(ctx context.Context, r modules.HostWriter) string {
 	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := command.Run(jctx, r, "journalctl", "-u", unitName, "-n", "10", "--no-pager", "-o", "cat")

@@ -2,6 +2,7 @@ package etcd_restart
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,47 +14,40 @@ import (
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
-func TestParseProbe(t *testing.T) {
-	out := `ActiveState=active
-ExecMainStartTimestamp=Mon 2026-11-23 14:30:00.250000 UTC
-1795444199.000000000 /etc/etcd/etcd.yaml
-1795444200.500000000 /usr/local/bin/etcd
-1795000000.000000000 /etc/etcd/pki/ca.crt`
-	p, err := parseProbe(out)
-	if err != nil {
-		t.Fatal(err)
+func TestHostProbe(t *testing.T) {
+	started := time.Date(2026, 11, 23, 14, 30, 0, 250000000, time.UTC)
+	in := []string{"/etc/etcd/etcd.yaml", "/usr/local/bin/etcd", "/etc/etcd/pki/ca.crt"}
+	facts := func(active string, started time.Time, mtimes ...time.Time) *hostprobe.Facts {
+		f := &hostprobe.Facts{Units: map[string]hostprobe.Unit{unitName: {Load: "loaded", Active: active, Started: started}},
+			Paths: map[string]hostprobe.Path{}}
+		for i, m := range mtimes {
+			f.Paths[in[i]] = hostprobe.Path{Exists: true, ModTime: m}
+		}
+		return f
 	}
-	want := time.Date(2026, 11, 23, 14, 30, 0, 250000000, time.UTC)
-	if !p.Started.Equal(want) {
-		t.Errorf("started %v, want %v", p.Started, want)
-	}
-	if p.NewestP != "/usr/local/bin/etcd" || !p.Newest.Equal(time.Unix(1795444200, 500000000)) {
+	p := newHostProbe(facts("active", started, started.Add(-time.Minute), started.Add(time.Hour), started.Add(-time.Hour)), in)
+	if p.NewestP != "/usr/local/bin/etcd" || !p.Newest.Equal(started.Add(time.Hour)) {
 		t.Errorf("newest %v %s", p.Newest, p.NewestP)
 	}
 	tests := []struct {
 		name  string
-		out   string
+		f     *hostprobe.Facts
 		run   bool
 		stale bool
 	}{
-		{"inputs newer than process", out, true, true},
-		{"process started after inputs (bootstrap in this run)", "ActiveState=activating\nExecMainStartTimestamp=Mon 2026-11-23 14:40:00.000000 UTC\n1795444199.5 /etc/etcd/etcd.yaml", true, false},
-		{"not running", "ActiveState=inactive\nExecMainStartTimestamp=\n1795444199.5 /etc/etcd/etcd.yaml", false, false},
-		{"never started", "ActiveState=failed\nExecMainStartTimestamp=n/a", false, false},
+		{"inputs newer than process", facts("active", started, started.Add(time.Second)), true, true},
+		{"process started after inputs (bootstrap in this run)", facts("activating", started, started.Add(-time.Second)), true, false},
+		{"not running", facts("inactive", time.Time{}, started), false, false},
+		{"never started", facts("failed", time.Time{}), false, false},
 	}
 	for _, tt := range tests {
-		p, err := parseProbe(tt.out)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
-		}
+		p := newHostProbe(tt.f, in)
 		if p.Running() != tt.run || p.Stale() != tt.stale {
 			t.Errorf("%s: running=%v stale=%v, want %v %v", tt.name, p.Running(), p.Stale(), tt.run, tt.stale)
 		}
-	}
-	if _, err := parseProbe("garbage"); err == nil {
-		t.Error("output without ActiveState accepted")
 	}
 }
 
@@ -134,16 +128,29 @@ func (f *fakeHost) Dial(ctx context.Context, network, addr string) (net.Conn, er
 }
 func (f *fakeHost) Upload(context.Context, io.Reader, string, uint32) error { return nil }
 func (f *fakeHost) Download(context.Context, string, io.Writer) error       { return nil }
-func (f *fakeHost) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
+func (f *fakeHost) Plan(ctx context.Context, module string, args modules.Args) (*modules.Result, error) {
+	return nil, fmt.Errorf("unexpected plan of %s", module)
+}
+func (f *fakeHost) Probe(ctx context.Context, probe string, args modules.Args, out any) error {
+	if probe != hostprobe.Name {
+		return fmt.Errorf("unexpected probe %s", probe)
+	}
+	facts := hostprobe.Facts{
+		Units: map[string]hostprobe.Unit{unitName: {Load: "loaded", Active: "active", Started: time.Now().Add(-time.Hour)}},
+		Paths: map[string]hostprobe.Path{"/etc/etcd/etcd.yaml": {Exists: true, ModTime: time.Now()}},
+	}
+	b, err := json.Marshal(facts)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+func (f *fakeHost) Apply(ctx context.Context, module string, args modules.Args) (*modules.Result, error) {
 	argv := args.Strings("argv")
 	if module != "command" || len(argv) == 0 {
 		return nil, fmt.Errorf("unexpected %s %v", module, argv)
 	}
 	switch {
-	case argv[0] == "sh":
-		started := time.Now().Add(-time.Hour).UTC().Format(startLayout)
-		out := fmt.Sprintf("ActiveState=active\nExecMainStartTimestamp=%s\n%d.0 /etc/etcd/etcd.yaml\n", started, time.Now().Unix())
-		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"stdout": out, "rc": 0}}, nil
 	case strings.Join(argv, " ") == "systemctl restart etcd.service":
 		f.mu.Lock()
 		*f.log = append(*f.log, f.name)
@@ -158,9 +165,11 @@ func TestRollingRestartLeaderLast(t *testing.T) {
 	tc := etcdtest.Start(t, 3)
 	var mu sync.Mutex
 	var restarted []string
-	hosts := map[string]modules.Remote{}
+	hosts := map[string]modules.Host{}
+	writers := map[string]modules.HostWriter{}
 	for i, m := range tc.Model.Members {
-		hosts[m.Host] = &fakeHost{name: m.Host, idx: i, tc: tc, mu: &mu, log: &restarted}
+		w := &fakeHost{name: m.Host, idx: i, tc: tc, mu: &mu, log: &restarted}
+		hosts[m.Host], writers[m.Host] = w, w
 	}
 	env := &modules.Env{Host: "etcd1", Vars: tc.Vars, Hosts: hosts, StateDir: tc.StateDir,
 		Notified: []string{"etcd1", "etcd2", "etcd3"}, Remote: hosts["etcd1"]}
@@ -181,11 +190,7 @@ func TestRollingRestartLeaderLast(t *testing.T) {
 	}
 
 	env.Check = false
-	ch, err = Module{}.Plan(ctx, env, modules.Args{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Module{}.Apply(ctx, env, ch)
+	res, err := modules.Run(ctx, "etcd_restart", Module{}, env, modules.Args{}, writers)
 	if err != nil {
 		t.Fatal(err)
 	}

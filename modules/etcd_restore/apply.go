@@ -31,7 +31,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_restore: plan payload missing")
 	}
-	hosts := env.Remotes()
+	hosts := env.Writers()
 	c := j.Cluster
 	members := make([]etcd.Member, len(j.Members))
 	for i, mp := range j.Members {
@@ -159,7 +159,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 // leadership first and, with every follower stopping at the same moment,
 // waits for that hand-over to time out (seconds); stopped last, it sees no
 // follower to hand over to and stops at once.
-func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[string]modules.Remote, members []etcd.Member) error {
+func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[string]modules.HostWriter, members []etcd.Member) error {
 	leader := ""
 	if h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{ProbeTimeout: time.Second}); err == nil {
 		if l, ok := h.Leader(); ok {
@@ -186,13 +186,13 @@ func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[s
 
 // stage pushes the snapshot to one member, checks it arrived intact and
 // restores it into the staging dir, while etcd keeps running.
-func stage(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+func stage(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) error {
 	c := j.Cluster
 	// The snapshot is the whole keyspace: it goes into a directory only
 	// root can enter (a symlink there is refused, an existing directory
 	// taken over), never a world-readable one.
 	dir := etcd_install.Set{Dirs: []etcd_install.Dir{{Path: path.Dir(mp.Upload), Mode: "0700", Owner: "root", Group: "root"}}}
-	if res, err := r.Do(ctx, "etcd_files", dir.Args(), false); err != nil || res.Status == modules.StatusFailed {
+	if res, err := r.Apply(ctx, "etcd_files", dir.Args()); err != nil || res.Status == modules.StatusFailed {
 		if err == nil {
 			err = errors.New(res.Msg)
 		}
@@ -244,7 +244,7 @@ const criticalTimeout = 2 * time.Minute
 
 // swap moves the old data (and WAL) dir aside and the staged one in place,
 // by renames on the dir's own filesystem (see etcd_install.MoveAside).
-func swap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+func swap(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) error {
 	c := j.Cluster
 	if err := etcd_install.MoveAside(ctx, r, asideSuffix(j.Stamp), "", dataDirs(c)...); err != nil {
 		return err
@@ -260,7 +260,7 @@ func swap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
 
 // unswap undoes as much of swap as happened: restored data goes back to
 // its staging dir, the old data back into place.
-func unswap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error {
+func unswap(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) error {
 	c := j.Cluster
 	pairs := [][2]string{{c.DataDir, mp.Aside}}
 	if c.WALDir != "" {
@@ -291,7 +291,7 @@ func unswap(ctx context.Context, r modules.Remote, j *job, mp memberPlan) error 
 	return nil
 }
 
-func startAll(ctx context.Context, hosts map[string]modules.Remote, members []etcd.Member) error {
+func startAll(ctx context.Context, hosts map[string]modules.HostWriter, members []etcd.Member) error {
 	return forEach(ctx, members, func(ctx context.Context, _ int, m etcd.Member) error {
 		r := hosts[m.Host]
 		// A unit that failed before (the disaster) refuses to start
@@ -333,7 +333,7 @@ func stagePaths(j *job) string {
 // cleanup removes the uploaded snapshots and, when the restore did not
 // happen, the staging dirs. It never touches a data dir. Errors are
 // ignored: it runs after the outcome is decided.
-func cleanup(ctx context.Context, hosts map[string]modules.Remote, j *job, staging bool) {
+func cleanup(ctx context.Context, hosts map[string]modules.HostWriter, j *job, staging bool) {
 	members := make([]etcd.Member, len(j.Members))
 	for i, mp := range j.Members {
 		members[i] = mp.Member

@@ -19,6 +19,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
+	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -42,22 +43,9 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestParseProbe(t *testing.T) {
-	p, err := parseProbe("active=active\netcdutl=yes\nuser=yes\nupavail=2048\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := hostProbe{Active: "active", Etcdutl: true, User: true, UpAvailKB: 2048}
-	if p != want {
-		t.Errorf("parseProbe = %+v, want %+v", p, want)
-	}
-	if _, err := parseProbe("active=active\n"); err == nil {
-		t.Error("a cut-short probe was accepted")
-	}
-}
-
-// fakeHost answers the read-only probe and records anything else: Plan
-// must never run anything but the probe.
+// fakeHost is a read-only host (a modules.Host, never a writer) that
+// answers the probes from its probe text and records anything else: Plan
+// must never ask for anything but the probes.
 type fakeHost struct {
 	name  string
 	probe string
@@ -72,37 +60,70 @@ func (f *fakeHost) Dial(ctx context.Context, network, addr string) (net.Conn, er
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
-func (f *fakeHost) Upload(_ context.Context, _ io.Reader, p string, _ uint32) error {
-	f.record("upload " + p)
-	return nil
-}
 func (f *fakeHost) Download(_ context.Context, p string, _ io.Writer) error {
 	f.record("download " + p)
 	return nil
 }
-func (f *fakeHost) Do(_ context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
-	argv := args.Strings("argv")
-	if module == "command" && len(argv) > 2 && argv[0] == "sh" && argv[2] == probeScript {
-		f.record("probe")
-		return &modules.Result{Status: modules.StatusChanged, Data: map[string]any{"stdout": f.probe}}, nil
-	}
-	if module == "etcd_datadir" && args.Str("op", "") == "probe" {
-		return &modules.Result{Status: modules.StatusOK, Data: map[string]any{"layout": f.layout(args.Strings("dirs"))}}, nil
-	}
-	f.record(module + " " + strings.Join(argv, " "))
+func (f *fakeHost) Plan(_ context.Context, module string, args modules.Args) (*modules.Result, error) {
+	f.record("plan " + module)
 	return &modules.Result{Status: modules.StatusFailed, Msg: "not allowed in a test of Plan"}, nil
 }
+func (f *fakeHost) Probe(_ context.Context, probe string, args modules.Args, out any) error {
+	var answer any
+	switch probe {
+	case hostprobe.Name:
+		f.record("probe")
+		answer = f.facts(args)
+	case "etcd_datadir":
+		answer = f.layout(args.Strings("dirs"))
+	default:
+		return fmt.Errorf("unexpected probe %s", probe)
+	}
+	b, err := json.Marshal(answer)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
 
-// layout answers etcd_datadir's probe from the fake's probe text: data=,
-// wal= (yes: it holds a member dir), mount= (the data dir is a mount point)
-// and avail= (KiB free).
-func (f *fakeHost) layout(dirs []string) string {
+// kv is the fake's probe text as a map.
+func (f *fakeHost) kv() map[string]string {
 	kv := map[string]string{}
 	for _, line := range strings.Split(f.probe, "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
 			kv[k] = v
 		}
 	}
+	return kv
+}
+
+// facts answers the host probe from active=, etcdutl=, user= and
+// upavail= (KiB free where the snapshot is uploaded).
+func (f *fakeHost) facts(args modules.Args) hostprobe.Facts {
+	kv := f.kv()
+	fs := hostprobe.Facts{Units: map[string]hostprobe.Unit{}, Paths: map[string]hostprobe.Path{},
+		Users: map[string]bool{}, Free: map[string]uint64{}}
+	for _, u := range args.Strings("units") {
+		fs.Units[u] = hostprobe.Unit{Load: "loaded", Active: kv["active"]}
+	}
+	for _, p := range args.Strings("paths") {
+		fs.Paths[p] = hostprobe.Path{Exists: kv["etcdutl"] == "yes", Executable: kv["etcdutl"] == "yes"}
+	}
+	for _, u := range args.Strings("users") {
+		fs.Users[u] = kv["user"] == "yes"
+	}
+	up, _ := strconv.ParseUint(kv["upavail"], 10, 64)
+	for _, p := range args.Strings("free") {
+		fs.Free[p] = up << 10
+	}
+	return fs
+}
+
+// layout answers etcd_datadir's probe from the fake's probe text: data=,
+// wal= (yes: it holds a member dir), mount= (the data dir is a mount point)
+// and avail= (KiB free).
+func (f *fakeHost) layout(dirs []string) []etcd_install.DirLayout {
+	kv := f.kv()
 	avail, _ := strconv.ParseUint(kv["avail"], 10, 64)
 	var out []etcd_install.DirLayout
 	for i, d := range dirs {
@@ -119,8 +140,7 @@ func (f *fakeHost) layout(dirs []string) string {
 		}
 		out = append(out, l)
 	}
-	b, _ := json.Marshal(out)
-	return string(b)
+	return out
 }
 
 func (f *fakeHost) record(s string) {
@@ -134,7 +154,7 @@ const goodProbe = "data=yes\nactive=active\netcdutl=yes\nuser=yes\navail=1048576
 func labEnv(probes map[string]string) (*modules.Env, map[string]*fakeHost) {
 	hosts := []any{}
 	hostvars := map[string]any{}
-	remotes := map[string]modules.Remote{}
+	remotes := map[string]modules.Host{}
 	fakes := map[string]*fakeHost{}
 	for i := 1; i <= 3; i++ {
 		h := fmt.Sprintf("etcd%d", i)

@@ -4,25 +4,24 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
-// probeModule is the host side of etcd_tune: it measures, it never
-// changes anything (the fsync test file is removed again). etcd_tune calls
-// it through the agent; playbooks have no reason to.
-type probeModule struct{}
+// prober is the host side of etcd_tune: it measures, it never changes
+// anything (the fsync test file is removed again). It is a probe, so
+// etcd_tune's Plan, and --check, may run it.
+type prober struct{}
 
-func init() { modules.Register(probeName, probeModule{}) }
+func init() { modules.RegisterProbe(probeName, prober{}) }
 
 const probeName = "etcd_tune_probe"
 
@@ -39,8 +38,7 @@ var probeSpec = modules.Spec{
 	"timeout_ms":    {Kind: modules.Int},
 }
 
-// probeResult is what the probe reports (as JSON in Data["probe"], so
-// types survive the trip).
+// probeResult is what the probe reports.
 type probeResult struct {
 	Now       time.Time                  `json:"now"`
 	DiskPath  string                     `json:"disk_path,omitempty"`
@@ -52,41 +50,25 @@ type probeResult struct {
 	RTTErr    map[string]string          `json:"rtt_error,omitempty"`
 }
 
-func (probeModule) Validate(args modules.Args) error { return probeSpec.Check(args) }
-
-// Plan says it will measure; Apply measures (so Data comes back).
-func (probeModule) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
-	c := &modules.Change{Payload: args}
-	c.Add("!", "measure", args.Str("mode", "full"))
-	return c, nil
-}
-
-func (probeModule) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
-	args, _ := c.Payload.(modules.Args)
+func (prober) Probe(ctx context.Context, args modules.Args) (any, error) {
+	if err := probeSpec.Check(args); err != nil {
+		return nil, err
+	}
 	r := probeResult{Now: time.Now()}
 	if args.Str("mode", "full") == "full" {
 		if err := measure(ctx, args, &r); err != nil {
-			return nil, fmt.Errorf("%s on %s: %w", probeName, env.Host, err)
+			return nil, err
 		}
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	return &modules.Result{Status: modules.StatusOK, Data: map[string]any{"probe": string(b)}}, nil
+	return r, nil
 }
 
 func measure(ctx context.Context, args modules.Args, r *probeResult) error {
-	dir, err := existingAncestor(args.Str("data_dir", "/var/lib/etcd"))
+	free, dir, err := hostfile.FreeBytes(args.Str("data_dir", "/var/lib/etcd"))
 	if err != nil {
 		return err
 	}
-	r.DiskPath = dir
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	r.FreeBytes = st.Bavail * uint64(st.Bsize)
+	r.DiskPath, r.FreeBytes = dir, free
 	if n := args.Int("fsync_samples", 10); n > 0 {
 		r.Fsync, err = fsyncLatency(dir, n)
 		if err != nil {
@@ -122,23 +104,6 @@ func measure(ctx context.Context, args modules.Args, r *probeResult) error {
 		}
 	}
 	return nil
-}
-
-// existingAncestor is dir, or its nearest existing parent: before the
-// first apply the data dir does not exist, but its filesystem does.
-func existingAncestor(dir string) (string, error) {
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err == nil && fi.IsDir() {
-			return d, nil
-		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
-		if d == "/" {
-			return "", fmt.Errorf("no existing directory above %s", dir)
-		}
-	}
 }
 
 // fsyncLatency appends n 2 KiB blocks to a fresh file in dir, timing each

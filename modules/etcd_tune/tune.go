@@ -31,7 +31,6 @@ package etcd_tune
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -141,10 +140,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, fmt.Errorf("etcd_tune: %w", err)
 	}
-	hosts := env.Hosts
-	if hosts == nil {
-		hosts = map[string]modules.Remote{env.Host: env.Remote}
-	}
+	hosts := env.Remotes()
 	reports := make([]hostReport, len(c.Members))
 	var wg sync.WaitGroup
 	for i, m := range c.Members {
@@ -234,18 +230,14 @@ func (e *PreflightError) Error() string {
 	return "etcd_tune: preflight failed, nothing was changed:\n  - " + strings.Join(e.Failures, "\n  - ")
 }
 
-func probeMember(ctx context.Context, r modules.Remote, c *etcd.Cluster, m etcd.Member, lim limits) hostReport {
+func probeMember(ctx context.Context, r modules.Host, c *etcd.Cluster, m etcd.Member, lim limits) hostReport {
 	rep := hostReport{Member: m}
 	var samples []clockSample
 	for range 3 {
 		sent := time.Now()
-		res, err := r.Do(ctx, probeName, modules.Args{"mode": "time"}, false)
+		var pr probeResult
+		err := r.Probe(ctx, probeName, modules.Args{"mode": "time"}, &pr)
 		recv := time.Now()
-		if err != nil {
-			rep.Err = fmt.Errorf("%s: %w", m.Host, err)
-			return rep
-		}
-		pr, err := decodeProbe(res)
 		if err != nil {
 			rep.Err = fmt.Errorf("%s: %w", m.Host, err)
 			return rep
@@ -281,35 +273,10 @@ func probeMember(ctx context.Context, r modules.Remote, c *etcd.Cluster, m etcd.
 			args["peers"] = peers
 		}
 	}
-	res, err := r.Do(ctx, probeName, args, false)
-	if err != nil {
-		rep.Err = fmt.Errorf("%s: %w", m.Host, err)
-		return rep
-	}
-	rep.Probe, err = decodeProbe(res)
-	if err != nil {
+	if err := r.Probe(ctx, probeName, args, &rep.Probe); err != nil {
 		rep.Err = fmt.Errorf("%s: %w", m.Host, err)
 	}
 	return rep
-}
-
-func decodeProbe(res *modules.Result) (probeResult, error) {
-	var pr probeResult
-	if res == nil || res.Status == modules.StatusFailed {
-		msg := "no result"
-		if res != nil {
-			msg = res.Msg
-		}
-		return pr, fmt.Errorf("%s failed: %s", probeName, msg)
-	}
-	s, _ := res.Data["probe"].(string)
-	if s == "" {
-		return pr, fmt.Errorf("%s returned no data", probeName)
-	}
-	if err := json.Unmarshal([]byte(s), &pr); err != nil {
-		return pr, fmt.Errorf("%s: %w", probeName, err)
-	}
-	return pr, nil
 }
 
 func metricsPort(u string) int {

@@ -3,7 +3,8 @@ package etcd_tune
 import (
 	"context"
 	"fmt"
-	"io"
+	"github.com/etcdplay/etcdplay/internal/hostfile"
+	"github.com/etcdplay/etcdplay/internal/localhost"
 	"net"
 	"os"
 	"path/filepath"
@@ -187,9 +188,9 @@ func TestCheckPortsFindsHolder(t *testing.T) {
 
 func TestFsyncAndAncestor(t *testing.T) {
 	dir := t.TempDir()
-	got, err := existingAncestor(filepath.Join(dir, "var", "lib", "etcd"))
+	_, got, err := hostfile.FreeBytes(filepath.Join(dir, "var", "lib", "etcd"))
 	if err != nil || got != dir {
-		t.Fatalf("existingAncestor = %s, %v", got, err)
+		t.Fatalf("FreeBytes measured at %s, %v", got, err)
 	}
 	s, err := fsyncLatency(dir, 3)
 	if err != nil || len(s) != 3 {
@@ -323,33 +324,6 @@ func match(t *testing.T, what string, got, wantPrefixes []string) {
 	}
 }
 
-// localHost runs the probe module in-process, as the agent would.
-type localHost struct{ name string }
-
-func (h localHost) Name() string    { return h.name }
-func (h localHost) Address() string { return "127.0.0.1" }
-func (h localHost) Reachable() bool { return true }
-func (h localHost) Dial(ctx context.Context, n, a string) (net.Conn, error) {
-	return (&net.Dialer{}).DialContext(ctx, n, a)
-}
-func (h localHost) Upload(context.Context, io.Reader, string, uint32) error { return nil }
-func (h localHost) Download(context.Context, string, io.Writer) error       { return nil }
-func (h localHost) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
-	m, ok := modules.Lookup(module)
-	if !ok {
-		return nil, fmt.Errorf("no module %s", module)
-	}
-	if err := m.Validate(args); err != nil {
-		return nil, err
-	}
-	env := &modules.Env{Host: h.name}
-	c, err := m.Plan(ctx, env, args)
-	if err != nil || check || c.Empty() {
-		return &modules.Result{Status: modules.StatusOK, Change: c}, err
-	}
-	return m.Apply(ctx, env, c)
-}
-
 func TestModuleEndToEnd(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "etcd")
 	held, err := net.Listen("tcp", "127.0.0.1:0")
@@ -375,7 +349,7 @@ func TestModuleEndToEnd(t *testing.T) {
 		}
 	}
 	state := t.TempDir()
-	env := &modules.Env{Host: "e1", StateDir: state, Hosts: map[string]modules.Remote{"e1": localHost{"e1"}, "e2": localHost{"e2"}},
+	env := &modules.Env{Host: "e1", StateDir: state, Hosts: map[string]modules.Host{"e1": localhost.New("e1"), "e2": localhost.New("e2")},
 		Vars: vars(free)}
 	ctx := context.Background()
 	ch, err := Module{}.Plan(ctx, env, modules.Args{"fsync_samples": 3, "min_free_disk": "1M"})

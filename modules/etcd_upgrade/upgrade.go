@@ -262,7 +262,7 @@ func checkStaged(ctx context.Context, env *modules.Env, c *etcd.Cluster, j *job)
 			Version: c.Version.String(), Tarball: filepath.Join(c.Paths.UploadDir, c.Tarball()), SHA256: rel.Files,
 			InstallRoot: c.Paths.InstallRoot, BinDir: c.Paths.BinDir,
 		}.Args()
-		res, err := r.Do(ctx, "etcd_install", args, true)
+		res, err := r.Plan(ctx, "etcd_install", args)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Member.Host, err)
 		}
@@ -295,7 +295,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_upgrade: plan payload missing")
 	}
-	c, dial, hosts := j.Cluster, etcd.Dialer(j.Cluster, env), env.Remotes()
+	c, dial, hosts := j.Cluster, etcd.Dialer(j.Cluster, env), env.Writers()
 	data := map[string]any{"from": j.From.String(), "to": j.To.String()}
 	if j.Preflight {
 		return &modules.Result{Status: modules.StatusOK, Msg: ch.Actions[0].Target + ": " + ch.Actions[0].Detail}, nil
@@ -347,11 +347,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 
 // upgradeMember switches m's links to the new release, restarts it and
 // waits until it serves the new version.
-func upgradeMember(ctx context.Context, env *modules.Env, r modules.Remote, j *job, m etcd.Member, dial etcd.DialFunc) error {
+func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, j *job, m etcd.Member, dial etcd.DialFunc) error {
 	if r == nil {
 		return fmt.Errorf("no connection to %s", m.Host)
 	}
-	res, err := r.Do(ctx, "etcd_install", j.Install[m.Host], false)
+	res, err := r.Apply(ctx, "etcd_install", j.Install[m.Host])
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,9 @@ type UnitState struct {
 	SubState         string
 	UnitFileState    string // enabled, disabled, static, masked, ...
 	NeedDaemonReload bool
+	// MainStarted is ExecMainStartTimestamp as systemctl printed it
+	// ("n/a" or empty when the main process never started).
+	MainStarted string
 }
 
 // ParseShow reads `systemctl show` output (Key=Value lines).
@@ -39,6 +42,8 @@ func ParseShow(out string) UnitState {
 			st.UnitFileState = v
 		case "NeedDaemonReload":
 			st.NeedDaemonReload = v == "yes"
+		case "ExecMainStartTimestamp":
+			st.MainStarted = v
 		}
 	}
 	return st
