@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
 // AutoTuning is what etcd_tune derived from the measured peer round trips
@@ -56,11 +58,7 @@ func SaveAutoTuning(path string, t *AutoTuning) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return hostfile.WriteAtomic(path, append(b, '\n'), 0o600, -1, -1)
 }
 
 // EffectiveTiming is the heartbeat and election timeout etcd.yaml should

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -128,7 +129,7 @@ func fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(stri
 		os.Remove(tarPath)
 		return nil, fmt.Errorf("%s: %w: got sha256 %s, %s lists %s; nothing was installed", c.TarballURL(), ErrChecksum, got, c.SumsURL(), want)
 	}
-	if err := writeFileAtomic(sumsPath, sums, 0o644); err != nil {
+	if err := hostfile.WriteAtomic(sumsPath, sums, 0o644, -1, -1); err != nil {
 		return nil, err
 	}
 	return withFiles(tarPath, want)
@@ -253,7 +254,7 @@ func withFiles(tarPath, sum string) (*Release, error) {
 		if idx.Stamp != stamp(tarPath) {
 			idx.Stamp = stamp(tarPath)
 			b, _ := json.Marshal(idx)
-			if err := writeFileAtomic(idxPath, b, 0o644); err != nil {
+			if err := hostfile.WriteAtomic(idxPath, b, 0o644, -1, -1); err != nil {
 				return nil, err
 			}
 		}
@@ -264,7 +265,7 @@ func withFiles(tarPath, sum string) (*Release, error) {
 		return nil, err
 	}
 	b, _ := json.Marshal(filesIndex{TarballSHA256: sum, Stamp: stamp(tarPath), Files: files})
-	if err := writeFileAtomic(idxPath, b, 0o644); err != nil {
+	if err := hostfile.WriteAtomic(idxPath, b, 0o644, -1, -1); err != nil {
 		return nil, err
 	}
 	return &Release{Path: tarPath, SHA256: sum, Files: files}, nil
@@ -312,24 +313,4 @@ func binaryDigests(tarPath string) (map[string]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }

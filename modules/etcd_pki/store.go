@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
 // store guards one cluster's PKI directory on the controller. Plans of
@@ -94,25 +96,5 @@ func writeAtomic(p string, data []byte, mode os.FileMode) error {
 	if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, data) {
 		return os.Chmod(p, mode)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return hostfile.WriteAtomic(p, data, mode, -1, -1)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/systemd"
 )
 
@@ -180,40 +181,11 @@ func run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-// writeAtomic replaces path with data through a synced temp file and a
-// rename, so systemd never reads a half-written unit.
+// writeAtomic replaces path with data (hostfile.WriteAtomic), creating
+// its directory, so systemd never reads a half-written unit.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return hostfile.WriteAtomic(path, data, mode, -1, -1)
 }
