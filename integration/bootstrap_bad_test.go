@@ -193,7 +193,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 		e.MustApply(t, pb)
 		hosts := bootHostNames(l)
 		pids := bootPIDs(t, e, hosts)
-		conv := e.SnapshotAll(t, bootConfigDirs...)
+		conv := e.SnapshotAll(t, harness.CheckDirs...)
 		const next = "v3.7.3"
 		e.Vars["etcd_release_url"] = harness.TamperedMirror(t, next, badSums(next))
 		e.Vars["etcd_version"] = next
@@ -204,7 +204,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 		if o.Code != 2 || !strings.Contains(out, "checksum") || !strings.Contains(out, mirror.TarballName(next)) {
 			t.Errorf("upgrade from a tampered mirror: exit %d, want 2 naming the checksum of %s:\n%s", o.Code, mirror.TarballName(next), out)
 		}
-		if d := e.ChangedSince(t, conv, bootConfigDirs...); len(d) > 0 {
+		if d := e.ChangedSince(t, conv, harness.CheckDirs...); len(d) > 0 {
 			t.Errorf("a failed upgrade changed hosts:\n%s", strings.Join(d, "\n"))
 		}
 		time.Sleep(200 * time.Millisecond)

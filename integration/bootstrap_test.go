@@ -32,11 +32,6 @@ import (
 
 const bootVersion = "v3.6.16"
 
-// bootConfigDirs are the host directories etcdplay writes outside the data
-// dir. A running etcd may rewrite its data dir at any time, so snapshots of
-// a live cluster leave it out (and check the etcd process instead).
-var bootConfigDirs = []string{"/etc", "/usr/local", "/opt", "/var/tmp/etcdplay"}
-
 // TestBootstrapThreeMembers: bare hosts -> --check --diff (every file and
 // action, no key material, hosts untouched) -> apply -> a healthy TLS
 // cluster as etcd sees it -> a second apply and a --check change nothing.
@@ -92,7 +87,7 @@ func TestBootstrapThreeMembers(t *testing.T) {
 	bootCheckCAKeyStaysHome(t, e, hosts)
 
 	// Converged: a second apply changes nothing, restarts nothing.
-	conv := e.SnapshotAll(t, bootConfigDirs...)
+	conv := e.SnapshotAll(t, harness.CheckDirs...)
 	again := e.MustApply(t, pb)
 	t.Logf("warm no-op apply of 3 hosts: %s", again.Elapsed.Round(time.Millisecond))
 	for _, h := range hosts {
@@ -111,7 +106,7 @@ func TestBootstrapThreeMembers(t *testing.T) {
 			t.Errorf("--check --diff on converged %s: recap %+v, actions %v, diffs %d; want nothing", h, r, acts, len(diffs))
 		}
 	}
-	if d := e.ChangedSince(t, conv, bootConfigDirs...); len(d) > 0 {
+	if d := e.ChangedSince(t, conv, harness.CheckDirs...); len(d) > 0 {
 		t.Errorf("second apply or --check changed hosts:\n%s", strings.Join(d, "\n"))
 	}
 	if now := bootPIDs(t, e, hosts); !maps2Equal(now, pids) {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/etcdplay/etcdplay/integration/harness"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,11 @@ func TestScaleOut1To3(t *testing.T) {
 	m.mustApply(one, "site.yml")
 	m.put("before-scale-out", "1", all[0].Addr)
 
+	untouched := m.CheckSnapshot(t)
 	check := m.apply(three, "scale-out.yml", "--check")
+	if d := harness.Diff(untouched, m.CheckSnapshot(t)); len(d) > 0 {
+		t.Errorf("scale-out --check changed hosts:\n%s", strings.Join(d, "\n"))
+	}
 	if check.Code != 0 {
 		t.Fatalf("--check: exit %d\n%s\n%s", check.Code, check.Summary(), check.Stderr)
 	}
@@ -176,7 +181,11 @@ func TestReplaceDeadNodeAtNewAddress(t *testing.T) {
 	}
 	moved := m.inventory("moved.yml", all[0], all[1], node{"etcd3", spare.Addr})
 
+	untouched := m.CheckSnapshot(t)
 	check := m.apply(moved, "replace-node.yml", "-e", "node=etcd3", "--check")
+	if d := harness.Diff(untouched, m.CheckSnapshot(t)); len(d) > 0 {
+		t.Errorf("replace-node --check changed hosts:\n%s", strings.Join(d, "\n"))
+	}
 	if check.Code != 0 {
 		t.Fatalf("--check: exit %d\n%s", check.Code, check.Summary())
 	}

@@ -29,7 +29,7 @@ func TestRollingRestartOnTuningChange(t *testing.T) {
 
 	leader := rollLeader(t, e)
 	before := rollUnitTimes(t, e, hosts)
-	conv := e.SnapshotAll(t, bootConfigDirs...)
+	conv := e.SnapshotAll(t, harness.CheckDirs...)
 	const tuned = "etcd_snapshot_count=20000"
 
 	check := e.Apply(t, pb, "--check", "--diff", "-e", tuned)
@@ -75,7 +75,7 @@ func TestRollingRestartOnTuningChange(t *testing.T) {
 			t.Errorf("--check --diff text plans no restart of %s:\n%s", h, text.Stdout)
 		}
 	}
-	if d := e.ChangedSince(t, conv, bootConfigDirs...); len(d) > 0 {
+	if d := e.ChangedSince(t, conv, harness.CheckDirs...); len(d) > 0 {
 		t.Errorf("--check changed hosts:\n%s", strings.Join(d, "\n"))
 	}
 	if now := rollUnitTimes(t, e, hosts); !rollSame(now, before) {

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"os"
+	"path/filepath"
 	"sort"
 	"testing"
 )
@@ -31,7 +33,11 @@ func (e *Env) SnapshotAll(t testing.TB, dirs ...string) HostSnapshots {
 // byte-for-byte as it was.
 func (e *Env) ChangedSince(t testing.TB, before HostSnapshots, dirs ...string) []string {
 	t.Helper()
-	now := e.SnapshotAll(t, dirs...)
+	return Diff(before, e.SnapshotAll(t, dirs...))
+}
+
+// Diff lists what differs on any host between two HostSnapshots, sorted.
+func Diff(before, now HostSnapshots) []string {
 	var out []string
 	for host, snap := range now {
 		for _, d := range SnapshotDiff(before[host], snap) {
@@ -39,5 +45,32 @@ func (e *Env) ChangedSince(t testing.TB, before HostSnapshots, dirs ...string) [
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// CheckDirs are the dirs a --check must leave byte-for-byte as they were
+// on hosts whose etcd runs: everything etcdplay writes except the data
+// dir's contents, which etcd itself keeps writing.
+var CheckDirs = []string{"/etc", "/usr/local", "/opt", "/var/tmp/etcdplay"}
+
+// CheckSnapshot is, for every lab host, a snapshot of CheckDirs plus the
+// names beside the data dir in /var/lib: a data dir moved aside or staged
+// (a restore, a joiner's old data) shows up there.
+func (e *Env) CheckSnapshot(t testing.TB) HostSnapshots {
+	t.Helper()
+	out := e.SnapshotAll(t, CheckDirs...)
+	for host, snap := range out {
+		root, err := e.Lab.HostRoot(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(filepath.Join(root, "var/lib"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range ents {
+			snap["/var/lib/"+de.Name()+" (entry)"] = de.Type().String()
+		}
+	}
 	return out
 }
