@@ -28,6 +28,27 @@ import (
 
 // The test binary doubles as the agent binary the tests upload: run as
 // `<binary> agent` it serves the protocol, with the test modules below.
+// sftpServerEnv makes the test binary an sftp server on stdin/stdout (see
+// TestMain).
+const sftpServerEnv = "ETCDPLAY_TEST_SFTP_SERVER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(sftpServerEnv) == "1" {
+		srv, err := sftp.NewServer(struct {
+			io.Reader
+			io.WriteCloser
+		}{os.Stdin, os.Stdout})
+		if err != nil {
+			os.Exit(1)
+		}
+		if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 func init() {
 	modules.Register("sshtest_set", setModule{})
 	modules.Register("sshtest_block", blockModule{})
@@ -255,11 +276,20 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}
 			r.Reply(true, nil)
 			s.sftps.Add(1)
-			srv, err := sftp.NewServer(ch)
+			// The sftp server runs in a process of its own, as sshd's
+			// sftp-server does. In this process, a fork for another
+			// session's exec would inherit (until its own exec) the
+			// write descriptor of an agent binary being uploaded, and a
+			// concurrent exec of that binary would fail with "text file
+			// busy" (golang/go#22315), which no real sshd does.
+			self, err := os.Executable()
 			if err != nil {
 				return
 			}
-			srv.Serve()
+			cmd := exec.Command(self)
+			cmd.Env = append(os.Environ(), sftpServerEnv+"=1")
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+			_ = cmd.Run()
 			return
 		default:
 			if r.WantReply {
