@@ -397,6 +397,20 @@ func bootCheckRefusals(t *testing.T, e *harness.Env) {
 		if code, body, err := get("https://"+hp+"/health", noCert); err == nil {
 			t.Errorf("%s serves TLS without a client certificate: %d %q", h.Name, code, body)
 		}
+		// The peer port takes member certificates only: the client
+		// certificate, signed by the same CA, is refused (allowed-cn).
+		pp := "https://" + net.JoinHostPort(h.Addr, "2380") + "/members"
+		if code, body, err := get(pp, full); err == nil {
+			t.Errorf("%s peer port accepts a client certificate: %d %q", h.Name, code, body)
+		}
+		peer, err := tls.LoadX509KeyPair(filepath.Join(e.PKIDir(), "peer-"+h.Name+".crt"), filepath.Join(e.PKIDir(), "peer-"+h.Name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		asPeer := &tls.Config{Certificates: []tls.Certificate{peer}, RootCAs: full.RootCAs, MinVersion: tls.VersionTLS12}
+		if code, _, err := get(pp, asPeer); err != nil || code != 200 {
+			t.Errorf("%s peer port with a member's peer certificate: %d %v, want 200", h.Name, code, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

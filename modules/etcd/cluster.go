@@ -44,6 +44,11 @@ const (
 	DefaultClientCertName      = "client"
 	// EtcdplayClientCN is the client certificate etcdplay itself uses.
 	EtcdplayClientCN = "etcdplay"
+	// PeerCN is the CN of every member's peer certificate, and the only
+	// CN the peer port accepts (peer-transport-security allowed-cn): a
+	// client certificate from the same CA cannot pose as a member. One CN
+	// for all members, so a joiner needs no change on the others.
+	PeerCN = "etcd-peer"
 	// maxElectionMs is etcd's own upper bound (embed.Config.Validate).
 	maxElectionMs = 50000
 )
@@ -211,8 +216,8 @@ func FromVars(vars map[string]any) (*Cluster, error) {
 	}
 	c.ClientCertNames = r.list("etcd_client_cert_names", []string{DefaultClientCertName})
 	for _, n := range c.ClientCertNames {
-		if !nameRE.MatchString(n) || n == EtcdplayClientCN {
-			r.fail("etcd_client_cert_names", "%q must be a plain name other than %q", n, EtcdplayClientCN)
+		if !nameRE.MatchString(n) || n == EtcdplayClientCN || n == PeerCN {
+			r.fail("etcd_client_cert_names", "%q must be a plain name other than %q and %q", n, EtcdplayClientCN, PeerCN)
 		}
 	}
 	c.CACertFile = r.str("etcd_ca_cert", "")

@@ -33,6 +33,9 @@ type Data struct {
 	HeartbeatInterval int
 	ElectionTimeout   int
 	HasEnableV2       bool
+	// PeerAllowedCN is peer-transport-security's allowed-cn as YAML: a
+	// list from 3.5 on, a single string in 3.4.
+	PeerAllowedCN string
 	// Extra is etcd_extra_config as YAML, "" when none.
 	Extra string
 }
@@ -65,6 +68,10 @@ func Render(name, text string, c *etcd.Cluster, host string, o Options) (string,
 		HeartbeatInterval: c.HeartbeatInterval,
 		ElectionTimeout:   c.ElectionTimeout,
 		HasEnableV2:       c.EnableV2 && c.Version.HasOption("enable-v2"),
+		PeerAllowedCN:     "[" + strconv.Quote(etcd.PeerCN) + "]",
+	}
+	if !c.Version.AtLeast(3, 5) {
+		d.PeerAllowedCN = strconv.Quote(etcd.PeerCN)
 	}
 	if d.State == "" {
 		d.State = "new"

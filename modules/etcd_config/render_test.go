@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -59,6 +62,7 @@ func TestGolden(t *testing.T) {
 		}, nil},
 		{"v3.5-enable-v2-joiner", 3, map[string]any{"etcd_version": "v3.5.21", "etcd_enable_v2": true}, modules.Args{"state": "existing"}},
 		{"auto-heartbeat-measured", 3, map[string]any{"etcd_heartbeat_interval": "auto"}, modules.Args{"heartbeat_interval": 150, "election_timeout": 1500}},
+		{"v3.4-tls", 3, map[string]any{"etcd_version": "v3.4.37"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +90,9 @@ func TestGolden(t *testing.T) {
 			}
 			if got != string(want) {
 				t.Errorf("rendered config differs from %s (run with -update to accept):\n%s", golden, got)
+			}
+			if !strings.HasPrefix(tt.name, "v3.4") {
+				parsedByEtcd(t, got)
 			}
 			if out.Str("dest", "") != "/etc/etcd/etcd.yaml" || out.Str("mode", "") != "0640" || out.Str("group", "") != "etcd" {
 				t.Errorf("file args: %v", out)
@@ -236,5 +243,24 @@ func TestBootstrapKeysAloneChangeNothing(t *testing.T) {
 	}
 	if c := plan(strings.Replace(grown, "10000", "20000", 1)); c.Empty() {
 		t.Error("a change to a key etcd reads is not written")
+	}
+}
+
+// parsedByEtcd loads a rendered config with etcd's own config-file parser
+// (the server module this repository builds against): every key must be
+// one etcd reads, of the type it expects, and a TLS config must restrict
+// the peer port to member certificates.
+func parsedByEtcd(t *testing.T, conf string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := embed.ConfigFromFile(p)
+	if err != nil {
+		t.Fatalf("etcd refuses the rendered config: %v", err)
+	}
+	if cfg.PeerTLSInfo.CertFile != "" && !slices.Equal(cfg.PeerTLSInfo.AllowedCNs, []string{etcd.PeerCN}) {
+		t.Errorf("peer port accepts CNs %v, want only %q", cfg.PeerTLSInfo.AllowedCNs, etcd.PeerCN)
 	}
 }

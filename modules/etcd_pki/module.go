@@ -45,7 +45,10 @@ var now = time.Now
 // item is one certificate the plan needs: found good on disk, or to be
 // issued (issue) with the pair already made in memory.
 type item struct {
-	kind              Kind
+	kind Kind
+	// name is what the plan calls the certificate: the member's name for
+	// server and peer certificates, the CN for client ones.
+	name              string
 	cn                string
 	sans              []string
 	certPath, keyPath string
@@ -105,12 +108,12 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	srvCrt, srvKey := pki.Server(m.Name)
 	peerCrt, peerKey := pki.Peer(m.Name)
 	p.items = []item{
-		{kind: Server, cn: m.Name, sans: sans, certPath: srvCrt, keyPath: srvKey},
-		{kind: Peer, cn: m.Name, sans: sans, certPath: peerCrt, keyPath: peerKey},
+		{kind: Server, name: m.Name, cn: m.Name, sans: sans, certPath: srvCrt, keyPath: srvKey},
+		{kind: Peer, name: m.Name, cn: etcd.PeerCN, sans: sans, certPath: peerCrt, keyPath: peerKey},
 	}
 	for _, cn := range append([]string{etcd.EtcdplayClientCN}, c.ClientCertNames...) {
 		crt, key := pki.Client(cn)
-		p.items = append(p.items, item{kind: Client, cn: cn, certPath: crt, keyPath: key, shared: true})
+		p.items = append(p.items, item{kind: Client, name: cn, cn: cn, certPath: crt, keyPath: key, shared: true})
 	}
 	for i := range p.items {
 		it := &p.items[i]
@@ -121,7 +124,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		if reason == "" || (it.shared && !owner) {
 			continue
 		}
-		what := fmt.Sprintf("cert %s %s", it.cn, it.kind)
+		what := fmt.Sprintf("cert %s %s", it.name, it.kind)
 		detail := reason
 		if it.kind != Client {
 			detail += " (SANs " + strings.Join(it.sans, ", ") + ")"
