@@ -138,7 +138,7 @@ func peerCNsAsBefore(t *testing.T, e *harness.Env, hosts []string) {
 		for _, ip := range cur.IPAddresses {
 			sans = append(sans, ip.String())
 		}
-		pair, err := ca.Issue(etcd_pki.Peer, h, sans, 24*time.Hour)
+		pair, err := ca.Issue(etcd_pki.Peer, h, sans, 365*24*time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
