@@ -1,19 +1,16 @@
 package diff
 
 import (
-	"flag"
 	"fmt"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const pemKey = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg\n-----END EC PRIVATE KEY-----\n"
 
@@ -43,19 +40,7 @@ func TestRenderGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Render(tt.fd)
-			golden := filepath.Join("testdata", tt.name+".diff")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("Render mismatch\n got:\n%s\nwant:\n%s", got, want)
-			}
+			golden.Check(t, filepath.Join("testdata", tt.name+".diff"), got)
 			if tt.fd.Secret {
 				for _, s := range []string{"hunter2", "MHcCAQ", "secret\n", "plain", "ELF"} {
 					if strings.Contains(got, s) || strings.Contains(tt.fd.Before+tt.fd.After, s) && tt.name != "hand_built_secret" {

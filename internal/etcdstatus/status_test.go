@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,27 +12,9 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n%s", path, got)
-	}
-}
 
 func TestBytes(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 20480: "20 kB", 2_600_000: "2.6 MB", 8 << 30: "8.6 GB"} {
@@ -76,11 +56,11 @@ func TestRenderGolden(t *testing.T) {
 	if err := WriteTable(&table, r); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "unhealthy.txt", table.Bytes())
+	golden.Check(t, filepath.Join("testdata", "unhealthy.txt"), table.String())
 	if err := WriteJSON(&js, r); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "unhealthy.json", js.Bytes())
+	golden.Check(t, filepath.Join("testdata", "unhealthy.json"), js.String())
 	if r.Healthy || r.Leader != "etcd2" {
 		t.Errorf("healthy=%v leader=%q", r.Healthy, r.Leader)
 	}

@@ -3,17 +3,14 @@ package output
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/internal/runner"
 	"github.com/etcdplay/etcdplay/modules"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBL...\n-----END EC PRIVATE KEY-----\n"
 
@@ -60,7 +57,7 @@ func TestTextGolden(t *testing.T) {
 			if strings.Contains(buf.String(), "PRIVATE KEY") {
 				t.Errorf("secret content printed:\n%s", buf.String())
 			}
-			golden(t, filepath.Join("testdata", tc.name+".golden"), buf.String())
+			golden.Check(t, filepath.Join("testdata", tc.name+".golden"), buf.String())
 		})
 	}
 }
@@ -99,21 +96,5 @@ func TestJSONMasksSecrets(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "/etc/etcd/etcd.yaml") {
 		t.Errorf("the actions are gone too:\n%s", buf.String())
-	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }

@@ -2,7 +2,6 @@ package playbook
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,11 +10,10 @@ import (
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/modules"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func testInventory(t *testing.T) *inventory.Inventory {
 	t.Helper()
@@ -24,23 +22,6 @@ func testInventory(t *testing.T) *inventory.Inventory {
 		t.Fatal(err)
 	}
 	return inv
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // TestGraphGolden compiles each testdata/graph/*.yml and compares the
@@ -57,7 +38,7 @@ func TestGraphGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, strings.TrimSuffix(f, ".yml")+".golden", c.Text())
+			golden.Check(t, strings.TrimSuffix(f, ".yml")+".golden", c.Text())
 		})
 	}
 }
@@ -80,7 +61,7 @@ func TestErrorGolden(t *testing.T) {
 			if !errors.As(err, &pe) {
 				t.Errorf("error %T is not a *playbook.Error", err)
 			}
-			golden(t, strings.TrimSuffix(f, ".yml")+".golden", err.Error()+"\n")
+			golden.Check(t, strings.TrimSuffix(f, ".yml")+".golden", err.Error()+"\n")
 		})
 	}
 }
@@ -358,7 +339,7 @@ func TestDot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/graph/handlers.dot", c.Dot())
+	golden.Check(t, "testdata/graph/handlers.dot", c.Dot())
 }
 
 func TestFreeForm(t *testing.T) {

@@ -1,17 +1,15 @@
 package etcd_backup_timer
 
 import (
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 func rc(host string, extra map[string]any) *modules.ResolveContext {
 	hosts := []any{"etcd1", "etcd2"}
@@ -43,20 +41,7 @@ func TestResolveGolden(t *testing.T) {
 		t.Fatalf("resolved args do not validate: %v", err)
 	}
 	for _, f := range []struct{ arg, golden string }{{"service", "etcd-backup.service"}, {"timer", "etcd-backup.timer"}} {
-		got := args.Str(f.arg, "")
-		p := filepath.Join("testdata", f.golden)
-		if *update {
-			if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != string(want) {
-			t.Errorf("%s differs from %s (-update to accept):\n%s", f.arg, p, got)
-		}
+		golden.Check(t, filepath.Join("testdata", f.golden), args.Str(f.arg, ""))
 	}
 	if args.Str("state", "") != "present" || args.Str("dir", "") != DefaultDir || args.Int("keep", 0) != 4 {
 		t.Errorf("args %v", args)

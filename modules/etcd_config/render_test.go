@@ -2,7 +2,6 @@ package etcd_config
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,11 +11,10 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 func vars(n int, extra map[string]any) map[string]any {
 	var hosts []any
@@ -78,19 +76,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := out.Str(argContent, "")
-			golden := filepath.Join("testdata", tt.name+".yaml")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered config differs from %s (run with -update to accept):\n%s", golden, got)
-			}
+			golden.Check(t, filepath.Join("testdata", tt.name+".yaml"), got)
 			if !strings.HasPrefix(tt.name, "v3.4") {
 				parsedByEtcd(t, got)
 			}

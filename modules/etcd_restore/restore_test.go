@@ -3,7 +3,6 @@ package etcd_restore
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,13 +15,12 @@ import (
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 func TestValidate(t *testing.T) {
 	for _, tt := range []struct {
@@ -230,19 +228,7 @@ func TestPlanGolden(t *testing.T) {
 		line = sizeRE.ReplaceAllString(line, "N bytes")
 		b.WriteString(line + "\n")
 	}
-	golden := filepath.Join("testdata", "plan.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.String() != string(want) {
-		t.Errorf("plan differs from %s (-update to accept):\n%s", golden, b.String())
-	}
+	golden.Check(t, filepath.Join("testdata", "plan.golden"), b.String())
 	for h, f := range fakes {
 		if strings.Join(f.calls, ",") != "probe" {
 			t.Errorf("%s: Plan ran %v, want only the probe", h, f.calls)

@@ -1,16 +1,14 @@
 package etcd_service
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestParsePasswd(t *testing.T) {
 	got := parsePasswd([]byte("root:x:0:0:root:/root:/bin/bash\n#c\nbad line\netcd:x:998:997:etcd:/var/lib/etcd:/usr/sbin/nologin\n"))
@@ -186,20 +184,7 @@ func TestResolveRendersUnit(t *testing.T) {
 	if err := (Module{}).Validate(out); err != nil {
 		t.Fatalf("resolved args do not validate: %v", err)
 	}
-	golden := filepath.Join("testdata", "etcd.service.golden")
-	got := out.Str("unit", "")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("unit differs from %s:\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "etcd.service.golden"), out.Str("unit", ""))
 	if d := out.Strings("dirs"); len(d) != 1 || d[0] != "/var/lib/etcd" {
 		t.Errorf("dirs = %v", d)
 	}
