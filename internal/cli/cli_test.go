@@ -4,7 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/etcdplay/etcdplay/internal/inventory"
 
 	_ "github.com/etcdplay/etcdplay/modules/file"
 )
@@ -75,5 +78,42 @@ func TestInvalidInputExitCode(t *testing.T) {
 				t.Errorf("exit %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// status builds its cluster model with the compiler's variable merge: a
+// variable that holds a template means the same thing to status as to
+// apply (it used to reach the model unrendered).
+func TestStatusClusterRendersTemplates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "inv.yml")
+	inv := `all:
+  vars:
+    etcd_cluster_name: prod
+    etcd_cluster_token: "{{ .etcd_cluster_name }}-2026"
+  children:
+    etcd:
+      hosts:
+        etcd1: {ansible_host: 127.0.1.1}
+        etcd2: {ansible_host: 127.0.1.2, etcd_client_port: "{{ .base_port }}"}
+`
+	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := inventory.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := clusterFromInventory(in, map[string]any{"base_port": 12379})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Token != "prod-2026" {
+		t.Errorf("token %q, want the rendered prod-2026", c.Token)
+	}
+	if m, err := c.Member("etcd2"); err != nil || m.ClientPort != 12379 {
+		t.Errorf("etcd2 client port from an extra var through a template: %+v %v", m, err)
+	}
+	if _, err := clusterFromInventory(in, nil); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
+		t.Errorf("a template that cannot render must say which variable: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/etcdstatus"
 	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/playbook"
 	"github.com/etcdplay/etcdplay/internal/runner"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
@@ -79,32 +80,18 @@ func newStatus() *cobra.Command {
 }
 
 // clusterFromInventory builds the cluster model the way a play over the etcd
-// group would see it: the first member's variables plus the facts.
+// group sees it: the first member's variables, merged and rendered by the
+// compiler's own code, with the facts.
 func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, error) {
-	groups := inv.Groups()
-	if len(groups["etcd"]) == 0 {
+	members := inv.Groups()["etcd"]
+	if len(members) == 0 {
 		return nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
 	}
-	hostvars := map[string]any{}
-	for _, h := range inv.Hosts() {
-		hv := map[string]any{}
-		for k, v := range h.Vars {
-			hv[k] = v
-		}
-		for k, v := range extra {
-			hv[k] = v
-		}
-		hv["inventory_hostname"] = h.Name
-		hostvars[h.Name] = hv
+	vars, err := playbook.HostVars(inv, members, extra)
+	if err != nil {
+		return nil, err
 	}
-	first := groups["etcd"][0]
-	vars := map[string]any{}
-	for k, v := range hostvars[first].(map[string]any) {
-		vars[k] = v
-	}
-	vars["groups"] = groups
-	vars["hostvars"] = hostvars
-	return etcd.FromVars(vars)
+	return etcd.FromVars(vars[members[0]])
 }
 
 // fallbackDialer reaches a member's client port directly and, when that

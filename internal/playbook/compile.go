@@ -264,23 +264,68 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 //
 // A variable whose template fails is left out (see brokenRead).
 func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, field string) map[string]map[string]any {
+	rendered, errs := mergeVars(c.inv, play.Hosts, ps.Vars, fileVars, c.opts.ExtraVars)
+	c.broken = map[string]map[string]*brokenVar{}
+	for host, hostErrs := range errs {
+		// Like Ansible, a variable is only an error when something reads
+		// it: it is left out, and a template that trips over it says why.
+		for _, e := range hostErrs {
+			pos, src := c.varSource(ps, e.name, fileVars)
+			if c.broken[host] == nil {
+				c.broken[host] = map[string]*brokenVar{}
+			}
+			c.broken[host][e.name] = &brokenVar{varErr: e, pos: pos, src: src, field: field + ".vars." + e.name}
+		}
+	}
+	out := map[string]map[string]any{}
+	for _, h := range play.Hosts {
+		out[h] = rendered[h]
+	}
+	return out
+}
+
+// HostVars is what a play over playHosts sees for every inventory host:
+// inventory and extra variables merged and rendered the way the compiler
+// does it, with the facts. Tools outside a playbook (status) use it, so
+// they build the same cluster model apply does. A variable whose template
+// fails is an error here: nothing would tell the operator otherwise.
+func HostVars(inv *inventory.Inventory, playHosts []string, extra map[string]any) (map[string]map[string]any, error) {
+	vars, errs := mergeVars(inv, playHosts, nil, nil, extra)
+	var all []error
+	for _, h := range inv.Hosts() {
+		for _, e := range errs[h.Name] {
+			all = append(all, fmt.Errorf("%s: variable %q (set in inventory %s or by -e) cannot be rendered: %w", h.Name, e.name, inv.File, e.err))
+		}
+	}
+	return vars, errors.Join(all...)
+}
+
+// mergeVars computes, for every inventory host, its variables (inventory
+// < play vars < vars_files < extra vars) with templates rendered, plus the
+// facts inventory_hostname, inventory_hostname_short, group_names, groups,
+// play_hosts and hostvars. A variable whose template fails is left out
+// and reported in errs. Maps in the result are shared and read-only.
+func mergeVars(inv *inventory.Inventory, playHosts []string, layers ...map[string]any) (map[string]map[string]any, map[string][]varErr) {
 	groups := map[string]any{}
-	for g, hs := range c.inv.Groups() {
+	for g, hs := range inv.Groups() {
 		groups[g] = toAny(hs)
 	}
-	playHosts := toAny(play.Hosts)
+	ph := toAny(playHosts)
 	base := map[string]map[string]any{}
-	for _, h := range c.inv.Hosts() {
+	for _, h := range inv.Hosts() {
 		v := maps.Clone(h.Vars)
-		maps.Copy(v, ps.Vars)
-		maps.Copy(v, fileVars)
-		maps.Copy(v, c.opts.ExtraVars)
+		if v == nil {
+			v = map[string]any{}
+		}
+		for _, l := range layers {
+			maps.Copy(v, l)
+		}
 		v["inventory_hostname"] = h.Name
 		v["inventory_hostname_short"], _, _ = strings.Cut(h.Name, ".")
 		v["group_names"] = toAny(h.Groups)
 		v["groups"] = groups
-		v["play_hosts"] = playHosts
-		v["ansible_play_hosts"] = playHosts
+		v["play_hosts"] = ph
+		v["ansible_play_hosts"] = ph
 		base[h.Name] = v
 	}
 	rawHostvars := map[string]any{}
@@ -288,32 +333,28 @@ func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, f
 		rawHostvars[n] = v
 	}
 	rendered := map[string]map[string]any{}
-	c.broken = map[string]map[string]*brokenVar{}
-	for _, h := range c.inv.Hosts() {
-		v, errs := renderVars(base[h.Name], rawHostvars)
-		rendered[h.Name] = v
-		// Like Ansible, a variable is only an error when something reads
-		// it: remove it, and say why when a template trips over it.
-		for _, e := range errs {
+	errs := map[string][]varErr{}
+	for _, h := range inv.Hosts() {
+		v, es := renderVars(base[h.Name], rawHostvars)
+		for _, e := range es {
 			delete(v, e.name)
-			pos, src := c.varSource(ps, e.name, fileVars)
-			if c.broken[h.Name] == nil {
-				c.broken[h.Name] = map[string]*brokenVar{}
-			}
-			c.broken[h.Name][e.name] = &brokenVar{varErr: e, pos: pos, src: src, field: field + ".vars." + e.name}
 		}
+		if len(es) > 0 {
+			errs[h.Name] = es
+		}
+		rendered[h.Name] = v
 	}
 	hostvars := map[string]any{}
 	for n, v := range rendered {
 		hostvars[n] = v
 	}
 	out := map[string]map[string]any{}
-	for _, h := range play.Hosts {
-		v := maps.Clone(rendered[h])
+	for n, v := range rendered {
+		v = maps.Clone(v)
 		v["hostvars"] = hostvars
-		out[h] = v
+		out[n] = v
 	}
-	return out
+	return out, errs
 }
 
 // varSource says where a variable was set, for error messages, with its
