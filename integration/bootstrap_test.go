@@ -26,6 +26,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/internal/etcdstatus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -85,6 +86,7 @@ func TestBootstrapThreeMembers(t *testing.T) {
 	pids := bootCheckProcesses(t, e, hosts)
 	bootCheckCerts(t, e, hosts)
 	bootCheckCAKeyStaysHome(t, e, hosts)
+	bootCheckStatusCerts(t, e, hosts)
 
 	// Converged: a second apply changes nothing, restarts nothing.
 	conv := e.SnapshotAll(t, harness.CheckDirs...)
@@ -571,5 +573,41 @@ func bootCheckCAKeyStaysHome(t *testing.T, e *harness.Env, hosts []string) {
 		if hits := e.FindOnHost(t, h, dirs, "ca.key", []byte(body), b.Bytes, scalar); len(hits) > 0 {
 			t.Errorf("CA key material on %s: %v", h, hits)
 		}
+	}
+}
+
+// bootCheckStatusCerts: `etcdplay status` reports each member's served
+// server and peer certificate (the peer one with the shared peer CN), the
+// CA and the controller's client certificates, fresh, from the cluster CA,
+// with no warning.
+func bootCheckStatusCerts(t *testing.T, e *harness.Env, hosts []string) {
+	t.Helper()
+	o := e.Etcdplay(t, "status", "-o", "json")
+	if o.Code != 0 {
+		t.Fatalf("status: exit %d\n%s\n%s", o.Code, o.Stdout, o.Stderr)
+	}
+	var r etcdstatus.Report
+	if err := json.Unmarshal([]byte(o.Stdout), &r); err != nil {
+		t.Fatalf("status JSON: %v\n%s", err, o.Stdout)
+	}
+	got := map[string]etcdstatus.Certificate{}
+	for _, c := range r.Certificates {
+		got[c.What] = c
+	}
+	for _, h := range hosts {
+		for kind, cn := range map[string]string{"server": h, "peer": "etcd-peer"} {
+			c := got[h+" "+kind]
+			if c.Error != "" || c.Subject != cn || !c.ClusterCA || c.DaysLeft < 360 || c.Warning != "" {
+				t.Errorf("status: %s %s certificate %+v, want CN %s from the cluster CA, a year left", h, kind, c, cn)
+			}
+		}
+	}
+	for _, what := range []string{"CA", "client etcdplay", "client client"} {
+		if c := got[what]; c.Error != "" || c.DaysLeft < 360 || c.Warning != "" {
+			t.Errorf("status: %s %+v", what, c)
+		}
+	}
+	if len(r.Warnings) != 0 {
+		t.Errorf("status warns on a fresh cluster: %v", r.Warnings)
 	}
 }

@@ -110,6 +110,7 @@ func newFallbackDialer(inv *inventory.Inventory, c *etcd.Cluster, opts runner.Co
 	d := &fallbackDialer{inv: inv, opts: opts, byAddr: map[string]string{}, conns: map[string]*runner.Conn{}}
 	for _, m := range c.Members {
 		d.byAddr[net.JoinHostPort(m.Address, fmt.Sprint(m.ClientPort))] = m.Host
+		d.byAddr[net.JoinHostPort(m.Address, fmt.Sprint(m.PeerPort))] = m.Host // certificate expiry
 	}
 	return d
 }

@@ -66,6 +66,11 @@ func WriteTable(w io.Writer, r *Report) error {
 		}
 		at.write(&b)
 	}
+	if len(r.Certificates) > 0 {
+		b.WriteString("\n")
+		ct := certsTable(r.Certificates)
+		ct.write(&b)
+	}
 	b.WriteString("\n")
 	if r.Healthy {
 		fmt.Fprintf(&b, "cluster %s is healthy: %d members, leader %s\n", r.Cluster, len(r.Endpoints), r.Leader)
@@ -73,6 +78,12 @@ func WriteTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(&b, "cluster %s is NOT healthy:\n", r.Cluster)
 		for _, p := range r.Problems {
 			fmt.Fprintf(&b, "  - %s\n", p)
+		}
+	}
+	if len(r.Warnings) > 0 {
+		b.WriteString("warnings:\n")
+		for _, w := range r.Warnings {
+			fmt.Fprintf(&b, "  - %s\n", w)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

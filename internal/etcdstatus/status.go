@@ -24,6 +24,11 @@ type Report struct {
 	Healthy   bool       `json:"healthy"`
 	Problems  []string   `json:"problems,omitempty"`
 	Leader    string     `json:"leader,omitempty"` // member name
+	// Certificates are the served, CA and client certificates with their
+	// expiry; Warnings the ones to act on (they do not make the cluster
+	// unhealthy).
+	Certificates []Certificate `json:"certificates,omitempty"`
+	Warnings     []string      `json:"warnings,omitempty"`
 }
 
 // Endpoint is one member seen through its own client URL.
@@ -78,7 +83,21 @@ func Collect(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.Di
 	if err != nil {
 		return nil, err
 	}
-	return fromHealth(c, h, time.Now()), nil
+	members := c.Members
+	if len(opt.Members) > 0 {
+		if members, err = c.Select(opt.Members); err != nil {
+			return nil, err
+		}
+	}
+	timeout := opt.ProbeTimeout
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	now := time.Now()
+	r := fromHealth(c, h, now)
+	r.Certificates = certificates(ctx, c, stateDir, dial, members, timeout)
+	r.Warnings = judge(r.Certificates, now, c.CertRenewBefore, c.CertValidity)
+	return r, nil
 }
 
 func fromHealth(c *etcd.Cluster, h *etcd.Health, now time.Time) *Report {

@@ -51,7 +51,18 @@ func TestRenderGolden(t *testing.T) {
 		},
 		Alarms: []*etcdserverpb.AlarmMember{{MemberID: 0x97c1c1003e0d4bf, Alarm: etcdserverpb.AlarmType_NOSPACE}},
 	}
-	r := fromHealth(c, h, time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r := fromHealth(c, h, now)
+	day := 24 * time.Hour
+	r.Certificates = []Certificate{
+		{What: "etcd1 server", Member: "etcd1", Kind: "server", Source: "served at https://127.0.1.1:2379", Subject: "etcd1", NotAfter: now.Add(300 * day), ClusterCA: true},
+		{What: "etcd1 peer", Member: "etcd1", Kind: "peer", Source: "served at https://127.0.1.1:2380", Subject: "etcd-peer", NotAfter: now.Add(10*day + time.Hour), ClusterCA: true},
+		{What: "etcd2 server", Member: "etcd2", Kind: "server", Source: "served at https://127.0.1.2:2379", Subject: "etcd2", NotAfter: now.Add(300 * day), ClusterCA: false},
+		{What: "etcd3 server", Member: "etcd3", Kind: "server", Source: "served at https://127.0.1.3:2379", Error: "dial tcp 127.0.1.3:2379: connection refused"},
+		{What: "CA", Kind: "ca", Source: "/state/etcd/pki/ca.crt", Subject: "etcd-ca", NotAfter: now.Add(200 * day), ClusterCA: true},
+		{What: "client etcdplay", Kind: "client", Source: "/state/etcd/pki/client-etcdplay.crt", Subject: "etcdplay", NotAfter: now.Add(-day), ClusterCA: true},
+	}
+	r.Warnings = judge(r.Certificates, now, 30*day, 365*day)
 	var table, js bytes.Buffer
 	if err := WriteTable(&table, r); err != nil {
 		t.Fatal(err)
@@ -86,6 +97,38 @@ func TestCollectLiveCluster(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Errorf("%d leaders", leaders)
+	}
+	// Served server certificates come from the handshake and are the
+	// state dir's; this test cluster's peers talk plain HTTP, so their
+	// look fails and says why. The CA and etcdplay's client certificate
+	// are read from the state dir. The fixture's certificates last a day:
+	// every leaf is inside etcd_cert_renew_before.
+	pki := tc.Model.PKI(tc.StateDir)
+	kinds := map[string]int{}
+	for _, c := range r.Certificates {
+		kinds[c.Kind]++
+		switch c.Kind {
+		case "server":
+			crt, _ := pki.Server(c.Member)
+			onDisk, err := readCert(crt)
+			if err != nil || c.Error != "" || !c.ClusterCA || !c.NotAfter.Equal(onDisk.NotAfter) || !strings.Contains(c.Warning, "etcd_cert_renew_before") {
+				t.Errorf("served server certificate: %+v (state dir: %v)", c, err)
+			}
+		case "peer":
+			if !strings.Contains(c.Error, "TLS handshake") {
+				t.Errorf("a plain-HTTP peer port must say the handshake failed: %+v", c)
+			}
+		case "ca":
+			if c.Error != "" || c.Subject == "" || c.DaysLeft != 0 {
+				t.Errorf("CA: %+v", c)
+			}
+		}
+	}
+	if kinds["server"] != 3 || kinds["peer"] != 3 || kinds["ca"] != 1 || kinds["client"] < 1 {
+		t.Errorf("certificates by kind: %v", kinds)
+	}
+	if len(r.Warnings) < 3 {
+		t.Errorf("day-long certificates not warned about: %v", r.Warnings)
 	}
 	var b bytes.Buffer
 	if err := WriteTable(&b, r); err != nil {
