@@ -21,8 +21,11 @@ TEST_TIMEOUT ?= 60m
 all: build
 
 # CGO_ENABLED=0: the same binary runs on the hosts as `etcdplay agent`.
+# Stripped (-s -w: no symbol table or DWARF; stack traces keep function
+# names and lines) because every cold host gets a copy: 24 MB, not 34.
+BUILD_FLAGS := -trimpath -ldflags "-s -w"
 build:
-	CGO_ENABLED=0 $(GO) build -o bin/etcdplay ./cmd/etcdplay
+	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o bin/etcdplay ./cmd/etcdplay
 
 lab-tool:
 	CGO_ENABLED=0 $(GO) build -o $(LAB) ./integration/cmd/etcdplay-lab

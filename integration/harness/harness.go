@@ -49,7 +49,9 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "etcdplay")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/etcdplay")
+		// As `make build` does (stripped: the agent is uploaded to
+		// every cold host).
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, "./cmd/etcdplay")
 		cmd.Dir = RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
