@@ -114,9 +114,12 @@ func peerTLS(t *testing.T, e *harness.Env, h string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: e.ClientTLS(t).RootCAs, MinVersion: tls.VersionTLS12}
 }
 
-// peerCNsAsBefore gives every member a peer certificate whose CN is its
-// name (same CA, same SANs), in the state dir and on the host, drops
-// allowed-cn from etcd.yaml and restarts the members one at a time.
+// peerCNsAsBefore puts the cluster back the way an older etcdplay left
+// it: first allowed-cn leaves every etcd.yaml, member by member with a
+// restart (a member restarted with its old certificate while the others
+// still allow only etcd-peer could not rejoin); then every member gets a
+// peer certificate whose CN is its name (same CA, same SANs), in the state
+// dir and on the host, which etcd picks up at the next handshake.
 func peerCNsAsBefore(t *testing.T, e *harness.Env, hosts []string) {
 	t.Helper()
 	dir := e.PKIDir()
@@ -127,38 +130,16 @@ func peerCNsAsBefore(t *testing.T, e *harness.Env, hosts []string) {
 		}
 		return b
 	}
-	ca, err := etcd_pki.LoadCA(read(filepath.Join(dir, "ca.crt")), read(filepath.Join(dir, "ca.key")))
-	if err != nil {
-		t.Fatal(err)
+	root := func(h string) string {
+		r, err := e.Lab.HostRoot(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
 	ctx := context.Background()
 	for _, h := range hosts {
-		cur := harness.ParseCertPEM(t, read(filepath.Join(dir, "peer-"+h+".crt")), h+" peer certificate")
-		sans := append([]string(nil), cur.DNSNames...)
-		for _, ip := range cur.IPAddresses {
-			sans = append(sans, ip.String())
-		}
-		pair, err := ca.Issue(etcd_pki.Peer, h, sans, 365*24*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := e.Lab.HostRoot(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range []struct {
-			state, host string
-			data        []byte
-		}{
-			{filepath.Join(dir, "peer-"+h+".crt"), "/etc/etcd/pki/peer.crt", pair.Cert},
-			{filepath.Join(dir, "peer-"+h+".key"), "/etc/etcd/pki/peer.key", pair.Key},
-		} {
-			if err := os.WriteFile(f.state, f.data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			rewriteKeepingOwner(t, filepath.Join(root, f.host), f.data)
-		}
-		conf := filepath.Join(root, "etc/etcd/etcd.yaml")
+		conf := filepath.Join(root(h), "etc/etcd/etcd.yaml")
 		var kept []string
 		for _, line := range strings.SplitAfter(string(read(conf)), "\n") {
 			if !strings.Contains(line, "allowed-cn") && !strings.Contains(line, "Only member certificates") {
@@ -171,6 +152,36 @@ func peerCNsAsBefore(t *testing.T, e *harness.Env, hosts []string) {
 		}
 		waitHealthy(t, e)
 	}
+	ca, err := etcd_pki.LoadCA(read(filepath.Join(dir, "ca.crt")), read(filepath.Join(dir, "ca.key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		cur := harness.ParseCertPEM(t, read(filepath.Join(dir, "peer-"+h+".crt")), h+" peer certificate")
+		sans := append([]string(nil), cur.DNSNames...)
+		for _, ip := range cur.IPAddresses {
+			sans = append(sans, ip.String())
+		}
+		pair, err := ca.Issue(etcd_pki.Peer, h, sans, 365*24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Key first, as etcd_pki writes a pair: a handshake in between
+		// fails and is retried.
+		for _, f := range []struct {
+			state, host string
+			data        []byte
+		}{
+			{filepath.Join(dir, "peer-"+h+".key"), "/etc/etcd/pki/peer.key", pair.Key},
+			{filepath.Join(dir, "peer-"+h+".crt"), "/etc/etcd/pki/peer.crt", pair.Cert},
+		} {
+			if err := os.WriteFile(f.state, f.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rewriteKeepingOwner(t, filepath.Join(root(h), f.host), f.data)
+		}
+	}
+	waitHealthy(t, e)
 }
 
 // rewriteKeepingOwner replaces p's content, keeping its mode and owner.
