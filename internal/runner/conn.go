@@ -317,6 +317,21 @@ func (c *Conn) connErr(err error) error {
 	return err
 }
 
+// awaitSessionEnd waits, briefly, for the ended session's stderr to be
+// copied: stdout's EOF can arrive before the last of stderr (sudo's
+// "a password is required"), which the error must carry.
+func (c *Conn) awaitSessionEnd() {
+	done := make(chan struct{})
+	go func() {
+		_ = c.sess.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
 // readLoop delivers responses to their callers until the session ends.
 func (c *Conn) readLoop(stdout io.Reader) {
 	defer close(c.readerDone)
@@ -328,6 +343,7 @@ func (c *Conn) readLoop(stdout io.Reader) {
 			why := err
 			if errors.Is(err, io.EOF) {
 				why = errors.New("agent session ended")
+				c.awaitSessionEnd()
 			}
 			if tail := bytes.TrimSpace(c.stderr.Bytes()); len(tail) > 0 {
 				why = fmt.Errorf("%w; agent stderr: %s", why, tail)
