@@ -582,14 +582,7 @@ func bootCheckCAKeyStaysHome(t *testing.T, e *harness.Env, hosts []string) {
 // with no warning.
 func bootCheckStatusCerts(t *testing.T, e *harness.Env, hosts []string) {
 	t.Helper()
-	o := e.Etcdplay(t, "status", "-o", "json")
-	if o.Code != 0 {
-		t.Fatalf("status: exit %d\n%s\n%s", o.Code, o.Stdout, o.Stderr)
-	}
-	var r etcdstatus.Report
-	if err := json.Unmarshal([]byte(o.Stdout), &r); err != nil {
-		t.Fatalf("status JSON: %v\n%s", err, o.Stdout)
-	}
+	r := statusReport(t, e)
 	got := map[string]etcdstatus.Certificate{}
 	for _, c := range r.Certificates {
 		got[c.What] = c

@@ -22,6 +22,7 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		"scale-out.yml":    nil,
 		"scale-in.yml":     {"remove": "etcd3"},
 		"replace-node.yml": {"node": "etcd3"},
+		"rotate-certs.yml": nil,
 		"restore.yml":      {"snapshot": "/var/backups/etcd/snap.db"},
 		"upgrade.yml":      {"etcd_version": "v3.7.3"},
 	}

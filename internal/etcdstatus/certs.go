@@ -7,8 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"sort"
 	"sync"
@@ -28,6 +26,7 @@ type Certificate struct {
 	Kind     string    `json:"kind"` // server, peer, ca, client
 	Source   string    `json:"source"`
 	Subject  string    `json:"subject,omitempty"`
+	Serial   string    `json:"serial,omitempty"` // hex
 	NotAfter time.Time `json:"not_after,omitzero"`
 	DaysLeft int       `json:"days_left"`
 	// ClusterCA is false when a served certificate is not signed by the
@@ -84,7 +83,7 @@ func certificates(ctx context.Context, c *etcd.Cluster, stateDir string, dial et
 				it := Certificate{What: m.Name + " " + p.kind, Member: m.Name, Kind: p.kind, Source: "served at " + p.rawURL}
 				cctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
-				cert, err := servedCert(cctx, dial, p.rawURL, p.as)
+				cert, err := etcd.ServedCertificate(cctx, dial, p.rawURL, p.as)
 				if err != nil {
 					it.Error = err.Error()
 				} else {
@@ -97,52 +96,6 @@ func certificates(ctx context.Context, c *etcd.Cluster, stateDir string, dial et
 	}
 	wg.Wait()
 	return append(served, out...)
-}
-
-// servedCert is the leaf certificate the TLS server at rawURL presents.
-// It is taken from the handshake before etcd judges our own certificate,
-// so a server that then refuses us still shows what it serves.
-func servedCert(ctx context.Context, dial etcd.DialFunc, rawURL string, as tls.Certificate) (*x509.Certificate, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	var conn net.Conn
-	if dial != nil {
-		conn, err = dial(ctx, u.Host)
-	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", u.Host)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
-	var leaf *x509.Certificate
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Verified by hand below (signedBy): the point is to show what is
-		// served even when it is wrong.
-		InsecureSkipVerify: true,
-		Certificates:       []tls.Certificate{as},
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) > 0 {
-				leaf, _ = x509.ParseCertificate(raw[0])
-			}
-			return nil
-		},
-	}
-	herr := tls.Client(conn, cfg).HandshakeContext(ctx)
-	if leaf == nil {
-		if herr == nil {
-			herr = errors.New("no certificate served")
-		}
-		return nil, fmt.Errorf("TLS handshake with %s: %w", u.Host, herr)
-	}
-	return leaf, nil
 }
 
 func readCert(path string) (*x509.Certificate, error) {
@@ -163,7 +116,7 @@ func signedBy(cert *x509.Certificate, pool *x509.CertPool) bool {
 }
 
 func fromX509(it Certificate, cert *x509.Certificate) Certificate {
-	it.Subject, it.NotAfter = cert.Subject.CommonName, cert.NotAfter.UTC()
+	it.Subject, it.NotAfter, it.Serial = cert.Subject.CommonName, cert.NotAfter.UTC(), cert.SerialNumber.Text(16)
 	return it
 }
 

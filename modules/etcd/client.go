@@ -102,12 +102,16 @@ func newClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, 
 func RemoteDialer(c *Cluster, hosts map[string]modules.Host) DialFunc {
 	byAddr := map[string]modules.Host{}
 	for _, m := range c.Members {
-		u, err := url.Parse(m.ClientURL)
-		if err != nil {
+		r, ok := hosts[m.Host]
+		if !ok || r == nil {
 			continue
 		}
-		if r, ok := hosts[m.Host]; ok && r != nil {
-			byAddr[u.Host] = r
+		// The peer URL too: checking what certificate a member serves
+		// there must not depend on the controller reaching port 2380.
+		for _, raw := range []string{m.ClientURL, m.PeerURL} {
+			if u, err := url.Parse(raw); err == nil {
+				byAddr[u.Host] = r
+			}
 		}
 	}
 	return func(ctx context.Context, addr string) (net.Conn, error) {

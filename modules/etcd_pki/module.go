@@ -27,6 +27,10 @@ var spec = modules.Spec{
 	"group": {Kind: modules.String},
 	// pki_dir overrides etcd's PKI directory on the host.
 	"pki_dir": {Kind: modules.String},
+	// rotate re-issues the member's server and peer certificates (and,
+	// once per run, the shared client certificates) whatever their
+	// expiry, and checks that the running member serves the new ones.
+	"rotate": {Kind: modules.Bool},
 }
 
 func (Module) Validate(args modules.Args) error {
@@ -64,6 +68,11 @@ type plan struct {
 	caPaths  [2]string
 	items    []item
 	hostArgs modules.Args
+	// rotate: check after the write that the running member serves the
+	// new server and peer certificates.
+	rotate  bool
+	cluster *etcd.Cluster
+	member  etcd.Member
 }
 
 func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
@@ -84,7 +93,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()}}
+	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()},
+		rotate: args.Bool("rotate", false), cluster: c, member: *m}
 	ch := &modules.Change{Payload: p}
 	owner := ownsShared(c, env)
 
@@ -117,7 +127,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		reason, err := st.resolve(it, p.ca, c.CertValidity, c.CertRenewBefore)
+		reason, err := st.resolve(it, p.ca, c.CertValidity, c.CertRenewBefore, args.Bool("rotate", false))
 		if err != nil {
 			return fail(err)
 		}
@@ -183,6 +193,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	if res.Status == modules.StatusFailed {
 		return res, fmt.Errorf("etcd_pki on %s: %s", env.Host, res.Msg)
+	}
+	if p.rotate {
+		if err := checkServed(ctx, env, p); err != nil {
+			return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
+		}
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: ch}, nil
 }
@@ -280,14 +295,25 @@ func (s *store) loadCA(c *etcd.Cluster, pki etcd.StatePKI) (*CA, bool, error) {
 // resolve fills it.pair from disk when still good, else from a pending
 // issue that is, else issues anew. It returns why it (re)issues, "new"
 // for a first issue, or "" when the disk copy stands. Callers hold s.mu.
-func (s *store) resolve(it *item, ca *CA, validity, renewBefore time.Duration) (string, error) {
+func (s *store) resolve(it *item, ca *CA, validity, renewBefore time.Duration, rotate bool) (string, error) {
 	disk, ok, err := readPair(it.certPath, it.keyPath)
 	if err != nil {
 		return "", err
 	}
 	reason := "new"
 	if ok {
-		if reason = Reason(disk, ca, it.cn, it.sans, now(), renewBefore); reason == "" {
+		reason = Reason(disk, ca, it.cn, it.sans, now(), renewBefore)
+		if reason == "" && rotate {
+			// Once per run: the first plan to get here rotates it, and
+			// plans made while that rotation is still pending (members
+			// planned in parallel) share it and report it too.
+			_, pending := s.pending[it.certPath]
+			if !s.rotated[it.certPath] || pending {
+				reason = "rotation asked for"
+				s.rotated[it.certPath] = true
+			}
+		}
+		if reason == "" {
 			it.pair = disk
 			return "", nil
 		}

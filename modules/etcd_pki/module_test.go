@@ -26,6 +26,7 @@ type lab struct {
 	state, root string
 	vars        map[string]any            // cluster-wide
 	hostvars    map[string]map[string]any // per host
+	rotate      bool                      // plan with rotate: true
 }
 
 func newLab(t *testing.T) *lab {
@@ -65,7 +66,11 @@ func (l *lab) envWriters(h string, check bool) (*modules.Env, modules.Args, map[
 	vars["groups"] = map[string]any{"etcd": []any{"etcd1", "etcd2", "etcd3"}}
 	vars["hostvars"] = hv
 	env := &modules.Env{Host: h, Vars: vars, Check: check, StateDir: l.state, Remote: remotes[h], Hosts: remotes}
-	return env, modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}, writers
+	args := modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}
+	if l.rotate {
+		args["rotate"] = true
+	}
+	return env, args, writers
 }
 
 func (l *lab) pki(h string) string { return filepath.Join(l.root, h, "etc/etcd/pki") }
@@ -167,6 +172,32 @@ func TestCheckThenApplyThenNoop(t *testing.T) {
 	for h, p := range l.runAll(t, false) {
 		if len(p) > 0 {
 			t.Errorf("%s: second run not a no-op: %v", h, p)
+		}
+	}
+}
+
+// rotate re-issues every member's server and peer certificate and the
+// shared client certificates, reported once (by the first member) however
+// many members plan at once. (Apply checks what the running member serves,
+// which needs systemd: the lab test covers it.)
+func TestRotatePlansEveryLeafOnce(t *testing.T) {
+	l := newLab(t)
+	l.runAll(t, false)
+	l.rotate = true
+	plans := l.runAll(t, true)
+	for _, h := range hosts {
+		p := strings.Join(plans[h], "\n")
+		for _, want := range []string{"~ cert " + h + " server: re-issue: rotation asked for", "~ cert " + h + " peer: re-issue: rotation asked for"} {
+			if !strings.Contains(p, want) {
+				t.Errorf("%s plan lacks %q:\n%s", h, want, p)
+			}
+		}
+		clients := strings.Count(p, "client: re-issue: rotation asked for")
+		if (h == "etcd1" && clients != 2) || (h != "etcd1" && clients != 0) {
+			t.Errorf("%s plans %d client rotations, want them on the first member only:\n%s", h, clients, p)
+		}
+		if strings.Contains(p, "ca.crt: new CA") {
+			t.Errorf("%s: a rotation of leaves must not touch the CA:\n%s", h, p)
 		}
 	}
 }

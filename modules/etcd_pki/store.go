@@ -22,6 +22,10 @@ type store struct {
 	mu      sync.Mutex
 	dir     string
 	pending map[string]Pair // cert path -> pair not yet written
+	// rotated lists the certificates a rotation (rotate: true) re-issued
+	// in this process: a shared client certificate is rotated once per
+	// run, not once per member.
+	rotated map[string]bool
 	// playChecked is set once every host of the play was checked for a
 	// CA it already trusts, before this process first makes a new CA.
 	playChecked bool
@@ -37,7 +41,7 @@ func storeFor(dir string) *store {
 	defer storesMu.Unlock()
 	s, ok := stores[dir]
 	if !ok {
-		s = &store{dir: dir, pending: map[string]Pair{}}
+		s = &store{dir: dir, pending: map[string]Pair{}, rotated: map[string]bool{}}
 		stores[dir] = s
 	}
 	return s

@@ -39,12 +39,16 @@ func (p hostProbe) Stale() bool {
 	return p.Running() && !p.Started.IsZero() && p.Newest.After(p.Started)
 }
 
-// inputs are the files the etcd process reads at start.
+// inputs are the files the etcd process reads at start and only then.
+// The server and peer certificates are not among them: etcd reads those
+// at every TLS handshake (since 3.2), so a rotated certificate is served
+// without a restart (etcd_pki rotate checks it is). The CA is: etcd reads
+// its trusted CAs once.
 func inputs(c *etcd.Cluster) []string {
 	p := c.Paths
 	out := []string{p.ConfigFile, p.BinDir + "/etcd", unitPath}
 	if c.TLS {
-		out = append(out, p.CACert, p.ServerCert, p.ServerKey, p.PeerCert, p.PeerKey)
+		out = append(out, p.CACert)
 	}
 	return out
 }

@@ -1,0 +1,82 @@
+package etcd_pki
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/cloudflare/cfssl/helpers"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/hostprobe"
+)
+
+// servedTimeout bounds the wait for a running member to serve a rotated
+// certificate. etcd reads its leaf certificates at every TLS handshake, so
+// the next handshake after the write already has it.
+const servedTimeout = 15 * time.Second
+
+// checkServed confirms that the member serves the server and peer
+// certificates this run just wrote, without a restart. A member whose etcd
+// is not running is left alone: it reads them when it starts.
+func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
+	pki := p.cluster.PKI(env.StateDir)
+	client, err := tls.LoadX509KeyPair(pki.Client(etcd.EtcdplayClientCN))
+	if err != nil {
+		return fmt.Errorf("etcdplay client certificate: %w", err)
+	}
+	f, err := hostprobe.Ask(ctx, env.Remote, hostprobe.Query{Units: []string{"etcd.service"}})
+	if err != nil {
+		return err
+	}
+	if u := f.Units["etcd.service"]; u.Active != "active" {
+		env.Logf("%s: etcd is %s: it reads the new certificates when it starts", p.member.Name, u.Active)
+		return nil
+	}
+	dial := etcd.Dialer(p.cluster, env)
+	for _, it := range p.items {
+		if !it.issue || it.shared {
+			continue
+		}
+		want, err := helpers.ParseCertificatePEM(it.pair.Cert)
+		if err != nil {
+			return err
+		}
+		url, as := p.member.ClientURL, client
+		if it.kind == Peer {
+			// The peer port takes member certificates only.
+			url = p.member.PeerURL
+			if as, err = tls.X509KeyPair(it.pair.Cert, it.pair.Key); err != nil {
+				return err
+			}
+		}
+		deadline := time.Now().Add(servedTimeout)
+		for {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			got, err := etcd.ServedCertificate(cctx, dial, url, as)
+			cancel()
+			switch {
+			case err == nil && got.SerialNumber.Cmp(want.SerialNumber) == 0:
+				env.Logf("%s serves its new %s certificate (serial %x) at %s, no restart needed", p.member.Name, it.kind, want.SerialNumber, url)
+			case time.Now().After(deadline):
+				served := fmt.Sprint(err)
+				if err == nil {
+					served = fmt.Sprintf("serial %x", got.SerialNumber)
+				}
+				return fmt.Errorf("%s still does not serve its new %s certificate (serial %x) at %s after %s (%s): restart etcd on %s",
+					p.member.Name, it.kind, want.SerialNumber, url, servedTimeout, served, p.member.Host)
+			default:
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(300 * time.Millisecond):
+				}
+				continue
+			}
+			break
+		}
+	}
+	return nil
+}
