@@ -121,8 +121,9 @@ func fromX509(it Certificate, cert *x509.Certificate) Certificate {
 }
 
 // judge fills in days left and the warnings: a leaf inside renewBefore
-// (site.yml re-issues it), a CA that a certificate issued now would
-// outlive, anything expired or not from the cluster CA. It returns the
+// (site.yml re-issues it), a CA that ends before a certificate issued now
+// would (etcd_pki caps leaves at the CA's end), anything expired or not
+// from the cluster CA. It returns the
 // warnings, one line each.
 func judge(certs []Certificate, now time.Time, renewBefore, validity time.Duration) []string {
 	var warnings []string
@@ -140,7 +141,7 @@ func judge(certs []Certificate, now time.Time, renewBefore, validity time.Durati
 				it.Warning += ": run site.yml to re-issue it"
 			}
 		case it.Kind == "ca" && left < validity:
-			it.Warning = fmt.Sprintf("certificates issued now (etcd_cert_validity %s) would outlive the CA: rotate the CA before %s",
+			it.Warning = fmt.Sprintf("ends before etcd_cert_validity (%s): certificates issued now end with it; the cluster needs a new CA before %s",
 				days(validity), it.NotAfter.Format("2006-01-02"))
 		case it.Kind != "ca" && left < renewBefore:
 			it.Warning = fmt.Sprintf("inside etcd_cert_renew_before (%s): site.yml re-issues it", days(renewBefore))

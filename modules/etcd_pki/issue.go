@@ -96,14 +96,23 @@ func usages(k Kind) []string {
 }
 
 // Issue makes a new key and a certificate for cn with the SANs, signed by
-// the CA.
+// the CA. A certificate never outlives its CA (cfssl would let it): its
+// validity ends with the CA's at the latest, and an expired CA issues
+// nothing.
 func (ca *CA) Issue(k Kind, cn string, sans []string, validity time.Duration) (Pair, error) {
+	if !now().Before(ca.cert.NotAfter) {
+		return Pair{}, fmt.Errorf("%s certificate %s: the CA %q expired on %s, so nothing it signs is valid; the cluster needs a new CA, which etcdplay does not roll out yet",
+			k, cn, ca.cert.Subject.CommonName, ca.cert.NotAfter.UTC().Format("2006-01-02"))
+	}
 	req := &csr.CertificateRequest{CN: cn, Hosts: sans, KeyRequest: newKey()}
 	csrPEM, keyPEM, err := csr.ParseRequest(req)
 	if err != nil {
 		return Pair{}, fmt.Errorf("%s certificate %s: %w", k, cn, err)
 	}
 	profile := &config.SigningProfile{Usage: usages(k), Expiry: validity, ExpiryString: validity.String()}
+	if now().Add(validity).After(ca.cert.NotAfter) {
+		profile.NotAfter = ca.cert.NotAfter
+	}
 	s, err := local.NewSigner(ca.key, ca.cert, signer.DefaultSigAlgo(ca.key), &config.Signing{
 		Profiles: map[string]*config.SigningProfile{string(k): profile},
 		Default:  profile,
@@ -150,7 +159,9 @@ func Reason(p Pair, ca *CA, cn string, sans []string, now time.Time, renewBefore
 		}
 		return "SANs changed: " + strings.Join(parts, " ")
 	}
-	if cert.NotAfter.Sub(now) < renewBefore {
+	// A certificate that ends with its CA cannot be renewed past it:
+	// re-issuing it on every run would change nothing.
+	if cert.NotAfter.Sub(now) < renewBefore && cert.NotAfter.Before(ca.cert.NotAfter) {
 		return "expires " + cert.NotAfter.UTC().Format("2006-01-02")
 	}
 	return ""

@@ -438,3 +438,40 @@ func listTree(t *testing.T, dir string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// A leaf never outlives its CA, is not re-issued for an expiry it cannot
+// escape, and an expired CA issues nothing.
+func TestLeavesEndWithTheirCA(t *testing.T) {
+	ca, err := NewCA("short-ca", 10*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.Issue(Server, "etcd1", []string{"etcd1"}, 365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(mustPEM(t, p.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NotAfter.Equal(ca.cert.NotAfter) {
+		t.Errorf("leaf ends %s, its CA %s: a leaf must not outlive the CA", c.NotAfter, ca.cert.NotAfter)
+	}
+	if r := Reason(p, ca, "etcd1", []string{"etcd1"}, time.Now(), 30*24*time.Hour); r != "" {
+		t.Errorf("a leaf that ends with its CA is re-issued (%q) on every run", r)
+	}
+	defer func(f func() time.Time) { now = f }(now)
+	now = func() time.Time { return time.Now().Add(11 * 24 * time.Hour) }
+	if _, err := ca.Issue(Server, "etcd1", nil, time.Hour); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("an expired CA issued a certificate: %v", err)
+	}
+}
+
+func mustPEM(t *testing.T, b []byte) []byte {
+	t.Helper()
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("no PEM block")
+	}
+	return blk.Bytes
+}
