@@ -5,12 +5,16 @@ package playbooks_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/playbook"
 	_ "github.com/etcdplay/etcdplay/modules/all"
 )
+
+// lastMember stands for the inventory's last etcd host in the extra vars.
+const lastMember = "<last etcd host>"
 
 func TestShippedPlaybooksCompile(t *testing.T) {
 	// The extra vars each runbook's header says to pass.
@@ -20,8 +24,8 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		"backup.yml":       nil,
 		"maintenance.yml":  nil,
 		"scale-out.yml":    nil,
-		"scale-in.yml":     {"remove": "etcd3"},
-		"replace-node.yml": {"node": "etcd3"},
+		"scale-in.yml":     {"remove": lastMember},
+		"replace-node.yml": {"node": lastMember},
 		"rotate-certs.yml": nil,
 		"restore.yml":      {"snapshot": "/var/backups/etcd/snap.db"},
 		"upgrade.yml":      {"etcd_version": "v3.7.3"},
@@ -40,9 +44,17 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		members := inv.Groups()["etcd"]
 		for pb, extra := range playbooks {
+			vars := map[string]any{}
+			for k, v := range extra {
+				if v == lastMember {
+					v = members[len(members)-1]
+				}
+				vars[k] = v
+			}
 			t.Run(filepath.Base(invFile)+"/"+pb, func(t *testing.T) {
-				c, err := playbook.Load(pb, inv, playbook.Options{ExtraVars: extra, StateDir: t.TempDir()})
+				c, err := playbook.Load(pb, inv, playbook.Options{ExtraVars: vars, StateDir: t.TempDir()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -51,5 +63,18 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A node to replace that is not in the inventory is bad input: a compile
+// error naming the argument, before any connection (exit 4).
+func TestReplaceUnknownNodeIsACompileError(t *testing.T) {
+	inv, err := inventory.Load("../inventory/lab.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = playbook.Load("replace-node.yml", inv, playbook.Options{ExtraVars: map[string]any{"node": "etcd9"}, StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "replace-node.yml:") || !strings.Contains(err.Error(), `"etcd9": the node to replace must be a host of the inventory's etcd group`) {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -89,6 +89,16 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	if err := spec.Check(args); err != nil {
 		return nil, err
 	}
+	// A replacement that is not an inventory member is bad input (exit
+	// 4, nothing reached), not a failed run. (A model that does not
+	// build is reported by the variables' own checks.)
+	if c, err := etcd.FromVars(rc.Vars); err == nil {
+		for _, r := range names(args, "replace") {
+			if _, err := c.Select([]string{r}); err != nil {
+				return nil, &modules.ArgError{Arg: "replace", Msg: fmt.Sprintf("%q: the node to replace must be a host of the inventory's etcd group (%v)", r, err)}
+			}
+		}
+	}
 	name, text, err := tmplmod.Load(rc.BaseDir, args.Str("template", etcd_config.DefaultTemplate))
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
