@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -62,16 +63,69 @@ type hostKeys struct {
 // with other processes (ssh, other etcdplay runs).
 var appendMu sync.Mutex
 
-// load parses the file; a missing file knows no hosts.
+// load parses the file; a missing file knows no hosts. A line this
+// client cannot parse (a key type it does not know, a typo) is skipped, as
+// ssh does, instead of making every host unknown.
 func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
-	cb, err := knownhosts.New(h.file)
+	data, err := os.ReadFile(h.file)
 	if errors.Is(err, os.ErrNotExist) {
 		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
 	}
-	return cb, nil
+	cb, err := knownhosts.New(h.file)
+	if err == nil {
+		return cb, nil
+	}
+	// knownhosts reads only files: give it the parsable lines, with the
+	// others blanked so line numbers (in "HOST KEY CHANGED" messages)
+	// still point into the real file, and name the real file in them.
+	tmp, terr := os.CreateTemp("", "etcdplay-known_hosts-*")
+	if terr != nil {
+		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(parsableLines(data))
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("known_hosts %s: %w", h.file, werr)
+	}
+	inner, err := knownhosts.New(tmp.Name())
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
+	}
+	name := tmp.Name()
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := inner(host, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			for i := range ke.Want {
+				if ke.Want[i].Filename == name {
+					ke.Want[i].Filename = h.file
+				}
+			}
+		}
+		return err
+	}, nil
+}
+
+// parsableLines is data with every line x/crypto's known_hosts parser
+// would refuse replaced by an empty one.
+func parsableLines(data []byte) []byte {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for i, l := range lines {
+		t := bytes.TrimSpace(l)
+		if len(t) == 0 || t[0] == '#' {
+			continue
+		}
+		if _, _, _, _, _, err := ssh.ParseKnownHosts(l); err != nil {
+			lines[i] = []byte("\n")
+		}
+	}
+	return bytes.Join(lines, nil)
 }
 
 func describeKey(k ssh.PublicKey) string {

@@ -29,6 +29,20 @@ func TestHostKeys(t *testing.T) {
 		{name: "changed refused", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) }, refused: true, changed: true},
 		{name: "changed refused even with accept", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) },
 			accept: true, refused: true, changed: true},
+		// A line of a key type this client does not know (or a typo)
+		// is skipped, as ssh does; it used to make every host unknown.
+		{name: "known beside an unparsable line", setup: func(c *testClient, s *testServer) {
+			if err := os.WriteFile(c.knownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\nbroken line\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.trust(t, s)
+		}},
+		{name: "changed beside an unparsable line names the real file", setup: func(c *testClient, s *testServer) {
+			if err := os.WriteFile(c.knownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.trust(t, s, genSigner(t, "ed25519"))
+		}, refused: true, changed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +76,9 @@ func TestHostKeys(t *testing.T) {
 			msg := err.Error()
 			if !strings.Contains(msg, host) || !strings.Contains(msg, c.knownHosts) {
 				t.Errorf("error does not name host and file: %s", msg)
+			}
+			if strings.Contains(msg, "etcdplay-known_hosts-") {
+				t.Errorf("error names the filtered temp copy, not the file: %s", msg)
 			}
 			if tt.changed && !strings.Contains(msg, fmt.Sprintf("ssh-keygen -f %s -R '%s'", c.knownHosts, host)) {
 				t.Errorf("changed-key error does not say how to fix it: %s", msg)
