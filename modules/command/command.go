@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
 )
@@ -129,6 +131,13 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		return nil, errors.New("command: change has no plan payload")
 	}
 	cmd := exec.CommandContext(ctx, j.argv[0], j.argv[1:]...)
+	// A cancelled run kills the command's whole process group: a
+	// grandchild holding stdout open (a daemon started by a script) would
+	// otherwise keep Wait, and the agent, waiting. WaitDelay bounds the
+	// wait for anything that left the group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = j.chdir
 	if j.stdin != "" {
 		cmd.Stdin = strings.NewReader(j.stdin)

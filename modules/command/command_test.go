@@ -3,10 +3,13 @@ package command
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
 )
@@ -163,5 +166,42 @@ func TestMissingProgram(t *testing.T) {
 	}
 	if _, err := (Module{}).Apply(context.Background(), &modules.Env{}, c); err == nil {
 		t.Error("missing program did not fail")
+	}
+}
+
+// Cancelling a command whose grandchild keeps stdout open returns at once
+// and leaves no process of its group behind (it used to hang the agent).
+func TestCancelKillsTheProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	c, err := Module{}.Plan(context.Background(), &modules.Env{}, modules.Args{"argv": []any{"sh", "-c", "sleep 60 & echo $! > " + pidFile + "; wait"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	_, _ = Module{}.Apply(ctx, &modules.Env{}, c)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Apply returned %s after the cancel", d)
+	} else {
+		t.Logf("Apply returned %s after it started (cancel at 300ms)", d.Round(time.Millisecond))
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	// Gone, or a zombie waiting for its new parent to reap it.
+	alive := func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err == nil && !strings.Contains(string(st), ") Z ")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for alive() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grandchild %d outlived the cancel", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
