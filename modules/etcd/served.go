@@ -10,6 +10,10 @@ import (
 	"net/url"
 )
 
+// ErrNotServing is wrapped when nothing answers at the URL (the member is
+// not running): there is no certificate to look at.
+var ErrNotServing = errors.New("nothing answers")
+
 // ServedCertificate is the leaf certificate the TLS server at rawURL (a
 // member's client or peer URL) presents, presenting as in return. It is
 // taken from the handshake before the server judges as, so a server that
@@ -28,7 +32,7 @@ func ServedCertificate(ctx context.Context, dial DialFunc, rawURL string, as tls
 		conn, err = d.DialContext(ctx, "tcp", u.Host)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w at %s: %v", ErrNotServing, u.Host, err)
 	}
 	defer conn.Close()
 	if d, ok := ctx.Deadline(); ok {

@@ -29,7 +29,8 @@ var spec = modules.Spec{
 	"pki_dir": {Kind: modules.String},
 	// rotate re-issues the member's server and peer certificates (and,
 	// once per run, the shared client certificates) whatever their
-	// expiry, and checks that the running member serves the new ones.
+	// expiry. Whenever a running member's certificates are re-issued,
+	// Apply checks it serves the new ones.
 	"rotate": {Kind: modules.Bool},
 }
 
@@ -68,11 +69,8 @@ type plan struct {
 	caPaths  [2]string
 	items    []item
 	hostArgs modules.Args
-	// rotate: check after the write that the running member serves the
-	// new server and peer certificates.
-	rotate  bool
-	cluster *etcd.Cluster
-	member  etcd.Member
+	cluster  *etcd.Cluster
+	member   etcd.Member
 }
 
 func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
@@ -93,8 +91,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()},
-		rotate: args.Bool("rotate", false), cluster: c, member: *m}
+	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()}, cluster: c, member: *m}
 	ch := &modules.Change{Payload: p}
 	owner := ownsShared(c, env)
 
@@ -194,7 +191,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if res.Status == modules.StatusFailed {
 		return res, fmt.Errorf("etcd_pki on %s: %s", env.Host, res.Msg)
 	}
-	if p.rotate {
+	if p.member.ClientURL != "" && leafIssued(p) {
 		if err := checkServed(ctx, env, p); err != nil {
 			return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
 		}
@@ -239,6 +236,17 @@ func persist(p *plan, env *modules.Env) error {
 		delete(st.pending, it.certPath)
 	}
 	return nil
+}
+
+// leafIssued reports whether the member's own server or peer certificate
+// was (re-)issued.
+func leafIssued(p *plan) bool {
+	for _, it := range p.items {
+		if it.issue && !it.shared {
+			return true
+		}
+	}
+	return false
 }
 
 func anyIssued(p *plan) bool {

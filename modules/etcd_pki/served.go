@@ -3,6 +3,7 @@ package etcd_pki
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
 // servedTimeout bounds the wait for a running member to serve a rotated
@@ -19,21 +19,15 @@ import (
 const servedTimeout = 15 * time.Second
 
 // checkServed confirms that the member serves the server and peer
-// certificates this run just wrote, without a restart. A member whose etcd
-// is not running is left alone: it reads them when it starts.
+// certificates this run just wrote (a rotation, or a renewal inside
+// etcd_cert_renew_before), without a restart. A member where nothing
+// answers (not running, not bootstrapped yet) is left alone: it reads them
+// when it starts.
 func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 	pki := p.cluster.PKI(env.StateDir)
 	client, err := tls.LoadX509KeyPair(pki.Client(etcd.EtcdplayClientCN))
 	if err != nil {
 		return fmt.Errorf("etcdplay client certificate: %w", err)
-	}
-	f, err := hostprobe.Ask(ctx, env.Remote, hostprobe.Query{Units: []string{"etcd.service"}})
-	if err != nil {
-		return err
-	}
-	if u := f.Units["etcd.service"]; u.Active != "active" {
-		env.Logf("%s: etcd is %s: it reads the new certificates when it starts", p.member.Name, u.Active)
-		return nil
 	}
 	dial := etcd.Dialer(p.cluster, env)
 	for _, it := range p.items {
@@ -53,11 +47,14 @@ func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 			}
 		}
 		deadline := time.Now().Add(servedTimeout)
-		for {
+		for attempt := 0; ; attempt++ {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			got, err := etcd.ServedCertificate(cctx, dial, url, as)
 			cancel()
 			switch {
+			case attempt == 0 && errors.Is(err, etcd.ErrNotServing):
+				env.Logf("%s: nothing answers at %s: etcd reads the new certificates when it starts", p.member.Name, url)
+				return nil
 			case err == nil && got.SerialNumber.Cmp(want.SerialNumber) == 0:
 				env.Logf("%s serves its new %s certificate (serial %x) at %s, no restart needed", p.member.Name, it.kind, want.SerialNumber, url)
 			case time.Now().After(deadline):
