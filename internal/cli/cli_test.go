@@ -71,6 +71,12 @@ func TestInvalidInputExitCode(t *testing.T) {
 		{"validate ok", []string{"validate", good, "-i", inv}, ExitOK},
 		{"validate bad", []string{"validate", bad, "-i", inv}, ExitInvalid},
 		{"unreachable", []string{"apply", good, "-i", inv, "--known-hosts", filepath.Join(dir, "kh"), "--timeout", "1s"}, ExitUnreachable},
+		{"unknown flag", []string{"apply", good, "-i", inv, "--chek"}, ExitInvalid},
+		{"unknown flag of status", []string{"status", "-i", inv, "--nope"}, ExitInvalid},
+		// The format is refused before the (unreachable) cluster is
+		// contacted, and inventory is not needed to say so.
+		{"status bad output", []string{"status", "-i", inv, "-o", "yaml"}, ExitInvalid},
+		{"inventory bad output", []string{"inventory", "-i", inv, "-o", "toml"}, ExitInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("ETCDPLAY_INVENTORY", "")
@@ -115,5 +121,18 @@ func TestStatusClusterRendersTemplates(t *testing.T) {
 	}
 	if _, err := clusterFromInventory(in, nil); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
 		t.Errorf("a template that cannot render must say which variable: %v", err)
+	}
+}
+
+// inventory reads $ETCDPLAY_INVENTORY, as apply, validate, graph and
+// status do.
+func TestInventoryFromEnvironment(t *testing.T) {
+	inv := filepath.Join(t.TempDir(), "inv.yml")
+	if err := os.WriteFile(inv, []byte("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ETCDPLAY_INVENTORY", inv)
+	if got := Main([]string{"inventory", "-o", "json"}); got != ExitOK {
+		t.Errorf("inventory with ETCDPLAY_INVENTORY: exit %d", got)
 	}
 }

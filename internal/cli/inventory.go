@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,10 @@ func newInventory() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE"))
+				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			}
+			if format != "yaml" && format != "json" {
+				return invalid(fmt.Errorf("--output %q: want yaml or json", format))
 			}
 			inv, err := inventory.Load(path)
 			if err != nil {
@@ -62,7 +66,7 @@ func newInventory() *cobra.Command {
 			return invalid(fmt.Errorf("--output %q: want yaml or json", format))
 		},
 	}
-	cmd.Flags().StringVarP(&path, "inventory", "i", "", "inventory file")
+	cmd.Flags().StringVarP(&path, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
 	cmd.Flags().StringVarP(&limit, "limit", "l", "", "only hosts matching this pattern")
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
 	return cmd

@@ -69,5 +69,7 @@ other error.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newApply(), newValidate(), newGraph(), newInventory(), newStatus(), newVersion(), newAgent())
+	// A mistyped flag is bad input like any other (exit 4), for every verb.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(err) })
 	return root
 }

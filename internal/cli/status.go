@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -30,7 +31,11 @@ func newStatus() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if lf.inventory == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE"))
+				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			}
+			// Checked before anything is contacted.
+			if format != "table" && format != "json" {
+				return invalid(fmt.Errorf("--output %q: want table or json", format))
 			}
 			inv, err := inventory.Load(lf.inventory)
 			if err != nil {
@@ -69,7 +74,7 @@ func newStatus() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&lf.inventory, "inventory", "i", "", "inventory file")
+	fl.StringVarP(&lf.inventory, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	sf.register(cmd)
 	lf.registerStateDir(cmd)
