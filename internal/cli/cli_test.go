@@ -28,6 +28,7 @@ func TestParseExtraVars(t *testing.T) {
 		{"file", []string{"@" + vf}, map[string]any{"etcd_version": "v3.7.3", "nested": map[string]any{"a": 1}}, false},
 		{"json", []string{`{"n": 3}`}, map[string]any{"n": float64(3)}, false},
 		{"later wins", []string{"a=1", "a=2"}, map[string]any{"a": "2"}, false},
+		{"quoted value", []string{`greeting="hello world" who='a b'`}, map[string]any{"greeting": "hello world", "who": "a b"}, false},
 		{"no equals", []string{"oops"}, nil, true},
 		{"missing file", []string{"@" + filepath.Join(dir, "nope.yml")}, nil, true},
 	} {

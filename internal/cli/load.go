@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/playbook"
+	"github.com/etcdplay/etcdplay/modules/command"
 )
 
 // loadFlags are the inputs every verb that compiles a playbook shares.
@@ -97,7 +98,13 @@ func parseExtraVars(specs []string) (map[string]any, error) {
 			}
 			mergeInto(out, m)
 		default:
-			for _, kv := range strings.Fields(s) {
+			// Split as a shell would, as ansible-playbook does:
+			// greeting="hello world" is one pair.
+			words, err := command.Split(s)
+			if err != nil {
+				return nil, fmt.Errorf("-e %q: %w", s, err)
+			}
+			for _, kv := range words {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
 					return nil, fmt.Errorf("-e %q: want key=value, @file.yml or a JSON object", kv)
