@@ -23,7 +23,8 @@ all: build
 # CGO_ENABLED=0: the same binary runs on the hosts as `etcdplay agent`.
 # Stripped (-s -w: no symbol table or DWARF; stack traces keep function
 # names and lines) because every cold host gets a copy: 24 MB, not 34.
-BUILD_FLAGS := -trimpath -ldflags "-s -w"
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUILD_FLAGS := -trimpath -ldflags "-s -w -X github.com/etcdplay/etcdplay/internal/cli.Version=$(VERSION)"
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o bin/etcdplay ./cmd/etcdplay
 

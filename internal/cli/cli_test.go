@@ -137,3 +137,13 @@ func TestInventoryFromEnvironment(t *testing.T) {
 		t.Errorf("inventory with ETCDPLAY_INVENTORY: exit %d", got)
 	}
 }
+
+// --version says what `etcdplay version` says.
+func TestVersionFlag(t *testing.T) {
+	if got := Main([]string{"--version"}); got != ExitOK {
+		t.Errorf("--version: exit %d", got)
+	}
+	if !strings.HasPrefix(versionLine(), Version+" ") {
+		t.Errorf("version line %q does not start with the release %q", versionLine(), Version)
+	}
+}

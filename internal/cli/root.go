@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/etcdplay/etcdplay/internal/agent"
 )
 
 // Exit codes, documented in the README.
@@ -36,6 +38,8 @@ func invalid(err error) error { return &exitError{code: ExitInvalid, err: err} }
 
 // Main runs the CLI and returns the process exit code.
 func Main(args []string) int {
+	// The agent reports the same release in its facts.
+	agent.Version = Version
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()
@@ -67,7 +71,9 @@ Exit codes: 0 all ok, 2 a task failed on a host, 3 a host was unreachable,
 other error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("etcdplay {{.Version}}\n")
 	root.AddCommand(newApply(), newValidate(), newGraph(), newInventory(), newStatus(), newVersion(), newAgent())
 	// A mistyped flag is bad input like any other (exit 4), for every verb.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(err) })
