@@ -58,6 +58,8 @@ func newApply() *cobra.Command {
 		showDiff bool
 		forks    int
 		format   string
+		listH    bool
+		listT    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply PLAYBOOK",
@@ -71,6 +73,10 @@ func newApply() *cobra.Command {
 			inv, compiled, err := lf.compile(args[0])
 			if err != nil {
 				return err
+			}
+			if listH || listT {
+				listPlays(cmd.OutOrStdout(), compiled, listH, listT)
+				return nil
 			}
 			sum, err := runner.Run(cmd.Context(), compiled, inv, runner.Options{
 				Forks:    forks,
@@ -101,5 +107,7 @@ func newApply() *cobra.Command {
 	fl.BoolVarP(&showDiff, "diff", "D", false, "show unified diffs of files (secrets as hashes only)")
 	fl.IntVarP(&forks, "forks", "f", 50, "how many tasks run at once")
 	fl.StringVarP(&format, "output", "o", "text", "output format: text or json (one event per line)")
+	fl.BoolVar(&listH, "list-hosts", false, "print each play's hosts (after --limit) and exit; connect nowhere")
+	fl.BoolVar(&listT, "list-tasks", false, "print each play's tasks (after --tags) and exit; connect nowhere")
 	return cmd
 }

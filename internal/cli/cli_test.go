@@ -147,3 +147,36 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("version line %q does not start with the release %q", versionLine(), Version)
 	}
 }
+
+// --list-hosts and --list-tasks compile and print, connecting nowhere (the
+// inventory's host does not exist), honouring --limit and --tags.
+func TestListHostsAndTasks(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.yml")
+	pb := filepath.Join(dir, "pb.yml")
+	for p, s := range map[string]string{
+		inv: "all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n    h2: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
+		pb: "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n      tags: [setup]\n" +
+			"    - name: other\n      file: {path: /tmp/y, state: directory}\n",
+	} {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := newRoot()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetArgs([]string{"apply", pb, "-i", inv, "--list-hosts", "--list-tasks", "-l", "h2", "--tags", "setup"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{"play #1: demo", "hosts (1):\n      h2\n", "tasks:\n      dir\tTAGS: [setup]\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "other") || strings.Contains(got, "h1") {
+		t.Errorf("--tags and --limit not honoured:\n%s", got)
+	}
+}
