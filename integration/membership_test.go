@@ -120,6 +120,18 @@ func TestScaleOut3To5To3(t *testing.T) {
 		t.Fatalf("--check changed the member list: %v", got)
 	}
 
+	// Without --yes and without a terminal to ask on, the membership
+	// change is refused (exit 4) and nothing of it happens.
+	m.Ask = true
+	unconfirmed := m.apply(five, "scale-in.yml", "-e", "remove=etcd4,etcd5")
+	m.Ask = false
+	if unconfirmed.Code != 4 || !strings.Contains(unconfirmed.Stdout+unconfirmed.Stderr, "pass --yes (ETCDPLAY_YES=1)") {
+		t.Errorf("scale-in without --yes or a terminal: exit %d, want 4 with the remedy\n%s\n%s", unconfirmed.Code, unconfirmed.Summary(), unconfirmed.Stderr)
+	}
+	if got := m.members(all[0].Addr); len(got) != 5 {
+		t.Fatalf("an unconfirmed scale-in changed the member list: %v", got)
+	}
+
 	m.mustApply(five, "scale-in.yml", "-e", "remove=etcd4,etcd5")
 	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
 		t.Fatalf("members after 5->3: %v", got)

@@ -63,6 +63,9 @@ type Env struct {
 	StateDir string
 	// Log receives progress lines worth showing live (may be nil).
 	Log func(format string, args ...any)
+	// Confirm, when set, is asked before a disruptive plan is applied
+	// (Change.Disruptive): an error refuses it, and nothing of it is done.
+	Confirm func(ctx context.Context, c *Change) error
 
 	// writers are the writing handles, present only while Apply runs (see
 	// Run): Plan, and so every --check, can reach hosts only through the
@@ -225,6 +228,10 @@ type Change struct {
 	// Payload is module-private data Plan hands to Apply (desired content,
 	// resolved ids). It never crosses the wire.
 	Payload any `json:"-"`
+	// Disruptive says, when set, why applying this plan disrupts the
+	// cluster (members restarted or stopped, membership changed, data
+	// moved aside). The driver asks env.Confirm before such an Apply.
+	Disruptive string `json:"disruptive,omitempty"`
 }
 
 // Empty reports whether the change does nothing.

@@ -62,6 +62,11 @@ func Run(ctx context.Context, name string, m Module, env *Env, args Args, writer
 	if err := ctx.Err(); err != nil {
 		return failure(ctx, &Result{Change: c}, err), err
 	}
+	if c.Disruptive != "" && env.Confirm != nil {
+		if err := env.Confirm(ctx, c); err != nil {
+			return failure(ctx, &Result{Change: c}, err), err
+		}
+	}
 	env.writers = writers
 	if env.writers == nil {
 		env.writers = map[string]HostWriter{}

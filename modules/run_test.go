@@ -137,3 +137,57 @@ func TestRunFailures(t *testing.T) {
 		})
 	}
 }
+
+// disruptive plans a disruptive change and records whether Apply ran.
+type disruptive struct {
+	why     string
+	applied bool
+}
+
+func (d *disruptive) Validate(Args) error { return nil }
+func (d *disruptive) Plan(context.Context, *Env, Args) (*Change, error) {
+	c := &Change{Disruptive: d.why}
+	c.Add("!", "restart m1", "")
+	return c, nil
+}
+func (d *disruptive) Apply(context.Context, *Env, *Change) (*Result, error) {
+	d.applied = true
+	return nil, nil
+}
+
+func TestRunAsksBeforeDisruptiveApply(t *testing.T) {
+	refuse := func(context.Context, *Change) error { return errors.New("not confirmed") }
+	for _, tt := range []struct {
+		name    string
+		why     string
+		confirm func(context.Context, *Change) error
+		check   bool
+		asked   bool
+		applied bool
+	}{
+		{"refused", "restarts members", refuse, false, true, false},
+		{"confirmed", "restarts members", func(context.Context, *Change) error { return nil }, false, true, true},
+		{"no gate (--yes)", "restarts members", nil, false, false, true},
+		{"not disruptive", "", refuse, false, false, true},
+		{"check never asks", "restarts members", refuse, true, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &disruptive{why: tt.why}
+			asked := false
+			env := &Env{Host: "h1", Check: tt.check}
+			if tt.confirm != nil {
+				env.Confirm = func(ctx context.Context, c *Change) error {
+					asked = true
+					return tt.confirm(ctx, c)
+				}
+			}
+			res, err := Run(context.Background(), "disruptive", m, env, nil, nil)
+			if asked != tt.asked || m.applied != tt.applied {
+				t.Errorf("asked=%v applied=%v, want %v %v", asked, m.applied, tt.asked, tt.applied)
+			}
+			if tt.asked && !tt.applied && (err == nil || res.Status != StatusFailed || res.Change.Empty()) {
+				t.Errorf("a refused step must fail with its plan: %+v %v", res, err)
+			}
+		})
+	}
+}

@@ -108,6 +108,9 @@ type Env struct {
 	Inventory string
 	// Vars are passed as -e to every run.
 	Vars map[string]string
+	// Ask leaves disruptive steps to be confirmed (no ETCDPLAY_YES): the
+	// runs have no terminal, so they refuse them (exit 4).
+	Ask bool
 }
 
 // New wraps a lab with a fresh controller state directory.
@@ -143,7 +146,18 @@ func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
 	for k, v := range e.Vars {
 		full = append(full, "-e", k+"="+v)
 	}
-	return run(t, Binary(t), full)
+	return run(t, Binary(t), full, e.environ())
+}
+
+// environ is the runs' environment: the tests' own, and ETCDPLAY_YES=1
+// unless Ask (the tests answer for the operator; a run that needs an
+// answer and has no terminal refuses).
+func (e *Env) environ() []string {
+	env := os.Environ()
+	if !e.Ask {
+		env = append(env, "ETCDPLAY_YES=1")
+	}
+	return env
 }
 
 // Apply runs `etcdplay apply PLAYBOOK --output json` plus extra args and
@@ -181,10 +195,11 @@ func (o *Outcome) Summary() string {
 	return b.String()
 }
 
-func run(t testing.TB, bin string, args []string) *Outcome {
+func run(t testing.TB, bin string, args, env []string) *Outcome {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = RepoRoot()
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

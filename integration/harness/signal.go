@@ -27,6 +27,7 @@ func (e *Env) SignalWhen(t testing.TB, playbook, marker string, delay time.Durat
 	}
 	cmd := exec.Command(Binary(t), args...)
 	cmd.Dir = RepoRoot()
+	cmd.Env = e.environ()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	pipe, err := cmd.StdoutPipe()

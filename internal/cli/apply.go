@@ -60,6 +60,7 @@ func newApply() *cobra.Command {
 		format   string
 		listH    bool
 		listT    bool
+		yes      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply PLAYBOOK",
@@ -78,13 +79,19 @@ func newApply() *cobra.Command {
 				listPlays(cmd.OutOrStdout(), compiled, listH, listT)
 				return nil
 			}
-			sum, err := runner.Run(cmd.Context(), compiled, inv, runner.Options{
+			opts := runner.Options{
 				Forks:    forks,
 				Check:    check,
 				Connect:  sf.connectOptions(),
 				StateDir: lf.resolveStateDir(),
 				Sink:     sink,
-			})
+			}
+			var conf *confirmer
+			if !yes && !yesFromEnv() {
+				conf = newConfirmer(os.Stdin, cmd.ErrOrStderr())
+				opts.Confirm = conf.confirm
+			}
+			sum, err := runner.Run(cmd.Context(), compiled, inv, opts)
 			if err != nil {
 				if cmd.Context().Err() != nil {
 					return &exitError{code: ExitInterrupted, err: err}
@@ -92,6 +99,8 @@ func newApply() *cobra.Command {
 				return &exitError{code: ExitError, err: err}
 			}
 			switch {
+			case conf != nil && conf.refused:
+				return invalid(fmt.Errorf("a disruptive step was not confirmed (see above): pass --yes or run on a terminal"))
 			case sum.Failed:
 				return &exitError{code: ExitHostFailed, err: fmt.Errorf("some tasks failed (see above)")}
 			case sum.Unreachable:
@@ -107,6 +116,7 @@ func newApply() *cobra.Command {
 	fl.BoolVarP(&showDiff, "diff", "D", false, "show unified diffs of files (secrets as hashes only)")
 	fl.IntVarP(&forks, "forks", "f", 50, "how many tasks run at once")
 	fl.StringVarP(&format, "output", "o", "text", "output format: text or json (one event per line)")
+	fl.BoolVarP(&yes, "yes", "y", false, "apply disruptive steps (membership changes, restores, rolling restarts, upgrades, defrags) without asking; $ETCDPLAY_YES")
 	fl.BoolVar(&listH, "list-hosts", false, "print each play's hosts (after --limit) and exit; connect nowhere")
 	fl.BoolVar(&listT, "list-tasks", false, "print each play's tasks (after --tags) and exit; connect nowhere")
 	return cmd

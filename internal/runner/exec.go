@@ -29,6 +29,10 @@ type Options struct {
 	StateDir string
 	// Sink receives live events; nil discards them.
 	Sink Sink
+	// Confirm, when set, is asked before a task applies a disruptive plan
+	// (modules.Change.Disruptive); an error refuses that step and fails
+	// the task with it. Nil applies without asking (--yes).
+	Confirm func(ctx context.Context, task, host string, c *modules.Change) error
 }
 
 // Summary is the outcome of a run.

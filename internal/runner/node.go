@@ -175,6 +175,11 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 				Host: n.Host, Node: n.ID, Msg: fmt.Sprintf(format, args...)})
 		},
 	}
+	if confirm := r.opts.Confirm; confirm != nil {
+		env.Confirm = func(ctx context.Context, c *modules.Change) error {
+			return confirm(ctx, taskTitle(n.Task), n.Host, c)
+		}
+	}
 	res, err := modules.Run(ctx, n.Task.Module, m, env, n.Args, writers)
 	if err != nil && IsUnreachable(err) {
 		return nil, err

@@ -132,6 +132,9 @@ func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 		}
 		ch.Add("~", "defrag "+m.Name, fmt.Sprintf("%d, %s: %s", len(j.Members), role, reasons[m.Host]))
 	}
+	if !ch.Empty() {
+		ch.Disruptive = "blocks each defragmented member's reads and writes while it runs"
+	}
 	return ch, nil
 }
 

@@ -261,6 +261,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if ch.Empty() {
 		return &modules.Change{}, nil
 	}
+	ch.Disruptive = "changes the cluster's membership"
 	return ch, nil
 }
 

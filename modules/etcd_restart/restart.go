@@ -150,7 +150,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		leader = l.Host
 	}
 	todo = order(todo, leader)
-	ch := &modules.Change{Payload: &payload{Cluster: c, Steps: todo, Timeout: timeout, RestartTimeout: rtimeout}}
+	ch := &modules.Change{Payload: &payload{Cluster: c, Steps: todo, Timeout: timeout, RestartTimeout: rtimeout},
+		Disruptive: "restarts members one at a time"}
 	for i, s := range todo {
 		role := "follower"
 		if s.Host == leader {

@@ -238,6 +238,7 @@ func describe(j *job) *modules.Change {
 		ch.Add("+", h+":"+mp.Stage, detail+" (etcd still running)")
 	}
 	ch.Add("!", "stop etcd on "+hostList(j.Members), "only after every member's restore succeeded")
+	ch.Disruptive = "stops every member and replaces the cluster's data with the snapshot"
 	for _, mp := range j.Members {
 		h := mp.Member.Host
 		if mp.Aside != "" {

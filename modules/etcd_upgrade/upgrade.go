@@ -222,6 +222,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 			i+1, len(steps), role, bins, c.Paths.InstallDir(s.From), c.Paths.InstallDir(to), to))
 	}
 	ch.Add("!", "cluster version "+minor(to), "checked through the API once every member runs "+to.String())
+	ch.Disruptive = fmt.Sprintf("%ss and restarts members one at a time", verb)
 	return ch, nil
 }
 

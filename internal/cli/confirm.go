@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// errUnconfirmed is wrapped when a disruptive step was refused for want of
+// a confirmation: the run exits 4 (bad invocation), having done nothing of
+// that step.
+var errUnconfirmed = errors.New("not confirmed")
+
+// confirmer asks, on the terminal the run was started from, before each
+// disruptive step (a membership change, a restore, a rolling restart,
+// upgrade or defrag): its plan, then "yes" to go on. Steps ask one at a
+// time. Without a terminal it refuses, saying how to confirm.
+type confirmer struct {
+	mu       sync.Mutex
+	in       *bufio.Reader
+	out      io.Writer
+	terminal bool
+	refused  bool
+}
+
+func newConfirmer(in *os.File, out io.Writer) *confirmer {
+	_, err := unix.IoctlGetTermios(int(in.Fd()), unix.TCGETS)
+	return &confirmer{in: bufio.NewReader(in), out: out, terminal: err == nil}
+}
+
+func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.Change) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.terminal {
+		c.refused = true
+		return fmt.Errorf("%w: %q %s; nothing of it was done. Run on a terminal to confirm it, or pass --yes (ETCDPLAY_YES=1); --check shows the plan",
+			errUnconfirmed, task, ch.Disruptive)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%s [%s] %s:\n", task, host, ch.Disruptive)
+	for _, a := range ch.Actions {
+		fmt.Fprintf(&b, "  %s\n", a)
+	}
+	b.WriteString("Apply this step? Only 'yes' goes on: ")
+	fmt.Fprint(c.out, b.String())
+	answer := make(chan string, 1)
+	go func() {
+		line, _ := c.in.ReadString('\n')
+		answer <- strings.TrimSpace(line)
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case a := <-answer:
+		if a == "yes" {
+			return nil
+		}
+		c.refused = true
+		return fmt.Errorf("%w: %q declined at the prompt; nothing of it was done", errUnconfirmed, task)
+	}
+}
+
+// yesFromEnv reads ETCDPLAY_YES (1, true, yes).
+func yesFromEnv() bool {
+	switch strings.ToLower(os.Getenv("ETCDPLAY_YES")) {
+	case "1", "true", "yes", "y":
+		return true
+	}
+	return false
+}
