@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"bufio"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/modules"
 
 	_ "github.com/etcdplay/etcdplay/modules/file"
 )
@@ -178,5 +182,45 @@ func TestListHostsAndTasks(t *testing.T) {
 	}
 	if strings.Contains(got, "other") || strings.Contains(got, "h1") {
 		t.Errorf("--tags and --limit not honoured:\n%s", got)
+	}
+}
+
+// The confirmation prompt: a terminal answer of "yes" goes on, anything
+// else refuses; no terminal refuses with the remedy. (The terminal itself
+// is stood in for by a pipe; newConfirmer's TCGETS check decides which.)
+func TestConfirmer(t *testing.T) {
+	ch := &modules.Change{Disruptive: "restarts members one at a time"}
+	ch.Add("!", "restart etcd2", "1/3, follower")
+	for _, tc := range []struct {
+		name     string
+		terminal bool
+		answer   string
+		ok       bool
+		want     string
+	}{
+		{"yes", true, "yes\n", true, ""},
+		{"y is not yes", true, "y\n", false, "declined at the prompt"},
+		{"no terminal", false, "", false, "pass --yes (ETCDPLAY_YES=1)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			c := &confirmer{in: bufio.NewReader(strings.NewReader(tc.answer)), out: &out, terminal: tc.terminal}
+			err := c.confirm(context.Background(), "restart etcd", "etcd1", ch)
+			if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), tc.want)) || c.refused == tc.ok {
+				t.Fatalf("err %v refused %v, want ok=%v %q", err, c.refused, tc.ok, tc.want)
+			}
+			if tc.terminal && !strings.Contains(out.String(), "! restart etcd2: 1/3, follower") {
+				t.Errorf("the prompt does not show the step's plan:\n%s", out.String())
+			}
+		})
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if newConfirmer(r, io.Discard).terminal {
+		t.Error("a pipe taken for a terminal")
 	}
 }
