@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,11 +14,6 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 )
 
-// errUnconfirmed is wrapped when a disruptive step was refused for want of
-// a confirmation: the run exits 4 (bad invocation), having done nothing of
-// that step.
-var errUnconfirmed = errors.New("not confirmed")
-
 // confirmer asks, on the terminal the run was started from, before each
 // disruptive step (a membership change, a restore, a rolling restart,
 // upgrade or defrag): its plan, then "yes" to go on. Steps ask one at a
@@ -29,7 +23,7 @@ type confirmer struct {
 	in       *bufio.Reader
 	out      io.Writer
 	terminal bool
-	refused  bool
+	refused  bool // a step was refused: apply exits 4
 }
 
 func newConfirmer(in *os.File, out io.Writer) *confirmer {
@@ -42,8 +36,8 @@ func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.
 	defer c.mu.Unlock()
 	if !c.terminal {
 		c.refused = true
-		return fmt.Errorf("%w: %q %s; nothing of it was done. Run on a terminal to confirm it, or pass --yes (ETCDPLAY_YES=1); --check shows the plan",
-			errUnconfirmed, task, ch.Disruptive)
+		return fmt.Errorf("not confirmed: %q %s; nothing of it was done. Run on a terminal to confirm it, or pass --yes (ETCDPLAY_YES=1); --check shows the plan",
+			task, ch.Disruptive)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s [%s] %s:\n", task, host, ch.Disruptive)
@@ -65,7 +59,7 @@ func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.
 			return nil
 		}
 		c.refused = true
-		return fmt.Errorf("%w: %q declined at the prompt; nothing of it was done", errUnconfirmed, task)
+		return fmt.Errorf("not confirmed: %q declined at the prompt; nothing of it was done", task)
 	}
 }
 

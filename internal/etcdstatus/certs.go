@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/cloudflare/cfssl/helpers"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
@@ -103,11 +103,11 @@ func readCert(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parsePEMCerts(b)
+	cert, err := helpers.ParseCertificatePEM(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return certs[0], nil
+	return cert, nil
 }
 
 func signedBy(cert *x509.Certificate, pool *x509.CertPool) bool {
@@ -174,28 +174,4 @@ func certsTable(certs []Certificate) table {
 		t.rows = append(t.rows, []string{c.What, c.Subject, c.Source, expires, left, note})
 	}
 	return t
-}
-
-// parsePEMCerts reads the CERTIFICATE blocks of a PEM file.
-func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate in the file")
-	}
-	return out, nil
 }
