@@ -173,9 +173,27 @@ func (e *Env) MustApply(t testing.TB, playbook string, extra ...string) *Outcome
 	t.Helper()
 	o := e.Apply(t, playbook, extra...)
 	if o.Code != 0 {
-		t.Fatalf("etcdplay apply %s %v: exit %d\n%s\nstderr:\n%s", filepath.Base(playbook), extra, o.Code, o.Summary(), o.Stderr)
+		t.Fatalf("etcdplay apply %s %v: exit %d\n%s\nstderr:\n%s%s", filepath.Base(playbook), extra, o.Code, o.Summary(), o.Stderr, e.sshdLogs(o))
 	}
 	return o
+}
+
+// sshdLogs is the end of sshd's journal on each host the run could not
+// reach: the server's side of a refused or dropped connection.
+func (e *Env) sshdLogs(o *Outcome) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, ev := range o.Events {
+		if ev.Status != "unreachable" || ev.Host == "" || seen[ev.Host] {
+			continue
+		}
+		seen[ev.Host] = true
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		out, err := e.Lab.Run(ctx, ev.Host, "journalctl -u ssh --no-pager -n 40 -o short-precise")
+		cancel()
+		fmt.Fprintf(&b, "\nsshd journal on %s (err %v):\n%s\n", ev.Host, err, out)
+	}
+	return b.String()
 }
 
 // Summary lists failed and unreachable results, for test failure messages.
