@@ -256,6 +256,7 @@ var (
 	mu       sync.RWMutex
 	registry = map[string]Module{}
 	internal = map[string]Module{}
+	groups   = map[string]bool{}
 	probes   = map[string]Prober{}
 )
 
@@ -263,6 +264,22 @@ var (
 // packages call it from init; the binary imports them all through
 // modules/all.
 func Register(name string, m Module) { register(registry, name, m) }
+
+// RegisterGroup names an inventory group a module gives a meaning to
+// (etcd_clients): a play for it is fine when an inventory lacks it (the
+// play has nothing to do), where any other unknown group is a typo.
+func RegisterGroup(name string) {
+	mu.Lock()
+	defer mu.Unlock()
+	groups[name] = true
+}
+
+// KnownGroup reports whether a module registered the group name.
+func KnownGroup(name string) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return groups[name]
+}
 
 // RegisterInternal makes a host-side module available to controller-side
 // modules (through HostWriter.Apply and Host.Plan) but not to playbooks:

@@ -193,7 +193,7 @@ func (c *compiler) knownEmpty(pattern string) bool {
 	groups := c.inv.Groups()
 	for _, term := range strings.FieldsFunc(pattern, func(r rune) bool { return r == ',' || r == ':' }) {
 		term = strings.TrimLeft(strings.TrimSpace(term), "&!")
-		if _, ok := groups[term]; ok {
+		if _, ok := groups[term]; ok || modules.KnownGroup(term) {
 			return true
 		}
 	}

@@ -87,7 +87,7 @@ var (
 		"become_method": true, "failed_when": true, "vars": true, "environment": true, "no_log": true,
 		"async": true, "poll": true, "block": true, "rescue": true, "always": true,
 		"include_tasks": true, "import_tasks": true, "include_role": true, "import_role": true,
-		"roles": true, "pre_tasks": true, "post_tasks": true, "import_playbook": true,
+		"roles": true, "pre_tasks": true, "post_tasks": true,
 		"strategy": true, "connection": true, "check_mode": true, "local_action": true,
 		"remote_user": true, "order": true, "delegate_facts": true, "loop_control": true,
 	}
@@ -126,7 +126,18 @@ func parse(path string) (*Playbook, error) {
 		return nil, Errors{{Pos: Pos{File: path}, Msg: readMsg(err)}}
 	}
 	pb := &Playbook{File: path, Dir: filepath.Dir(path)}
-	p := &parser{pb: pb}
+	p := &parser{pb: pb, file: path}
+	root, errs := readPlays(path, data)
+	if errs != nil {
+		return nil, errs
+	}
+	p.plays(root, []string{path})
+	p.checkIDs()
+	return pb, p.c.err()
+}
+
+// readPlays parses a playbook file's YAML down to its list of plays.
+func readPlays(path string, data []byte) (*yaml.Node, Errors) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := inventory.YAMLErrorLine(err)
@@ -139,13 +150,86 @@ func parse(path string) (*Playbook, error) {
 	if root.Kind != yaml.SequenceNode {
 		return nil, Errors{{Pos: posOf(path, root), Msg: "a playbook is a list of plays, got " + kindName(root)}}
 	}
-	for i, n := range root.Content {
-		if play := p.play(i+1, n); play != nil {
-			pb.Plays = append(pb.Plays, play)
+	return root, nil
+}
+
+// plays reads a list of plays into the playbook. An entry that is only
+// `import_playbook: FILE` (and perhaps a name) brings in that file's plays
+// at that point, as Ansible does; the file is relative to the importing
+// one, and its problems are reported at its own lines. stack is the chain
+// of files being read, to refuse a cycle.
+func (p *parser) plays(root *yaml.Node, stack []string) {
+	for _, n := range root.Content {
+		if file, keyNode, ok := p.importOf(n); ok {
+			p.importPlaybook(file, keyNode, stack)
+			continue
+		}
+		if play := p.play(len(p.pb.Plays)+1, n); play != nil {
+			p.pb.Plays = append(p.pb.Plays, play)
 		}
 	}
-	p.checkIDs()
-	return pb, p.c.err()
+}
+
+// importOf recognises an import_playbook entry; one that also has play
+// keys is reported (Ansible refuses it too).
+func (p *parser) importOf(n *yaml.Node) (string, *yaml.Node, bool) {
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode {
+		return "", nil, false
+	}
+	var at *yaml.Node
+	var others []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch k := n.Content[i]; k.Value {
+		case "import_playbook", "ansible.builtin.import_playbook":
+			at = resolveAlias(n.Content[i+1])
+		case "name":
+		default:
+			others = append(others, k)
+		}
+	}
+	if at == nil {
+		return "", nil, false
+	}
+	for _, k := range others {
+		p.errf(k, "import_playbook", "", "an import_playbook entry takes no %q (only a name): put play keys in the imported playbook", k.Value)
+	}
+	return at.Value, at, true
+}
+
+func (p *parser) importPlaybook(file string, at *yaml.Node, stack []string) {
+	if at.Kind != yaml.ScalarNode || file == "" {
+		p.errf(at, "import_playbook", "", "import_playbook wants a playbook file name")
+		return
+	}
+	if tmpl.Has(file) {
+		p.errf(at, "import_playbook", "", "import_playbook is read before any variable exists: write the file name out")
+		return
+	}
+	path := file
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(p.file), file)
+	}
+	for _, f := range stack {
+		if filepath.Clean(f) == filepath.Clean(path) {
+			p.errf(at, "import_playbook", "", "%s imports itself (through %s)", file, strings.Join(stack, " -> "))
+			return
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		p.errf(at, "import_playbook", "", "%s: %s", path, readMsg(err))
+		return
+	}
+	root, errs := readPlays(path, data)
+	if errs != nil {
+		p.c.errs = append(p.c.errs, errs...)
+		return
+	}
+	outer := p.file
+	p.file = path
+	p.plays(root, append(stack, path))
+	p.file = outer
 }
 
 func readMsg(err error) string {
@@ -161,10 +245,12 @@ func readMsg(err error) string {
 
 type parser struct {
 	pb *Playbook
-	c  collector
+	// file is the file being read: the playbook, or one it imports.
+	file string
+	c    collector
 }
 
-func (p *parser) pos(n *yaml.Node) Pos { return posOf(p.pb.File, n) }
+func (p *parser) pos(n *yaml.Node) Pos { return posOf(p.file, n) }
 
 func (p *parser) errf(n *yaml.Node, field, hint, format string, args ...any) {
 	p.c.addf(p.pos(n), field, hint, format, args...)

@@ -413,3 +413,38 @@ func TestUntilDefaults(t *testing.T) {
 		t.Errorf("retries/delay: %d %v, %d %v", a.Retries, a.Delay, b.Retries, b.Delay)
 	}
 }
+
+// import_playbook brings in another file's plays in place, numbered on
+// from the importer's; its problems are reported at its own lines; a
+// cycle and play keys beside the import are errors.
+func TestImportPlaybook(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("inner.yml", "- hosts: etcd1\n  tasks:\n    - ping:\n")
+	outer := write("outer.yml", "- hosts: etcd2\n  tasks:\n    - ping:\n- import_playbook: inner.yml\n")
+	pb, err := Parse(outer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pb.Plays) != 2 || pb.Plays[1].Hosts != "etcd1" || pb.Plays[1].Index != 2 {
+		t.Fatalf("plays %+v", pb.Plays)
+	}
+	write("bad.yml", "- hosts: etcd1\n  tasks:\n    - no_such_module:\n")
+	for _, tc := range []struct{ body, want string }{
+		{"- import_playbook: bad.yml\n", "bad.yml:3:"},
+		{"- import_playbook: loop.yml\n", "imports itself"},
+		{"- import_playbook: inner.yml\n  hosts: etcd1\n", `takes no "hosts"`},
+		{"- import_playbook: missing.yml\n", "missing.yml: no such file"},
+	} {
+		p := write("loop.yml", tc.body)
+		if _, err := Parse(p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
