@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"gopkg.in/yaml.v3"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
@@ -45,30 +43,7 @@ type node struct{ Name, Addr string }
 // returns its path.
 func (m *mlab) inventory(file string, nodes ...node) string {
 	m.t.Helper()
-	type h struct {
-		AnsibleHost string `yaml:"ansible_host"`
-		AnsibleUser string `yaml:"ansible_user"`
-		KeyFile     string `yaml:"ansible_ssh_private_key_file"`
-	}
-	hosts := map[string]h{}
-	for _, n := range nodes {
-		hosts[n.Name] = h{AnsibleHost: n.Addr, AnsibleUser: "root", KeyFile: m.Lab.KeyFile}
-	}
-	inv := map[string]any{"all": map[string]any{
-		// The lab's disks are shared by every test running at once: the
-		// fsync preflight measures the machine, not etcdplay.
-		"vars":     map[string]any{"etcd_release_url": m.url, "etcd_max_fsync_latency": "2s"},
-		"children": map[string]any{"etcd": map[string]any{"hosts": hosts}},
-	}}
-	data, err := yaml.Marshal(inv)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	p := filepath.Join(m.Lab.Dir, file)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	return p
+	return m.clientInventory(file, nodes, nil, nil)
 }
 
 // nodes are the lab's hosts as inventory entries (the first n when n > 0).

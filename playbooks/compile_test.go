@@ -29,6 +29,7 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		"rotate-certs.yml": nil,
 		"restore.yml":      {"snapshot": "/var/backups/etcd/snap.db"},
 		"upgrade.yml":      {"etcd_version": "v3.7.3"},
+		"clients.yml":      nil,
 	}
 	files, err := filepath.Glob("*.yml")
 	if err != nil {
@@ -58,7 +59,9 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c.Graph.Len() == 0 {
+				// The lab inventory has no client hosts: clients.yml has
+				// nothing to do there.
+				if c.Graph.Len() == 0 && !(pb == "clients.yml" && len(inv.Groups()["etcd_clients"]) == 0) {
 					t.Error("compiled to an empty graph")
 				}
 			})

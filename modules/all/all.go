@@ -21,6 +21,7 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_health"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_install"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_pki"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_proxy"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restart"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_service"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_tune"

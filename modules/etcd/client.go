@@ -114,10 +114,22 @@ func RemoteDialer(c *Cluster, hosts map[string]modules.Host) DialFunc {
 			}
 		}
 	}
+	// A client host reaches every member (its proxy must): a play of
+	// client hosts only talks to the cluster through one of them.
+	var via modules.Host
+	for _, px := range c.Proxies {
+		if r, ok := hosts[px.Host]; ok && r != nil {
+			via = r
+			break
+		}
+	}
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		if r, ok := byAddr[addr]; ok {
 			// The remote names the address and the host in its errors.
 			return r.Dial(ctx, "tcp", addr)
+		}
+		if via != nil && len(byAddr) == 0 {
+			return via.Dial(ctx, "tcp", addr)
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)

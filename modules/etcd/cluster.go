@@ -132,6 +132,8 @@ type Cluster struct {
 	CAKeyFile  string
 
 	Members []Member
+	// Proxies are the client hosts' proxies (group etcd_clients).
+	Proxies []Proxy
 	Paths   HostPaths
 }
 
@@ -146,6 +148,10 @@ var (
 // member's hostvars, cluster-wide values from vars. Every problem found is
 // reported, each a *VarError naming the variable and host.
 func FromVars(vars map[string]any) (*Cluster, error) {
+	return fromVars(clusterVars(vars))
+}
+
+func fromVars(vars map[string]any) (*Cluster, error) {
 	var errs []error
 	r := varReader{vars: vars, errs: &errs}
 	c := &Cluster{Paths: DefaultHostPaths()}
@@ -216,8 +222,8 @@ func FromVars(vars map[string]any) (*Cluster, error) {
 	}
 	c.ClientCertNames = r.list("etcd_client_cert_names", []string{DefaultClientCertName})
 	for _, n := range c.ClientCertNames {
-		if !nameRE.MatchString(n) || n == EtcdplayClientCN || n == PeerCN {
-			r.fail("etcd_client_cert_names", "%q must be a plain name other than %q and %q", n, EtcdplayClientCN, PeerCN)
+		if !nameRE.MatchString(n) || n == EtcdplayClientCN || n == PeerCN || strings.HasPrefix(n, ProxyClientCNPrefix) {
+			r.fail("etcd_client_cert_names", "%q must be a plain name other than %q and %q, not starting with %q", n, EtcdplayClientCN, PeerCN, ProxyClientCNPrefix)
 		}
 	}
 	c.CACertFile = r.str("etcd_ca_cert", "")
@@ -227,10 +233,36 @@ func FromVars(vars map[string]any) (*Cluster, error) {
 	}
 
 	c.readMembers(vars, &errs)
+	c.readProxies(vars, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// clusterVars are the variables the cluster-wide settings are read from.
+// A member reads its own. A client host reads the first member's: the
+// cluster's name, version, TLS and CA are the members' whatever the
+// client host's groups say (typically they are set for group etcd only),
+// or its proxy would look for another cluster's certificates.
+func clusterVars(vars map[string]any) map[string]any {
+	self, _ := vars["inventory_hostname"].(string)
+	members := groupHosts(vars, Group)
+	if self == "" || len(members) == 0 || oneOf(self, members) {
+		return vars
+	}
+	hostvars, _ := vars["hostvars"].(map[string]any)
+	first, ok := hostvars[members[0]].(map[string]any)
+	if !ok {
+		return vars
+	}
+	out := maps.Clone(first)
+	for _, k := range []string{"inventory_hostname", "inventory_hostname_short", "group_names", "hostvars", "groups", "play_hosts", "ansible_play_hosts"} {
+		if v, ok := vars[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (c *Cluster) readTuning(r varReader) {
@@ -509,6 +541,7 @@ func (c *Cluster) readDir(r varReader, name, def string) string {
 // FromVarsAt is FromVars with etcd_version set to version when version is
 // not empty (a task's version argument overrides the variable).
 func FromVarsAt(vars map[string]any, version string) (*Cluster, error) {
+	vars = clusterVars(vars)
 	if version != "" {
 		vars = maps.Clone(vars)
 		if vars == nil {
@@ -516,5 +549,5 @@ func FromVarsAt(vars map[string]any, version string) (*Cluster, error) {
 		}
 		vars["etcd_version"] = version
 	}
-	return FromVars(vars)
+	return fromVars(vars)
 }

@@ -58,8 +58,11 @@ type item struct {
 	sans              []string
 	certPath, keyPath string
 	shared            bool // not per member: the CA's client certificates
-	pair              Pair
-	issue             bool
+	// hostFile is the file name (without .crt/.key) the pair goes to on
+	// the host, "" for a pair that stays on the controller.
+	hostFile string
+	pair     Pair
+	issue    bool
 }
 
 type plan struct {
@@ -79,7 +82,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return fail(err)
 	}
-	m, err := c.Member(env.Host)
+	m, px, err := hostRole(c, env.Host)
 	if err != nil {
 		return fail(err)
 	}
@@ -91,15 +94,22 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()}, cluster: c, member: *m}
+	p := &plan{dir: pki.Dir, caPaths: [2]string{pki.CACert(), pki.CAKey()}, cluster: c}
+	if m != nil {
+		p.member = *m
+	}
 	ch := &modules.Change{Payload: p}
 	owner := ownsShared(c, env)
 
 	if p.ca, p.caNew, err = st.loadCA(c, pki); err != nil {
 		return fail(err)
 	}
-	// The member's files on the host: never the CA key.
-	dir := args.Str("pki_dir", c.Paths.PKIDir)
+	// The host's files: never the CA key.
+	defDir := c.Paths.PKIDir
+	if px != nil {
+		defDir = etcd.ProxyPKIDir
+	}
+	dir := args.Str("pki_dir", defDir)
 	caPath := filepath.Join(dir, "ca.crt")
 	if p.caNew && !st.playChecked {
 		if err := checkPlayCA(ctx, env, dir, p.ca, pki.CACert()); err != nil {
@@ -111,16 +121,10 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		ch.Add("+", pki.CACert(), fmt.Sprintf("new CA %q on the controller (valid until %s)", p.ca.cert.Subject.CommonName, p.ca.cert.NotAfter.UTC().Format("2006-01-02")))
 	}
 
-	sans := m.SANs()
-	srvCrt, srvKey := pki.Server(m.Name)
-	peerCrt, peerKey := pki.Peer(m.Name)
-	p.items = []item{
-		{kind: Server, name: m.Name, cn: m.Name, sans: sans, certPath: srvCrt, keyPath: srvKey},
-		{kind: Peer, name: m.Name, cn: etcd.PeerCN, sans: sans, certPath: peerCrt, keyPath: peerKey},
-	}
-	for _, cn := range append([]string{etcd.EtcdplayClientCN}, c.ClientCertNames...) {
-		crt, key := pki.Client(cn)
-		p.items = append(p.items, item{kind: Client, name: cn, cn: cn, certPath: crt, keyPath: key, shared: true})
+	if m != nil {
+		p.items = memberItems(c, pki, *m)
+	} else {
+		p.items = proxyItems(c, pki, *px)
 	}
 	for i := range p.items {
 		it := &p.items[i]
@@ -148,14 +152,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return etcd_install.File{Path: filepath.Join(dir, name), Content: string(data), Mode: mode, Owner: ownerName, Group: group, Secret: secret}
 	}
 	set := etcd_install.Set{
-		Dirs: []etcd_install.Dir{{Path: dir, Mode: "0700", Owner: ownerName, Group: group}},
-		Files: []etcd_install.File{
-			file("ca.crt", p.ca.Cert, "0644", false),
-			file("server.crt", p.items[0].pair.Cert, "0644", false),
-			file("server.key", p.items[0].pair.Key, "0600", true),
-			file("peer.crt", p.items[1].pair.Cert, "0644", false),
-			file("peer.key", p.items[1].pair.Key, "0600", true),
-		},
+		Dirs:  []etcd_install.Dir{{Path: dir, Mode: "0700", Owner: ownerName, Group: group}},
+		Files: []etcd_install.File{file("ca.crt", p.ca.Cert, "0644", false)},
+	}
+	for _, it := range p.items {
+		if it.hostFile != "" {
+			set.Files = append(set.Files,
+				file(it.hostFile+".crt", it.pair.Cert, "0644", false),
+				file(it.hostFile+".key", it.pair.Key, "0600", true))
+		}
 	}
 	p.hostArgs = set.Args()
 	res, err := env.Remote.Plan(ctx, "etcd_files", p.hostArgs)
@@ -173,6 +178,52 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		ch.Diffs = append(ch.Diffs, res.Change.Diffs...)
 	}
 	return ch, nil
+}
+
+// hostRole finds what h is: a member, or a client host's proxy.
+func hostRole(c *etcd.Cluster, h string) (*etcd.Member, *etcd.Proxy, error) {
+	if m, err := c.Member(h); err == nil {
+		return m, nil, nil
+	}
+	if px, err := c.Proxy(h); err == nil {
+		return nil, px, nil
+	}
+	return nil, nil, fmt.Errorf("host %s is in neither inventory group %q nor %q", h, etcd.Group, etcd.ClientsGroup)
+}
+
+// memberItems are a member's server and peer certificates, and the
+// cluster's shared client certificates (kept on the controller).
+func memberItems(c *etcd.Cluster, pki etcd.StatePKI, m etcd.Member) []item {
+	sans := c.MemberSANs(m)
+	srvCrt, srvKey := pki.Server(m.Name)
+	peerCrt, peerKey := pki.Peer(m.Name)
+	items := []item{
+		{kind: Server, name: m.Name, cn: m.Name, sans: sans, certPath: srvCrt, keyPath: srvKey, hostFile: "server"},
+		{kind: Peer, name: m.Name, cn: etcd.PeerCN, sans: sans, certPath: peerCrt, keyPath: peerKey, hostFile: "peer"},
+	}
+	for _, cn := range append([]string{etcd.EtcdplayClientCN}, c.ClientCertNames...) {
+		crt, key := pki.Client(cn)
+		items = append(items, item{kind: Client, name: cn, cn: cn, certPath: crt, keyPath: key, shared: true})
+	}
+	return items
+}
+
+// proxyItems are a grpc-proxy's own client certificate (with an empty CN:
+// see etcd.Proxy.CertName), and its server certificate when it serves
+// local clients over TLS. A gateway needs neither: it forwards TCP, and
+// its clients do TLS with the members.
+func proxyItems(c *etcd.Cluster, pki etcd.StatePKI, px etcd.Proxy) []item {
+	name := px.CertName()
+	var items []item
+	if px.Mode == etcd.ProxyGRPC && c.TLS {
+		crt, key := pki.Client(name)
+		items = append(items, item{kind: Client, name: name, cn: "", certPath: crt, keyPath: key, hostFile: "client"})
+	}
+	if px.TLS {
+		srvCrt, srvKey := pki.Server(name)
+		items = append(items, item{kind: Server, name: name, cn: px.Host, sans: px.SANs(), certPath: srvCrt, keyPath: srvKey, hostFile: "server"})
+	}
+	return items
 }
 
 func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
@@ -368,7 +419,7 @@ func init() {
 func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
 	c, err := etcd.FromVars(rc.Vars)
 	if err == nil {
-		_, err = c.Member(rc.Host)
+		_, _, err = hostRole(c, rc.Host)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd_pki for %s: %w", rc.Host, err)

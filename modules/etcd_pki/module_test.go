@@ -419,7 +419,7 @@ func TestResolveRefusesBadModel(t *testing.T) {
 	}
 	delete(l.vars, "etcd_version")
 	env, args = l.env("etcd1", true)
-	if _, err := (Module{}).Resolve(args, &modules.ResolveContext{Host: "web1", Vars: env.Vars}); err == nil || !strings.Contains(err.Error(), "not in inventory group") {
+	if _, err := (Module{}).Resolve(args, &modules.ResolveContext{Host: "web1", Vars: env.Vars}); err == nil || !strings.Contains(err.Error(), "in neither inventory group") {
 		t.Errorf("got %v", err)
 	}
 }

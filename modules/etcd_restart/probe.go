@@ -67,10 +67,6 @@ func probeHost(ctx context.Context, h modules.Host, c *etcd.Cluster) (hostProbe,
 func newHostProbe(f *hostprobe.Facts, in []string) hostProbe {
 	u := f.Units[unitName]
 	p := hostProbe{Active: u.Active, Started: u.Started}
-	for _, path := range in {
-		if st := f.Paths[path]; st.Exists && st.ModTime.After(p.Newest) {
-			p.Newest, p.NewestP = st.ModTime, path
-		}
-	}
+	p.Newest, p.NewestP = f.Newest(in)
 	return p
 }

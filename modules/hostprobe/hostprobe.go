@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/user"
 	"time"
@@ -35,10 +36,12 @@ type Query struct {
 	// Free are paths whose filesystem's free space matters (measured at
 	// the nearest existing dir when the path does not exist yet).
 	Free []string
+	// Addrs asks for the host's interface addresses.
+	Addrs bool
 }
 
 func (q Query) args() modules.Args {
-	return modules.Args{"units": list(q.Units), "paths": list(q.Paths), "users": list(q.Users), "free": list(q.Free)}
+	return modules.Args{"units": list(q.Units), "paths": list(q.Paths), "users": list(q.Users), "free": list(q.Free), "addrs": q.Addrs}
 }
 
 func list(ss []string) []any {
@@ -55,6 +58,21 @@ type Facts struct {
 	Paths map[string]Path   `json:"paths,omitempty"`
 	Users map[string]bool   `json:"users,omitempty"`
 	Free  map[string]uint64 `json:"free,omitempty"`
+	// Addrs are the interface addresses in CIDR form (10.0.0.5/24).
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+// Newest is the newest mtime among paths (ties name the first given) and
+// the path that has it; zero and "" when none exists.
+func (f *Facts) Newest(paths []string) (time.Time, string) {
+	var t time.Time
+	var p string
+	for _, path := range paths {
+		if st := f.Paths[path]; st.Exists && st.ModTime.After(t) {
+			t, p = st.ModTime, path
+		}
+	}
+	return t, p
 }
 
 // Unit is a systemd unit's state as `systemctl show` reports it.
@@ -145,6 +163,15 @@ func (prober) Probe(ctx context.Context, args modules.Args) (any, error) {
 				return nil, err
 			}
 			f.Free[p] = n
+		}
+	}
+	if args.Bool("addrs", false) {
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return nil, fmt.Errorf("interface addresses: %w", err)
+		}
+		for _, a := range addrs {
+			f.Addrs = append(f.Addrs, a.String())
 		}
 	}
 	return f, nil
