@@ -42,13 +42,14 @@ func Start(t testing.TB, n int) *Cluster {
 	stateDir := t.TempDir()
 	hosts := make([]any, n)
 	hostvars := map[string]any{}
+	ports := freePorts(t, 2*n)
 	for i := range n {
 		h := fmt.Sprintf("etcd%d", i+1)
 		hosts[i] = h
 		hostvars[h] = map[string]any{
 			"etcd_address":     "127.0.0.1",
-			"etcd_client_port": freePort(t),
-			"etcd_peer_port":   freePort(t),
+			"etcd_client_port": ports[2*i],
+			"etcd_peer_port":   ports[2*i+1],
 		}
 	}
 	vars := map[string]any{
@@ -163,13 +164,20 @@ func (c *Cluster) LeaderIndex() int {
 	return -1
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freePorts picks n distinct free ports. Every listener stays open until
+// all are picked: closed one by one, the kernel may hand the same port out
+// twice (a member's client and peer ports collided that way).
+func freePorts(t testing.TB, n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func mustURL(s string) url.URL {
