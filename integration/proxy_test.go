@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/internal/etcdstatus"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -184,6 +186,23 @@ func TestClientProxies(t *testing.T) {
 		props := m.UnitProps(t, c.Name, "etcd-proxy.service", "ActiveState", "User")
 		if props["ActiveState"] != "active" || props["User"] != "etcd-proxy" {
 			t.Errorf("%s: etcd-proxy.service %v, want active as etcd-proxy", c.Name, props)
+		}
+	}
+
+	// status lists the proxies, healthy and in step with the members.
+	senv := *m.Env
+	senv.Inventory = three
+	so := senv.Etcdplay(t, "status", "-o", "json")
+	var rep etcdstatus.Report
+	if err := json.Unmarshal([]byte(so.Stdout), &rep); err != nil || so.Code != 0 {
+		t.Fatalf("status: exit %d, %v\n%s\n%s", so.Code, err, so.Stdout, so.Stderr)
+	}
+	if len(rep.Proxies) != 2 {
+		t.Errorf("status lists proxies %+v, want 2", rep.Proxies)
+	}
+	for _, p := range rep.Proxies {
+		if !p.Healthy || !p.InStep || len(p.Endpoints) != 3 {
+			t.Errorf("status: proxy %+v, want healthy and in step with the 3 members", p)
 		}
 	}
 

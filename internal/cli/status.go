@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/playbook"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
@@ -52,7 +53,7 @@ func newStatus() *cobra.Command {
 			dial := newFallbackDialer(inv, cluster, sf.connectOptions())
 			defer dial.close()
 			rep, err := etcdstatus.Collect(cmd.Context(), cluster, lf.resolveStateDir(), dial.dial,
-				etcdstatus.Options{Members: members, ProbeTimeout: probe})
+				etcdstatus.Options{Members: members, ProbeTimeout: probe, ProxyHost: dial.host})
 			if err != nil {
 				return err
 			}
@@ -135,6 +136,11 @@ func (d *fallbackDialer) dial(ctx context.Context, addr string) (net.Conn, error
 		return nil, fmt.Errorf("%w; through SSH to %s: %v", derr, host, err)
 	}
 	return c.Dial(ctx, "tcp", addr)
+}
+
+// host is the SSH connection to an inventory host, as a read-only handle.
+func (d *fallbackDialer) host(ctx context.Context, name string) (modules.Host, error) {
+	return d.sshTo(ctx, name)
 }
 
 func (d *fallbackDialer) sshTo(ctx context.Context, host string) (*runner.Conn, error) {

@@ -71,6 +71,18 @@ func WriteTable(w io.Writer, r *Report) error {
 		ct := certsTable(r.Certificates)
 		ct.write(&b)
 	}
+	if len(r.Proxies) > 0 {
+		b.WriteString("\n")
+		pt := table{header: []string{"CLIENT HOST", "MODE", "ADDRESS", "HEALTH", "FORWARDS TO", "MATCHES MEMBERS", "ERROR"}}
+		for _, p := range r.Proxies {
+			health := "healthy"
+			if !p.Healthy {
+				health = "unhealthy"
+			}
+			pt.rows = append(pt.rows, []string{p.Host, p.Mode, p.Address, health, strings.Join(p.Endpoints, ","), strconv.FormatBool(p.InStep), p.Error})
+		}
+		pt.write(&b)
+	}
 	b.WriteString("\n")
 	if r.Healthy {
 		fmt.Fprintf(&b, "cluster %s is healthy: %d members, leader %s\n", r.Cluster, len(r.Endpoints), r.Leader)

@@ -28,7 +28,9 @@ type Report struct {
 	// expiry; Warnings the ones to act on (they do not make the cluster
 	// unhealthy).
 	Certificates []Certificate `json:"certificates,omitempty"`
-	Warnings     []string      `json:"warnings,omitempty"`
+	// Proxies are the client hosts' proxies (inventory group etcd_clients).
+	Proxies  []Proxy  `json:"proxies,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Endpoint is one member seen through its own client URL.
@@ -73,6 +75,8 @@ type Alarm struct {
 type Options struct {
 	Members      []string      // inventory hosts or member names; empty = all
 	ProbeTimeout time.Duration // per member; default 3s
+	// ProxyHost reaches client hosts; nil leaves the proxies out.
+	ProxyHost ProxyHost
 }
 
 // Collect looks at every (selected) member in parallel. Unreachable
@@ -97,6 +101,12 @@ func Collect(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.Di
 	r := fromHealth(c, h, now)
 	r.Certificates = certificates(ctx, c, stateDir, dial, members, timeout)
 	r.Warnings = judge(r.Certificates, now, c.CertRenewBefore, c.CertValidity)
+	if opt.ProxyHost != nil && len(c.Proxies) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, 2*timeout)
+		r.Proxies = proxies(pctx, c, stateDir, opt.ProxyHost, r.Members)
+		cancel()
+		r.Warnings = append(r.Warnings, proxyWarnings(r.Proxies)...)
+	}
 	return r, nil
 }
 

@@ -245,3 +245,29 @@ const (
 	ProxyUnit          = "etcd-proxy.service"
 	ProxyUnitPath      = "/etc/systemd/system/etcd-proxy.service"
 )
+
+// ProxyEndpointsContent is the endpoints file for a start list.
+func ProxyEndpointsContent(list string) string {
+	return "# Managed by etcdplay from the live member list: the members the proxy starts with.\nETCD_PROXY_ENDPOINTS=" + list + "\n"
+}
+
+// ParseProxyEndpoints reads an endpoints file back: the members as
+// host:port, whatever scheme the list carries.
+func ParseProxyEndpoints(content string) []string {
+	var out []string
+	for _, line := range strings.Split(content, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "ETCD_PROXY_ENDPOINTS=")
+		if !ok {
+			continue
+		}
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				if u, err := url.Parse(e); err == nil && u.Host != "" {
+					e = u.Host
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}

@@ -2,82 +2,24 @@ package etcd_proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
-// dialAddr is where a client on the host reaches the proxy: its listen
-// address, or loopback for a wildcard.
-func dialAddr(px etcd.Proxy) string {
-	ip := net.ParseIP(px.ListenAddress)
-	if ip != nil && ip.IsUnspecified() {
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(px.Port))
-	}
-	return px.Listen()
-}
-
-// ProxyClient is an etcd client that goes through the proxy, connecting
-// from the proxy's own host (its SSH connection), as a local application
-// would. It presents the etcdplay client certificate: a TLS grpc-proxy
-// checks it, and behind a gateway the members do.
-func ProxyClient(ctx context.Context, c *etcd.Cluster, px etcd.Proxy, stateDir string, h modules.Host) (*clientv3.Client, error) {
-	var tlsCfg *tls.Config
-	if px.TLS || (px.Mode == etcd.ProxyGateway && c.TLS) {
-		var err error
-		if tlsCfg, err = etcd.ClientTLS(c, stateDir); err != nil {
-			return nil, err
-		}
-	}
-	scheme := "http://"
-	if tlsCfg != nil {
-		scheme = "https://"
-	}
-	return clientv3.New(clientv3.Config{
-		Endpoints: []string{scheme + dialAddr(px)},
-		TLS:       tlsCfg,
-		Context:   ctx,
-		Logger:    zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return h.Dial(ctx, "tcp", addr)
-		})},
-	})
-}
-
-// Serving reads one key through the proxy: a linearizable read, so it
-// passes only when the proxy reaches a member with a leader.
-func Serving(ctx context.Context, c *etcd.Cluster, px etcd.Proxy, stateDir string, h modules.Host) error {
-	cli, err := ProxyClient(ctx, c, px, stateDir, h)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	_, err = cli.Get(rctx, "etcdplay-proxy-probe")
-	return err
-}
-
 // waitServing polls Serving until it passes or timeout ends.
 func waitServing(ctx context.Context, env *modules.Env, h modules.Host, c *etcd.Cluster, px etcd.Proxy, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := Serving(ctx, c, px, env.StateDir, h)
+		err := etcd.ProxyServing(ctx, c, px, env.StateDir, h)
 		if err == nil {
-			env.Logf("%s on %s serves at %s", px.Mode, px.Host, dialAddr(px))
+			env.Logf("%s on %s serves at %s", px.Mode, px.Host, px.DialAddr())
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the %s at %s does not serve after %s: %w (journalctl -u %s on %s says why)", px.Mode, dialAddr(px), timeout, err, etcd.ProxyUnit, px.Host)
+			return fmt.Errorf("the %s at %s does not serve after %s: %w (journalctl -u %s on %s says why)", px.Mode, px.DialAddr(), timeout, err, etcd.ProxyUnit, px.Host)
 		}
 		select {
 		case <-ctx.Done():

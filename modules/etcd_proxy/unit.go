@@ -33,7 +33,7 @@ func flags(c *etcd.Cluster, px etcd.Proxy) []string {
 	// that would be some other process on a host with two proxies.
 	adv := px.AdvertiseURL
 	if adv == "" {
-		adv = dialAddr(px)
+		adv = px.DialAddr()
 	}
 	out := []string{"--data-dir=" + etcd.ProxyHome, "--advertise-client-url=" + adv}
 	if px.AutoSync(c.Version) {
@@ -170,7 +170,7 @@ func planUnit(ctx context.Context, env *modules.Env, c *etcd.Cluster, px etcd.Pr
 	p.fileArgs = etcd_install.Set{
 		Dirs: []etcd_install.Dir{{Path: etcd.ProxyConfigDir, Mode: "0755", Owner: "root", Group: "root"}},
 		Files: []etcd_install.File{{Path: etcd.ProxyEndpointsFile, Mode: "0644", Owner: "root", Group: "root",
-			Content: "# Managed by etcdplay from the live member list: the members the proxy starts with.\nETCD_PROXY_ENDPOINTS=" + list + "\n"}},
+			Content: etcd.ProxyEndpointsContent(list)}},
 	}.Args()
 	p.hostArgs = modules.Args{
 		"state":     state,
