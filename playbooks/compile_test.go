@@ -4,6 +4,8 @@
 package playbooks_test
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,5 +81,29 @@ func TestReplaceUnknownNodeIsACompileError(t *testing.T) {
 	_, err = playbook.Load("replace-node.yml", inv, playbook.Options{ExtraVars: map[string]any{"node": "etcd9"}, StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "replace-node.yml:") || !strings.Contains(err.Error(), `"etcd9": the node to replace must be a host of the inventory's etcd group`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A bad variable is reported where the inventory wrote it (file:line:col),
+// naming the task that read it.
+func TestBadVariableReportedWhereWritten(t *testing.T) {
+	data, err := os.ReadFile("../inventory/example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), "etcd_snapshot_count: 100000", "etcd_snapshot_count: -5", 1)
+	line := 1 + strings.Count(bad[:strings.Index(bad, "etcd_snapshot_count: -5")], "\n")
+	p := filepath.Join(t.TempDir(), "prod.yml")
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = playbook.Load("site.yml", inv, playbook.Options{StateDir: t.TempDir()})
+	want := fmt.Sprintf("%s:%d:", p, line)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "etcd_snapshot_count") || !strings.Contains(err.Error(), "read by site.yml:") {
+		t.Fatalf("got %v, want it at %s", err, want)
 	}
 }

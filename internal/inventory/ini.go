@@ -77,6 +77,7 @@ func (inv *Inventory) parseINI(data []byte) error {
 				h := inv.host(hn)
 				for k, v := range vars {
 					h.inline[k] = v
+					h.inlineAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
 				}
 			}
 		case "children":
@@ -90,7 +91,9 @@ func (inv *Inventory) parseINI(data []byte) error {
 			if !ok || k == "" {
 				return errf(section+":vars", "expected key=value, got %q", line)
 			}
-			inv.group(section).vars[k] = iniValue(strings.TrimSpace(v))
+			g := inv.group(section)
+			g.vars[k] = iniValue(strings.TrimSpace(v))
+			g.varsAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
 		}
 	}
 	return nil

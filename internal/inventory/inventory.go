@@ -68,10 +68,12 @@ type group struct {
 	name     string
 	vars     map[string]any // written in the inventory file
 	fileVars map[string]any // from group_vars/
-	children []string
-	parents  []string
-	hosts    []string // direct members
-	depth    int
+	// varsAt and fileVarsAt say where each of those was written.
+	varsAt, fileVarsAt map[string]Pos
+	children           []string
+	parents            []string
+	hosts              []string // direct members
+	depth              int
 }
 
 // Host is one inventory host.
@@ -85,6 +87,32 @@ type Host struct {
 
 	inline   map[string]any // host vars written in the inventory file
 	fileVars map[string]any // from host_vars/
+	// inlineAt and fileVarsAt say where each of those was written; at
+	// is where each merged value comes from.
+	inlineAt, fileVarsAt, at map[string]Pos
+}
+
+// Pos is where a variable's value is written: a file, and its line and
+// column when the format has them.
+type Pos struct {
+	File         string
+	Line, Column int
+}
+
+func (p Pos) String() string {
+	switch {
+	case p.Line > 0:
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+	default:
+		return p.File
+	}
+}
+
+// VarPos says where the value of the host's variable name was written
+// (the definition that wins the merge), if it is an inventory variable.
+func (h *Host) VarPos(name string) (Pos, bool) {
+	p, ok := h.at[name]
+	return p, ok
 }
 
 // Load reads the inventory at path. A file named *.yml, *.yaml or *.json is
@@ -142,7 +170,7 @@ func isYAML(path string, data []byte) bool {
 func (inv *Inventory) group(name string) *group {
 	g, ok := inv.groups[name]
 	if !ok {
-		g = &group{name: name, vars: map[string]any{}}
+		g = &group{name: name, vars: map[string]any{}, varsAt: map[string]Pos{}}
 		inv.groups[name] = g
 		inv.order = append(inv.order, name)
 	}
@@ -153,7 +181,7 @@ func (inv *Inventory) group(name string) *group {
 func (inv *Inventory) host(name string) *Host {
 	h, ok := inv.byName[name]
 	if !ok {
-		h = &Host{Name: name, inline: map[string]any{}}
+		h = &Host{Name: name, inline: map[string]any{}, inlineAt: map[string]Pos{}}
 		inv.byName[name] = h
 		inv.hosts = append(inv.hosts, h)
 	}
@@ -289,14 +317,25 @@ func (inv *Inventory) mergeVars(h *Host) map[string]any {
 		return ga.name < gb.name
 	})
 	out := map[string]any{}
+	h.at = map[string]Pos{}
+	layer := func(vars map[string]any, at map[string]Pos) {
+		maps.Copy(out, vars)
+		for k := range vars {
+			if p, ok := at[k]; ok {
+				h.at[k] = p
+			} else {
+				delete(h.at, k)
+			}
+		}
+	}
 	for _, g := range groups {
-		maps.Copy(out, inv.groups[g].vars)
+		layer(inv.groups[g].vars, inv.groups[g].varsAt)
 	}
 	for _, g := range groups { // "all" sorts first: group_vars/all, then the rest
-		maps.Copy(out, inv.groups[g].fileVars)
+		layer(inv.groups[g].fileVars, inv.groups[g].fileVarsAt)
 	}
-	maps.Copy(out, h.inline)
-	maps.Copy(out, h.fileVars)
+	layer(h.inline, h.inlineAt)
+	layer(h.fileVars, h.fileVarsAt)
 	return out
 }
 

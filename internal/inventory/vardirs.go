@@ -17,24 +17,25 @@ import (
 // directory <name>/ whose YAML files are merged in lexical order.
 func (inv *Inventory) loadVarDirs(dir string) error {
 	for _, name := range inv.order {
-		vars, err := readVarsEntry(filepath.Join(dir, "group_vars"), name)
+		vars, at, err := readVarsEntry(filepath.Join(dir, "group_vars"), name)
 		if err != nil {
 			return err
 		}
-		inv.groups[name].fileVars = vars
+		inv.groups[name].fileVars, inv.groups[name].fileVarsAt = vars, at
 	}
 	for _, h := range inv.hosts {
-		vars, err := readVarsEntry(filepath.Join(dir, "host_vars"), h.Name)
+		vars, at, err := readVarsEntry(filepath.Join(dir, "host_vars"), h.Name)
 		if err != nil {
 			return err
 		}
-		h.fileVars = vars
+		h.fileVars, h.fileVarsAt = vars, at
 	}
 	return nil
 }
 
-func readVarsEntry(dir, name string) (map[string]any, error) {
+func readVarsEntry(dir, name string) (map[string]any, map[string]Pos, error) {
 	out := map[string]any{}
+	outAt := map[string]Pos{}
 	for _, ext := range []string{"", ".yml", ".yaml", ".json"} {
 		p := filepath.Join(dir, name+ext)
 		st, err := os.Stat(p)
@@ -42,7 +43,7 @@ func readVarsEntry(dir, name string) (map[string]any, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("inventory: %w", err)
+			return nil, nil, fmt.Errorf("inventory: %w", err)
 		}
 		files := []string{p}
 		if st.IsDir() {
@@ -60,38 +61,39 @@ func readVarsEntry(dir, name string) (map[string]any, error) {
 				return nil
 			})
 			if err != nil {
-				return nil, fmt.Errorf("inventory: %w", err)
+				return nil, nil, fmt.Errorf("inventory: %w", err)
 			}
 			sort.Strings(files)
 		}
 		for _, f := range files {
-			vars, err := readVarsFile(f)
+			vars, at, err := readVarsFile(f)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			for k, v := range vars {
 				out[k] = v
+				outAt[k] = at[k]
 			}
 		}
 	}
-	return out, nil
+	return out, outAt, nil
 }
 
-func readVarsFile(path string) (map[string]any, error) {
+func readVarsFile(path string) (map[string]any, map[string]Pos, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
+		return nil, nil, fmt.Errorf("inventory: %w", err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := YAMLErrorLine(err)
-		return nil, &Error{File: path, Line: line, Msg: msg}
+		return nil, nil, &Error{File: path, Line: line, Msg: msg}
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if strings.HasPrefix(doc.Content[0].Tag, "!vault") || strings.HasPrefix(strings.TrimSpace(string(data)), "$ANSIBLE_VAULT") {
-		return nil, &Error{File: path, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
+		return nil, nil, &Error{File: path, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
 	}
 	tmp := &Inventory{File: path}
 	return tmp.varsOf(doc.Content[0], "vars")

@@ -74,7 +74,7 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string) error 
 				if err != nil {
 					return inv.errAt(hk, field, "%v", err)
 				}
-				vars, err := inv.varsOf(hv, field+"."+hk.Value)
+				vars, at, err := inv.varsOf(hv, field+"."+hk.Value)
 				if err != nil {
 					return err
 				}
@@ -83,17 +83,19 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string) error 
 					h := inv.host(hn)
 					for key, val := range vars {
 						h.inline[key] = val
+						h.inlineAt[key] = at[key]
 					}
 				}
 			}
 		case "vars":
-			vars, err := inv.varsOf(v, field)
+			vars, at, err := inv.varsOf(v, field)
 			if err != nil {
 				return err
 			}
 			g := inv.group(name)
 			for key, val := range vars {
 				g.vars[key] = val
+				g.varsAt[key] = at[key]
 			}
 		case "children":
 			if isNull(v) {
@@ -118,19 +120,25 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string) error 
 	return nil
 }
 
-// varsOf decodes a mapping of variables (null is no variables).
-func (inv *Inventory) varsOf(n *yaml.Node, field string) (map[string]any, error) {
+// varsOf decodes a mapping of variables (null is no variables), and says
+// where each value is written.
+func (inv *Inventory) varsOf(n *yaml.Node, field string) (map[string]any, map[string]Pos, error) {
 	if isNull(n) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, inv.errAt(n, field, "must be a mapping of variables, got %s", kindName(n))
+		return nil, nil, inv.errAt(n, field, "must be a mapping of variables, got %s", kindName(n))
 	}
 	var m map[string]any
 	if err := n.Decode(&m); err != nil {
-		return nil, inv.errAt(n, field, "%s", yamlMsg(err))
+		return nil, nil, inv.errAt(n, field, "%s", yamlMsg(err))
 	}
-	return Normalize(m).(map[string]any), nil
+	at := map[string]Pos{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		v := n.Content[i+1]
+		at[n.Content[i].Value] = Pos{File: inv.File, Line: v.Line, Column: v.Column}
+	}
+	return Normalize(m).(map[string]any), at, nil
 }
 
 // Normalize turns what yaml.v3 decodes into plain JSON-like values:

@@ -3,6 +3,7 @@ package playbook
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/tmpl"
@@ -177,12 +178,12 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts
 			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
 		args, err = res.Resolve(args, rc)
 		if err != nil {
-			c.moduleErr(m, t, err, host)
+			c.moduleErr(m, t, err, host, vars)
 			return
 		}
 	}
 	if err := mod.Validate(args); err != nil {
-		c.moduleErr(m, t, err, host)
+		c.moduleErr(m, t, err, host, vars)
 		return
 	}
 	n.Args = args
@@ -270,9 +271,9 @@ func (c *compiler) templateErr(m *taskMeta, t *Task, err error, vars map[string]
 
 // moduleErr reports what Resolve or Validate said, at the argument's line
 // when it names one.
-func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string) {
-	if vars := variableErrors(err); vars != nil {
-		for _, ve := range vars {
+func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string, vars map[string]any) {
+	if verrs := variableErrors(err); verrs != nil {
+		for _, ve := range verrs {
 			if c.varSeen == nil {
 				c.varSeen = map[string]bool{}
 			}
@@ -280,7 +281,11 @@ func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string) {
 				continue // already reported for an earlier task or host
 			}
 			c.varSeen[ve.Error()] = true
-			c.c.addf(m.key["module"], "vars."+ve.Variable(), "", "%s", ve.Error())
+			pos, msg := m.key["module"], ve.Error()
+			if at, ok := c.valuePos(ve, host, vars); ok {
+				pos, msg = at, fmt.Sprintf("%s (read by %s)", msg, m.key["module"])
+			}
+			c.c.addf(pos, "vars."+ve.Variable(), "", "%s", msg)
 		}
 		return
 	}
@@ -375,6 +380,28 @@ func without(xs, drop []string) []string {
 // variableErrors returns the leaves of err's tree when every one of them is
 // a modules.VariableError, else nil: such errors are about the inventory or
 // -e, not the task, and are reported once.
+// valuePos is where the inventory wrote the value a variable error is
+// about: the erring host's (or, for a cluster-wide variable, the task
+// host's) definition, when that is the value the compiler used (not one
+// that -e, play vars or a template replaced).
+func (c *compiler) valuePos(ve modules.VariableError, host string, vars map[string]any) (Pos, bool) {
+	if h, ok := ve.(interface{ VarHost() string }); ok && h.VarHost() != "" {
+		host = h.VarHost()
+		hv, _ := vars["hostvars"].(map[string]any)
+		vars, _ = hv[host].(map[string]any)
+	}
+	ih, ok := c.inv.Host(host)
+	if !ok {
+		return Pos{}, false
+	}
+	name := ve.Variable()
+	at, ok := ih.VarPos(name)
+	if !ok || !reflect.DeepEqual(vars[name], ih.Vars[name]) {
+		return Pos{}, false
+	}
+	return Pos{File: at.File, Line: at.Line, Column: at.Column}, true
+}
+
 func variableErrors(err error) []modules.VariableError {
 	var out []modules.VariableError
 	var walk func(error) bool

@@ -19,6 +19,9 @@ type VarError struct {
 // variable once, however many tasks and hosts read it.
 func (e *VarError) Variable() string { return e.Var }
 
+// VarHost names the host whose value it is ("" for a cluster-wide one).
+func (e *VarError) VarHost() string { return e.Host }
+
 func (e *VarError) Error() string {
 	if e.Host == "" {
 		return fmt.Sprintf("variable %s: %s", e.Var, e.Msg)
