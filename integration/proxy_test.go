@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,16 +158,17 @@ func (m *mlab) serverWatchers(addrs ...string) int {
 // two client hosts, all from one site.yml. Then a scale-out while a client
 // writes through the grpc-proxy: the proxies follow the member list.
 func TestClientProxies(t *testing.T) {
-	m := newMLab(t, "it-proxy", 70, 6)
+	m := newMLab(t, "it-proxy", 70, 7)
 	all := m.nodes()
-	members, spare, grpcHost, gwHost := all[:3], all[3], all[4], all[5]
+	members, spare, grpcHost, gwHost, tlsHost := all[:3], all[3], all[4], all[5], all[6]
 	vars := func() map[string]map[string]any {
 		return map[string]map[string]any{
 			grpcHost.Name: {"etcd_proxy_namespace": "/app/", "etcd_proxy_metrics_url": "http://" + grpcHost.Addr + ":23791"},
 			gwHost.Name:   {"etcd_proxy_mode": "gateway"},
+			tlsHost.Name:  {"etcd_proxy_tls": true},
 		}
 	}
-	clients := []node{grpcHost, gwHost}
+	clients := []node{grpcHost, gwHost, tlsHost}
 	three := m.clientInventory("three.yml", members, clients, vars())
 
 	check := m.apply(three, "site.yml", "--check", "--diff")
@@ -197,8 +199,8 @@ func TestClientProxies(t *testing.T) {
 	if err := json.Unmarshal([]byte(so.Stdout), &rep); err != nil || so.Code != 0 {
 		t.Fatalf("status: exit %d, %v\n%s\n%s", so.Code, err, so.Stdout, so.Stderr)
 	}
-	if len(rep.Proxies) != 2 {
-		t.Errorf("status lists proxies %+v, want 2", rep.Proxies)
+	if len(rep.Proxies) != 3 {
+		t.Errorf("status lists proxies %+v, want 3", rep.Proxies)
 	}
 	for _, p := range rep.Proxies {
 		if !p.Healthy || !p.InStep || len(p.Endpoints) != 3 {
@@ -243,6 +245,26 @@ func TestClientProxies(t *testing.T) {
 	}
 	cancel()
 	m.mustRead(map[string]string{"via-gateway": "yes"}, nodeAddrs(members)...)
+
+	// A grpc-proxy serving local clients over TLS takes only clients with
+	// a certificate of the cluster CA.
+	cctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	if _, err := m.proxyClient(tlsHost.Addr, true).Put(cctx, "via-tls-proxy", "yes"); err != nil {
+		t.Errorf("put through the TLS grpc-proxy: %v", err)
+	}
+	cancel()
+	anon := m.ClientTLS(t).Clone()
+	anon.Certificates = nil
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + tlsHost.Addr + ":23790"}, TLS: anon, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	if _, err := cli.Get(cctx, "via-tls-proxy"); err == nil {
+		t.Errorf("the TLS grpc-proxy served a client without a certificate")
+	}
+	cancel()
+	cli.Close()
 
 	if o := m.mustApply(three, "site.yml"); o.Changed() != 0 {
 		t.Errorf("second site.yml changed %d: %v", o.Changed(), planActions(o))
@@ -294,6 +316,39 @@ func TestClientProxies(t *testing.T) {
 	if o := m.mustApply(four, "site.yml"); o.Changed() != 0 {
 		t.Errorf("site.yml after scale-out changed %d: %v", o.Changed(), planActions(o))
 	}
+
+	// A member dies and is replaced on a new host while the client keeps
+	// writing through the grpc-proxy.
+	wl = harness.StartWriteLoop(m.proxyClient(grpcHost.Addr, false), "during-replace", 20*time.Millisecond, 900*time.Millisecond)
+	dead := members[1]
+	if err := m.Lab.Kill(dead.Name); err != nil {
+		t.Fatal(err)
+	}
+	newHost, err := m.Lab.AddHost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := m.clientInventory("moved.yml", []node{members[0], {dead.Name, newHost.Addr}, members[2], spare}, clients, vars())
+	m.mustApply(moved, "replace-node.yml", "-e", "node="+dead.Name)
+	st = wl.Stop()
+	t.Logf("%s dead and replaced at %s, through the grpc-proxy: %s", dead.Name, newHost.Addr, st)
+	if st.OK == 0 || st.MaxGap >= time.Second {
+		t.Errorf("writes through the grpc-proxy during replace-node: %s (want the longest gap below the 1s election timeout)", st)
+	}
+	want = m.memberEndpoints(members[0].Addr)
+	if len(want) != 4 || !slices.Contains(want, newHost.Addr+":2379") {
+		t.Fatalf("members after replace-node: %v", want)
+	}
+	for _, c := range clients {
+		if got := m.proxyEndpoints(c.Name); !sameList(got, want) {
+			t.Errorf("after replace-node %s starts with %v, members are %v", c.Name, got, want)
+		}
+	}
+	cctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	if _, err := m.proxyClient(gwHost.Addr, true).Put(cctx, "via-gateway", "after-replace"); err != nil {
+		t.Errorf("put through the gateway after replace-node: %v", err)
+	}
+	cancel()
 }
 
 // TestClientProxyBadInput: a client host that is also a member, a
