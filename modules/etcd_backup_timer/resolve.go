@@ -115,5 +115,6 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	out["dir"] = dir
 	out["keep"] = keep
 	out["user"] = d.User
+	out["start_detail"] = fmt.Sprintf("snapshots into %s, keep %d", dir, keep)
 	return out, nil
 }

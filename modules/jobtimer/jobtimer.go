@@ -1,0 +1,272 @@
+// Package jobtimer is the host side of a scheduled job on a member: a
+// script, a oneshot service running it and a systemd timer (OnCalendar)
+// starting the service, converged as one (files written atomically,
+// daemon-reload, the timer enabled and started, restarted on a new
+// schedule), or removed as one when the member has no schedule (state
+// absent). etcd_backup_timer (snapshots) and etcd_defrag_timer (rule-based
+// defrag) are this with their own script and units.
+package jobtimer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/systemd"
+)
+
+// Job names a scheduled job's files and how it speaks of itself.
+type Job struct {
+	// Name is the unit base name: <Name>.service and <Name>.timer in
+	// /etc/systemd/system.
+	Name string
+	// Module and ScheduleVar name the module and its schedule variable in
+	// messages.
+	Module, ScheduleVar string
+	// ScriptPath and Script are the job's script.
+	ScriptPath, Script string
+	// RemoveNote says what removing the job leaves ("snapshots already
+	// taken are kept").
+	RemoveNote string
+}
+
+func (j Job) serviceName() string { return j.Name + ".service" }
+func (j Job) timerName() string   { return j.Name + ".timer" }
+func (j Job) servicePath() string { return "/etc/systemd/system/" + j.serviceName() }
+func (j Job) timerPath() string   { return "/etc/systemd/system/" + j.timerName() }
+func (j Job) files() []string     { return []string{j.timerPath(), j.servicePath(), j.ScriptPath} }
+
+type step int
+
+const (
+	stepDir step = iota
+	stepScript
+	stepService
+	stepTimer
+	stepReload
+	stepEnable
+	stepStart
+	stepRestart
+	stepStopDisable
+	stepRemove
+)
+
+type payload struct {
+	Job   Job
+	Args  modules.Args
+	Steps []step
+}
+
+// Plan compares the host with the job's files and timer state. args carry
+// state (present or absent), schedule, the rendered service and timer,
+// user, and dir when the job has one.
+func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*modules.Change, error) {
+	ch := &modules.Change{}
+	p := &payload{Job: j, Args: args}
+	add := func(s step, op, target, detail string) {
+		p.Steps = append(p.Steps, s)
+		ch.Add(op, target, detail)
+	}
+	unit, err := show(ctx, j.timerName())
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", j.Module, env.Host, err)
+	}
+
+	if args.Str("state", "present") == "absent" {
+		installed := false
+		for _, f := range j.files() {
+			if _, err := os.Lstat(f); err == nil {
+				installed = true
+			}
+		}
+		if unit.active() || unit.enabled() {
+			add(stepStopDisable, "!", "stop and disable "+j.timerName(), "no "+j.ScheduleVar+" for this member")
+		}
+		if installed {
+			add(stepRemove, "-", strings.Join(j.files(), ", "), j.RemoveNote)
+			add(stepReload, "!", "systemctl daemon-reload", "")
+		}
+		return finish(ch, p), nil
+	}
+
+	schedule := args.Str("schedule", "")
+	if out, err := exec.CommandContext(ctx, "systemd-analyze", "calendar", "--", schedule).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s on %s: %s %q is not a systemd calendar expression: %s",
+			j.Module, env.Host, j.ScheduleVar, schedule, strings.TrimSpace(string(out)))
+	}
+	user := args.Str("user", "etcd")
+	uid, err := hostfile.LookupUID(user)
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: user %s: %w (run site.yml first)", j.Module, env.Host, user, err)
+	}
+	if dir := args.Str("dir", ""); dir != "" {
+		st, err := hostfile.StateFollow(dir)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case st.Exists && !st.IsDir():
+			return nil, fmt.Errorf("%s on %s: %s exists and is not a directory", j.Module, env.Host, dir)
+		case !st.Exists:
+			add(stepDir, "+", dir, "directory 0700 "+user)
+		case st.Perm() != 0o700 || st.UID != uid:
+			add(stepDir, "~", dir, "mode 0700, owner "+user)
+		}
+	}
+	unitChanged := false
+	for _, f := range []struct {
+		s            step
+		path, want   string
+		unitFile     bool
+		restartTimer bool
+	}{
+		{stepScript, j.ScriptPath, j.Script, false, false},
+		{stepService, j.servicePath(), args.Str("service", ""), true, false},
+		{stepTimer, j.timerPath(), args.Str("timer", ""), true, true},
+	} {
+		cur, err := os.ReadFile(f.path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			add(f.s, "+", f.path, "")
+			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, After: f.want})
+		case err != nil:
+			return nil, err
+		case !bytes.Equal(cur, []byte(f.want)):
+			add(f.s, "~", f.path, "content")
+			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, Before: string(cur), After: f.want})
+		default:
+			continue
+		}
+		if f.unitFile {
+			unitChanged = true
+		}
+		if f.restartTimer && unit.active() {
+			add(stepRestart, "!", "restart "+j.timerName(), "new schedule")
+		}
+	}
+	if unitChanged || unit.NeedDaemonReload {
+		add(stepReload, "!", "systemctl daemon-reload", "")
+	}
+	if !unit.enabled() {
+		add(stepEnable, "!", "enable "+j.timerName(), "")
+	}
+	if !unit.active() {
+		add(stepStart, "!", "start "+j.timerName(), schedule+": "+args.Str("start_detail", j.Name))
+	}
+	return finish(ch, p), nil
+}
+
+func finish(ch *modules.Change, p *payload) *modules.Change {
+	if len(ch.Actions) == 0 {
+		return &modules.Change{}
+	}
+	ch.Payload = p
+	return ch
+}
+
+// Apply does the planned steps in order: files and dir first, then
+// daemon-reload, then the timer.
+func Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	p, ok := ch.Payload.(*payload)
+	if !ok {
+		return nil, errors.New("job timer: plan payload missing")
+	}
+	order := []step{stepStopDisable, stepRemove, stepDir, stepScript, stepService, stepTimer, stepReload, stepEnable, stepRestart, stepStart}
+	has := map[step]bool{}
+	for _, s := range p.Steps {
+		has[s] = true
+	}
+	for _, s := range order {
+		if !has[s] {
+			continue
+		}
+		if err := p.Job.do(ctx, s, p.Args); err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", p.Job.Module, env.Host, err)
+		}
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: ch}, nil
+}
+
+func (j Job) do(ctx context.Context, s step, args modules.Args) error {
+	switch s {
+	case stepStopDisable:
+		return systemctl(ctx, "disable", "--now", j.timerName())
+	case stepRemove:
+		for _, f := range j.files() {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	case stepDir:
+		dir := args.Str("dir", "")
+		uid, err := hostfile.LookupUID(args.Str("user", "etcd"))
+		if err != nil {
+			return err
+		}
+		gid, err := hostfile.LookupGID(args.Str("user", "etcd"))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+		return os.Chown(dir, uid, gid)
+	case stepScript:
+		if err := os.MkdirAll(filepath.Dir(j.ScriptPath), 0o755); err != nil {
+			return err
+		}
+		return hostfile.WriteAtomic(j.ScriptPath, []byte(j.Script), 0o755, 0, 0)
+	case stepService:
+		return hostfile.WriteAtomic(j.servicePath(), []byte(args.Str("service", "")), 0o644, 0, 0)
+	case stepTimer:
+		return hostfile.WriteAtomic(j.timerPath(), []byte(args.Str("timer", "")), 0o644, 0, 0)
+	case stepReload:
+		return systemctl(ctx, "daemon-reload")
+	case stepEnable:
+		return systemctl(ctx, "enable", j.timerName())
+	case stepRestart:
+		return systemctl(ctx, "restart", j.timerName())
+	case stepStart:
+		return systemctl(ctx, "start", j.timerName())
+	}
+	return fmt.Errorf("unknown step %d", s)
+}
+
+func systemctl(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "systemctl", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// unitState is the part of `systemctl show` the plan needs.
+type unitState struct {
+	ActiveState, UnitFileState string
+	NeedDaemonReload           bool
+}
+
+func (u unitState) active() bool  { return u.ActiveState == "active" || u.ActiveState == "activating" }
+func (u unitState) enabled() bool { return u.UnitFileState == "enabled" }
+
+func show(ctx context.Context, name string) (unitState, error) {
+	out, err := exec.CommandContext(ctx, "systemctl", "show", name, "-p", "ActiveState", "-p", "UnitFileState", "-p", "NeedDaemonReload").Output()
+	if err != nil {
+		return unitState{}, fmt.Errorf("systemctl show %s: %w", name, err)
+	}
+	s := systemd.ParseShow(string(out))
+	return unitState{ActiveState: s.ActiveState, UnitFileState: s.UnitFileState, NeedDaemonReload: s.NeedDaemonReload}, nil
+}
