@@ -27,58 +27,13 @@ var defragSpec = modules.Spec{
 	"timeout": {Kind: modules.String},
 }
 
-const (
-	defaultFreeAbove     = 200 << 20
-	defaultQuotaFraction = 0.8
-	defaultDefragTimeout = 5 * time.Minute
-)
-
-// rule decides which members need a defrag.
-type rule struct {
-	FreeAbove     int64
-	QuotaFraction float64
-	Quota         int64
-	Force         bool
-}
-
-func ruleOf(args modules.Args, c *etcd.Cluster) (rule, error) {
-	r := rule{FreeAbove: defaultFreeAbove, QuotaFraction: defaultQuotaFraction, Quota: c.QuotaBackendBytes, Force: args.Bool("force", false)}
-	if s := args.Str("free_above", ""); s != "" {
-		n, err := etcd.ParseSize(s)
-		if err != nil {
-			return r, &modules.ArgError{Arg: "free_above", Msg: err.Error()}
-		}
-		r.FreeAbove = n
-	}
-	if s := args.Str("quota_fraction", ""); s != "" {
-		var f float64
-		if _, err := fmt.Sscanf(s, "%g", &f); err != nil || f <= 0 || f > 1 {
-			return r, &modules.ArgError{Arg: "quota_fraction", Msg: fmt.Sprintf("%q must be a number in (0, 1]", s)}
-		}
-		r.QuotaFraction = f
-	}
-	return r, nil
-}
-
-// why says why m needs a defrag, or "" when it does not.
-func (r rule) why(m etcd.MemberHealth) string {
-	free := m.DBSize - m.DBSizeInUse
-	switch {
-	case r.Force:
-		return "forced"
-	case free > r.FreeAbove:
-		return fmt.Sprintf("%s free inside the db > %s", mib(free), mib(r.FreeAbove))
-	case r.Quota > 0 && float64(m.DBSize) > r.QuotaFraction*float64(r.Quota):
-		return fmt.Sprintf("db above %.0f%% of the %s quota", r.QuotaFraction*100, mib(r.Quota))
-	}
-	return ""
-}
+const defaultDefragTimeout = 5 * time.Minute
 
 func (defragModule) Validate(args modules.Args) error {
 	if err := defragSpec.Check(args); err != nil {
 		return err
 	}
-	if _, err := ruleOf(args, &etcd.Cluster{}); err != nil {
+	if _, err := etcd.DefragRuleOf(args, &etcd.Cluster{}); err != nil {
 		return err
 	}
 	_, err := etcd.ArgDuration(args, "timeout", defaultDefragTimeout)
@@ -99,7 +54,7 @@ func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 	if err != nil {
 		return nil, err
 	}
-	r, err := ruleOf(args, c)
+	r, err := etcd.DefragRuleOf(args, c)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +66,7 @@ func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 	j := &defragJob{Cluster: c, Before: map[string]int64{}, Timeout: timeoutArg(args, defaultDefragTimeout)}
 	reasons := map[string]string{}
 	for _, mh := range h.Members {
-		why := r.why(mh)
+		why := r.Why(mh.DBSize, mh.DBSizeInUse)
 		sizes := fmt.Sprintf("db %s, in use %s", mib(mh.DBSize), mib(mh.DBSizeInUse))
 		if why == "" {
 			env.Logf("etcd_defrag: %s: %s: no defrag needed", mh.Name, sizes)

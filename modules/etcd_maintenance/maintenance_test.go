@@ -27,11 +27,11 @@ func TestDefragRule(t *testing.T) {
 		{"fraction", modules.Args{"quota_fraction": "0.5"}, 1100 << 20, 1090 << 20, "db above 50%"},
 	}
 	for _, tt := range tests {
-		r, err := ruleOf(tt.args, c)
+		r, err := etcd.DefragRuleOf(tt.args, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := r.why(etcd.MemberHealth{DBSize: tt.size, DBSizeInUse: tt.inUse})
+		got := r.Why(tt.size, tt.inUse)
 		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
