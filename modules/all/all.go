@@ -28,6 +28,7 @@ import (
 
 	// Runbook modules: membership, backup and restore, upgrade, maintenance.
 	_ "github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_defrag_timer"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_maintenance"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_member"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"

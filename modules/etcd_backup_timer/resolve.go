@@ -4,19 +4,15 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"strings"
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
 
 // Defaults of the variables this module reads.
 const (
 	DefaultDir       = "/var/backups/etcd"
 	DefaultLocalKeep = 7
-	ServiceTemplate  = "etcd-backup.service.tmpl"
-	TimerTemplate    = "etcd-backup.timer.tmpl"
 	defaultTimeout   = "15min"
 )
 
@@ -61,24 +57,14 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	for k, v := range args {
 		out[k] = v
 	}
-	schedule := strings.TrimSpace(pick("schedule", "etcd_backup_schedule", ""))
-	state := args.Str("state", "")
-	if state == "" {
-		state = "present"
-		if schedule == "" {
-			// Not chosen for local backups: make sure no timer is left.
-			state = "absent"
-		}
+	state, schedule, err := job.Schedule(args, rc.Vars, rc.Host)
+	if err != nil {
+		return nil, err
 	}
 	out["state"] = state
 	if state == "absent" {
+		// Not chosen for local backups: make sure no timer is left.
 		return out, nil
-	}
-	if schedule == "" {
-		return nil, &modules.ArgError{Arg: "schedule", Msg: "is required with state present (or set etcd_backup_schedule, e.g. daily)"}
-	}
-	if strings.ContainsAny(schedule, "\n\r%\\") {
-		return nil, &etcd.VarError{Var: "etcd_backup_schedule", Host: rc.Host, Msg: fmt.Sprintf("%q is not an OnCalendar expression", schedule)}
 	}
 	dir := pick("dir", "etcd_backup_dir", DefaultDir)
 	if !path.IsAbs(dir) || !safeRE.MatchString(dir) || path.Clean(dir) == "/" {
@@ -99,17 +85,8 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		Timeout:  args.Str("timeout", defaultTimeout),
 		Vars:     rc.Vars,
 	}
-	for _, v := range []string{d.Endpoint, d.CACert, d.Cert, d.Key, d.Etcdctl, d.Timeout} {
-		if !safeRE.MatchString(v) {
-			return nil, fmt.Errorf("etcd_backup_timer on %s: %q cannot go into a unit file unquoted", rc.Host, v)
-		}
-	}
-	for _, u := range []struct{ arg, tmpl string }{{"service", ServiceTemplate}, {"timer", TimerTemplate}} {
-		s, err := tmplmod.RenderFile(rc.BaseDir, u.tmpl, d)
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", u.tmpl, err)
-		}
-		out[u.arg] = s
+	if err := job.RenderUnits(rc.BaseDir, rc.Host, d, []string{d.Endpoint, d.CACert, d.Cert, d.Key, d.Etcdctl, d.Timeout}, out); err != nil {
+		return nil, err
 	}
 	out["schedule"] = schedule
 	out["dir"] = dir

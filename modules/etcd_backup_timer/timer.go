@@ -13,16 +13,16 @@
 package etcd_backup_timer
 
 import (
-	"context"
-
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/jobtimer"
 )
 
-func init() { modules.Register("etcd_backup_timer", Module{}) }
+func init() { modules.Register("etcd_backup_timer", module) }
 
-// Module is the etcd_backup_timer module.
-type Module struct{}
+var module = Module{jobtimer.Module{Job: job, Spec: spec, Required: []string{"service", "timer", "schedule", "dir"}}}
+
+// Module is the etcd_backup_timer module: a job timer with its own Resolve.
+type Module struct{ jobtimer.Module }
 
 var spec = modules.Spec{
 	// Playbook-facing (each defaults to its variable).
@@ -38,33 +38,8 @@ var spec = modules.Spec{
 	"start_detail": {Kind: modules.String},
 }
 
-// Validate checks the resolved arguments.
-func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	if args.Str("state", "present") == "present" {
-		for _, k := range []string{"service", "timer", "schedule", "dir"} {
-			if args.Str(k, "") == "" {
-				return &modules.ArgError{Arg: k, Msg: "is required with state present"}
-			}
-		}
-	}
-	return nil
-}
-
-// job is the backup's script and units.
+// job is the script and units.
 var job = jobtimer.Job{
 	Name: "etcd-backup", Module: "etcd_backup_timer", ScheduleVar: "etcd_backup_schedule",
 	ScriptPath: ScriptPath, Script: Script, RemoveNote: "snapshots already taken are kept",
-}
-
-// Plan compares the host with the wanted files and timer state.
-func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
-	return jobtimer.Plan(ctx, env, job, args)
-}
-
-// Apply does the planned steps.
-func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
-	return jobtimer.Apply(ctx, env, ch)
 }

@@ -31,13 +31,13 @@ func rc(host string, extra map[string]any) *modules.ResolveContext {
 }
 
 func TestResolveGolden(t *testing.T) {
-	args, err := Module{}.Resolve(modules.Args{}, rc("etcd2", map[string]any{
+	args, err := module.Resolve(modules.Args{}, rc("etcd2", map[string]any{
 		"etcd_backup_schedule": "*-*-* 00/6:00:00", "etcd_backup_local_keep": 4,
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (Module{}).Validate(args); err != nil {
+	if err := module.Validate(args); err != nil {
 		t.Fatalf("resolved args do not validate: %v", err)
 	}
 	for _, f := range []struct{ arg, golden string }{{"service", "etcd-backup.service"}, {"timer", "etcd-backup.timer"}} {
@@ -72,7 +72,7 @@ func TestResolveStateAndErrors(t *testing.T) {
 			if args == nil {
 				args = modules.Args{}
 			}
-			out, err := Module{}.Resolve(args, rc("etcd1", tt.vars))
+			out, err := module.Resolve(args, rc("etcd1", tt.vars))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
@@ -85,7 +85,7 @@ func TestResolveStateAndErrors(t *testing.T) {
 			if out.Str("state", "") != tt.state {
 				t.Errorf("state %q, want %q", out.Str("state", ""), tt.state)
 			}
-			if err := (Module{}).Validate(out); err != nil {
+			if err := module.Validate(out); err != nil {
 				t.Errorf("Validate: %v", err)
 			}
 		})

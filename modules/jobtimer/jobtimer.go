@@ -15,11 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/systemd"
+	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
 
 // Job names a scheduled job's files and how it speaks of itself.
@@ -269,4 +272,88 @@ func show(ctx context.Context, name string) (unitState, error) {
 	}
 	s := systemd.ParseShow(string(out))
 	return unitState{ActiveState: s.ActiveState, UnitFileState: s.UnitFileState, NeedDaemonReload: s.NeedDaemonReload}, nil
+}
+
+// Module is a job timer as a module: the job, its arguments, and those
+// required with state present. A job's package embeds it and adds its own
+// Resolve (which renders the units).
+type Module struct {
+	Job      Job
+	Spec     modules.Spec
+	Required []string
+}
+
+// Validate checks the resolved arguments.
+func (m Module) Validate(args modules.Args) error {
+	if err := m.Spec.Check(args); err != nil {
+		return err
+	}
+	if args.Str("state", "present") == "present" {
+		for _, k := range m.Required {
+			if args.Str(k, "") == "" {
+				return &modules.ArgError{Arg: k, Msg: "is required with state present"}
+			}
+		}
+	}
+	return nil
+}
+
+// Plan compares the host with the job's files and timer state.
+func (m Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
+	return Plan(ctx, env, m.Job, args)
+}
+
+// Apply does the planned steps.
+func (m Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
+	return Apply(ctx, env, ch)
+}
+
+// Schedule reads a job's state and schedule for a host: the schedule
+// argument, else the job's variable; no schedule and no state means
+// absent (a timer left from before is removed). A schedule that cannot go
+// into a unit file is refused as a bad variable.
+func (j Job) Schedule(args modules.Args, vars map[string]any, host string) (state, schedule string, err error) {
+	schedule = strings.TrimSpace(args.Str("schedule", modules.Args(vars).Str(j.ScheduleVar, "")))
+	state = args.Str("state", "")
+	if state == "" {
+		state = "present"
+		if schedule == "" {
+			state = "absent"
+		}
+	}
+	if state == "absent" {
+		return state, schedule, nil
+	}
+	if schedule == "" {
+		return "", "", &modules.ArgError{Arg: "schedule", Msg: fmt.Sprintf("is required with state present (or set %s, e.g. daily)", j.ScheduleVar)}
+	}
+	if strings.ContainsAny(schedule, "\n\r%\\") {
+		return "", "", &etcd.VarError{Var: j.ScheduleVar, Host: host, Msg: fmt.Sprintf("%q is not an OnCalendar expression", schedule)}
+	}
+	return state, schedule, nil
+}
+
+// unitSafe is what may appear in an Environment= value or ExecStart path
+// without systemd quoting or specifier expansion coming into play.
+var unitSafe = regexp.MustCompile(`^[A-Za-z0-9/._:+@,-]+$`)
+
+// RenderUnits checks that the values going into the units unquoted are
+// safe there, renders <Name>.service.tmpl and <Name>.timer.tmpl (the
+// playbook's templates/ first, then the built-in ones) with data, and sets
+// them as the service and timer arguments of out.
+func (j Job) RenderUnits(baseDir, host string, data any, unquoted []string, out modules.Args) error {
+	for _, v := range unquoted {
+		if !unitSafe.MatchString(v) {
+			return fmt.Errorf("%s on %s: %q cannot go into a unit file unquoted", j.Module, host, v)
+		}
+	}
+	for _, u := range []string{"service", "timer"} {
+		name := j.Name + "." + u + ".tmpl"
+		s, err := tmplmod.RenderFile(baseDir, name, data)
+		if err != nil {
+			return fmt.Errorf("template %s: %w", name, err)
+		}
+		out[u] = s
+	}
+	return nil
 }

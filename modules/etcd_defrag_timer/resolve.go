@@ -1,0 +1,101 @@
+package etcd_defrag_timer
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
+)
+
+// Templates and defaults.
+const (
+	defaultTimeout = "5m"
+	defaultSpread  = "10min"
+)
+
+type unitData struct {
+	Name, User, Group string
+	Endpoint, Cluster string
+	TLS               bool
+	CACert, Cert, Key string
+	FreeAbove         int64
+	QuotaLimit        int64
+	Timeout, Lock     string
+	Etcdctl, Script   string
+	Schedule, Spread  string
+	Vars              map[string]any
+}
+
+// Resolve reads the schedule and the rule, renders the units on the
+// controller and hands the agent plain content.
+func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
+	c, err := etcd.FromVars(rc.Vars)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Member(rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	out := modules.Args{}
+	for k, v := range args {
+		out[k] = v
+	}
+	state, schedule, err := job.Schedule(args, rc.Vars, rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	out["state"] = state
+	if state == "absent" {
+		return out, nil
+	}
+	// The rule's arguments default to variables: a timer is configured in
+	// the inventory.
+	ruleArgs := modules.Args{}
+	for arg, v := range map[string]string{"free_above": "etcd_defrag_free_above", "quota_fraction": "etcd_defrag_quota_fraction"} {
+		ruleArgs[arg] = args.Str(arg, modules.Args(rc.Vars).Str(v, ""))
+	}
+	rule, err := etcd.DefragRuleOf(ruleArgs, c)
+	var ae *modules.ArgError
+	if errors.As(err, &ae) && args.Str(ae.Arg, "") == "" {
+		// The value came from the variable: say so, at its line.
+		return nil, &etcd.VarError{Var: "etcd_defrag_" + ae.Arg, Host: rc.Host, Msg: ae.Msg}
+	}
+	if err != nil {
+		return nil, err
+	}
+	timeout := args.Str("timeout", defaultTimeout)
+	if _, err := time.ParseDuration(timeout); err != nil {
+		return nil, &modules.ArgError{Arg: "timeout", Msg: fmt.Sprintf("%q is not a duration such as 5m", timeout)}
+	}
+	d := unitData{
+		Name: m.Name, User: "etcd", Group: "etcd",
+		Endpoint: m.ClientURL, Cluster: strings.Join(c.Endpoints(), ","), TLS: c.TLS,
+		CACert: c.Paths.CACert, Cert: c.Paths.ServerCert, Key: c.Paths.ServerKey,
+		FreeAbove: rule.FreeAbove, QuotaLimit: rule.QuotaLimit(),
+		Timeout: timeout, Lock: oplock.Key,
+		Etcdctl: path.Join(c.Paths.BinDir, "etcdctl"), Script: ScriptPath,
+		Schedule: schedule, Spread: args.Str("spread", defaultSpread),
+		Vars: rc.Vars,
+	}
+	if err := job.RenderUnits(rc.BaseDir, rc.Host, d, []string{d.Endpoint, d.Cluster, d.CACert, d.Cert, d.Key, d.Etcdctl, d.Spread}, out); err != nil {
+		return nil, err
+	}
+	out["schedule"] = schedule
+	out["user"] = d.User
+	out["start_detail"] = fmt.Sprintf("defrag %s when %s", m.Name, describe(rule))
+	return out, nil
+}
+
+func describe(r etcd.DefragRule) string {
+	s := fmt.Sprintf("more than %d MiB inside the db is free", r.FreeAbove>>20)
+	if r.QuotaLimit() > 0 {
+		s += fmt.Sprintf(" or the db is above %.0f%% of the quota", r.QuotaFraction*100)
+	}
+	return s
+}
