@@ -137,6 +137,9 @@ func Load(path string) (*Inventory, error) {
 	if err := inv.finish(); err != nil {
 		return nil, err
 	}
+	if err := inv.checkConnections(); err != nil {
+		return nil, err
+	}
 	return inv, nil
 }
 
