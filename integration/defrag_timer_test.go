@@ -14,7 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
-// TestDefragTimer: maintenance.yml with etcd_defrag_schedule installs a
+// TestDefragTimer (and etcdplay ctl): maintenance.yml with etcd_defrag_schedule installs a
 // timer on every member. Its service, started on real hosts against a
 // real cluster, defragments its own member only, skips while etcdplay's
 // operation lock is held, and two members started at once never
@@ -22,6 +22,22 @@ import (
 func TestDefragTimer(t *testing.T) {
 	e := labEnv(t, "it-defragtimer", 72, bootVersion)
 	e.MustApply(t, harness.Playbook("site.yml"))
+
+	// etcdplay ctl: the cluster's etcdctl, with the controller's client
+	// certificate, against every member.
+	if o := e.Ctl(t, "put", "via-ctl", "yes"); o.Code != 0 || !strings.Contains(o.Stdout, "OK") {
+		t.Errorf("ctl put: exit %d\n%s%s", o.Code, o.Stdout, o.Stderr)
+	}
+	if o := e.Ctl(t, "endpoint", "health", "--cluster"); o.Code != 0 || strings.Count(o.Stdout+o.Stderr, "is healthy") != 3 {
+		t.Errorf("ctl endpoint health --cluster: exit %d\n%s%s", o.Code, o.Stdout, o.Stderr)
+	}
+	if o := e.Ctl(t, "get", "no-such-command-flag", "--bogus"); o.Code == 0 {
+		t.Errorf("ctl with a bad etcdctl flag exited 0:\n%s%s", o.Stdout, o.Stderr)
+	}
+	mustGet := e.Client(t)
+	if r, err := mustGet.Get(context.Background(), "via-ctl"); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "yes" {
+		t.Errorf("via-ctl on the cluster: %v %v", r, err)
+	}
 	e.Vars["etcd_defrag_schedule"] = "weekly"
 	e.Vars["etcd_defrag_free_above"] = "1MiB"
 	o := e.MustApply(t, harness.Playbook("maintenance.yml"))

@@ -149,6 +149,17 @@ func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
 	return run(t, Binary(t), full, e.environ())
 }
 
+// Ctl runs `etcdplay ctl -i INV --known-hosts K --state-dir S -- ARGS...`.
+func (e *Env) Ctl(t testing.TB, args ...string) *Outcome {
+	t.Helper()
+	full := []string{"ctl", "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir}
+	for k, v := range e.Vars {
+		full = append(full, "-e", k+"="+v)
+	}
+	full = append(append(full, "--"), args...)
+	return run(t, Binary(t), full, e.environ())
+}
+
 // environ is the runs' environment: the tests' own, and ETCDPLAY_YES=1
 // unless Ask (the tests answer for the operator; a run that needs an
 // answer and has no terminal refuses).

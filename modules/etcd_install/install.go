@@ -174,6 +174,11 @@ func (installModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change)
 // unpack extracts the three binaries into a temp dir beside the versioned
 // dir, checks each against the controller's digest, then renames the dir
 // into place, so a half-written or tampered release is never installed.
+// Unpack unpacks the release's binaries into InstallRoot/<version>,
+// each checked against its verified digest, the directory swapped in
+// whole. The controller uses it too, for the etcdctl of `etcdplay ctl`.
+func Unpack(a InstallArgs) error { return unpack(a) }
+
 func unpack(a InstallArgs) error {
 	f, err := os.Open(a.Tarball)
 	if err != nil {
