@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_binary"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
@@ -43,17 +42,9 @@ member's SSH connection, so it works from wherever apply works.`,
 			if len(args) == 0 {
 				return invalid(fmt.Errorf("no etcdctl arguments: etcdplay ctl -i INV -- endpoint health"))
 			}
-			inv, err := inventory.Load(lf.inventory)
+			inv, c, err := lf.loadCluster()
 			if err != nil {
-				return invalid(err)
-			}
-			extra, err := parseExtraVars(lf.extraVars)
-			if err != nil {
-				return invalid(err)
-			}
-			c, err := clusterFromInventory(inv, extra)
-			if err != nil {
-				return invalid(err)
+				return err
 			}
 			stateDir := lf.resolveStateDir()
 			ctx := cmd.Context()

@@ -38,17 +38,9 @@ func newStatus() *cobra.Command {
 			if format != "table" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want table or json", format))
 			}
-			inv, err := inventory.Load(lf.inventory)
+			inv, cluster, err := lf.loadCluster()
 			if err != nil {
-				return invalid(err)
-			}
-			extra, err := parseExtraVars(lf.extraVars)
-			if err != nil {
-				return invalid(err)
-			}
-			cluster, err := clusterFromInventory(inv, extra)
-			if err != nil {
-				return invalid(err)
+				return err
 			}
 			dial := newFallbackDialer(inv, cluster, sf.connectOptions())
 			defer dial.close()
@@ -83,6 +75,24 @@ func newStatus() *cobra.Command {
 	fl.StringSliceVar(&members, "members", nil, "only these members (inventory hosts or etcd names)")
 	fl.DurationVar(&probe, "probe-timeout", 3*time.Second, "per-member timeout")
 	return cmd
+}
+
+// loadCluster loads the inventory and the cluster model a play over the
+// etcd group would see (bad input is exit 4).
+func (lf *loadFlags) loadCluster() (*inventory.Inventory, *etcd.Cluster, error) {
+	inv, err := inventory.Load(lf.inventory)
+	if err != nil {
+		return nil, nil, invalid(err)
+	}
+	extra, err := parseExtraVars(lf.extraVars)
+	if err != nil {
+		return nil, nil, invalid(err)
+	}
+	c, err := clusterFromInventory(inv, extra)
+	if err != nil {
+		return nil, nil, invalid(err)
+	}
+	return inv, c, nil
 }
 
 // clusterFromInventory builds the cluster model the way a play over the etcd
