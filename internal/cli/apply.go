@@ -15,6 +15,7 @@ import (
 
 // sshFlags are the connection settings shared by apply and status.
 type sshFlags struct {
+	user, key   string
 	knownHosts  string
 	acceptNew   bool
 	timeout     time.Duration
@@ -23,6 +24,8 @@ type sshFlags struct {
 
 func (f *sshFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	fl.StringVarP(&f.user, "user", "u", "", "login user for hosts without ansible_user (default: the local user)")
+	fl.StringVar(&f.key, "private-key", "", "private key for hosts without ansible_ssh_private_key_file (default: ssh-agent and ~/.ssh/id_*)")
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
@@ -36,7 +39,7 @@ func (f *sshFlags) connectOptions() runner.ConnectOptions {
 			kh = filepath.Join(home, ".ssh", "known_hosts")
 		}
 	}
-	o := runner.ConnectOptions{KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
+	o := runner.ConnectOptions{User: f.user, KeyFile: expandTilde(f.key), KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
 	for _, spec := range f.agentBinary {
 		if platform, path, ok := strings.Cut(spec, "="); ok {
 			if o.AgentBinaries == nil {
@@ -120,4 +123,14 @@ func newApply() *cobra.Command {
 	fl.BoolVar(&listH, "list-hosts", false, "print each play's hosts (after --limit) and exit; connect nowhere")
 	fl.BoolVar(&listT, "list-tasks", false, "print each play's tasks (after --tags) and exit; connect nowhere")
 	return cmd
+}
+
+// expandTilde expands a leading ~/ as a shell would have.
+func expandTilde(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	return p
 }

@@ -39,8 +39,9 @@ func (h *Host) Port() int {
 	return 22
 }
 
-// User is ansible_user, default root.
-func (h *Host) User() string { return h.str("root", "ansible_user", "ansible_ssh_user") }
+// User is ansible_user, "" when unset: the connection then uses -u, else
+// the local user, as ssh and Ansible do.
+func (h *Host) User() string { return h.str("", "ansible_user", "ansible_ssh_user") }
 
 // KeyFile is ansible_ssh_private_key_file with ~ expanded ("" when unset).
 func (h *Host) KeyFile() string {

@@ -137,7 +137,7 @@ func TestINIInventory(t *testing.T) {
 	}
 	b, _ := inv.Host("bastion")
 	home, _ := os.UserHomeDir()
-	if b.Port() != 2200 || b.User() != "root" || b.Become() || b.KeyFile() != home+"/.ssh/lab" {
+	if b.Port() != 2200 || b.User() != "" || b.Become() || b.KeyFile() != home+"/.ssh/lab" {
 		t.Errorf("bastion defaults: %d %s %v %q", b.Port(), b.User(), b.Become(), b.KeyFile())
 	}
 }

@@ -77,7 +77,13 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 		return nil, err
 	}
 	if t.User == "" {
+		t.User = o.User
+	}
+	if t.User == "" {
 		t.User = localUser()
+	}
+	if t.KeyFile == "" {
+		t.KeyFile = o.KeyFile
 	}
 	hk := &hostKeys{file: o.KnownHostsFile, accept: o.AcceptNewHostKeys, hash: o.HashKnownHosts}
 	c := &Conn{target: t, opts: o, pending: map[uint64]*call{}, dead: make(chan struct{}),

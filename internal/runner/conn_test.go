@@ -520,3 +520,32 @@ func TestSSHAgentAuth(t *testing.T) {
 		t.Fatalf("without key or agent: %v", err)
 	}
 }
+
+// -u and --private-key (ConnectOptions.User, KeyFile) stand in for an
+// inventory that sets neither; an inventory's ansible_user wins.
+func TestDefaultUserAndKey(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	c.trust(t, s)
+	o := c.opts()
+	o.User, o.KeyFile = "alice", c.keyFile
+	tg := s.target()
+	tg.User = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := Connect(ctx, tg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	tg.User = "bob"
+	if conn, err = Connect(ctx, tg, o); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.users) < 2 || s.users[0] != "alice" || s.users[len(s.users)-1] != "bob" {
+		t.Errorf("logins %v, want alice (the -u default) then bob (the inventory's)", s.users)
+	}
+}

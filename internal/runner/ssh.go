@@ -36,6 +36,10 @@ type Target struct {
 
 // ConnectOptions apply to every host of a run.
 type ConnectOptions struct {
+	// User and KeyFile are used for hosts whose inventory sets no
+	// ansible_user or key (ansible-playbook's -u and --private-key); the
+	// user falls back to the local user, the key to ssh's default keys.
+	User, KeyFile string
 	// KnownHostsFile defaults to ~/.ssh/known_hosts.
 	KnownHostsFile string
 	// AcceptNewHostKeys records the key of a host known_hosts does not

@@ -103,6 +103,7 @@ type testServer struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	users []string // login users that authenticated
 
 	execs   atomic.Int32 // exec requests served
 	sftps   atomic.Int32 // sftp subsystems started
@@ -135,9 +136,17 @@ func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *
 	if len(hostKeys) == 0 {
 		hostKeys = []ssh.Signer{genSigner(t, "ed25519")}
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, addr: "127.0.0.1", port: ln.Addr().(*net.TCPAddr).Port, home: t.TempDir(), hostKeys: hostKeys, ln: ln}
 	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		PublicKeyCallback: func(m ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 			if string(k.Marshal()) == string(client.Marshal()) {
+				s.mu.Lock()
+				s.users = append(s.users, m.User())
+				s.mu.Unlock()
 				return nil, nil
 			}
 			return nil, errors.New("unknown key")
@@ -146,11 +155,6 @@ func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *
 	for _, k := range hostKeys {
 		cfg.AddHostKey(k)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &testServer{t: t, addr: "127.0.0.1", port: ln.Addr().(*net.TCPAddr).Port, home: t.TempDir(), hostKeys: hostKeys, ln: ln}
 	go func() {
 		for {
 			c, err := ln.Accept()
