@@ -63,18 +63,60 @@ type hostKeys struct {
 // with other processes (ssh, other etcdplay runs).
 var appendMu sync.Mutex
 
-// load parses the file; a missing file knows no hosts. A line this
-// client cannot parse (a key type it does not know, a typo) is skipped, as
-// ssh does, instead of making every host unknown.
+// SystemKnownHosts is read besides the user's file, as ssh reads its
+// GlobalKnownHostsFile: hosts an administrator vouched for machine-wide.
+// It is never written.
+var SystemKnownHosts = "/etc/ssh/ssh_known_hosts"
+
+// load parses the user's file and the system one. A key either lists is
+// known; a key neither lists, while one lists another key for the host,
+// is a changed key; a key either marks @revoked is refused.
 func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
-	data, err := os.ReadFile(h.file)
+	user, err := loadKnownHosts(h.file)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(SystemKnownHosts); err != nil {
+		return user, nil
+	}
+	system, err := loadKnownHosts(SystemKnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		var want []knownhosts.KnownKey
+		known := false
+		for _, cb := range []ssh.HostKeyCallback{user, system} {
+			err := cb(host, remote, key)
+			var ke *knownhosts.KeyError
+			switch {
+			case err == nil:
+				known = true
+			case errors.As(err, &ke):
+				want = append(want, ke.Want...)
+			default:
+				return err // revoked
+			}
+		}
+		if known {
+			return nil
+		}
+		return &knownhosts.KeyError{Want: want}
+	}, nil
+}
+
+// loadKnownHosts parses one file; a missing file knows no hosts. A line
+// this client cannot parse (a key type it does not know, a typo) is
+// skipped, as ssh does, instead of making every host unknown.
+func loadKnownHosts(file string) (ssh.HostKeyCallback, error) {
+	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
+		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
-	cb, err := knownhosts.New(h.file)
+	cb, err := knownhosts.New(file)
 	if err == nil {
 		return cb, nil
 	}
@@ -83,7 +125,7 @@ func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
 	// still point into the real file, and name the real file in them.
 	tmp, terr := os.CreateTemp("", "etcdplay-known_hosts-*")
 	if terr != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
+		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
 	defer os.Remove(tmp.Name())
 	_, werr := tmp.Write(parsableLines(data))
@@ -91,11 +133,11 @@ func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
 		werr = cerr
 	}
 	if werr != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", h.file, werr)
+		return nil, fmt.Errorf("known_hosts %s: %w", file, werr)
 	}
 	inner, err := knownhosts.New(tmp.Name())
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", h.file, err)
+		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
 	name := tmp.Name()
 	return func(host string, remote net.Addr, key ssh.PublicKey) error {
@@ -104,7 +146,7 @@ func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
 		if errors.As(err, &ke) {
 			for i := range ke.Want {
 				if ke.Want[i].Filename == name {
-					ke.Want[i].Filename = h.file
+					ke.Want[i].Filename = file
 				}
 			}
 		}

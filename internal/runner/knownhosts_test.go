@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +181,37 @@ func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
 	c.trust(t, s, edKey)
 	if _, err := c.connect(t, s, c.opts()); err != nil {
 		t.Fatalf("connect knowing only the ed25519 key: %v", err)
+	}
+}
+
+// /etc/ssh/ssh_known_hosts counts as ssh's global file does: a host it
+// lists is known without the user's file, and a different key there is a
+// changed key. It is never written.
+func TestSystemKnownHosts(t *testing.T) {
+	c := newTestClient(t)
+	s := newTestServer(t, c.pub)
+	system := filepath.Join(t.TempDir(), "ssh_known_hosts")
+	old := SystemKnownHosts
+	SystemKnownHosts = system
+	t.Cleanup(func() { SystemKnownHosts = old })
+
+	sys := &testClient{knownHosts: system}
+	sys.trust(t, s)
+	if _, err := c.connect(t, s, c.opts()); err != nil {
+		t.Fatalf("a host the system file lists: %v", err)
+	}
+	if _, err := os.Stat(c.knownHosts); err == nil {
+		t.Errorf("the user's known_hosts was written for a host the system file knows")
+	}
+
+	other := newTestServer(t, c.pub)
+	if err := os.WriteFile(system, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sys.trust(t, other, genSigner(t, "ed25519"))
+	_, err := c.connect(t, other, c.opts())
+	var he *HostKeyError
+	if !errors.As(err, &he) || !he.Changed || !strings.Contains(strings.Join(he.Known, " "), system) {
+		t.Fatalf("a key the system file contradicts: %v, want a changed key naming %s", err, system)
 	}
 }
