@@ -153,8 +153,17 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// waitSSH polls until host accepts the lab key and runs a command, with its
-// current host key checked.
+// bootDone is what a host runs to say it is ready: boot finished (not only
+// sshd up) and /run/nologin gone. Until systemd-user-sessions removes it,
+// pam_nologin lets root in but refuses every other user ("Access denied
+// ... by PAM account configuration"), which made a test that logs in as
+// an unprivileged user right after boot fail now and then.
+// is-system-running's exit code is ignored: a container may boot
+// "degraded", which is as ready as it gets.
+const bootDone = "systemctl is-system-running --wait >/dev/null 2>&1; test ! -e /run/nologin"
+
+// waitSSH polls until host accepts the lab key and has finished booting
+// (bootDone), with its current host key checked.
 func (l *Lab) waitSSH(parent context.Context, h *hostState, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
@@ -168,7 +177,9 @@ func (l *Lab) waitSSH(parent context.Context, h *hostState, timeout time.Duratio
 		if err == nil {
 			s, serr := c.NewSession()
 			if serr == nil {
-				serr = s.Run("true")
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				serr = s.Run(bootDone)
+				stop()
 				s.Close()
 			}
 			c.Close()
