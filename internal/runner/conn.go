@@ -96,11 +96,11 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 			return nil, fmt.Errorf("%s: %w", t.label(), perr)
 		}
 		jt.KeyFile = t.KeyFile
-		if c.jump, err = dialSSH(ctx, jt, &o, hk, nil); err != nil {
+		if c.jump, err = dialRetrying(ctx, jt, &o, hk, nil); err != nil {
 			return nil, fmt.Errorf("%s via jump host: %w", t.label(), err)
 		}
 	}
-	if c.client, err = dialSSH(ctx, t, &o, hk, c.jump); err != nil {
+	if c.client, err = dialRetrying(ctx, t, &o, hk, c.jump); err != nil {
 		c.closeClients()
 		return nil, err
 	}

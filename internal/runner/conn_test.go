@@ -549,3 +549,53 @@ func TestDefaultUserAndKey(t *testing.T) {
 		t.Errorf("logins %v, want alice (the -u default) then bob (the inventory's)", s.users)
 	}
 }
+
+// A server that drops connections mid-handshake (sshd past MaxStartups,
+// or a host whose boot has not yet lifted pam_nologin) is tried again, up
+// to ConnectionAttempts, each retry reported; refusals that cannot pass
+// by waiting are never retried.
+func TestConnectRetriesDroppedHandshakes(t *testing.T) {
+	tests := []struct {
+		name     string
+		drop     int32
+		wrongKey bool
+		ok       bool
+		retries  int
+	}{
+		{"first connection dropped", 1, false, true, 1},
+		{"two dropped, third attempt works", 2, false, true, 2},
+		{"every attempt dropped", 3, false, false, 2},
+		{"refused key is not retried", 0, true, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t)
+			s := newTestServer(t, c.pub)
+			c.trust(t, s)
+			s.drop.Store(tt.drop)
+			var retried []string
+			o := c.opts()
+			o.OnRetry = func(host string, attempt int, err error) {
+				retried = append(retried, fmt.Sprintf("%s attempt %d: %v", host, attempt, err))
+			}
+			tg := s.target()
+			tg.KeyFile = c.keyFile
+			if tt.wrongKey {
+				tg.KeyFile = newTestClient(t).keyFile
+			}
+			conn, err := Connect(context.Background(), tg, o)
+			if conn != nil {
+				conn.Close()
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("Connect: %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !IsUnreachable(err) {
+				t.Errorf("error %v is not unreachable", err)
+			}
+			if len(retried) != tt.retries {
+				t.Errorf("retries reported: %q, want %d", retried, tt.retries)
+			}
+		})
+	}
+}

@@ -52,6 +52,7 @@ type run struct {
 	opts  Options
 	start time.Time
 	graph *dag.Graph[*playbook.Node]
+	inv   *inventory.Inventory
 
 	mu          sync.Mutex
 	conns       map[string]*Conn  // reachable hosts only
@@ -80,6 +81,7 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		opts:        opts,
 		start:       time.Now(),
 		graph:       c.Graph,
+		inv:         inv,
 		conns:       map[string]*Conn{},
 		unreachable: map[string]string{},
 		recap:       map[string]*HostRecap{},
@@ -147,7 +149,12 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 			defer func() { <-sem }()
 			t := TargetFor(h)
 			t.Become = t.Become || become[name]
-			conn, err := Connect(ctx, t, r.opts.Connect)
+			o := r.opts.Connect
+			o.OnRetry = func(host string, attempt int, err error) {
+				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Host: name,
+					Msg: fmt.Sprintf("connection attempt %d dropped by the server (%v); trying again", attempt, err)})
+			}
+			conn, err := Connect(ctx, t, o)
 			if err != nil {
 				r.markUnreachable(name, err.Error())
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusUnreachable, Msg: err.Error()})

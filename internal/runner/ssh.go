@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -49,6 +51,15 @@ type ConnectOptions struct {
 	HashKnownHosts bool
 	// Timeout bounds the TCP connect plus the SSH handshake (10s when 0).
 	Timeout time.Duration
+	// ConnectionAttempts is how many times a connection that the server
+	// drops during the handshake (EOF, reset) is tried, as ssh's
+	// ConnectionAttempts (3 when 0). sshd drops connections past
+	// MaxStartups, and a host still booting drops logins that pam_nologin
+	// refuses: both pass. Refusals that will not pass (a changed host
+	// key, a refused key, a closed port, a timeout) are never retried.
+	ConnectionAttempts int
+	// OnRetry, when set, is told of each retried attempt.
+	OnRetry func(host string, attempt int, err error)
 	// KeepAlive is the interval of keepalive@openssh.com requests (15s
 	// when 0); a connection that misses one for Timeout is declared dead.
 	KeepAlive time.Duration
@@ -137,6 +148,9 @@ func parseJump(s string, defUser string) (Target, error) {
 func (o *ConnectOptions) defaults() error {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if o.ConnectionAttempts <= 0 {
+		o.ConnectionAttempts = 3
 	}
 	if o.KeepAlive <= 0 {
 		o.KeepAlive = 15 * time.Second
@@ -235,6 +249,35 @@ func loadKey(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("ssh key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// dialRetrying is dialSSH, tried again (after a short, growing pause)
+// while the server drops the connection mid-handshake.
+func dialRetrying(ctx context.Context, t Target, o *ConnectOptions, hk *hostKeys, via *ssh.Client) (*ssh.Client, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := dialSSH(ctx, t, o, hk, via)
+		if err == nil || attempt >= o.ConnectionAttempts || !droppedInHandshake(err) || ctx.Err() != nil {
+			return c, err
+		}
+		if o.OnRetry != nil {
+			o.OnRetry(t.label(), attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+		}
+	}
+}
+
+// droppedInHandshake is a connection the server closed or reset after
+// accepting it: load or a refusal that may pass, not a wrong address.
+func droppedInHandshake(err error) bool {
+	var ue *UnreachableError
+	if !errors.As(err, &ue) {
+		return false
+	}
+	return errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, syscall.ECONNRESET)
 }
 
 // dialSSH opens an SSH client to t over a fresh TCP connection, or over

@@ -101,6 +101,10 @@ type testServer struct {
 	env      []string // extra environment of commands
 	hang     bool     // accept exec requests but never run them
 
+	// drop is how many of the next connections are closed right after
+	// accept, as sshd does past MaxStartups.
+	drop atomic.Int32
+
 	mu    sync.Mutex
 	conns []net.Conn
 	users []string // login users that authenticated
@@ -160,6 +164,10 @@ func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if s.drop.Add(-1) >= 0 {
+				c.Close()
+				continue
 			}
 			s.mu.Lock()
 			s.conns = append(s.conns, c)
