@@ -366,7 +366,7 @@ func TestClientProxyBadInput(t *testing.T) {
 	}{
 		{"member too", all, nil, []string{"etcd_clients", "is in both"}, 4},
 		{"namespace without slash", all[:1], map[string]any{"etcd_proxy_namespace": "/app"}, []string{"namespace-without-slash.yml:", "etcd_proxy_namespace", `must end with "/"`}, 4},
-		{"listen address not on the host", all[:1], map[string]any{"etcd_proxy_listen_address": "198.51.100.77"}, []string{"etcd_proxy_listen_address", "198.51.100.77 is not an address of etcd2"}, 2},
+		{"listen address not on the host", all[:1], map[string]any{"etcd_proxy_listen_address": "198.51.100.77"}, []string{"listen-address-not-on-the-host.yml:", "etcd_proxy_listen_address", "198.51.100.77 is not an address of etcd2"}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

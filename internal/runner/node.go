@@ -184,7 +184,31 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 	if err != nil && IsUnreachable(err) {
 		return nil, err
 	}
+	if at := r.valuePos(err, n.Host); at != "" && res != nil && res.Status == modules.StatusFailed {
+		res.Msg = at + ": " + res.Msg
+	}
 	return res, nil
+}
+
+// valuePos is where the inventory wrote the value a run-time variable
+// error is about (a listen address the host does not have, say), so the
+// failure names the line to fix as a compile error would.
+func (r *run) valuePos(err error, host string) string {
+	var ve modules.VariableError
+	if err == nil || r.inv == nil || !errors.As(err, &ve) {
+		return ""
+	}
+	if h, ok := ve.(interface{ VarHost() string }); ok && h.VarHost() != "" {
+		host = h.VarHost()
+	}
+	ih, ok := r.inv.Host(host)
+	if !ok {
+		return ""
+	}
+	if p, ok := ih.VarPos(ve.Variable()); ok {
+		return p.String()
+	}
+	return ""
 }
 
 // withRetries runs try until it succeeds (or until its `until` condition
