@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/etcdplay/etcdplay/modules"
@@ -68,3 +69,20 @@ func (r DefragRule) Why(size, inUse int64) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// DefragRuleFor is DefragRuleOf with the rule's arguments defaulting to
+// the variables etcd_defrag_free_above and etcd_defrag_quota_fraction, so
+// the inventory sets one rule for the rolling defrag and the timers. A bad
+// value that came from a variable is a VarError, reported at its line.
+func DefragRuleFor(args modules.Args, vars map[string]any, host string, c *Cluster) (DefragRule, error) {
+	ruleArgs := modules.Args{"force": args.Bool("force", false)}
+	for arg, v := range map[string]string{"free_above": "etcd_defrag_free_above", "quota_fraction": "etcd_defrag_quota_fraction"} {
+		ruleArgs[arg] = args.Str(arg, modules.Args(vars).Str(v, ""))
+	}
+	r, err := DefragRuleOf(ruleArgs, c)
+	var ae *modules.ArgError
+	if errors.As(err, &ae) && args.Str(ae.Arg, "") == "" {
+		return r, &VarError{Var: "etcd_defrag_" + ae.Arg, Host: host, Msg: ae.Msg}
+	}
+	return r, err
+}

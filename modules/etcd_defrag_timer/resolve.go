@@ -1,7 +1,6 @@
 package etcd_defrag_timer
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -56,16 +55,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	}
 	// The rule's arguments default to variables: a timer is configured in
 	// the inventory.
-	ruleArgs := modules.Args{}
-	for arg, v := range map[string]string{"free_above": "etcd_defrag_free_above", "quota_fraction": "etcd_defrag_quota_fraction"} {
-		ruleArgs[arg] = args.Str(arg, modules.Args(rc.Vars).Str(v, ""))
-	}
-	rule, err := etcd.DefragRuleOf(ruleArgs, c)
-	var ae *modules.ArgError
-	if errors.As(err, &ae) && args.Str(ae.Arg, "") == "" {
-		// The value came from the variable: say so, at its line.
-		return nil, &etcd.VarError{Var: "etcd_defrag_" + ae.Arg, Host: rc.Host, Msg: ae.Msg}
-	}
+	rule, err := etcd.DefragRuleFor(args, rc.Vars, rc.Host, c)
 	if err != nil {
 		return nil, err
 	}

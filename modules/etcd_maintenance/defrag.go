@@ -54,7 +54,7 @@ func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 	if err != nil {
 		return nil, err
 	}
-	r, err := etcd.DefragRuleOf(args, c)
+	r, err := etcd.DefragRuleFor(args, env.Vars, env.Host, c)
 	if err != nil {
 		return nil, err
 	}
