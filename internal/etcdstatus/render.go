@@ -19,7 +19,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 // status with health, then the member list, then alarms and a verdict.
 func WriteTable(w io.Writer, r *Report) error {
 	var b strings.Builder
-	st := table{header: []string{"ENDPOINT", "NAME", "ID", "VERSION", "DB SIZE", "IN USE", "IS LEADER", "IS LEARNER",
+	st := table{header: []string{"ENDPOINT", "NAME", "ID", "VERSION", "DB SIZE", "IN USE", "FRAGMENTED", "IS LEADER", "IS LEARNER",
 		"RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "HEALTH", "TOOK", "ERRORS"}}
 	for _, e := range r.Endpoints {
 		health := "healthy"
@@ -31,10 +31,10 @@ func WriteTable(w io.Writer, r *Report) error {
 			errs = append([]string{e.Error}, errs...)
 		}
 		if e.ID == "" { // the member did not answer: no status to show
-			st.rows = append(st.rows, []string{e.Endpoint, e.Name, "", "", "", "", "", "", "", "", "", health, e.Took, strings.Join(errs, ", ")})
+			st.rows = append(st.rows, []string{e.Endpoint, e.Name, "", "", "", "", "", "", "", "", "", "", health, e.Took, strings.Join(errs, ", ")})
 			continue
 		}
-		st.rows = append(st.rows, []string{e.Endpoint, e.Name, e.ID, e.Version, Bytes(e.DBSize), Bytes(e.DBSizeInUse),
+		st.rows = append(st.rows, []string{e.Endpoint, e.Name, e.ID, e.Version, Bytes(e.DBSize), Bytes(e.DBSizeInUse), fmt.Sprintf("%d%%", e.Fragmented),
 			strconv.FormatBool(e.IsLeader), strconv.FormatBool(e.IsLearner), u(e.RaftTerm), u(e.RaftIndex),
 			u(e.RaftAppliedIndex), health, e.Took, strings.Join(errs, ", ")})
 	}

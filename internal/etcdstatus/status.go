@@ -35,13 +35,16 @@ type Report struct {
 
 // Endpoint is one member seen through its own client URL.
 type Endpoint struct {
-	Endpoint         string   `json:"endpoint"`
-	Name             string   `json:"name"`
-	Host             string   `json:"host"`
-	ID               string   `json:"id,omitempty"` // hex, as etcdctl prints it
-	Version          string   `json:"version,omitempty"`
-	DBSize           int64    `json:"db_size"`
-	DBSizeInUse      int64    `json:"db_size_in_use"`
+	Endpoint    string `json:"endpoint"`
+	Name        string `json:"name"`
+	Host        string `json:"host"`
+	ID          string `json:"id,omitempty"` // hex, as etcdctl prints it
+	Version     string `json:"version,omitempty"`
+	DBSize      int64  `json:"db_size"`
+	DBSizeInUse int64  `json:"db_size_in_use"`
+	// Fragmented is the share of the db file that is free pages
+	// (1 - in use / size), what a defrag would give back, in percent.
+	Fragmented       int      `json:"fragmented_percent"`
 	IsLeader         bool     `json:"is_leader"`
 	IsLearner        bool     `json:"is_learner"`
 	RaftTerm         uint64   `json:"raft_term"`
@@ -125,6 +128,9 @@ func fromHealth(c *etcd.Cluster, h *etcd.Health, now time.Time) *Report {
 		}
 		if m.ID != 0 {
 			e.ID = fmt.Sprintf("%x", m.ID)
+		}
+		if m.DBSize > 0 {
+			e.Fragmented = int(100 * (m.DBSize - m.DBSizeInUse) / m.DBSize)
 		}
 		r.Endpoints = append(r.Endpoints, e)
 	}
