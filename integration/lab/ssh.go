@@ -160,7 +160,10 @@ func (b *lockedBuffer) String() string {
 // an unprivileged user right after boot fail now and then.
 // is-system-running's exit code is ignored: a container may boot
 // "degraded", which is as ready as it gets.
-const bootDone = "systemctl is-system-running --wait >/dev/null 2>&1; test ! -e /run/nologin"
+const bootDone = `state=$(systemctl is-system-running --wait 2>&1)
+test ! -e /run/nologin && exit 0
+echo "boot $state, /run/nologin present; jobs:"; systemctl list-jobs --no-pager 2>&1 | head -20
+exit 1`
 
 // waitSSH polls until host accepts the lab key and has finished booting
 // (bootDone), with its current host key checked.
@@ -178,8 +181,11 @@ func (l *Lab) waitSSH(parent context.Context, h *hostState, timeout time.Duratio
 			s, serr := c.NewSession()
 			if serr == nil {
 				stop := context.AfterFunc(ctx, func() { c.Close() })
-				serr = s.Run(bootDone)
+				out, rerr := s.CombinedOutput(bootDone)
 				stop()
+				if serr = rerr; serr != nil && len(out) > 0 {
+					serr = fmt.Errorf("%w: %s", rerr, bytes.TrimSpace(out))
+				}
 				s.Close()
 			}
 			c.Close()
