@@ -11,7 +11,7 @@ import (
 // serving versions (the first is etcd_version). The fsync preflight allows
 // 2s: the lab's disk is shared by every test running at once, so it
 // measures the machine, not etcdplay.
-func labEnv(t *testing.T, name string, block int, versions ...string) *harness.Env {
+func labEnv(t testing.TB, name string, block int, versions ...string) *harness.Env {
 	t.Helper()
 	l := lab.ForTest(t, lab.Options{Name: name, Block: block, Hosts: 3})
 	e := harness.New(t, l)

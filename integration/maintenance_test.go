@@ -63,6 +63,12 @@ func TestNospaceRecovery(t *testing.T) {
 	if _, err := cli.Delete(ctx, "fill/", clientv3.WithPrefix()); err != nil {
 		t.Fatalf("delete under NOSPACE: %v", err)
 	}
+	dbBefore := map[string]int64{}
+	for _, h := range e.Lab.Hosts() {
+		if st, err := cli.Status(ctx, e.Endpoints(h.Name)[0]); err == nil {
+			dbBefore[h.Name] = st.DbSize
+		}
+	}
 	o := e.MustApply(t, harness.Playbook("maintenance.yml"))
 	if ev, ok := taskEvent(o, "etcd_defrag"); ok {
 		t.Logf("defrag: %s", ev.Msg)
@@ -78,6 +84,9 @@ func TestNospaceRecovery(t *testing.T) {
 	}
 	for _, h := range e.Lab.Hosts() {
 		st, err := cli.Status(ctx, e.Endpoints(h.Name)[0])
+		if err == nil {
+			t.Logf("%s: db %d bytes before maintenance, %d after", h.Name, dbBefore[h.Name], st.DbSize)
+		}
 		if err != nil || st.DbSize > 8<<20 {
 			t.Errorf("%s after maintenance: db %v bytes (%v), want it defragmented well under the quota", h.Name, st.DbSize, err)
 		}
