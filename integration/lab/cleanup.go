@@ -40,6 +40,17 @@ func cleanupIn(stateRoot, name string) error {
 	if nspawns, inside := labProcs(dir); len(nspawns)+len(inside) > 0 {
 		errs = append(errs, fmt.Errorf("lab processes still running under %s: nspawn %v, inside %v", dir, nspawns, inside))
 	}
+	var machines []string // nil: every lab's
+	if name != "" {
+		machines = []string{}
+		hosts, _ := os.ReadDir(filepath.Join(dir, "hosts"))
+		for _, h := range hosts {
+			machines = append(machines, name+"-"+h.Name())
+		}
+	}
+	if err := removeCgroups(machines); err != nil {
+		errs = append(errs, err)
+	}
 	if err := removeRules(name); err != nil {
 		errs = append(errs, err)
 	}

@@ -110,10 +110,17 @@ func (h *hostState) boot() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command("systemd-nspawn",
+	argv := []string{"systemd-nspawn",
 		"-D", h.root(), "-M", h.Machine,
 		"--boot", "--register=no", "--keep-unit",
-		"--console=read-only")
+		"--console=read-only"}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if procs := hostCgroups(h.Machine); len(procs) > 0 {
+		// The shell moves itself into the host's cgroups, then becomes
+		// nspawn (same PID), so the container starts there.
+		script := `for f in ` + strings.Join(procs, " ") + `; do echo $$ > "$f" || exit 1; done; exec "$@"`
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script, "nspawn"}, argv...)...)
+	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

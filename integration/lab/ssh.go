@@ -156,13 +156,15 @@ func (b *lockedBuffer) String() string {
 // bootDone is what a host runs to say it is ready: boot finished (not only
 // sshd up) and /run/nologin gone. Until systemd-user-sessions removes it,
 // pam_nologin lets root in but refuses every other user ("Access denied
-// ... by PAM account configuration"), which made a test that logs in as
-// an unprivileged user right after boot fail now and then.
-// is-system-running's exit code is ignored: a container may boot
-// "degraded", which is as ready as it gets.
-const bootDone = `state=$(systemctl is-system-running --wait 2>&1)
+// ... by PAM account configuration"). A container may boot "degraded",
+// which is as ready as it gets. When not ready it says why, which is what
+// a boot that never finishes reports.
+const bootDone = `state=$(systemctl is-system-running 2>&1)
+case "$state" in initializing|starting)
+	echo "boot $state; jobs:"; systemctl list-jobs --no-pager 2>&1 | head -20; exit 1;;
+esac
 test ! -e /run/nologin && exit 0
-echo "boot $state, /run/nologin present; jobs:"; systemctl list-jobs --no-pager 2>&1 | head -20
+echo "boot $state, /run/nologin present; failed units:"; systemctl --failed --no-legend --no-pager 2>&1 | head -20
 exit 1`
 
 // waitSSH polls until host accepts the lab key and has finished booting
