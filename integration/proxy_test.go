@@ -319,8 +319,9 @@ func TestClientProxies(t *testing.T) {
 
 	// A member dies and is replaced on a new host while the client keeps
 	// writing through the grpc-proxy.
-	wl = harness.StartWriteLoop(m.proxyClient(grpcHost.Addr, false), "during-replace", 20*time.Millisecond, 900*time.Millisecond)
 	dead := members[1]
+	handLeadershipAway(t, m.Env, "https://"+dead.Addr+":2379", "https://"+members[0].Addr+":2379")
+	wl = harness.StartWriteLoop(m.proxyClient(grpcHost.Addr, false), "during-replace", 20*time.Millisecond, 900*time.Millisecond)
 	if err := m.Lab.Kill(dead.Name); err != nil {
 		t.Fatal(err)
 	}
