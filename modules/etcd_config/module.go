@@ -62,30 +62,40 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	if err != nil {
 		return nil, fmt.Errorf("etcd_config for %s: %w", rc.Host, err)
 	}
+	return HostArgs(c, rc.Host, rc.BaseDir, rc.StateDir, rc.Vars, args)
+}
+
+// HostArgs renders host's etcd.yaml from the cluster model c and returns
+// what the host side of etcd_config takes: the one rendering of etcd.yaml,
+// for this module and for modules that write a member's config in steps
+// (the TLS migration renders it from a model of the phase it moves to).
+// args are the task's (state, template, dest, mode, owner, group,
+// heartbeat_interval, election_timeout); vars are the host's variables.
+func HostArgs(c *etcd.Cluster, host, baseDir, stateDir string, vars map[string]any, args modules.Args) (modules.Args, error) {
 	state := args.Str("state", "")
 	if state == "" {
-		if s, ok := rc.Vars["etcd_initial_cluster_state"].(string); ok && s != "" {
+		if s, ok := vars["etcd_initial_cluster_state"].(string); ok && s != "" {
 			state = s
 		}
 	}
-	name, text, err := load(rc.BaseDir, args.Str("template", DefaultTemplate))
+	name, text, err := load(baseDir, args.Str("template", DefaultTemplate))
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "template", Msg: err.Error()}
 	}
 	// With etcd_heartbeat_interval: auto, the timing is what etcd_tune
 	// last measured and recorded in the state dir (etcd's defaults before
 	// the first measurement).
-	heartbeat, election, err := c.EffectiveTiming(rc.StateDir)
+	heartbeat, election, err := c.EffectiveTiming(stateDir)
 	if err != nil {
-		return nil, fmt.Errorf("etcd_config for %s: %w", rc.Host, err)
+		return nil, fmt.Errorf("etcd_config for %s: %w", host, err)
 	}
-	out, err := Render(name, text, c, rc.Host, Options{
+	out, err := Render(name, text, c, host, Options{
 		State:             state,
 		HeartbeatInterval: args.Int("heartbeat_interval", heartbeat),
 		ElectionTimeout:   args.Int("election_timeout", election),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd_config for %s: %s: %w", rc.Host, name, err)
+		return nil, fmt.Errorf("etcd_config for %s: %s: %w", host, name, err)
 	}
 	return modules.Args{
 		argContent: out,

@@ -250,3 +250,43 @@ func parsedByEtcd(t *testing.T, conf string) {
 		t.Errorf("peer port accepts CNs %v, want only %q", cfg.PeerTLSInfo.AllowedCNs, etcd.PeerCN)
 	}
 }
+
+// The configs a member passes through on its way to TLS (etcd_enable_tls):
+// each phase of etcd1 rendered through HostArgs from etcd.Cluster.AtPhase.
+// "on" is not among them: it is three-members-tls.yaml, site.yml's own.
+func TestGoldenTLSPhases(t *testing.T) {
+	v := vars(3, map[string]any{"etcd_tls": false})
+	c, err := etcd.FromVars(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []etcd.TLSPhase{etcd.TLSOff, etcd.TLSBoth, etcd.TLSPeer} {
+		t.Run(p.String(), func(t *testing.T) {
+			at, err := c.AtPhase("etcd1", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := HostArgs(at, "etcd1", t.TempDir(), "", v, modules.Args{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out.Str(argContent, "")
+			golden.Check(t, filepath.Join("testdata", "tls-phase-"+p.String()+".yaml"), got)
+			parsedByEtcd(t, got)
+			f := filepath.Join(t.TempDir(), "etcd.yaml")
+			if err := os.WriteFile(f, []byte(got), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := embed.ConfigFromFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// etcd serves http and https on one client listener when both
+			// URLs name the same address.
+			wantClient := map[etcd.TLSPhase]int{etcd.TLSOff: 1, etcd.TLSBoth: 2, etcd.TLSPeer: 2}[p]
+			if len(cfg.ListenClientUrls) != wantClient || len(cfg.AdvertiseClientUrls) != wantClient || len(cfg.ListenPeerUrls) != 1 {
+				t.Errorf("etcd reads client URLs %v (advertised %v), peer %v", cfg.ListenClientUrls, cfg.AdvertiseClientUrls, cfg.ListenPeerUrls)
+			}
+		})
+	}
+}
