@@ -29,6 +29,7 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		"scale-in.yml":     {"remove": lastMember},
 		"replace-node.yml": {"node": lastMember},
 		"rotate-certs.yml": nil,
+		"enable-tls.yml":   nil,
 		"restore.yml":      {"snapshot": "/var/backups/etcd/snap.db"},
 		"upgrade.yml":      {"etcd_version": "v3.7.3"},
 		"clients.yml":      nil,

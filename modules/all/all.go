@@ -33,5 +33,6 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_member"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_restore"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_tls"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_upgrade"
 )

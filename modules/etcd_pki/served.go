@@ -51,7 +51,13 @@ func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			got, err := etcd.ServedCertificate(cctx, dial, url, as)
 			cancel()
+			var plain tls.RecordHeaderError
 			switch {
+			case attempt == 0 && errors.As(err, &plain):
+				// A plain-HTTP member (etcd_tls was false): it uses them
+				// once enable-tls.yml moves it to TLS.
+				env.Logf("%s serves plain HTTP at %s: etcd reads the new certificates when it moves to TLS", p.member.Name, url)
+				return nil
 			case attempt == 0 && errors.Is(err, etcd.ErrNotServing):
 				env.Logf("%s: nothing answers at %s: etcd reads the new certificates when it starts", p.member.Name, url)
 				return nil
