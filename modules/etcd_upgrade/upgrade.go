@@ -29,9 +29,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules"
@@ -116,6 +118,11 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
 	dial := etcd.Dialer(c, env)
 	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
+	if mode == "converge" {
+		if err := schemeGuard(ctx, env, c, h); err != nil {
+			return nil, err
+		}
+	}
 	if err != nil {
 		if mode == "converge" {
 			return &modules.Change{}, nil // no cluster to guard yet (no client certificate)
@@ -224,6 +231,43 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	ch.Add("!", "cluster version "+minor(to), "checked through the API once every member runs "+to.String())
 	ch.Disruptive = fmt.Sprintf("%ss and restarts members one at a time", verb)
 	return ch, nil
+}
+
+// schemeGuard is site.yml's other guard: a running cluster on plain HTTP
+// while etcd_tls is true (or the reverse) is refused before anything, since
+// rewriting and restarting members onto the other scheme cuts each one off
+// from its peers. h is the check through the model's scheme (nil or
+// without a member list when nothing answered that way).
+func schemeGuard(ctx context.Context, env *modules.Env, c *etcd.Cluster, h *etcd.Health) error {
+	var list []*etcdserverpb.Member
+	if h != nil && h.ListError == "" {
+		list = h.List
+	} else {
+		other := c.WithScheme(!c.TLS)
+		if oh, err := etcd.CheckHealth(ctx, other, env.StateDir, etcd.Dialer(other, env), etcd.CheckOptions{}); err == nil && oh.ListError == "" {
+			list = oh.List
+		}
+	}
+	wrong := "http://"
+	if !c.TLS {
+		wrong = "https://"
+	}
+	var off []string
+	for _, m := range list {
+		if slices.ContainsFunc(append(slices.Clone(m.ClientURLs), m.PeerURLs...), func(u string) bool { return strings.HasPrefix(u, wrong) }) {
+			off = append(off, fmt.Sprintf("%s (%s)", m.Name, etcd.PhaseOf(m.ClientURLs, m.PeerURLs)))
+		}
+	}
+	if len(off) == 0 {
+		return nil
+	}
+	if c.TLS {
+		return &etcd.VarError{Var: "etcd_tls", Msg: fmt.Sprintf("is true but members of the running cluster still use plain HTTP: %s; nothing was changed. "+
+			"A running cluster moves to TLS with `etcdplay apply playbooks/enable-tls.yml` (one member at a time, no downtime; a killed run is resumed by running it again)",
+			strings.Join(off, ", "))}
+	}
+	return &etcd.VarError{Var: "etcd_tls", Msg: fmt.Sprintf("is false but members of the running cluster use TLS: %s; nothing was changed. "+
+		"Set etcd_tls: true (etcdplay does not move a cluster back to plain HTTP)", strings.Join(off, ", "))}
 }
 
 // converge is site.yml's guard: a running member on another version than
