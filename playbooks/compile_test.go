@@ -30,6 +30,7 @@ func TestShippedPlaybooksCompile(t *testing.T) {
 		"replace-node.yml": {"node": lastMember},
 		"rotate-certs.yml": nil,
 		"enable-tls.yml":   nil,
+		"rotate-ca.yml":    nil,
 		"restore.yml":      {"snapshot": "/var/backups/etcd/snap.db"},
 		"upgrade.yml":      {"etcd_version": "v3.7.3"},
 		"clients.yml":      nil,

@@ -47,6 +47,10 @@ func ClientTLS(c *Cluster, stateDir string) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("cluster CA %s holds no PEM certificate", pki.CACert())
 	}
+	// In a CA rotation, members serve certificates of either CA.
+	if next, err := os.ReadFile(pki.NextCACert()); err == nil {
+		pool.AppendCertsFromPEM(next)
+	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		RootCAs:      pool,

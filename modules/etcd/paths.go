@@ -55,6 +55,11 @@ func (c *Cluster) PKI(stateDir string) StatePKI {
 func (s StatePKI) CACert() string { return filepath.Join(s.Dir, "ca.crt") }
 func (s StatePKI) CAKey() string  { return filepath.Join(s.Dir, "ca.key") }
 
+// NextCACert and NextCAKey are the CA a rotation (rotate-ca.yml) brings
+// in: present from its first step until its last promotes it to CACert.
+func (s StatePKI) NextCACert() string { return filepath.Join(s.Dir, "ca-next.crt") }
+func (s StatePKI) NextCAKey() string  { return filepath.Join(s.Dir, "ca-next.key") }
+
 // Server, Peer and Client return a certificate and its key.
 func (s StatePKI) Server(member string) (crt, key string) { return s.pair("server-" + member) }
 func (s StatePKI) Peer(member string) (crt, key string)   { return s.pair("peer-" + member) }

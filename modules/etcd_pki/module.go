@@ -32,6 +32,12 @@ var spec = modules.Spec{
 	// expiry. Whenever a running member's certificates are re-issued,
 	// Apply checks it serves the new ones.
 	"rotate": {Kind: modules.Bool},
+	// ca_rotation is a step of rotate-ca.yml: trust (a new CA beside the
+	// current one: hosts trust both, leaves stay), reissue (leaves from
+	// the new CA, hosts still trust both), finish (the new CA replaces the
+	// current one on the controller, the old one kept aside; hosts trust
+	// the new one only).
+	"ca_rotation": {Kind: modules.String, OneOf: []string{"trust", "reissue", "finish"}},
 }
 
 func (Module) Validate(args modules.Args) error {
@@ -69,6 +75,11 @@ type plan struct {
 	dir      string
 	ca       *CA
 	caNew    bool
+	// next is the CA a rotation brings in (nextNew: made by this run);
+	// promote makes it the CA on the controller in Apply.
+	next     *CA
+	nextNew  bool
+	promote  bool
 	caPaths  [2]string
 	items    []item
 	hostArgs modules.Args
@@ -120,6 +131,10 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if p.caNew && owner {
 		ch.Add("+", pki.CACert(), fmt.Sprintf("new CA %q on the controller (valid until %s)", p.ca.cert.Subject.CommonName, p.ca.cert.NotAfter.UTC().Format("2006-01-02")))
 	}
+	signing, trusted, err := p.rotationStep(st, c, pki, args.Str("ca_rotation", ""), owner, ch)
+	if err != nil {
+		return fail(err)
+	}
 
 	if m != nil {
 		p.items = memberItems(c, pki, *m)
@@ -128,9 +143,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		reason, err := st.resolve(it, p.ca, c.CertValidity, c.CertRenewBefore, args.Bool("rotate", false))
+		_, reissuedThisRun := st.pending[it.certPath] // under --check, by the rotation's second step
+		reason, err := st.resolve(it, signing, c.CertValidity, c.CertRenewBefore, args.Bool("rotate", false))
 		if err != nil {
 			return fail(err)
+		}
+		if p.promote && reason != "" && !(env.Check && reissuedThisRun) {
+			return fail(fmt.Errorf("%s %s certificate is not from the new CA yet (%s): dropping the old CA now would cut it off; run rotate-ca.yml again, whose second step re-issues it", it.name, it.kind, reason))
 		}
 		if reason == "" || (it.shared && !owner) {
 			continue
@@ -153,7 +172,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	set := etcd_install.Set{
 		Dirs:  []etcd_install.Dir{{Path: dir, Mode: "0700", Owner: ownerName, Group: group}},
-		Files: []etcd_install.File{file("ca.crt", p.ca.Cert, "0644", false)},
+		Files: []etcd_install.File{file("ca.crt", trusted, "0644", false)},
 	}
 	for _, it := range p.items {
 		if it.hostFile != "" {
@@ -256,7 +275,7 @@ func persist(p *plan, env *modules.Env) error {
 	st := storeFor(p.dir)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !p.caNew && !anyIssued(p) {
+	if !p.caNew && !anyIssued(p) && !p.nextNew && !p.promote {
 		return nil
 	}
 	unlock, err := lockDir(p.dir)
@@ -286,6 +305,10 @@ func persist(p *plan, env *modules.Env) error {
 		}
 		delete(st.pending, it.certPath)
 	}
+	if err := persistRotation(p, p.cluster.PKI(env.StateDir), env.Logf); err != nil {
+		return err
+	}
+	delete(st.pending, p.cluster.PKI(env.StateDir).NextCACert())
 	return nil
 }
 
@@ -327,6 +350,9 @@ func (s *store) loadCA(c *etcd.Cluster, pki etcd.StatePKI) (*CA, bool, error) {
 			return nil, false, fmt.Errorf("etcd_ca_cert/etcd_ca_key: %w", err)
 		}
 		return ca, false, nil
+	}
+	if err := settlePromotion(pki); err != nil {
+		return nil, false, err
 	}
 	pair, ok, err := readPair(pki.CACert(), pki.CAKey())
 	if err != nil {

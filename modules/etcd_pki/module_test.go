@@ -27,6 +27,7 @@ type lab struct {
 	vars        map[string]any            // cluster-wide
 	hostvars    map[string]map[string]any // per host
 	rotate      bool                      // plan with rotate: true
+	caRotation  string                    // plan with ca_rotation: this step
 }
 
 func newLab(t *testing.T) *lab {
@@ -69,6 +70,9 @@ func (l *lab) envWriters(h string, check bool) (*modules.Env, modules.Args, map[
 	args := modules.Args{"pki_dir": l.pki(h), "owner": "", "group": ""}
 	if l.rotate {
 		args["rotate"] = true
+	}
+	if l.caRotation != "" {
+		args["ca_rotation"] = l.caRotation
 	}
 	return env, args, writers
 }
@@ -474,4 +478,84 @@ func mustPEM(t *testing.T, b []byte) []byte {
 		t.Fatal("no PEM block")
 	}
 	return blk.Bytes
+}
+
+// The three steps of a CA rotation on the state dir and the hosts' files:
+// trust (both CAs on hosts, leaves kept), reissue (leaves from the new CA),
+// finish (the new CA is the CA, the old kept, hosts trust the new alone);
+// a promotion killed half way is finished by the next load; finish refuses
+// while a leaf is still from the old CA.
+func TestCARotationSteps(t *testing.T) {
+	l := newLab(t)
+	l.runAll(t, false)
+	pkiDir := filepath.Join(l.state, "etcd", "pki")
+	oldCA, _ := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	oldServer := readCert(t, filepath.Join(l.pki("etcd1"), "server.crt"))
+
+	// finish before reissue is refused once a next CA exists.
+	l.caRotation = "trust"
+	if p := strings.Join(l.runAll(t, true)["etcd1"], "\n"); !strings.Contains(p, "ca-next.crt: new CA") || strings.Contains(p, "cert etcd1 server") {
+		t.Errorf("trust plan of etcd1:\n%s", p)
+	}
+	l.runAll(t, false)
+	next, err := os.ReadFile(filepath.Join(pkiDir, "ca-next.crt"))
+	must(t, err)
+	for _, h := range hosts {
+		got, _ := os.ReadFile(filepath.Join(l.pki(h), "ca.crt"))
+		if !bytes.Contains(got, bytes.TrimSpace(oldCA)) || !bytes.Contains(got, bytes.TrimSpace(next)) {
+			t.Errorf("%s trusts %s, want both CAs", h, got)
+		}
+	}
+	if readCert(t, filepath.Join(l.pki("etcd1"), "server.crt")).SerialNumber.Cmp(oldServer.SerialNumber) != 0 {
+		t.Error("trust re-issued a leaf")
+	}
+	if again := l.runAll(t, false); len(again["etcd1"]) != 0 {
+		t.Errorf("trust again planned %v", again["etcd1"])
+	}
+
+	l.caRotation = "finish"
+	env, args, writers := l.envWriters("etcd2", false)
+	if _, err := modules.Run(context.Background(), "etcd_pki", Module{}, env, args, writers); err == nil || !strings.Contains(err.Error(), "not from the new CA yet") {
+		t.Errorf("finish before reissue: %v", err)
+	}
+
+	l.caRotation = "reissue"
+	l.runAll(t, false)
+	nextCA := readCert(t, filepath.Join(pkiDir, "ca-next.crt"))
+	for _, f := range []string{filepath.Join(l.pki("etcd3"), "peer.crt"), filepath.Join(pkiDir, "client-etcdplay.crt")} {
+		if c := readCert(t, f); c.CheckSignatureFrom(nextCA) != nil {
+			t.Errorf("%s is not from the new CA after reissue", f)
+		}
+	}
+
+	// A promotion killed after the new key took ca.key's name.
+	must(t, os.WriteFile(filepath.Join(pkiDir, "ca.key"), mustRead(t, filepath.Join(pkiDir, "ca-next.key")), 0o600))
+	l.caRotation = "finish"
+	l.runAll(t, false)
+	cur, _ := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	if !bytes.Equal(cur, next) {
+		t.Error("the state dir's CA is not the new one after finish")
+	}
+	if _, err := os.Stat(filepath.Join(pkiDir, "ca-next.crt")); err == nil {
+		t.Error("ca-next.crt left after finish")
+	}
+	for _, h := range hosts {
+		if got, _ := os.ReadFile(filepath.Join(l.pki(h), "ca.crt")); !bytes.Equal(got, next) {
+			t.Errorf("%s trusts %s after finish, want the new CA alone", h, got)
+		}
+	}
+	if again := l.runAll(t, false); len(again["etcd1"])+len(again["etcd2"]) != 0 {
+		t.Errorf("finish again planned %v", again)
+	}
+	l.caRotation = ""
+	if again := l.runAll(t, false); len(again["etcd1"]) != 0 {
+		t.Errorf("a plain run after the rotation planned %v", again["etcd1"])
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	return b
 }

@@ -1,0 +1,169 @@
+package etcd_pki
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+)
+
+// CA rotation (rotate-ca.yml), in three steps that each leave every two
+// members able to talk:
+//
+//  1. trust: a new CA is made on the controller beside the current one
+//     (ca-next.crt); every host's ca.crt holds both, and etcd_restart
+//     restarts the members (etcd reads its trusted CAs at start only);
+//  2. reissue: leaves (server, peer, the controller's client
+//     certificates) are issued from the new CA, one member at a time; etcd
+//     reads leaves at every handshake, and both CAs are trusted;
+//  3. finish: on the controller the new CA becomes ca.crt and the old one
+//     is kept as ca-retired-<time>.crt; every host's ca.crt holds the new
+//     CA only, and the members are restarted again.
+//
+// The step is the playbook's; what is done is read from the state dir
+// (ca-next present or not) and the hosts' files, so a killed run is
+// finished by running rotate-ca.yml again from the start.
+
+// rotationStep picks the CA that signs leaves and the trust bundle hosts
+// get for step (none: the current CA for both).
+func (p *plan) rotationStep(st *store, c *etcd.Cluster, pki etcd.StatePKI, step string, owner bool, ch *modules.Change) (signing *CA, trusted []byte, err error) {
+	if step == "" {
+		return p.ca, p.ca.Cert, nil
+	}
+	if c.CACertFile != "" {
+		return nil, nil, &etcd.VarError{Var: "etcd_ca_cert", Msg: "is a CA of your own: rotate-ca.yml rotates the CA etcdplay keeps; to move to another CA of yours, see docs/variables.md (CA rotation)"}
+	}
+	if p.caNew {
+		return nil, nil, errors.New("there is no CA to rotate yet: site.yml makes the cluster's first one")
+	}
+	if p.next, p.nextNew, err = st.loadNextCA(c, pki, step == "trust"); err != nil {
+		return nil, nil, err
+	}
+	if p.next == nil {
+		if step == "finish" {
+			return p.ca, p.ca.Cert, nil // done: the new CA is the CA
+		}
+		return nil, nil, fmt.Errorf("no new CA in %s: the rotation's first step (ca_rotation: trust) makes it", pki.NextCACert())
+	}
+	bundle := append(append(bytes.TrimRight(bytes.Clone(p.ca.Cert), "\n"), '\n'), p.next.Cert...)
+	switch step {
+	case "trust":
+		if p.nextNew && owner {
+			ch.Add("+", pki.NextCACert(), fmt.Sprintf("new CA %q beside the current one (valid until %s): hosts trust both",
+				p.next.cert.Subject.CommonName, p.next.cert.NotAfter.UTC().Format("2006-01-02")))
+		}
+		return p.ca, bundle, nil
+	case "reissue":
+		return p.next, bundle, nil
+	}
+	p.promote = true
+	if owner {
+		ch.Add("~", pki.CACert(), fmt.Sprintf("the new CA (serial %x) replaces the old one (serial %x, kept as %s)",
+			p.next.cert.SerialNumber, p.ca.cert.SerialNumber, retiredName(pki, p.ca)))
+	}
+	return p.next, p.next.Cert, nil
+}
+
+// loadNextCA finds the rotation's new CA: on disk, pending from a
+// parallel plan, or (create) a new one. nil when there is none.
+func (s *store) loadNextCA(c *etcd.Cluster, pki etcd.StatePKI, create bool) (*CA, bool, error) {
+	pair, ok, err := readPair(pki.NextCACert(), pki.NextCAKey())
+	if err != nil {
+		return nil, false, err
+	}
+	if ok {
+		ca, err := LoadCA(pair.Cert, pair.Key)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", pki.NextCACert(), err)
+		}
+		return ca, false, nil
+	}
+	if p, ok := s.pending[pki.NextCACert()]; ok {
+		ca, err := LoadCA(p.Cert, p.Key)
+		return ca, true, err
+	}
+	if !create {
+		return nil, false, nil
+	}
+	// A name of its own: clients and tools that show the issuer tell the
+	// two CAs apart.
+	ca, err := NewCA(fmt.Sprintf("%s-ca-%s", c.Name, now().UTC().Format("20060102")), c.CAValidity)
+	if err != nil {
+		return nil, false, err
+	}
+	s.pending[pki.NextCACert()] = ca.Pair
+	return ca, true, nil
+}
+
+// retiredName is where the old CA is kept once replaced.
+func retiredName(pki etcd.StatePKI, ca *CA) string {
+	return strings.TrimSuffix(pki.CACert(), ".crt") + "-retired-" + ca.cert.NotBefore.UTC().Format("20060102T150405") + ".crt"
+}
+
+// persistRotation writes a new next CA, or promotes it. Callers hold the
+// store's lock and the directory's file lock.
+func persistRotation(p *plan, pki etcd.StatePKI, logf func(string, ...any)) error {
+	if p.nextNew {
+		cur, err := os.ReadFile(pki.NextCACert())
+		switch {
+		case err == nil && !bytes.Equal(cur, p.next.Cert):
+			return fmt.Errorf("%s appeared while this run was planning (another etcdplay run?); run again", pki.NextCACert())
+		case err != nil:
+			if err := writePair(pki.NextCACert(), pki.NextCAKey(), p.next.Pair); err != nil {
+				return err
+			}
+			logf("created the rotation's new CA %s", pki.NextCACert())
+		}
+	}
+	if !p.promote {
+		return nil
+	}
+	if _, err := os.Stat(pki.NextCACert()); errors.Is(err, fs.ErrNotExist) {
+		return nil // another host's Apply of this run promoted it
+	}
+	retired := retiredName(pki, p.ca)
+	if _, err := os.Stat(retired); errors.Is(err, fs.ErrNotExist) {
+		if err := writePair(retired, strings.TrimSuffix(retired, ".crt")+".key", p.ca.Pair); err != nil {
+			return err
+		}
+	}
+	if err := writePair(pki.CACert(), pki.CAKey(), p.next.Pair); err != nil {
+		return fmt.Errorf("promoting the new CA: %w", err)
+	}
+	if err := settlePromotion(pki); err != nil {
+		return err
+	}
+	logf("the new CA is %s; the old one is kept as %s (%s)", pki.CACert(), retired, time.Now().UTC().Format(time.RFC3339))
+	return nil
+}
+
+// settlePromotion finishes a promotion a killed run left half done: once
+// ca.key is the new CA's key, the new CA is the CA (its certificate is
+// written again) and ca-next goes (it is ca.crt now, byte for byte).
+// Before that point nothing of the promotion happened but the retired
+// copy, and the rotation's last step does it again.
+func settlePromotion(pki etcd.StatePKI) error {
+	next, ok, err := readPair(pki.NextCACert(), pki.NextCAKey())
+	if err != nil || !ok {
+		return err
+	}
+	key, err := os.ReadFile(pki.CAKey())
+	if err != nil || !bytes.Equal(key, next.Key) {
+		return nil
+	}
+	if err := writePair(pki.CACert(), pki.CAKey(), next); err != nil {
+		return err
+	}
+	for _, f := range []string{pki.NextCACert(), pki.NextCAKey()} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
