@@ -72,9 +72,9 @@ type item struct {
 }
 
 type plan struct {
-	dir      string
-	ca       *CA
-	caNew    bool
+	dir   string
+	ca    *CA
+	caNew bool
 	// next is the CA a rotation brings in (nextNew: made by this run);
 	// promote makes it the CA on the controller in Apply.
 	next     *CA
