@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,26 +24,38 @@ import (
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
-// TestRotateCA: a 3-member TLS cluster with 1,000 keys. rotate-ca.yml
-// --check changes nothing; then it is killed during the first step's
-// restarts and during the second step's re-issues, and run again to the
-// end, while a client that follows the rotation (it trusts what the state
-// dir's CA files hold and presents the controller's current client
-// certificate at each handshake) writes every 20 ms. At the end the state
-// dir's CA is new and the old one is kept, every member trusts the new CA
-// alone and serves server and peer certificates from it, a client with a
-// certificate from the old CA is refused, no key or acknowledged write is
-// lost, and site.yml changes nothing.
+// TestRotateCA: a 3-member TLS cluster with 1,000 keys and a client host
+// whose grpc-proxy serves local clients. rotate-ca.yml --check changes
+// nothing; then it is killed during the first step's restarts and during
+// the second step's re-issues, and run again to the end, while two clients
+// write every 20 ms: one through the proxy (an application on the client
+// host), one straight to the members that follows the rotation (it trusts
+// what the state dir's CA files hold and presents the controller's current
+// client certificate at each handshake). At the end the state dir's CA is
+// new and the old one is kept, every member and the proxy trust the new CA
+// alone, the members serve server and peer certificates from it, a client
+// with a certificate from the old CA is refused, no key or acknowledged
+// write is lost, and site.yml changes nothing.
 func TestRotateCA(t *testing.T) {
-	e := labEnv(t, "it-rotate-ca", 71, bootVersion)
+	m := newMLab(t, "it-rotate-ca", 71, 4)
+	all := m.nodes()
+	members, proxy := all[:3], all[3]
+	inv := m.clientInventory("ca.yml", members, []node{proxy}, nil)
+	m.Inventory = inv
+	e := m.Env
 	e.MustApply(t, harness.Playbook("site.yml"))
-	putKeys(t, e.Client(t), 1000, "before-ca", 64)
+	addrs := nodeAddrs(members)
+	var eps []string
+	for _, a := range addrs {
+		eps = append(eps, "https://"+a+":2379")
+	}
+	putKeys(t, m.client(addrs...), 1000, "before-ca", 64)
 	pki := e.PKIDir()
 	oldCA, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldClient := e.Client(t) // its TLS config holds the old CA and client certificate
+	oldClient := m.client(addrs...) // its TLS config holds the old CA and client certificate
 	rb := harness.Playbook("rotate-ca.yml")
 
 	snap := e.CheckSnapshot(t)
@@ -56,30 +69,51 @@ func TestRotateCA(t *testing.T) {
 		t.Errorf("rotate-ca --check wrote the new CA")
 	}
 
-	follower := clientv3.Config{Endpoints: e.Endpoints(), TLS: followingTLS(pki), DialTimeout: 2 * time.Second, Logger: zap.NewNop()}
-	cli, err := clientv3.New(follower)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: followingTLS(pki), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	wl := harness.StartWriteLoop(cli, "during-ca-rotation", 20*time.Millisecond, 400*time.Millisecond)
-	mon := watchMembers(cli, e.Endpoints())
+	direct := harness.StartWriteLoop(cli, "during-ca-rotation", 20*time.Millisecond, 400*time.Millisecond)
+	viaProxy := harness.StartWriteLoop(m.proxyClient(proxy.Addr, false), "via-proxy-during-ca-rotation", 20*time.Millisecond, 400*time.Millisecond)
+	since := time.Now()
 	for _, marker := range []string{"restart of", "serves its new server certificate"} {
 		o := e.SignalWhen(t, rb, marker, 300*time.Millisecond, os.Kill)
 		t.Logf("killed after %q: exit %d", marker, o.Code)
 	}
 	o := e.MustApply(t, rb)
-	st := wl.Stop()
-	down := mon.stop()
-	t.Logf("longest time each member did not answer during the rotation: %v", down)
-	for ep, d := range down {
-		if d > 5*time.Second {
-			t.Errorf("%s did not answer for %s during the rotation: longer than a restart", ep, d)
+	t.Logf("rotate-ca finished in %.1fs", o.Elapsed.Seconds())
+	// The longest write gap is what a client sees of the rotation's two
+	// rolling restarts (in-flight requests to a member going down time
+	// out; leadership is handed over first): well under a second usually,
+	// bounded here at 3 s so a loaded machine does not fail the test
+	// while a member cut off from its peers still would. Through the
+	// proxy, local clients also see the proxy restart twice (it reads
+	// trusted CAs only at start), about a second each.
+	for _, c := range []struct {
+		what  string
+		wl    *harness.WriteLoop
+		limit time.Duration
+	}{{"straight to the members", direct, 3 * time.Second}, {"through the grpc-proxy", viaProxy, 3 * time.Second}} {
+		st := c.wl.Stop()
+		t.Logf("writes %s during the rotation: %s", c.what, st)
+		if st.OK == 0 || st.MaxGap >= c.limit {
+			t.Errorf("writes %s during the CA rotation: %s (want the longest gap below %s); first errors: %v", c.what, st, c.limit, st.Errors)
 		}
 	}
-	t.Logf("rotate-ca finished in %.1fs; writes during the rotation: %s", o.Elapsed.Seconds(), st)
-	if st.OK == 0 || st.MaxGap >= time.Second {
-		t.Errorf("writes during the CA rotation: %s (want the longest gap below the 1s election timeout); first errors: %v", st, st.Errors)
+	// No step where two members could not talk: etcd logs every peer
+	// handshake it refuses ("rejected connection on peer endpoint") and
+	// every certificate it fails to verify (x509). The client endpoint's
+	// rejections are this test's own clients holding the old CA, as they
+	// should be refused.
+	for _, h := range members {
+		out, err := e.Lab.Run(context.Background(), h.Name, fmt.Sprintf("journalctl -u etcd --no-pager -o cat --since '@%d' | grep -E 'x509|peer endpoint.*(tls|certificate)' || true", since.Unix()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("%s refused or failed peer TLS during the rotation:\n%s", h.Name, out)
+		}
 	}
 
 	newCA, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
@@ -98,9 +132,12 @@ func TestRotateCA(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pki, "ca-next.crt")); err == nil {
 		t.Errorf("ca-next.crt left in the state dir after the rotation")
 	}
+	if got := e.HostFile(t, proxy.Name, "/etc/etcd-proxy/pki/ca.crt"); !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(newCA)) {
+		t.Errorf("the proxy on %s trusts:\n%s\nwant the new CA alone", proxy.Name, got)
+	}
 	only := x509.NewCertPool()
 	only.AppendCertsFromPEM(newCA)
-	for _, h := range e.Lab.Hosts() {
+	for _, h := range members {
 		if got := e.HostFile(t, h.Name, "/etc/etcd/pki/ca.crt"); !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(newCA)) {
 			t.Errorf("%s trusts:\n%s\nwant the new CA alone", h.Name, got)
 		}
@@ -126,9 +163,8 @@ func TestRotateCA(t *testing.T) {
 		t.Errorf("a client with the old CA's certificate could still write")
 	}
 	cancel()
-	now := e.Client(t)
-	checkKeys(t, now, 1000, "before-ca", 64)
-	waitHealthy(t, e)
+	checkKeys(t, m.client(addrs...), 1000, "before-ca", 64)
+	m.healthy(addrs...)
 	if again := e.MustApply(t, harness.Playbook("site.yml")); again.Changed() != 0 {
 		t.Errorf("site.yml after the CA rotation changed %d:\n%s", again.Changed(), again.Stdout)
 	}
@@ -164,49 +200,4 @@ func followingTLS(pki string) *tls.Config {
 			return &c, err
 		},
 	}
-}
-
-// memberWatch polls each member's status through a client that follows
-// the rotation and records, per endpoint, the longest stretch it did not
-// answer: a restart is a short one; a member cut off from its peers or
-// refusing the client's certificates is a long one.
-type memberWatch struct {
-	stopc chan struct{}
-	done  chan map[string]time.Duration
-}
-
-func watchMembers(cli *clientv3.Client, endpoints []string) *memberWatch {
-	w := &memberWatch{stopc: make(chan struct{}), done: make(chan map[string]time.Duration, 1)}
-	go func() {
-		longest := map[string]time.Duration{}
-		since := map[string]time.Time{}
-		for {
-			now := time.Now()
-			for _, ep := range endpoints {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				st, err := cli.Status(ctx, ep)
-				cancel()
-				if err == nil && st.Leader != 0 {
-					delete(since, ep)
-					continue
-				}
-				if _, ok := since[ep]; !ok {
-					since[ep] = now
-				}
-				longest[ep] = max(longest[ep], time.Since(since[ep]))
-			}
-			select {
-			case <-w.stopc:
-				w.done <- longest
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}()
-	return w
-}
-
-func (w *memberWatch) stop() map[string]time.Duration {
-	close(w.stopc)
-	return <-w.done
 }
