@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
@@ -181,6 +182,30 @@ chmod 700 "$dd"`
 	}
 	if changed := harness.Diff(snap, e.CheckSnapshot(t)); len(changed) != 0 {
 		t.Errorf("the consistency check changed hosts: %v", changed)
+	}
+
+	// CORRUPT, raised through etcd's own alarm API as its corruption
+	// check would: maintenance.yml refuses, names the member and the
+	// runbook, and never disarms it.
+	ids := map[string]uint64{}
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ml.Members {
+		ids[m.Name] = m.ID
+	}
+	if _, err := etcdserverpb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, &etcdserverpb.AlarmRequest{
+		Action: etcdserverpb.AlarmRequest_ACTIVATE, MemberID: ids[x], Alarm: etcdserverpb.AlarmType_CORRUPT}); err != nil {
+		t.Fatalf("raise CORRUPT on %s: %v", x, err)
+	}
+	corrupt := e.Etcdplay(t, "apply", harness.Playbook("maintenance.yml"))
+	out := corrupt.Stdout + corrupt.Stderr
+	if corrupt.Code != 2 || !strings.Contains(out, "alarm CORRUPT on member "+x) || !strings.Contains(out, "replace-node.yml -e node="+x) {
+		t.Errorf("maintenance.yml with CORRUPT on %s: exit %d, want a refusal naming it and replace-node.yml:\n%s", x, corrupt.Code, out)
+	}
+	if a, err := cli.AlarmList(ctx); err != nil || len(a.Alarms) != 1 || a.Alarms[0].Alarm != etcdserverpb.AlarmType_CORRUPT {
+		t.Errorf("alarms after maintenance.yml: %v %v, want CORRUPT still raised", a, err)
 	}
 }
 

@@ -77,7 +77,7 @@ func (h *Health) Problems() []string {
 	}
 	for _, a := range h.Alarms {
 		if !slices.Contains(h.ignoreAlarms, a.Alarm.String()) {
-			out = append(out, fmt.Sprintf("alarm %s on member %s", a.Alarm, h.nameOf(a.MemberID)))
+			out = append(out, fmt.Sprintf("alarm %s on member %s%s", a.Alarm, h.nameOf(a.MemberID), alarmRemedy(a.Alarm, h.nameOf(a.MemberID))))
 		}
 	}
 	if h.ListError != "" {
@@ -387,4 +387,16 @@ func ArgDuration(args modules.Args, name string, def time.Duration) (time.Durati
 // the play's SSH connections (env.Remotes: dialing is read-only).
 func Dialer(c *Cluster, env *modules.Env) DialFunc {
 	return RemoteDialer(c, env.Remotes())
+}
+
+// alarmRemedy is what an operator does about an alarm, appended to the
+// problem line so every refusal that meets it says so.
+func alarmRemedy(a etcdserverpb.AlarmType, member string) string {
+	switch a {
+	case etcdserverpb.AlarmType_NOSPACE:
+		return " (the db reached its quota: delete what is not needed, then playbooks/maintenance.yml compacts, defragments and disarms it)"
+	case etcdserverpb.AlarmType_CORRUPT:
+		return fmt.Sprintf(" (its data differs from the other members'; etcdplay never disarms it: wipe its data dir, run playbooks/replace-node.yml -e node=%s, then disarm it)", member)
+	}
+	return ""
 }
