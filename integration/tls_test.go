@@ -33,12 +33,17 @@ import (
 // the longest write gap is below the 1 s election timeout, and site.yml
 // with etcd_tls true changes nothing.
 func TestEnableTLS(t *testing.T) {
-	e := labEnv(t, "it-tls", 69, bootVersion)
+	m := newMLab(t, "it-tls", 69, 4)
+	all := m.nodes()
+	members, proxy := all[:3], all[3]
+	m.Inventory = m.clientInventory("tls.yml", members, []node{proxy}, nil)
+	e := m.Env
 	e.Vars["etcd_tls"] = "false"
 	e.MustApply(t, harness.Playbook("site.yml"))
-	var plainEPs []string
-	for _, h := range e.Lab.Hosts() {
+	var plainEPs, tlsEPs []string
+	for _, h := range members {
 		plainEPs = append(plainEPs, fmt.Sprintf("http://%s:2379", h.Addr))
+		tlsEPs = append(tlsEPs, fmt.Sprintf("https://%s:2379", h.Addr))
 	}
 	plain, err := clientv3.New(clientv3.Config{Endpoints: plainEPs, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -67,7 +72,11 @@ func TestEnableTLS(t *testing.T) {
 		t.Errorf("enable-tls --check changed hosts: %v", changed)
 	}
 
-	w := startDualWriter(e, plain)
+	w := startDualWriter(e, plain, tlsEPs)
+	// An application on the client host, through its local grpc-proxy
+	// (plain on loopback, as before): the proxy moves to TLS between the
+	// peer switch and the end of plain HTTP, with one restart.
+	viaProxy := harness.StartWriteLoop(m.proxyClient(proxy.Addr, false), "via-proxy-during-tls", 20*time.Millisecond, 400*time.Millisecond)
 	for _, marker := range []string{"TLS off -> both of", "TLS both -> peer of", "TLS peer -> on of"} {
 		o := e.SignalWhen(t, harness.Playbook("enable-tls.yml"), marker, 700*time.Millisecond, os.Kill)
 		var done []string
@@ -81,8 +90,13 @@ func TestEnableTLS(t *testing.T) {
 	for i := 0; ; i++ {
 		o := e.Apply(t, harness.Playbook("enable-tls.yml"))
 		if o.Code == 0 {
-			ev, _ := taskEvent(o, "etcd_enable_tls")
-			t.Logf("enable-tls finished on run %d (%.1fs): %s", i+4, o.Elapsed.Seconds(), ev.Msg)
+			var msgs []string
+			for _, ev := range o.Events {
+				if ev.Type == runner.EventNodeDone && ev.Module == "etcd_enable_tls" && ev.Msg != "" {
+					msgs = append(msgs, ev.Msg)
+				}
+			}
+			t.Logf("enable-tls finished on run %d (%.1fs): %v", i+4, o.Elapsed.Seconds(), msgs)
 			break
 		}
 		if i == 1 {
@@ -94,8 +108,22 @@ func TestEnableTLS(t *testing.T) {
 	if st.ok == 0 || st.maxGap >= time.Second {
 		t.Errorf("writes during enable-tls: %s (want the longest gap below the 1s election timeout)", st)
 	}
+	// The proxy's own restart (it reads its flags and CA at start) is
+	// what its local clients see: about a second.
+	if pst := viaProxy.Stop(); pst.OK == 0 || pst.MaxGap >= 3*time.Second {
+		journal, _ := e.Lab.Run(context.Background(), proxy.Name, "journalctl -u etcd-proxy --no-pager -o short-precise | tail -40")
+		t.Errorf("writes through the grpc-proxy during enable-tls: %s; first errors: %v\nthe proxy's journal:\n%s", pst, pst.Errors, journal)
+	} else {
+		t.Logf("writes through the grpc-proxy during enable-tls: %s", pst)
+	}
+	if got := m.proxyEndpoints(proxy.Name); len(got) != 3 {
+		t.Errorf("the proxy forwards to %v, want the 3 members", got)
+	}
+	if out, err := e.Lab.Run(context.Background(), proxy.Name, "systemctl show -p ExecStart etcd-proxy.service"); err != nil || !strings.Contains(out, "--cacert") {
+		t.Errorf("the proxy does not talk TLS to the members: %v\n%s", err, out)
+	}
 
-	cli := e.Client(t)
+	cli := e.Client(t, tlsEPs...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ml, err := cli.MemberList(ctx)
@@ -162,7 +190,7 @@ func (s dualStats) String() string {
 	return fmt.Sprintf("%d writes acknowledged, %d failed, longest gap %s", s.ok, s.failed, s.maxGap.Round(time.Millisecond))
 }
 
-func startDualWriter(e *harness.Env, plain *clientv3.Client) *dualWriter {
+func startDualWriter(e *harness.Env, plain *clientv3.Client, tlsEndpoints []string) *dualWriter {
 	w := &dualWriter{stopc: make(chan struct{}), done: make(chan struct{}), last: time.Now()}
 	var secure *clientv3.Client
 	go func() {
@@ -180,7 +208,7 @@ func startDualWriter(e *harness.Env, plain *clientv3.Client) *dualWriter {
 			}
 			if secure == nil {
 				if cfg := clientTLSIfIssued(e); cfg != nil {
-					secure, _ = clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), TLS: cfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+					secure, _ = clientv3.New(clientv3.Config{Endpoints: tlsEndpoints, TLS: cfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 				}
 			}
 			key := fmt.Sprintf("during-tls/%06d", n)

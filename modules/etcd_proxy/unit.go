@@ -81,6 +81,10 @@ func joinEndpoints(px etcd.Proxy, urls []string) string {
 func liveEndpoints(ctx context.Context, env *modules.Env, c *etcd.Cluster) ([]string, string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	scheme := "http://"
+	if c.TLS {
+		scheme = "https://"
+	}
 	cli, err := etcd.NewClient(cctx, c, env.StateDir, etcd.Dialer(c, env))
 	if err == nil {
 		defer cli.Close()
@@ -91,7 +95,14 @@ func liveEndpoints(ctx context.Context, env *modules.Env, c *etcd.Cluster) ([]st
 				if m.IsLearner || m.Name == "" || len(m.ClientURLs) == 0 {
 					continue // not serving yet
 				}
-				out = append(out, m.ClientURLs...)
+				// The cluster's own scheme only: half way through
+				// enable-tls.yml a member serves http and https, and the
+				// http URLs go away at its end.
+				for _, u := range m.ClientURLs {
+					if strings.HasPrefix(u, scheme) {
+						out = append(out, u)
+					}
+				}
 			}
 			if len(out) > 0 {
 				return out, "the live member list", nil

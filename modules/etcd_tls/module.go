@@ -58,6 +58,10 @@ var spec = modules.Spec{
 	"template": {Kind: modules.String},
 	// base_dir is the playbook's directory (set by Resolve: templates).
 	"base_dir": {Kind: modules.String},
+	// to is the phase to stop at: peer (clients still served over plain
+	// HTTP too, so client hosts' proxies can move to TLS before it goes)
+	// or on (the default).
+	"to": {Kind: modules.String, OneOf: []string{"peer", "on"}},
 }
 
 const (
@@ -98,6 +102,7 @@ type job struct {
 	tls, plain *etcd.Cluster
 	args       modules.Args
 	timeout    time.Duration
+	to         etcd.TLSPhase
 }
 
 // Plan reads each member's phase from the live member list and shows the
@@ -112,6 +117,10 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	j := &job{tls: c.WithScheme(true), plain: c.WithScheme(false), args: args}
 	j.timeout, _ = etcd.ArgDuration(args, "timeout", defaultTimeout)
+	j.to = etcd.TLSOn
+	if args.Str("to", "on") == "peer" {
+		j.to = etcd.TLSPeer
+	}
 	l, h, err := j.read(ctx, env)
 	if err != nil {
 		return nil, err
@@ -134,6 +143,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		{etcd.TLSPeer, "plain-HTTP client listener removed"},
 	}
 	for _, s := range steps {
+		if s.from >= j.to {
+			break
+		}
 		for _, m := range roll.Order(c.Members, leader) {
 			if l.phase[m.Host] > s.from || slices.Contains(l.down, m.Host) {
 				continue
@@ -146,7 +158,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		}
 	}
 	if ch.Empty() {
-		env.Logf("etcd_enable_tls: every member serves clients and peers over TLS only")
+		env.Logf("etcd_enable_tls: every member is at phase %s or past it", j.to)
 		return ch, nil
 	}
 	ch.Disruptive = "restarts every member up to three times, one at a time, and moves peer URLs to https"
@@ -212,15 +224,35 @@ func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcd.Health, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd_enable_tls: %w", err)
 	}
-	for _, mh := range h.Members {
-		if !mh.Healthy && l.phase[mh.Host] >= etcd.TLSPeer {
-			l.down = append(l.down, mh.Host)
+	if l.cutOff(h) == nil && !h.Healthy() {
+		// A run killed during a restart leaves that member starting:
+		// give it the time a roll gives a member before refusing.
+		env.Logf("etcd_enable_tls: the cluster is not healthy yet (%s); waiting up to %s", strings.Join(h.Problems(), "; "), j.timeout)
+		if w, werr := etcd.WaitHealthy(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.WaitOptions{Timeout: j.timeout}); werr == nil {
+			h = w
 		}
 	}
-	if probs := h.Problems(); len(probs) > 0 && !(len(l.down) == 1 && len(h.Unhealthy()) == 1) {
+	l.down = l.cutOff(h)
+	if probs := h.Problems(); len(probs) > 0 && l.down == nil {
 		return nil, nil, fmt.Errorf("etcd_enable_tls: refusing, nothing was changed: the cluster is not healthy: %s", strings.Join(probs, "; "))
 	}
 	return l, h, nil
+}
+
+// cutOff is the one member a killed run can leave cut off from its peers
+// (its peer URL already https in the member list, its listener not yet),
+// when it is the cluster's only problem; else nil.
+func (l *live) cutOff(h *etcd.Health) []string {
+	var down []string
+	for _, mh := range h.Members {
+		if !mh.Healthy && l.phase[mh.Host] >= etcd.TLSPeer {
+			down = append(down, mh.Host)
+		}
+	}
+	if len(down) != 1 || len(h.Unhealthy()) != 1 {
+		return nil
+	}
+	return down
 }
 
 // Apply resumes a member left cut off, then runs the three rolls, each
@@ -245,6 +277,9 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		done = append(done, host+" resumed")
 	}
 	for _, from := range []etcd.TLSPhase{etcd.TLSOff, etcd.TLSBoth, etcd.TLSPeer} {
+		if from >= j.to {
+			break
+		}
 		if l, _, err = j.read(ctx, env); err != nil {
 			return nil, err
 		}
@@ -281,7 +316,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		}
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: ch,
-		Msg:  "clients and peers over TLS only: " + strings.Join(done, ", "),
+		Msg:  fmt.Sprintf("every member at phase %s: %s", j.to, strings.Join(done, ", ")),
 		Data: map[string]any{"steps": done}}, nil
 }
 
