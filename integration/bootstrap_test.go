@@ -81,6 +81,14 @@ func TestBootstrapThreeMembers(t *testing.T) {
 	}
 
 	bootCheckCluster(t, e, hosts)
+	// root's login shell on a member: etcdctl finds its member and
+	// certificates (/etc/profile.d/etcdctl.sh) with no flags.
+	for _, h := range hosts {
+		out, err := l.Run(context.Background(), h, "bash -lc 'etcdctl endpoint health'")
+		if err != nil || !strings.Contains(out, "is healthy") {
+			t.Errorf("etcdctl in root's login shell on %s: %v\n%s", h, err, out)
+		}
+	}
 	bootCheckWatch(t, e)
 	bootCheckRefusals(t, e)
 	pids := bootCheckProcesses(t, e, hosts)
@@ -211,6 +219,7 @@ func bootCheckPlanBare(t *testing.T, check *harness.Outcome, host, text string) 
 		"/etc/etcd/pki/peer.crt", "/etc/etcd/pki/peer.key",
 		"/etc/etcd/etcd.yaml",
 		"start etcd.service",
+		"/etc/profile.d/etcdctl.sh",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("--check on bare %s plans no %q; actions:\n%s", host, want, all)

@@ -290,3 +290,24 @@ func TestGoldenTLSPhases(t *testing.T) {
 		})
 	}
 }
+
+// root's etcdctl environment on a member, with and without TLS.
+func TestGoldenCtlEnv(t *testing.T) {
+	for _, tls := range []bool{true, false} {
+		name := map[bool]string{true: "etcdctl-env-tls.sh", false: "etcdctl-env-plain.sh"}[tls]
+		t.Run(name, func(t *testing.T) {
+			v := vars(3, map[string]any{"etcd_tls": tls})
+			out, err := ctlEnvModule{}.Resolve(modules.Args{}, &modules.ResolveContext{Host: "etcd2", Vars: v})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := (ctlEnvModule{}).Validate(out); err != nil {
+				t.Fatal(err)
+			}
+			if out.Str("dest", "") != CtlEnvPath || out.Str("mode", "") != "0644" {
+				t.Errorf("file args: %v", out)
+			}
+			golden.Check(t, filepath.Join("testdata", name), out.Str(argContent, ""))
+		})
+	}
+}
