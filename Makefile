@@ -16,7 +16,7 @@ DEMO_PLAYBOOK ?= $(if $(wildcard playbooks/site.yml),playbooks/site.yml,playbook
 # Integration tests boot containers: one package at a time on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build lab-tool test lint unit-test integration-test lab-up lab-down mirror demo bench clean
+.PHONY: all build lab-tool lab-deps test lint unit-test integration-test lab-up lab-down mirror demo bench clean
 
 all: build
 
@@ -30,6 +30,22 @@ build:
 
 lab-tool:
 	CGO_ENABLED=0 $(GO) build -o $(LAB) ./integration/cmd/etcdplay-lab
+
+# What the lab needs from the OS, as command:package. As root with apt-get
+# (Debian, Ubuntu) what is missing is installed, saying so; elsewhere the
+# missing packages are named and the target fails.
+LAB_CMDS ?= systemd-nspawn:systemd-container debootstrap:debootstrap iptables:iptables ssh:openssh-client
+lab-deps:
+	@missing=""; for cp in $(LAB_CMDS); do \
+		command -v "$${cp%%:*}" >/dev/null 2>&1 || missing="$$missing $${cp#*:}"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "==> installing what the lab needs:$$missing"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null || exit 1; \
+	else \
+		echo "==> the lab needs:$$missing (as root on Debian or Ubuntu: apt-get install$$missing)"; exit 1; \
+	fi
 
 test: lint unit-test integration-test
 
@@ -50,6 +66,7 @@ unit-test:
 # The integration packages skip themselves without root or systemd-nspawn;
 # say so up front so a green run is never mistaken for a full one.
 integration-test:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory lab-deps || true; fi
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "==> integration tests: SKIPPED (not root; they boot systemd-nspawn containers)"; \
 	elif ! command -v systemd-nspawn >/dev/null; then \
@@ -70,7 +87,7 @@ lab-up: lab-tool
 lab-down: lab-tool
 	$(LAB) down
 
-demo: build lab-tool
+demo: lab-deps build lab-tool
 	$(LAB) serve -detach
 	$(LAB) up -n $(LAB_HOSTS) -block $(LAB_BLOCK) -name $(LAB_NAME)
 	bin/etcdplay apply $(DEMO_PLAYBOOK) -i $(LAB_DIR)/inventory.yml --known-hosts $(LAB_DIR)/known_hosts \
