@@ -156,7 +156,14 @@ func TestRollingDefragUnderLoad(t *testing.T) {
 		t.Fatalf("snapshot on %s: %v\n%s", x, err, out)
 	}
 	putKeys(t, cli, 200, "newer", 16)
-	moveLeaderAwayFrom(t, e, x, x)
+	// The two other members: a and b.
+	var live []string
+	for _, h := range hosts {
+		if h.Name != x {
+			live = append(live, e.Endpoints(h.Name)[0])
+		}
+	}
+	handLeadershipAway(t, e, e.Endpoints(x)[0], live[0])
 	const restoreAlone = `set -e
 val() { sed -n "s/^$1: *//p" /etc/etcd/etcd.yaml | tr -d "'\""; }
 dd=$(val data-dir)
@@ -169,7 +176,12 @@ chmod 700 "$dd"`
 	if out, err := e.Lab.Run(ctx, x, restoreAlone); err != nil {
 		t.Fatalf("restore %s on its own: %v\n%s", x, err, out)
 	}
-	moveLeaderAwayFrom(t, e, "", x)
+	// Whichever of the two leads hands over to the other.
+	if st, err := e.Client(t, live[0]).Status(ctx, live[0]); err == nil && st.Leader == st.Header.MemberId {
+		handLeadershipAway(t, e, live[0], live[1])
+	} else {
+		handLeadershipAway(t, e, live[1], live[0])
+	}
 	if out, err := e.Lab.Run(ctx, x, "systemctl start etcd"); err != nil {
 		out2, _ := e.Lab.Run(ctx, x, "journalctl -u etcd --no-pager -n 20 -o cat")
 		t.Fatalf("start %s on its restored data: %v\n%s\n%s", x, err, out, out2)
@@ -279,44 +291,4 @@ func awaitCompacted(t testing.TB, e *harness.Env, cli *clientv3.Client, inUse in
 			t.Fatalf("members still hold more than %d bytes in use a minute after the compaction", inUse)
 		}
 	}
-}
-
-// moveLeaderAwayFrom hands leadership from the current leader to another
-// member that answers and is not down: away from host, or (host "") to
-// any other member, so that the new leader knows nothing of down's raft
-// progress.
-func moveLeaderAwayFrom(t *testing.T, e *harness.Env, host, down string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ids := map[string]uint64{}
-	var leaderID uint64
-	var leader string
-	for _, h := range e.Lab.Hosts() {
-		if h.Name == down && host != down {
-			continue
-		}
-		st, err := e.Client(t, e.Endpoints(h.Name)...).Status(ctx, e.Endpoints(h.Name)[0])
-		if err != nil {
-			t.Fatalf("status of %s: %v", h.Name, err)
-		}
-		ids[h.Name], leaderID = st.Header.MemberId, st.Leader
-		if st.Header.MemberId == st.Leader {
-			leader = h.Name
-		}
-	}
-	if host != "" && leader != host {
-		return
-	}
-	for name, id := range ids {
-		if name == leader || name == down || id == leaderID {
-			continue
-		}
-		if _, err := e.Client(t, e.Endpoints(leader)...).MoveLeader(ctx, id); err != nil {
-			t.Fatalf("move leadership from %s to %s: %v", leader, name, err)
-		}
-		t.Logf("leadership moved from %s to %s", leader, name)
-		return
-	}
-	t.Fatalf("no member to hand leadership to from %s (down: %s)", leader, down)
 }

@@ -75,6 +75,27 @@ func (m *mlab) clientInventory(file string, members []node, clients []node, clie
 	return p
 }
 
+// newProxyLab is a lab of 3 members and one client host running a
+// grpc-proxy (listening on its own loopback address, so plain locally),
+// with the inventory saying so; the harness runs against it.
+func newProxyLab(t *testing.T, name string, block int) (m *mlab, members []node, proxy node) {
+	t.Helper()
+	m = newMLab(t, name, block, 4)
+	all := m.nodes()
+	members, proxy = all[:3], all[3]
+	m.Inventory = m.clientInventory(name+".yml", members, []node{proxy}, nil)
+	return m, members, proxy
+}
+
+// endpoints are the members' client URLs in scheme.
+func endpoints(scheme string, members []node) []string {
+	out := make([]string, len(members))
+	for i, n := range members {
+		out[i] = scheme + "://" + n.Addr + ":2379"
+	}
+	return out
+}
+
 // proxyClient is etcd's client through a proxy at addr:23790.
 func (m *mlab) proxyClient(addr string, tls bool) *clientv3.Client {
 	m.t.Helper()

@@ -37,18 +37,10 @@ import (
 // with a certificate from the old CA is refused, no key or acknowledged
 // write is lost, and site.yml changes nothing.
 func TestRotateCA(t *testing.T) {
-	m := newMLab(t, "it-rotate-ca", 71, 4)
-	all := m.nodes()
-	members, proxy := all[:3], all[3]
-	inv := m.clientInventory("ca.yml", members, []node{proxy}, nil)
-	m.Inventory = inv
+	m, members, proxy := newProxyLab(t, "it-rotate-ca", 71)
 	e := m.Env
 	e.MustApply(t, harness.Playbook("site.yml"))
-	addrs := nodeAddrs(members)
-	var eps []string
-	for _, a := range addrs {
-		eps = append(eps, "https://"+a+":2379")
-	}
+	addrs, eps := nodeAddrs(members), endpoints("https", members)
 	putKeys(t, m.client(addrs...), 1000, "before-ca", 64)
 	pki := e.PKIDir()
 	oldCA, err := os.ReadFile(filepath.Join(pki, "ca.crt"))

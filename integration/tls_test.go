@@ -33,18 +33,11 @@ import (
 // the longest write gap is below the 1 s election timeout, and site.yml
 // with etcd_tls true changes nothing.
 func TestEnableTLS(t *testing.T) {
-	m := newMLab(t, "it-tls", 69, 4)
-	all := m.nodes()
-	members, proxy := all[:3], all[3]
-	m.Inventory = m.clientInventory("tls.yml", members, []node{proxy}, nil)
+	m, members, proxy := newProxyLab(t, "it-tls", 69)
 	e := m.Env
 	e.Vars["etcd_tls"] = "false"
 	e.MustApply(t, harness.Playbook("site.yml"))
-	var plainEPs, tlsEPs []string
-	for _, h := range members {
-		plainEPs = append(plainEPs, fmt.Sprintf("http://%s:2379", h.Addr))
-		tlsEPs = append(tlsEPs, fmt.Sprintf("https://%s:2379", h.Addr))
-	}
+	plainEPs, tlsEPs := endpoints("http", members), endpoints("https", members)
 	plain, err := clientv3.New(clientv3.Config{Endpoints: plainEPs, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

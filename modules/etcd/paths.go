@@ -55,6 +55,10 @@ func (c *Cluster) PKI(stateDir string) StatePKI {
 func (s StatePKI) CACert() string { return filepath.Join(s.Dir, "ca.crt") }
 func (s StatePKI) CAKey() string  { return filepath.Join(s.Dir, "ca.key") }
 
+// UnitName is the systemd unit etcd_service installs for a member; every
+// module that starts, stops or probes etcd names it through this.
+const UnitName = "etcd.service"
+
 // NextCACert and NextCAKey are the CA a rotation (rotate-ca.yml) brings
 // in: present from its first step until its last promotes it to CACert.
 func (s StatePKI) NextCACert() string { return filepath.Join(s.Dir, "ca-next.crt") }

@@ -11,7 +11,7 @@ import (
 )
 
 // unit is the unit etcd_service installs.
-const unit = "etcd.service"
+const unit = etcd.UnitName
 
 // hostState is what a joining or retiring member's host looks like.
 type hostState struct {

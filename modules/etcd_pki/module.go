@@ -354,26 +354,36 @@ func (s *store) loadCA(c *etcd.Cluster, pki etcd.StatePKI) (*CA, bool, error) {
 	if err := settlePromotion(pki); err != nil {
 		return nil, false, err
 	}
-	pair, ok, err := readPair(pki.CACert(), pki.CAKey())
+	return s.caAt(pki.CACert(), pki.CAKey(), c.Name+"-ca", c.CAValidity)
+}
+
+// caAt is the CA whose pair is at certPath/keyPath: on disk, pending from
+// a plan of this process, or (name not "") a new one made pending. New
+// reports that it is not on disk yet; nil without a name and none there.
+// Callers hold s.mu.
+func (s *store) caAt(certPath, keyPath, name string, validity time.Duration) (ca *CA, isNew bool, err error) {
+	pair, ok, err := readPair(certPath, keyPath)
 	if err != nil {
 		return nil, false, err
 	}
 	if ok {
 		ca, err := LoadCA(pair.Cert, pair.Key)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", pki.CACert(), err)
+			return nil, false, fmt.Errorf("%s: %w", certPath, err)
 		}
 		return ca, false, nil
 	}
-	if p, ok := s.pending[pki.CACert()]; ok {
+	if p, ok := s.pending[certPath]; ok {
 		ca, err := LoadCA(p.Cert, p.Key)
 		return ca, true, err
 	}
-	ca, err := NewCA(c.Name+"-ca", c.CAValidity)
-	if err != nil {
+	if name == "" {
+		return nil, false, nil
+	}
+	if ca, err = NewCA(name, validity); err != nil {
 		return nil, false, err
 	}
-	s.pending[pki.CACert()] = ca.Pair
+	s.pending[certPath] = ca.Pair
 	return ca, true, nil
 }
 

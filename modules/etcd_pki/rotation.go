@@ -71,34 +71,15 @@ func (p *plan) rotationStep(st *store, c *etcd.Cluster, pki etcd.StatePKI, step 
 }
 
 // loadNextCA finds the rotation's new CA: on disk, pending from a
-// parallel plan, or (create) a new one. nil when there is none.
+// parallel plan, or (create) a new one, with a name of its own so clients
+// and tools that show the issuer tell the two CAs apart. nil when there is
+// none.
 func (s *store) loadNextCA(c *etcd.Cluster, pki etcd.StatePKI, create bool) (*CA, bool, error) {
-	pair, ok, err := readPair(pki.NextCACert(), pki.NextCAKey())
-	if err != nil {
-		return nil, false, err
+	name := ""
+	if create {
+		name = fmt.Sprintf("%s-ca-%s", c.Name, now().UTC().Format("20060102"))
 	}
-	if ok {
-		ca, err := LoadCA(pair.Cert, pair.Key)
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", pki.NextCACert(), err)
-		}
-		return ca, false, nil
-	}
-	if p, ok := s.pending[pki.NextCACert()]; ok {
-		ca, err := LoadCA(p.Cert, p.Key)
-		return ca, true, err
-	}
-	if !create {
-		return nil, false, nil
-	}
-	// A name of its own: clients and tools that show the issuer tell the
-	// two CAs apart.
-	ca, err := NewCA(fmt.Sprintf("%s-ca-%s", c.Name, now().UTC().Format("20060102")), c.CAValidity)
-	if err != nil {
-		return nil, false, err
-	}
-	s.pending[pki.NextCACert()] = ca.Pair
-	return ca, true, nil
+	return s.caAt(pki.NextCACert(), pki.NextCAKey(), name, c.CAValidity)
 }
 
 // retiredName is where the old CA is kept once replaced.

@@ -10,7 +10,7 @@ import (
 )
 
 // unitName is the unit etcd_service installs.
-const unitName = "etcd.service"
+const unitName = etcd.UnitName
 
 // unitPath is where etcd_service writes it (an input of the process).
 const unitPath = "/etc/systemd/system/etcd.service"

@@ -58,7 +58,7 @@ const (
 	// StampLayout timestamps the restore: staging and moved-aside dirs,
 	// the uploaded snapshot and the new token.
 	StampLayout = "20060102T150405Z"
-	unit        = "etcd.service"
+	unit        = etcd.UnitName
 )
 
 // Validate checks the arguments.

@@ -64,10 +64,7 @@ var spec = modules.Spec{
 	"to": {Kind: modules.String, OneOf: []string{"peer", "on"}},
 }
 
-const (
-	defaultTimeout = 60 * time.Second
-	unitName       = "etcd.service"
-)
+const defaultTimeout = 60 * time.Second
 
 // Resolve records the playbook's directory, where etcd.yaml's template
 // is looked up first, as etcd_config does.
@@ -363,7 +360,7 @@ func (j *job) restartAt(ctx context.Context, env *modules.Env, host string, p et
 	if res.Status == modules.StatusFailed {
 		return fmt.Errorf("etcd.yaml for phase %s: %s", p, res.Msg)
 	}
-	if _, err := command.Run(ctx, w, "systemctl", "restart", unitName); err != nil {
+	if _, err := command.Run(ctx, w, "systemctl", "restart", etcd.UnitName); err != nil {
 		return fmt.Errorf("restart in phase %s: %w", p, err)
 	}
 	return nil

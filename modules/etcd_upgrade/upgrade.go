@@ -69,7 +69,7 @@ var spec = modules.Spec{
 
 const (
 	defaultTimeout = 2 * time.Minute
-	unit           = "etcd.service"
+	unit           = etcd.UnitName
 	restartTimeout = 3 * time.Minute
 )
 
