@@ -17,6 +17,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 )
 
 // ErrVerify is wrapped when the restored cluster does not serve what the
@@ -38,6 +39,14 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		members[i] = mp.Member
 	}
 	start := time.Now()
+	var before string
+	if j.Before {
+		b, err := etcd_snapshot.Before(ctx, env, c, "the running cluster is replaced")
+		if err != nil {
+			return nil, fmt.Errorf("etcd_restore: no member was touched: %w", err)
+		}
+		before = b.Path
+	}
 
 	env.Logf("restore: pushing %s (%d MiB) to %s and restoring into staging dirs", j.Snapshot.Path, j.Snapshot.Size>>20, hostList(j.Members))
 	err := forEach(ctx, members, func(ctx context.Context, i int, m etcd.Member) error {
@@ -98,7 +107,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			moved[mp.Member.Host] = mp.Aside
 		}
 	}
-	rec := record{Time: j.Stamp, Snapshot: j.Snapshot.Path, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
+	rec := record{Time: j.Stamp, Snapshot: j.Fetched.From, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
 		Keys: j.Snapshot.Keys, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
 	if err := writeRecord(env.StateDir, c, rec); err != nil {
 		env.Logf("restore: could not write the restore record: %v", err)
@@ -120,7 +129,9 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		}
 		return nil, fmt.Errorf("etcd_restore: data restored on every member but the cluster did not become healthy: %w", err)
 	}
-	v, err := verify(ctx, c, env.StateDir, dial, j.Snapshot.Revision, len(j.Members))
+	// With the bump, the snapshot's revision is compacted away; the
+	// bumped one holds the same keys.
+	v, err := verify(ctx, c, env.StateDir, dial, j.Snapshot.Revision+j.Bump, len(j.Members))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, interrupted()
@@ -131,12 +142,19 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, fmt.Errorf("etcd_restore: %w: %d keys at revision %d, the snapshot has %d", ErrVerify, v.Keys, j.Snapshot.Revision, j.Snapshot.Keys)
 	}
 	cleanup(ctx, hosts, j, false)
+	j.Fetched.Done()
 
 	took := time.Since(start)
 	msg := fmt.Sprintf("restored %d members from %s (revision %d, %d keys) in %s; new cluster token %s",
 		len(j.Members), filepath.Base(j.Snapshot.Path), j.Snapshot.Revision, j.Snapshot.Keys, took.Round(time.Millisecond), j.Token)
+	if j.Bump > 0 {
+		msg += fmt.Sprintf("; revision bumped to %d and marked compacted", v.Revision)
+	}
 	if len(moved) > 0 {
 		msg += "; old data dirs kept at " + asidePaths(j)
+	}
+	if before != "" {
+		msg += "; the replaced cluster's snapshot is " + before
 	}
 	return &modules.Result{
 		Status: modules.StatusChanged,
@@ -150,6 +168,8 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			"moved_aside": moved,
 			"seconds":     took.Seconds(),
 			"current_rev": v.Revision,
+			"bump":        j.Bump,
+			"before":      before,
 		},
 	}, nil
 }
@@ -227,7 +247,13 @@ func stage(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) err
 	if j.Skip {
 		argv = append(argv, "--skip-hash-check")
 	}
+	if j.Bump > 0 {
+		argv = append(argv, "--bump-revision", fmt.Sprint(j.Bump), "--mark-compacted")
+	}
 	if _, err := command.Run(ctx, r, argv...); err != nil {
+		if j.Bump > 0 && strings.Contains(err.Error(), "unknown flag: --bump-revision") {
+			return fmt.Errorf("%w: this etcdutl predates --bump-revision (etcd 3.5.10/3.6): upgrade etcd first, or pass bump_revision: 0 to restore the old revisions as they were", err)
+		}
 		return err
 	}
 	chown := []string{"chown", "-R", "etcd:etcd", mp.Stage}

@@ -42,9 +42,19 @@ type Module struct{}
 func (Module) RunsOnController() {}
 
 var spec = modules.Spec{
-	// snapshot is a file on the controller, or "latest" for the newest
-	// backup etcd_snapshot took of this cluster.
+	// snapshot is a file on the controller (.db, or .db.age to decrypt
+	// with etcd_backup_age_identity), s3://BUCKET/KEY in the store of
+	// etcd_backup_s3, or "latest" for the newest backup of this cluster
+	// on the controller or in the store.
 	"snapshot": {Kind: modules.String, Required: true},
+	// bump_revision raises the restored revision by this much and marks
+	// everything before it compacted (etcdutl --bump-revision
+	// --mark-compacted), so clients watching from a revision the snapshot
+	// does not have get a compaction error and re-list instead of silently
+	// missing updates; Kubernetes' informers depend on it. Default
+	// 1000000000 (more writes than any cluster makes between a backup and
+	// a disaster); 0 restores the revisions as they were.
+	"bump_revision": {Kind: modules.Int},
 	// skip_hash_check accepts a db copied out of a data dir (no hash).
 	"skip_hash_check": {Kind: modules.Bool},
 	// token overrides the new cluster token (<token>-restore-<time>).
@@ -55,6 +65,8 @@ var spec = modules.Spec{
 
 const (
 	defaultTimeout = 2 * time.Minute
+	// DefaultBumpRevision is bump_revision's default.
+	DefaultBumpRevision = 1_000_000_000
 	// StampLayout timestamps the restore: staging and moved-aside dirs,
 	// the uploaded snapshot and the new token.
 	StampLayout = "20060102T150405Z"
@@ -71,6 +83,9 @@ func (Module) Validate(args modules.Args) error {
 	}
 	if t := args.Str("token", ""); strings.ContainsAny(t, " \t\n,=") {
 		return &modules.ArgError{Arg: "token", Msg: fmt.Sprintf("%q must not contain whitespace, ',' or '='", t)}
+	}
+	if args.Int("bump_revision", DefaultBumpRevision) < 0 {
+		return &modules.ArgError{Arg: "bump_revision", Msg: "must not be negative (0 turns it off)"}
 	}
 	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
 	return err
@@ -93,6 +108,11 @@ type memberPlan struct {
 type job struct {
 	Cluster  *etcd.Cluster
 	Snapshot snapdb.Info
+	Fetched  *etcd_snapshot.Fetched
+	// Bump is --bump-revision (0: off); Before says to snapshot the
+	// running cluster first (it has a healthy member).
+	Bump   int64
+	Before bool
 	Skip     bool
 	Stamp    string
 	Token    string
@@ -112,14 +132,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		// Moving the data dir aside would carry the WAL dir with it.
 		return nil, fmt.Errorf("etcd_restore: etcd_wal_dir %s is inside etcd_data_dir %s: restore needs them apart (or no etcd_wal_dir)", c.WALDir, c.DataDir)
 	}
-	snap, err := resolveSnapshot(args.Str("snapshot", ""), env.StateDir, c)
-	if err != nil {
-		return nil, fmt.Errorf("etcd_restore: %w", err)
-	}
-	skip := args.Bool("skip_hash_check", false)
-	info, err := snapdb.Inspect(snap, snapdb.Options{SkipHashCheck: skip})
+	fetched, err := etcd_snapshot.Fetch(ctx, env, c, args.Str("snapshot", ""))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restore: refusing the snapshot, no member touched: %w", err)
+	}
+	skip := args.Bool("skip_hash_check", false)
+	info, err := snapdb.Inspect(fetched.Path, snapdb.Options{SkipHashCheck: skip})
+	if err != nil {
+		fetched.Done()
+		return nil, fmt.Errorf("etcd_restore: refusing the snapshot %s, no member touched: %w", fetched.From, err)
 	}
 	stamp := time.Now().UTC().Format(StampLayout)
 	token := args.Str("token", "")
@@ -179,8 +200,21 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_restore: %w", err)
 	}
 
-	j := &job{Cluster: c, Snapshot: *info, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout}
-	return describe(j), nil
+	j := &job{Cluster: c, Snapshot: *info, Fetched: fetched, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout,
+		Bump: int64(args.Int("bump_revision", DefaultBumpRevision))}
+	ch := &modules.Change{}
+	// The cluster being replaced is snapshotted first when it can be: a
+	// restore of the wrong snapshot is then one more restore away from
+	// undone. A cluster with no healthy member has nothing to snapshot.
+	if h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{}); err == nil && anyHealthy(h) {
+		if err := etcd_snapshot.PlanBefore(ctx, ch, env, c, "the running cluster is replaced"); err != nil {
+			return nil, fmt.Errorf("etcd_restore: %w", err)
+		}
+		j.Before = true
+	} else {
+		ch.Add("!", "no snapshot of the running cluster", "no member is healthy; the old data dirs are moved aside, never deleted")
+	}
+	return describe(ch, j), nil
 }
 
 func stageSuffix(stamp string) string { return "restore-" + stamp }
@@ -220,18 +254,25 @@ func checkHost(mp memberPlan, etcdutl string, size int64) error {
 
 // describe turns the plan into the lines --check shows, in the order Apply
 // does them.
-func describe(j *job) *modules.Change {
-	ch := &modules.Change{Payload: j}
+func describe(ch *modules.Change, j *job) *modules.Change {
+	ch.Payload = j
 	s := j.Snapshot
 	integrity := "integrity hash ok"
 	if !s.HasHash {
 		integrity = "no integrity hash (skip_hash_check)"
 	}
-	ch.Add("!", "snapshot "+s.Path, fmt.Sprintf("verified: revision %d, %d keys, %d bytes, sha256 %s, %s", s.Revision, s.Keys, s.Size, s.SHA256, integrity))
+	from := j.Fetched.From
+	if j.Fetched.Download {
+		from += " (fetched to " + s.Path + ")"
+	}
+	ch.Actions = append([]modules.Action{{Op: "!", Target: "snapshot " + from, Detail: fmt.Sprintf("verified: revision %d, %d keys, %d bytes, sha256 %s, %s", s.Revision, s.Keys, s.Size, s.SHA256, integrity)}}, ch.Actions...)
 	for _, mp := range j.Members {
 		h := mp.Member.Host
 		ch.Add("+", h+":"+mp.Upload, "upload the snapshot, check its sha256 on the host")
 		detail := fmt.Sprintf("etcdutl snapshot restore --name %s --initial-advertise-peer-urls %s", mp.Member.Name, mp.Member.PeerURL)
+		if j.Bump > 0 {
+			detail += fmt.Sprintf(" --bump-revision %d --mark-compacted", j.Bump)
+		}
 		if mp.StageWAL != "" {
 			detail += " --wal-dir " + mp.StageWAL
 		}
@@ -253,7 +294,7 @@ func describe(j *job) *modules.Change {
 		}
 	}
 	ch.Add("!", "start etcd on "+hostList(j.Members), fmt.Sprintf("all at once; new cluster token %s; initial cluster %s", j.Token, j.Cluster.InitialCluster()))
-	ch.Add("!", "verify the restored cluster", fmt.Sprintf("%d healthy members serving revision %d with %d keys", len(j.Members), s.Revision, s.Keys))
+	ch.Add("!", "verify the restored cluster", fmt.Sprintf("%d healthy members serving revision %d with %d keys", len(j.Members), s.Revision+j.Bump, s.Keys))
 	return ch
 }
 
@@ -263,23 +304,6 @@ func hostList(ms []memberPlan) string {
 		n[i] = m.Member.Host
 	}
 	return strings.Join(n, ", ")
-}
-
-// resolveSnapshot turns "latest" into the newest controller backup.
-func resolveSnapshot(s, stateDir string, c *etcd.Cluster) (string, error) {
-	s = strings.TrimSpace(s)
-	if s != "latest" {
-		return s, nil
-	}
-	dir := etcd_snapshot.Dir(stateDir, c)
-	p, err := etcd_snapshot.Latest(dir)
-	if err != nil {
-		return "", err
-	}
-	if p == "" {
-		return "", fmt.Errorf("snapshot=latest: no backup in %s (run backup.yml first)", dir)
-	}
-	return p, nil
 }
 
 // forEach runs f for every member at once and joins the errors, each
@@ -299,4 +323,13 @@ func forEach(ctx context.Context, ms []etcd.Member, f func(ctx context.Context, 
 		<-done
 	}
 	return errors.Join(errs...)
+}
+
+func anyHealthy(h *etcd.Health) bool {
+	for _, m := range h.Members {
+		if m.Healthy {
+			return true
+		}
+	}
+	return false
 }

@@ -8,39 +8,41 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
 // Backup is one verified snapshot on the controller.
 type Backup struct {
 	snapdb.Info
 	Member string
+	Meta   store.Meta
 	Took   time.Duration
 }
 
-// Save streams a snapshot of member m into dir, verifies it and gives it
-// its final name <UTC time>-<member>-rev<revision>.db. The file only ever
-// appears under that name complete, synced and verified; a failed or
-// interrupted transfer leaves nothing behind.
+// Save streams a snapshot of member m into dir, verifies it, gives it its
+// final name <UTC time>-<member>-rev<revision>.db and writes its metadata
+// beside it. The file only ever appears under that name complete, synced
+// and verified; a failed or interrupted transfer leaves nothing behind.
 func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, dir string) (*Backup, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	stamp := start.UTC().Format(TimeLayout)
+	stamp := start.UTC().Format(store.TimeLayout)
 	f, err := os.CreateTemp(dir, ".partial-"+stamp+"-"+m.Name+"-*")
 	if err != nil {
 		return nil, err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	if err := stream(ctx, c, m, stateDir, dial, f); err != nil {
+	st, err := stream(ctx, c, m, stateDir, dial, f)
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -55,7 +57,20 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	final := filepath.Join(dir, fmt.Sprintf("%s-%s-rev%d.db", stamp, m.Name, info.Revision))
+	meta := store.Meta{
+		Cluster: c.Name, Member: m.Name,
+		Revision: info.Revision, Keys: info.Keys,
+		SHA256: info.SHA256, Size: info.Size,
+		// The name's second is the time: metadata and name agree.
+		Time:     start.UTC().Truncate(time.Second),
+		Origin:   OriginController,
+		Verified: true,
+	}
+	if st != nil {
+		meta.ClusterID = fmt.Sprintf("%x", st.Header.ClusterId)
+		meta.EtcdVersion = st.Version
+	}
+	final := filepath.Join(dir, meta.SnapshotName())
 	// A hard link does not replace an existing file, unlike rename: two
 	// backups in the same second never overwrite each other.
 	if err := os.Link(tmp, final); err != nil {
@@ -74,117 +89,39 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 			return nil, fmt.Errorf("name the snapshot: %w", err)
 		}
 	}
-	syncDir(dir)
+	store.SyncDir(dir)
+	if err := store.Dir(dir).PutMeta(meta); err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", final, err)
+	}
 	info.Path = final
-	return &Backup{Info: *info, Member: m.Name, Took: time.Since(start)}, nil
+	return &Backup{Info: *info, Member: m.Name, Meta: meta, Took: time.Since(start)}, nil
 }
 
+// OriginController marks the backups the controller takes (backup.yml and
+// the snapshots before disruptive steps); retention on the controller and
+// in the store applies to these only.
+const OriginController = "controller"
+
 // stream copies the member's snapshot stream (the db, then etcd's sha256
-// of it) into w.
-func stream(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, w io.Writer) error {
+// of it) into w, and says the member's status (cluster ID, version) as
+// it was when the snapshot began.
+func stream(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, w io.Writer) (*clientv3.StatusResponse, error) {
 	cli, err := etcd.NewMemberClient(ctx, c, m, stateDir, dial)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cli.Close()
+	st, err := cli.Status(ctx, m.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	rc, err := cli.Snapshot(ctx)
 	if err != nil {
-		return fmt.Errorf("snapshot request: %w", err)
+		return nil, fmt.Errorf("snapshot request: %w", err)
 	}
 	defer rc.Close()
 	if _, err := io.Copy(w, rc); err != nil {
-		return fmt.Errorf("snapshot stream: %w", err)
+		return nil, fmt.Errorf("snapshot stream: %w", err)
 	}
-	return nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
-
-// nameRE matches the names Save gives, and only those: retention never
-// touches a file it did not make.
-var nameRE = regexp.MustCompile(`^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]*-rev\d+\.db$`)
-
-// listBackups returns the backups in dir, oldest first. A missing dir has
-// none.
-func listBackups(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range ents {
-		if e.Type().IsRegular() && nameRE.MatchString(e.Name()) {
-			out = append(out, e.Name())
-		}
-	}
-	// By time, then revision: two backups in one second (a test, a
-	// retry) still sort in the order they were taken.
-	sort.Slice(out, func(i, k int) bool {
-		ti, tk := out[i][:len(TimeLayout)], out[k][:len(TimeLayout)]
-		if ti != tk {
-			return ti < tk
-		}
-		return revOf(out[i]) < revOf(out[k])
-	})
-	return out, nil
-}
-
-func revOf(name string) int64 {
-	m := revRE.FindStringSubmatch(name)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.ParseInt(m[1], 10, 64)
-	return n
-}
-
-var revRE = regexp.MustCompile(`-rev(\d+)\.db$`)
-
-// prunable returns the names beyond the newest keep, oldest first.
-func prunable(names []string, keep int) []string {
-	if keep < 0 {
-		keep = 0
-	}
-	if len(names) <= keep {
-		return nil
-	}
-	return names[:len(names)-keep]
-}
-
-// Prune removes all but the newest keep backups in dir and returns the
-// paths it removed.
-func Prune(dir string, keep int) ([]string, error) {
-	names, err := listBackups(dir)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	for _, n := range prunable(names, keep) {
-		p := filepath.Join(dir, n)
-		if err := os.Remove(p); err != nil {
-			return removed, err
-		}
-		removed = append(removed, p)
-	}
-	if len(removed) > 0 {
-		syncDir(dir)
-	}
-	return removed, nil
-}
-
-// Latest returns the newest backup in dir, or "" when there is none.
-func Latest(dir string) (string, error) {
-	names, err := listBackups(dir)
-	if err != nil || len(names) == 0 {
-		return "", err
-	}
-	return filepath.Join(dir, names[len(names)-1]), nil
+	return st, nil
 }

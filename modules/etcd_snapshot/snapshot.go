@@ -2,7 +2,9 @@
 // healthy member (a follower when there is one, so the leader keeps its
 // disk for the raft log) through etcd's client API, streams it to the
 // controller under <state>/backups/<cluster>/, verifies it (integrity hash,
-// database structure, revision and key count) and keeps the newest N.
+// database structure, revision and key count), writes its metadata,
+// uploads it to the S3 store when there is one (age-encrypted when there
+// are recipients) and applies tiered retention to both places.
 //
 // It runs on the controller and once per play (run_once): the snapshot is
 // of the cluster, not of a host.
@@ -18,6 +20,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
 func init() { modules.Register("etcd_snapshot", Module{}) }
@@ -33,7 +36,8 @@ func (Module) RunsOnController() {}
 var spec = modules.Spec{
 	// dir overrides <state>/backups/<cluster>.
 	"dir": {Kind: modules.String},
-	// keep is how many snapshots to keep (default etcd_backup_keep, 7).
+	// keep is how many snapshots to keep, replacing etcd_backup_retention
+	// (default: etcd_backup_retention, else the newest etcd_backup_keep, 7).
 	"keep": {Kind: modules.Int},
 	// member prefers this member (inventory host or etcd name) as source.
 	"member": {Kind: modules.String},
@@ -45,9 +49,6 @@ const (
 	// DefaultKeep is etcd_backup_keep's default: a week of dailies.
 	DefaultKeep    = 7
 	defaultTimeout = 30 * time.Minute
-	// TimeLayout is the UTC timestamp that starts every backup's name, so
-	// names sort by time.
-	TimeLayout = "20060102T150405Z"
 )
 
 // Validate checks the arguments.
@@ -66,8 +67,7 @@ func (Module) Validate(args modules.Args) error {
 type job struct {
 	Cluster *etcd.Cluster
 	Source  etcd.Member
-	Dir     string
-	Keep    int
+	Target  *Target
 	Timeout time.Duration
 }
 
@@ -76,24 +76,24 @@ func Dir(stateDir string, c *etcd.Cluster) string {
 	return filepath.Join(stateDir, "backups", c.Name)
 }
 
-// Plan picks the source member and says where the snapshot will go and
-// which old snapshots retention would remove. It reads only.
+// Plan picks the source member, proves the store answers, and says where
+// the snapshot will go and which old backups retention would remove. It
+// reads only.
 func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
 	c, err := etcd.FromVars(env.Vars)
 	if err != nil {
 		return nil, err
 	}
-	keep, err := keepOf(args, env.Vars)
-	if err != nil {
+	if _, err := keepOf(args, env.Vars); err != nil {
 		return nil, err
 	}
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	dir := args.Str("dir", "")
-	if dir == "" {
-		if env.StateDir == "" {
-			return nil, errors.New("etcd_snapshot: no controller state directory")
-		}
-		dir = Dir(env.StateDir, c)
+	t, err := OpenTarget(ctx, env, c, args.Str("dir", ""))
+	if err != nil {
+		return nil, fmt.Errorf("etcd_snapshot: %w", err)
+	}
+	if _, ok := args["keep"]; ok {
+		t.Config.Policy = store.Policy{Last: args.Int("keep", DefaultKeep)}
 	}
 	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
 	if err != nil {
@@ -103,20 +103,14 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, fmt.Errorf("etcd_snapshot: %w", err)
 	}
-	existing, err := listBackups(dir)
-	if err != nil {
+	ch := &modules.Change{Payload: &job{Cluster: c, Source: src, Target: t, Timeout: timeout}}
+	if err := t.Describe(ctx, ch, src, why); err != nil {
 		return nil, fmt.Errorf("etcd_snapshot: %w", err)
-	}
-	ch := &modules.Change{Payload: &job{Cluster: c, Source: src, Dir: dir, Keep: keep, Timeout: timeout}}
-	name := fmt.Sprintf("%s-%s-rev<revision>.db", time.Now().UTC().Format(TimeLayout), src.Name)
-	ch.Add("!", "snapshot "+src.Name, fmt.Sprintf("%s; stream to %s, verify hash, revision and keys", why, filepath.Join(dir, name)))
-	for _, old := range prunable(existing, keep-1) {
-		ch.Add("-", filepath.Join(dir, old), fmt.Sprintf("retention: keep the newest %d", keep))
 	}
 	return ch, nil
 }
 
-// Apply streams, verifies, names and prunes.
+// Apply streams, verifies, names, uploads and prunes.
 func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
 	j, ok := ch.Payload.(*job)
 	if !ok {
@@ -124,34 +118,25 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
-	env.Logf("snapshot from %s (%s) to %s", j.Source.Name, j.Source.ClientURL, j.Dir)
-	b, err := Save(ctx, j.Cluster, j.Source, env.StateDir, etcd.Dialer(j.Cluster, env), j.Dir)
+	env.Logf("snapshot from %s (%s) to %s", j.Source.Name, j.Source.ClientURL, j.Target.Dir)
+	b, err := j.Target.Take(ctx, j.Cluster, j.Source, env.StateDir, etcd.Dialer(j.Cluster, env))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_snapshot from %s: %w", j.Source.Name, err)
-	}
-	removed, err := Prune(j.Dir, j.Keep)
-	if err != nil {
-		return nil, fmt.Errorf("etcd_snapshot: snapshot %s saved, but retention failed: %w", b.Path, err)
-	}
-	mb := float64(b.Size) / (1 << 20)
-	msg := fmt.Sprintf("%s: revision %d, %d keys, %.1f MiB in %s (%.1f MiB/s)",
-		b.Path, b.Revision, b.Keys, mb, b.Took.Round(time.Millisecond), mb/max(b.Took.Seconds(), 1e-6))
-	if len(removed) > 0 {
-		msg += "; removed " + strings.Join(removed, ", ")
 	}
 	return &modules.Result{
 		Status: modules.StatusChanged,
 		Change: ch,
-		Msg:    msg,
+		Msg:    b.Summary(),
 		Data: map[string]any{
 			"path":     b.Path,
+			"object":   b.Object,
 			"member":   j.Source.Name,
 			"revision": b.Revision,
 			"keys":     b.Keys,
 			"size":     b.Size,
 			"sha256":   b.SHA256,
 			"seconds":  b.Took.Seconds(),
-			"removed":  removed,
+			"removed":  b.Removed,
 		},
 	}, nil
 }

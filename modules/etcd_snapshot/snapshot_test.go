@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
 func TestValidate(t *testing.T) {
@@ -80,8 +81,8 @@ func TestSnapshotFromFollowerVerifiedAndPruned(t *testing.T) {
 		if j.Source.Name == tc.Model.Members[leader].Name {
 			t.Errorf("round %d: source %s is the leader; want a follower", round, j.Source.Name)
 		}
-		if j.Dir != dir {
-			t.Errorf("dir = %s, want %s", j.Dir, dir)
+		if j.Target.Dir != dir {
+			t.Errorf("dir = %s, want %s", j.Target.Dir, dir)
 		}
 		wantPrune := max(0, round+1-2)
 		if got := countOp(ch, "-"); got != wantPrune {
@@ -112,9 +113,18 @@ func TestSnapshotFromFollowerVerifiedAndPruned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	left, _ := listBackups(dir)
-	if len(left) != 2 || filepath.Join(dir, left[0]) != paths[1] || filepath.Join(dir, left[1]) != paths[2] {
+	left, _ := store.Dir(dir).List(ctx)
+	if len(left) != 2 || filepath.Join(dir, left[0].Name) != paths[1] || filepath.Join(dir, left[1].Name) != paths[2] {
 		t.Errorf("after 3 backups with keep 2: %v, want the last two of %v", left, paths)
+	}
+	for _, e := range left {
+		m := e.Meta
+		if !e.HasMeta || m.Cluster != "etcd" || m.ClusterID == "" || m.EtcdVersion == "" || !m.Verified || m.Origin != OriginController || m.Encrypted {
+			t.Errorf("metadata of %s: %+v", e.Name, m)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
+		t.Errorf("want 2 snapshots and their 2 metadata files, have %d entries", len(ents))
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
@@ -200,42 +210,6 @@ func TestKeepFromVars(t *testing.T) {
 	}
 }
 
-func TestPruneOnlyOwnFilesNewestKept(t *testing.T) {
-	dir := t.TempDir()
-	names := []string{
-		"20260101T000000Z-etcd1-rev9.db",
-		"20260101T000000Z-etcd1-rev10.db", // same second, later revision
-		"20260102T000000Z-etcd2-rev3.db",
-		"20251231T235959Z-etcd3-rev100.db",
-		"my-precious.db", // not ours: never touched
-		".partial-20260103T000000Z-etcd1-123",
-	}
-	for _, n := range names {
-		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	removed, err := Prune(dir, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range removed {
-		got = append(got, filepath.Base(r))
-	}
-	if strings.Join(got, ",") != "20251231T235959Z-etcd3-rev100.db,20260101T000000Z-etcd1-rev9.db" {
-		t.Errorf("removed %v", got)
-	}
-	latest, _ := Latest(dir)
-	if filepath.Base(latest) != "20260102T000000Z-etcd2-rev3.db" {
-		t.Errorf("latest %s", latest)
-	}
-	for _, n := range []string{"my-precious.db", ".partial-20260103T000000Z-etcd1-123", "20260101T000000Z-etcd1-rev10.db"} {
-		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
-			t.Errorf("%s: %v", n, err)
-		}
-	}
-}
 
 // TestSaveTwiceInOneSecond: back-to-back backups of an unchanged cluster
 // get the same name; the second must succeed and keep one file.
@@ -261,7 +235,7 @@ func TestSaveTwiceInOneSecond(t *testing.T) {
 	if same == 0 {
 		t.Skip("no two backups fell in the same second on this machine")
 	}
-	names, _ := listBackups(dir)
+	names, _ := store.Dir(dir).List(ctx)
 	if len(names) > 6-same {
 		t.Errorf("%d files for %d distinct names: %v", len(names), 6-same, names)
 	}

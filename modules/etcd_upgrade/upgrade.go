@@ -214,7 +214,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_upgrade: preflight failed, nothing was changed: %w", err)
 	}
 	if j.Snapshot {
-		ch.Add("+", "snapshot in "+etcd_snapshot.Dir(env.StateDir, c), "verified, right before the first member changes; the upgrade stops if it fails")
+		if err := etcd_snapshot.PlanBefore(ctx, ch, env, c, "the first member changes"); err != nil {
+			return nil, fmt.Errorf("etcd_upgrade: %w", err)
+		}
 	}
 	if downgrade {
 		ch.Add("!", "downgrade enable "+minor(to), fmt.Sprintf("etcd's downgrade API (validate, then enable); wait until the cluster version and every member's storage version are %s.0", minor(to)))
@@ -347,11 +349,10 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	if !j.ClusterOnly {
 		if j.Snapshot {
-			b, err := snapshot(ctx, env, c, dial)
+			b, err := etcd_snapshot.Before(ctx, env, c, "the upgrade")
 			if err != nil {
-				return nil, fmt.Errorf("etcd_upgrade: the snapshot before the upgrade failed, no member was changed: %w", err)
+				return nil, fmt.Errorf("etcd_upgrade: no member was changed: %w", err)
 			}
-			env.Logf("upgrade: snapshot %s (revision %d, %d keys)", b.Path, b.Revision, b.Keys)
 			data["snapshot"] = b.Path
 		}
 		if j.Downgrade {
@@ -478,24 +479,6 @@ func enableDowngrade(ctx context.Context, env *modules.Env, c *etcd.Cluster, dia
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// snapshot takes the pre-upgrade backup from a healthy follower.
-func snapshot(ctx context.Context, env *modules.Env, c *etcd.Cluster, dial etcd.DialFunc) (*etcd_snapshot.Backup, error) {
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
-	if err != nil {
-		return nil, err
-	}
-	src := c.Members[0]
-	for _, mh := range h.Members {
-		if mh.Healthy && !mh.IsLeader() {
-			if sel, err := c.Select([]string{mh.Host}); err == nil {
-				src = sel[0]
-				break
-			}
-		}
-	}
-	return etcd_snapshot.Save(ctx, c, src, env.StateDir, dial, etcd_snapshot.Dir(env.StateDir, c))
 }
 
 func clusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc) (string, error) {

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Location is one place backups are kept.
+type Location interface {
+	// String names the location for operators: a directory path, or
+	// s3://bucket/prefix.
+	String() string
+	// List returns the backups, oldest first, with their metadata.
+	List(ctx context.Context) ([]Entry, error)
+	// Open reads a snapshot as stored (ciphertext when encrypted).
+	Open(ctx context.Context, name string) (io.ReadCloser, error)
+	// Put stores a snapshot as given (already encrypted when meta says so)
+	// and then its metadata: a listing never shows metadata without its
+	// snapshot.
+	Put(ctx context.Context, meta Meta, src io.Reader, size int64) error
+	// Remove deletes a snapshot and its metadata.
+	Remove(ctx context.Context, e Entry) error
+}
+
+// Dir is a directory of backups on this machine (the controller's state
+// dir, or a member's etcd_backup_dir when the agent runs the timer).
+type Dir string
+
+func (d Dir) String() string { return string(d) }
+
+// List reads the directory; a missing one holds no backups.
+func (d Dir) List(ctx context.Context) ([]Entry, error) {
+	ents, err := os.ReadDir(string(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, de := range ents {
+		p, ok := parseName(de.Name())
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		e := Entry{Name: de.Name(), Size: info.Size(), Location: d.String()}
+		e.Meta, e.HasMeta = readMeta(filepath.Join(string(d), p.Base+".json"), p)
+		out = append(out, e)
+	}
+	sortOldestFirst(out)
+	return out, nil
+}
+
+// readMeta reads the metadata file beside a snapshot, or makes what the
+// name says when it is missing or unreadable.
+func readMeta(path string, p parsed) (Meta, bool) {
+	if b, err := os.ReadFile(path); err == nil {
+		if m, err := ParseMeta(b); err == nil {
+			return m, true
+		}
+	}
+	return fromName(p), false
+}
+
+func fromName(p parsed) Meta {
+	var rev int64
+	if i := strings.LastIndex(p.Base, "-rev"); i >= 0 {
+		fmt.Sscanf(p.Base[i+4:], "%d", &rev)
+	}
+	return Meta{Member: p.Member, Time: p.Time, Revision: rev, Encrypted: p.Encrypted}
+}
+
+func sortOldestFirst(es []Entry) {
+	sort.SliceStable(es, func(i, k int) bool {
+		ti, tk := es[i].Time(), es[k].Time()
+		if !ti.Equal(tk) {
+			return ti.Before(tk)
+		}
+		return es[i].Meta.Revision < es[k].Meta.Revision
+	})
+}
+
+// Open opens a snapshot in the directory.
+func (d Dir) Open(_ context.Context, name string) (io.ReadCloser, error) {
+	if _, ok := parseName(name); !ok {
+		return nil, fmt.Errorf("%s is not a backup name", name)
+	}
+	return os.Open(filepath.Join(string(d), name))
+}
+
+// Put writes the snapshot and then its metadata, each complete and synced
+// before it appears under its name.
+func (d Dir) Put(_ context.Context, meta Meta, src io.Reader, _ int64) error {
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return err
+	}
+	if err := WriteFile(filepath.Join(string(d), meta.SnapshotName()), src); err != nil {
+		return err
+	}
+	return d.PutMeta(meta)
+}
+
+// PutMeta writes the metadata file of a snapshot already in the directory.
+func (d Dir) PutMeta(meta Meta) error {
+	return WriteFile(filepath.Join(string(d), meta.MetaName()), strings.NewReader(string(meta.Marshal())))
+}
+
+// Remove deletes the snapshot, then its metadata.
+func (d Dir) Remove(_ context.Context, e Entry) error {
+	p, ok := parseName(e.Name)
+	if !ok {
+		return fmt.Errorf("%s is not a backup name", e.Name)
+	}
+	if err := os.Remove(filepath.Join(string(d), e.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(filepath.Join(string(d), p.Base+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// WriteFile writes path atomically: a temporary file beside it, synced,
+// renamed into place, the directory synced. Mode 0600: backups and their
+// metadata are for their owner only.
+func WriteFile(path string, src io.Reader) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".partial-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	SyncDir(dir)
+	return nil
+}
+
+// SyncDir makes a rename in dir durable.
+func SyncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Prune applies the policy to the backups of one origin in a location and
+// returns what it removed. Backups of other origins, and files that are
+// not backups, are never touched.
+func Prune(ctx context.Context, loc Location, origin string, p Policy) ([]Entry, error) {
+	all, err := loc.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, drop := p.Select(OfOrigin(all, origin))
+	var removed []Entry
+	for _, e := range drop {
+		if err := loc.Remove(ctx, e); err != nil {
+			return removed, fmt.Errorf("retention in %s: remove %s: %w", loc, e.Name, err)
+		}
+		removed = append(removed, e)
+	}
+	return removed, nil
+}
+
+// OfOrigin keeps the entries one origin took. Entries without metadata
+// belong to nobody's retention.
+func OfOrigin(es []Entry, origin string) []Entry {
+	var out []Entry
+	for _, e := range es {
+		if e.HasMeta && e.Meta.Origin == origin {
+			out = append(out, e)
+		}
+	}
+	return out
+}
