@@ -111,13 +111,13 @@ type job struct {
 	Fetched  *etcd_snapshot.Fetched
 	// Bump is --bump-revision (0: off); Before says to snapshot the
 	// running cluster first (it has a healthy member).
-	Bump   int64
-	Before bool
-	Skip     bool
-	Stamp    string
-	Token    string
-	Members  []memberPlan
-	Timeout  time.Duration
+	Bump    int64
+	Before  bool
+	Skip    bool
+	Stamp   string
+	Token   string
+	Members []memberPlan
+	Timeout time.Duration
 }
 
 // Plan verifies the snapshot, probes every member and lays out every step.

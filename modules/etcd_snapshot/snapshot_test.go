@@ -210,7 +210,6 @@ func TestKeepFromVars(t *testing.T) {
 	}
 }
 
-
 // TestSaveTwiceInOneSecond: back-to-back backups of an unchanged cluster
 // get the same name; the second must succeed and keep one file.
 func TestSaveTwiceInOneSecond(t *testing.T) {

@@ -301,6 +301,7 @@ func OpenURL(ctx context.Context, cfg S3Config, u string) (*S3, string, error) {
 	}
 	return s, path.Base(key), nil
 }
+
 // MetaOf reads the metadata beside a snapshot object, if there is one.
 func (s *S3) MetaOf(ctx context.Context, name string) (Meta, bool) {
 	p, ok := parseName(name)
