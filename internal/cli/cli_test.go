@@ -114,7 +114,7 @@ func TestStatusClusterRendersTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := clusterFromInventory(in, map[string]any{"base_port": 12379})
+	c, _, err := clusterFromInventory(in, map[string]any{"base_port": 12379})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestStatusClusterRendersTemplates(t *testing.T) {
 	if m, err := c.Member("etcd2"); err != nil || m.ClientPort != 12379 {
 		t.Errorf("etcd2 client port from an extra var through a template: %+v %v", m, err)
 	}
-	if _, err := clusterFromInventory(in, nil); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
+	if _, _, err := clusterFromInventory(in, nil); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
 		t.Errorf("a template that cannot render must say which variable: %v", err)
 	}
 }

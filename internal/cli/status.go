@@ -80,34 +80,41 @@ func newStatus() *cobra.Command {
 // loadCluster loads the inventory and the cluster model a play over the
 // etcd group would see (bad input is exit 4).
 func (lf *loadFlags) loadCluster() (*inventory.Inventory, *etcd.Cluster, error) {
+	inv, c, _, err := lf.loadClusterVars()
+	return inv, c, err
+}
+
+// loadClusterVars is loadCluster with the first member's variables.
+func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map[string]any, error) {
 	inv, err := inventory.Load(lf.inventory)
 	if err != nil {
-		return nil, nil, invalid(err)
+		return nil, nil, nil, invalid(err)
 	}
 	extra, err := parseExtraVars(lf.extraVars)
 	if err != nil {
-		return nil, nil, invalid(err)
+		return nil, nil, nil, invalid(err)
 	}
-	c, err := clusterFromInventory(inv, extra)
+	c, vars, err := clusterFromInventory(inv, extra)
 	if err != nil {
-		return nil, nil, invalid(err)
+		return nil, nil, nil, invalid(err)
 	}
-	return inv, c, nil
+	return inv, c, vars, nil
 }
 
 // clusterFromInventory builds the cluster model the way a play over the etcd
 // group sees it: the first member's variables, merged and rendered by the
 // compiler's own code, with the facts.
-func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, error) {
+func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, map[string]any, error) {
 	members := inv.Groups()["etcd"]
 	if len(members) == 0 {
-		return nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
+		return nil, nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
 	}
 	vars, err := playbook.HostVars(inv, members, extra)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return etcd.FromVars(vars[members[0]])
+	c, err := etcd.FromVars(vars[members[0]])
+	return c, vars[members[0]], err
 }
 
 // fallbackDialer reaches a member's client port directly and, when that
