@@ -4,6 +4,7 @@
 //	etcdplay-lab down [-name NAME]                   tear down labs and leftovers
 //	etcdplay-lab mirror [-versions v3.6.16,v3.7.3]   build etcd release tarballs
 //	etcdplay-lab base                                build the base image
+//	etcdplay-lab s3                                  build the lab's S3 server (versitygw)
 //	etcdplay-lab serve [-detach] [-url-file F]       serve the mirror until killed
 //
 // `down` without -name also stops a detached mirror server.
@@ -22,6 +23,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/lab"
 	"github.com/etcdplay/etcdplay/integration/mirror"
+	"github.com/etcdplay/etcdplay/integration/s3server"
 )
 
 func main() {
@@ -40,6 +42,12 @@ func main() {
 		err = buildMirror(ctx, os.Args[2:])
 	case "serve":
 		err = serve(ctx, os.Args[2:])
+	case "s3":
+		var bin string
+		start := time.Now()
+		if bin, err = s3server.Build(ctx, ""); err == nil {
+			fmt.Printf("S3 server (versitygw %s): %s (%s)\n", s3server.Version, bin, time.Since(start).Round(time.Second))
+		}
 	case "base":
 		var dir string
 		start := time.Now()
@@ -60,6 +68,7 @@ func usage() {
        etcdplay-lab down [-name NAME]      (every lab when no name)
        etcdplay-lab mirror [-versions v3.6.16,v3.7.3]
        etcdplay-lab base
+       etcdplay-lab s3
        etcdplay-lab serve [-detach] [-url-file FILE] [-addr 127.0.0.1:0]`)
 	os.Exit(2)
 }
