@@ -174,7 +174,7 @@ func TestBackupToS3Encrypted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.MustApply(t, harness.Playbook("site.yml"))
-	r = e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+url)
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+url)
 	checkKeys(t, e.Client(t), n, "orig", 0)
 	st := readCluster(t, e)
 	if st.Members != 3 || st.Healthy != 3 {
@@ -195,4 +195,175 @@ func TestBackupToS3Encrypted(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(e.StateDir, "backups", harness.ClusterName, ".fetch", "*")); len(left) != 0 {
 		t.Errorf("decrypted download left on the controller: %v", left)
 	}
+}
+
+// TestHostTimerToS3: a member's timer uploads its own encrypted snapshots
+// to the store, and its retention, over a month of backups already in the
+// bucket (their times injected in the metadata), keeps exactly the tiers
+// asked: the newest 2, one a day for 7 days, one a month for 3 months.
+func TestHostTimerToS3(t *testing.T) {
+	s3 := startS3(t, false)
+	e := bkLab(t, "bk-s3-timer", 36)
+	ctx := context.Background()
+	e.MustApply(t, harness.Playbook("site.yml"))
+	putKeys(t, e.Client(t), 200, "t", 0)
+	_, recipient := ageIdentity(t)
+
+	// A month and more of etcd1's timer's backups, one a day at noon,
+	// yesterday back to 40 days ago; and one of another member's timer,
+	// which etcd1's retention must leave alone.
+	snap := takeSnapshot(t, e)
+	cfg := store.S3Config{Endpoint: s3.srv.Endpoint, Bucket: s3.Bucket, Prefix: "timers", CredentialsFile: s3.Creds}
+	bucket, err := store.OpenS3(cfg, harness.ClusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	var injected []time.Time
+	put := func(origin, member string, at time.Time) {
+		m := store.Meta{Cluster: harness.ClusterName, Member: member, Revision: snap.Revision, Keys: snap.Keys, SHA256: snap.SHA256,
+			Size: snap.Size, Time: at, Origin: origin, Verified: true}
+		f, _ := os.Open(snap.Path)
+		defer f.Close()
+		if err := bucket.Put(ctx, m, f, snap.Size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d := 1; d <= 40; d++ {
+		at := today.AddDate(0, 0, -d).Add(12 * time.Hour)
+		injected = append(injected, at)
+		put("host:etcd1", "etcd1", at)
+	}
+	put("host:etcd2", "etcd2", today.AddDate(0, 0, -30))
+
+	withS3 := inventoryWithVars(t, e.Inventory, map[string]any{
+		"etcd_backup_s3":             s3.vars("timers"),
+		"etcd_backup_age_recipients": []any{recipient},
+		"etcd_backup_retention":      map[string]any{"last": 2, "daily": 7, "monthly": 3},
+	})
+	e.Inventory = inventoryWithHostVars(t, withS3, "etcd1", map[string]any{"etcd_backup_schedule": "*:*:0/5"})
+	e.MustApply(t, harness.Playbook("backup.yml"))
+
+	// Wait for three runs of the timer to upload.
+	var ours []store.Entry
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		uploads := 0
+		if f, err := os.ReadDir(s3.objectPath("timers/" + harness.ClusterName)); err == nil {
+			for _, de := range f {
+				if strings.HasSuffix(de.Name(), ".db.age") {
+					uploads++
+				}
+			}
+		}
+		if uploads >= 3 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	// The member holds the store's credentials for its etcd user only.
+	out, err := e.Lab.Run(ctx, "etcd1", "stat -c '%U %a' /etc/etcdplay/s3-credentials")
+	if err != nil || strings.TrimSpace(out) != "etcd 600" {
+		t.Errorf("credentials on the member: %q %v", out, err)
+	}
+	// Stop the timer (dropping the schedule) so that the bucket holds
+	// still, then read it. Its credentials go with it.
+	e.Inventory = withS3
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	if out, _ := e.Lab.Run(ctx, "etcd1", "systemctl is-active etcd-backup.service || true"); strings.TrimSpace(out) == "active" || strings.TrimSpace(out) == "activating" {
+		t.Fatalf("backup service still running after the timer was removed")
+	}
+	if got := hostGlob(t, e, "etcd1", "etc/etcdplay/s3-credentials"); len(got) != 0 {
+		t.Errorf("the store's credentials stayed on etcd1 after its timer was removed")
+	}
+	all, err := bucket.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploaded int
+	for _, e := range all {
+		if e.Meta.Origin == "host:etcd1" {
+			ours = append(ours, e)
+			if e.Meta.Time.After(today) && e.Meta.Encrypted && e.HasMeta && e.Meta.Keys == 200 {
+				uploaded++
+			}
+		}
+	}
+	if uploaded < 2 {
+		out, _ := e.Lab.Run(ctx, "etcd1", "journalctl -u etcd-backup.service -n 30 --no-pager")
+		t.Fatalf("the timer's encrypted uploads from today: %d, want at least 2\n%s", uploaded, out)
+	}
+
+	// What the tiers keep, worked out by hand: today's newest two (last
+	// 2; today's daily and this month's monthly fall on the newest);
+	// the injected noons of the 6 days before today (daily 7); and the
+	// newest injected day of each of the 2 months before this one that
+	// has any (monthly 3), when not already kept.
+	want := map[string]bool{}
+	for _, at := range injected {
+		if at.After(today.AddDate(0, 0, -6)) {
+			want[at.Format(time.RFC3339)] = true
+		}
+	}
+	months := 0
+	for m := 1; months < 2 && m <= 3; m++ {
+		first := time.Date(today.Year(), today.Month()-time.Month(m), 1, 0, 0, 0, 0, time.UTC)
+		var newest time.Time
+		for _, at := range injected {
+			if !at.Before(first) && at.Before(first.AddDate(0, 1, 0)) && at.After(newest) {
+				newest = at
+			}
+		}
+		if !newest.IsZero() {
+			want[newest.Format(time.RFC3339)] = true
+			months++
+		}
+	}
+	var gotOld []string
+	var gotToday int
+	for _, e := range ours {
+		if e.Meta.Time.After(today) {
+			gotToday++
+			continue
+		}
+		gotOld = append(gotOld, e.Meta.Time.Format(time.RFC3339))
+	}
+	if gotToday != 2 {
+		t.Errorf("today's backups kept: %d, want 2 (last: 2)", gotToday)
+	}
+	for _, g := range gotOld {
+		if !want[g] {
+			t.Errorf("kept %s, which no tier asks for", g)
+		}
+		delete(want, g)
+	}
+	for w := range want {
+		t.Errorf("removed %s, which a tier keeps", w)
+	}
+	other := 0
+	for _, e := range all {
+		if e.Meta.Origin == "host:etcd2" {
+			other++
+		}
+	}
+	if other != 1 {
+		t.Errorf("another timer's backup was touched: %d left", other)
+	}
+	// Locally, the same policy over the timer's own snapshots: today's two.
+	if got := hostGlob(t, e, "etcd1", "var/backups/etcd/*-rev*.db"); len(got) != 2 {
+		t.Errorf("local snapshots on etcd1: %v, want 2", got)
+	}
+}
+
+// takeSnapshot runs backup.yml and returns what it took.
+func takeSnapshot(t *testing.T, e *harness.Env) *snapdb.Info {
+	t.Helper()
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	info, err := snapdb.Inspect(files[len(files)-1], snapdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }

@@ -273,7 +273,7 @@ func TestBackupTimer(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	var now []string
 	for time.Now().Before(deadline) {
-		now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db")
+		now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/*-rev*.db")
 		for _, f := range now {
 			seen[f] = true
 		}
@@ -287,7 +287,7 @@ func TestBackupTimer(t *testing.T) {
 		t.Fatalf("only %d snapshots in 90s: %v\n%s", len(seen), now, out)
 	}
 	time.Sleep(time.Second) // let the run that made the 5th file prune
-	now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db")
+	now = hostGlob(t, e, "etcd2", "var/backups/etcd-local/*-rev*.db")
 	if len(now) != 3 {
 		t.Errorf("%d local snapshots after %d runs, want 3 (etcd_backup_local_keep): %v", len(now), len(seen), now)
 	}
@@ -325,7 +325,7 @@ func TestBackupTimer(t *testing.T) {
 	if out, _ := e.Lab.Run(ctx, "etcd2", "systemctl is-active etcd-backup.timer || true"); strings.TrimSpace(out) == "active" {
 		t.Errorf("timer still active")
 	}
-	if got := hostGlob(t, e, "etcd2", "var/backups/etcd-local/snapshot-*.db"); len(got) < 3 {
+	if got := hostGlob(t, e, "etcd2", "var/backups/etcd-local/*-rev*.db"); len(got) < 3 {
 		t.Errorf("snapshots removed with the timer: %v", got)
 	}
 }

@@ -1,9 +1,13 @@
-// Package etcd_backup_timer installs scheduled local snapshots on a member:
-// a systemd timer (etcd_backup_schedule, an OnCalendar expression) that
-// runs a oneshot service taking `etcdctl snapshot save` over TLS into
-// etcd_backup_dir and keeping the newest etcd_backup_local_keep. It is the
-// operators' cron script done right: TLS, atomic files, no shell quoting
-// of settings, retention that only touches its own files.
+// Package etcd_backup_timer installs scheduled snapshots on a member: a
+// systemd timer (etcd_backup_schedule, an OnCalendar expression) that runs
+// a oneshot service, `etcdplay backup-host`, which snapshots the member
+// over TLS with its own certificate into etcd_backup_dir, verifies it,
+// writes its metadata, uploads it to the store of etcd_backup_s3 (age-
+// encrypted with etcd_backup_age_recipients) and applies retention
+// (etcd_backup_retention, else the newest etcd_backup_local_keep) to this
+// member's backups in both places. It is the operators' cron script done
+// right: TLS, atomic files, no shell, retention that only touches its own
+// files.
 //
 // Members without etcd_backup_schedule get state absent: a timer installed
 // earlier is stopped and removed; the snapshots stay.
@@ -36,10 +40,12 @@ var spec = modules.Spec{
 	"timer":        {Kind: modules.String},
 	"user":         {Kind: modules.String},
 	"start_detail": {Kind: modules.String},
+	"files":        {Kind: modules.Map},
 }
 
 // job is the script and units.
 var job = jobtimer.Job{
 	Name: "etcd-backup", Module: "etcd_backup_timer", ScheduleVar: "etcd_backup_schedule",
-	ScriptPath: ScriptPath, Script: Script, RemoveNote: "snapshots already taken are kept",
+	ScriptPath: ScriptPath, SelfBinary: true, Extra: []string{ConfigPath, CredentialsPath, StoreCAPath},
+	RemoveNote: "snapshots already taken are kept",
 }

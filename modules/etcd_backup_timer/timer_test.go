@@ -1,14 +1,21 @@
 package etcd_backup_timer
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
 func rc(host string, extra map[string]any) *modules.ResolveContext {
@@ -45,6 +52,53 @@ func TestResolveGolden(t *testing.T) {
 	}
 	if args.Str("state", "") != "present" || args.Str("dir", "") != DefaultDir || args.Int("keep", 0) != 4 {
 		t.Errorf("args %v", args)
+	}
+	set, err := etcd_install.SetFromArgs(modules.Args(args["files"].(map[string]any)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Files) != 1 || set.Files[0].Path != ConfigPath || set.Files[0].Mode != "0600" {
+		t.Fatalf("files without a store: %+v", set.Files)
+	}
+	golden.Check(t, filepath.Join("testdata", "etcd-backup.json"), set.Files[0].Content)
+}
+
+// With a store, the member gets the credentials as a secret file of its
+// own and the store's CA; the config names the member-side paths.
+func TestResolveStore(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "creds")
+	os.WriteFile(creds, []byte("[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n"), 0o600)
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	args, err := module.Resolve(modules.Args{}, rc("etcd1", map[string]any{
+		"etcd_backup_schedule":  "daily",
+		"etcd_backup_s3":        map[string]any{"endpoint": "https://127.0.0.1:9000", "bucket": "b", "prefix": "p", "credentials_file": creds, "ca_file": ca},
+		"etcd_backup_retention": map[string]any{"daily": 7, "weekly": 4},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := etcd_install.SetFromArgs(modules.Args(args["files"].(map[string]any)))
+	byPath := map[string]etcd_install.File{}
+	for _, f := range set.Files {
+		byPath[f.Path] = f
+	}
+	if f := byPath[CredentialsPath]; !f.Secret || f.Mode != "0600" || f.Owner != "etcd" || !strings.Contains(f.Content, "aws_secret_access_key = SK") {
+		t.Errorf("credentials file %+v", f)
+	}
+	var hc HostConfig
+	if err := json.Unmarshal([]byte(byPath[ConfigPath].Content), &hc); err != nil {
+		t.Fatal(err)
+	}
+	if hc.S3 == nil || hc.S3.CredentialsFile != CredentialsPath || hc.S3.CAFile != StoreCAPath || hc.Retention != (store.Policy{Daily: 7, Weekly: 4}) {
+		t.Errorf("host config %+v", hc)
+	}
+	if strings.Contains(byPath[ConfigPath].Content, "SK") || strings.Contains(args.Str("service", ""), "SK") {
+		t.Errorf("the secret key is in the config or unit")
+	}
+	if !strings.Contains(args.Str("service", ""), "and s3://b/p/etcd") {
+		t.Errorf("service unit does not name the store:\n%s", args.Str("service", ""))
 	}
 }
 
@@ -92,52 +146,52 @@ func TestResolveStateAndErrors(t *testing.T) {
 	}
 }
 
-// TestScript runs the installed script's logic with a stand-in etcdctl
-// (a shell function would not do: the script execs a path) and checks
-// retention keeps exactly the newest files it made and nothing else.
-func TestScript(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "etcd-backup")
-	if err := os.WriteFile(script, []byte(Script), 0o755); err != nil {
+// TestRunHost runs the timer's program against a real (in-process) TLS
+// cluster: each run leaves a verified snapshot with its metadata, and
+// retention keeps this host's newest and nothing else's.
+func TestRunHost(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	pki := tc.Model.PKI(tc.StateDir)
+	crt, key := pki.Client(etcd.EtcdplayClientCN)
+	dir := filepath.Join(t.TempDir(), "backups")
+	os.Mkdir(dir, 0o700)
+	foreign := filepath.Join(dir, "20200101T000000Z-etcd1-rev1.db") // no metadata: not this timer's
+	os.WriteFile(foreign, nil, 0o600)
+	m := tc.Model.Members[0]
+	cfg := HostConfig{Cluster: tc.Model.Name, Member: m.Name, Host: "etcd1", Endpoint: m.ClientURL,
+		CACert: pki.CACert(), Cert: crt, Key: key, Dir: dir, Retention: store.Policy{Last: 2}}
+	b, _ := json.Marshal(cfg)
+	conf := filepath.Join(t.TempDir(), "etcd-backup.json")
+	os.WriteFile(conf, b, 0o600)
+	cli, err := etcd.NewClient(context.Background(), tc.Model, tc.StateDir, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	fake := filepath.Join(dir, "etcdctl")
-	// Writes its last argument, like `etcdctl snapshot save PATH`.
-	if err := os.WriteFile(fake, []byte("#!/bin/sh\nfor a; do last=$a; done\necho snap > \"$last\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	backups := filepath.Join(dir, "b")
-	os.Mkdir(backups, 0o700)
-	old := []string{"snapshot-20200101T000000Z.db", "snapshot-20200102T000000Z.db", "snapshot-20200103T000000Z.db"}
-	keepers := []string{"notes.txt", "snapshot-manual.db", "snapshot-20200101T000000Z.db.part"}
-	for _, n := range append(old, keepers...) {
-		os.WriteFile(filepath.Join(backups, n), nil, 0o600)
-	}
-	cmd := exec.Command(script)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "ETCD_BACKUP_DIR=" + backups, "ETCD_BACKUP_KEEP=2", "ETCD_BACKUP_ETCDCTL=" + fake}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("script: %v\n%s", err, out)
-	}
-	ents, _ := os.ReadDir(backups)
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	got := strings.Join(names, " ")
-	// The new snapshot and the newest old one stay, plus everything not ours.
-	if len(names) != 5 || !strings.Contains(got, "snapshot-20200103T000000Z.db ") || strings.Contains(got, "snapshot-20200102T000000Z.db") {
-		t.Errorf("after the run: %s", got)
-	}
-	for _, k := range keepers {
-		if !strings.Contains(got, k) {
-			t.Errorf("%s removed", k)
+	defer cli.Close()
+	for i := range 3 {
+		if _, err := cli.Put(context.Background(), fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		if err := RunHost(context.Background(), conf, &out); err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, out.String())
+		}
+		if !strings.Contains(out.String(), "verified") {
+			t.Errorf("run %d said: %s", i, out.String())
 		}
 	}
-	for _, bad := range []string{"0", "x", ""} {
-		cmd := exec.Command(script)
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "ETCD_BACKUP_DIR=" + backups, "ETCD_BACKUP_KEEP=" + bad, "ETCD_BACKUP_ETCDCTL=" + fake}
-		if err := cmd.Run(); err == nil {
-			t.Errorf("ETCD_BACKUP_KEEP=%q accepted", bad)
-		}
+	es, _ := store.Dir(dir).List(context.Background())
+	mine := store.OfOrigin(es, "host:etcd1")
+	if len(mine) != 2 || mine[1].Meta.Keys != 3 || !mine[1].Meta.Verified || mine[1].Meta.Member != m.Name {
+		t.Errorf("after 3 runs with last 2: %+v", mine)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("a backup without metadata was removed: %v", err)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"cluster":"etcd","keep":3}`), 0o600)
+	if err := RunHost(context.Background(), bad, io.Discard); err == nil || !strings.Contains(err.Error(), "keep") {
+		t.Errorf("unknown field: %v", err)
 	}
 }

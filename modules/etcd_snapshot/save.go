@@ -30,18 +30,42 @@ type Backup struct {
 // beside it. The file only ever appears under that name complete, synced
 // and verified; a failed or interrupted transfer leaves nothing behind.
 func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, dir string) (*Backup, error) {
+	cli, err := etcd.NewMemberClient(ctx, c, m, stateDir, dial)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	return SaveFrom(ctx, cli, Source{Cluster: c.Name, Member: m.Name, Endpoint: m.ClientURL, Origin: OriginController}, dir)
+}
+
+// Source says whose snapshot SaveFrom takes and who takes it.
+type Source struct {
+	Cluster, Member string
+	// Endpoint is the member's client URL; the client must reach it.
+	Endpoint string
+	// Origin goes into the metadata (OriginController, or HostOrigin).
+	Origin string
+}
+
+// HostOrigin is the origin of a member's timer's backups.
+func HostOrigin(host string) string { return "host:" + host }
+
+// SaveFrom is Save with a client already connected to the member: the
+// controller's (with etcdplay's client certificate) or a member timer's
+// (with the member's own).
+func SaveFrom(ctx context.Context, cli *clientv3.Client, src Source, dir string) (*Backup, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	stamp := start.UTC().Format(store.TimeLayout)
-	f, err := os.CreateTemp(dir, ".partial-"+stamp+"-"+m.Name+"-*")
+	f, err := os.CreateTemp(dir, ".partial-"+stamp+"-"+src.Member+"-*")
 	if err != nil {
 		return nil, err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	st, err := stream(ctx, c, m, stateDir, dial, f)
+	st, err := stream(ctx, cli, src.Endpoint, f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -58,12 +82,12 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	meta := store.Meta{
-		Cluster: c.Name, Member: m.Name,
+		Cluster: src.Cluster, Member: src.Member,
 		Revision: info.Revision, Keys: info.Keys,
 		SHA256: info.SHA256, Size: info.Size,
 		// The name's second is the time: metadata and name agree.
 		Time:     start.UTC().Truncate(time.Second),
-		Origin:   OriginController,
+		Origin:   src.Origin,
 		Verified: true,
 	}
 	if st != nil {
@@ -94,7 +118,7 @@ func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, 
 		return nil, fmt.Errorf("metadata of %s: %w", final, err)
 	}
 	info.Path = final
-	return &Backup{Info: *info, Member: m.Name, Meta: meta, Took: time.Since(start)}, nil
+	return &Backup{Info: *info, Member: src.Member, Meta: meta, Took: time.Since(start)}, nil
 }
 
 // OriginController marks the backups the controller takes (backup.yml and
@@ -105,13 +129,8 @@ const OriginController = "controller"
 // stream copies the member's snapshot stream (the db, then etcd's sha256
 // of it) into w, and says the member's status (cluster ID, version) as
 // it was when the snapshot began.
-func stream(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, w io.Writer) (*clientv3.StatusResponse, error) {
-	cli, err := etcd.NewMemberClient(ctx, c, m, stateDir, dial)
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	st, err := cli.Status(ctx, m.ClientURL)
+func stream(ctx context.Context, cli *clientv3.Client, endpoint string, w io.Writer) (*clientv3.StatusResponse, error) {
+	st, err := cli.Status(ctx, endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}

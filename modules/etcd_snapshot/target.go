@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
@@ -118,19 +120,26 @@ func (t *Target) Take(ctx context.Context, c *etcd.Cluster, src etcd.Member, sta
 }
 
 func (t *Target) upload(ctx context.Context, b *Backup) (store.Meta, error) {
+	return Upload(ctx, t.Store, b, t.Config.Recipients)
+}
+
+// Upload puts a saved backup into the store with its metadata, encrypted
+// on the way when there are recipients (the metadata keeps the
+// plaintext's sha256 and size).
+func Upload(ctx context.Context, s *store.S3, b *Backup, recipients []age.Recipient) (store.Meta, error) {
 	meta := b.Meta
 	f, err := os.Open(b.Path)
 	if err != nil {
 		return meta, err
 	}
 	defer f.Close()
-	if len(t.Config.Recipients) == 0 {
-		return meta, t.Store.Put(ctx, meta, f, b.Size)
+	if len(recipients) == 0 {
+		return meta, s.Put(ctx, meta, f, b.Size)
 	}
 	meta.Encrypted = true
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(store.Encrypt(pw, f, t.Config.Recipients)) }()
-	err = t.Store.Put(ctx, meta, pr, -1)
+	go func() { pw.CloseWithError(store.Encrypt(pw, f, recipients)) }()
+	err = s.Put(ctx, meta, pr, -1)
 	pr.CloseWithError(err)
 	return meta, err
 }

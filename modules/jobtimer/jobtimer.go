@@ -10,6 +10,7 @@ package jobtimer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/systemd"
 	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
@@ -33,8 +35,14 @@ type Job struct {
 	// Module and ScheduleVar name the module and its schedule variable in
 	// messages.
 	Module, ScheduleVar string
-	// ScriptPath and Script are the job's script.
+	// ScriptPath and Script are the job's script. With SelfBinary, the
+	// program at ScriptPath is etcdplay itself (the agent's own
+	// executable), and Script is unused: the job runs Go code, not shell.
 	ScriptPath, Script string
+	SelfBinary         bool
+	// Extra are the paths of the job's own files (args "files") that go
+	// with it when it is removed: its configuration and credentials.
+	Extra []string
 	// RemoveNote says what removing the job leaves ("snapshots already
 	// taken are kept").
 	RemoveNote string
@@ -44,12 +52,32 @@ func (j Job) serviceName() string { return j.Name + ".service" }
 func (j Job) timerName() string   { return j.Name + ".timer" }
 func (j Job) servicePath() string { return "/etc/systemd/system/" + j.serviceName() }
 func (j Job) timerPath() string   { return "/etc/systemd/system/" + j.timerName() }
-func (j Job) files() []string     { return []string{j.timerPath(), j.servicePath(), j.ScriptPath} }
+func (j Job) files() []string {
+	return append([]string{j.timerPath(), j.servicePath(), j.ScriptPath}, j.Extra...)
+}
+
+// script is what ScriptPath must hold, and how a diff shows it: a
+// binary is compared whole but shown by its sha256.
+func (j Job) script() (content []byte, show string, err error) {
+	if !j.SelfBinary {
+		return []byte(j.Script), j.Script, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, fmt.Sprintf("etcdplay binary, sha256 %x\n", sha256.Sum256(b)), nil
+}
 
 type step int
 
 const (
 	stepDir step = iota
+	stepFiles
 	stepScript
 	stepService
 	stepTimer
@@ -65,6 +93,9 @@ type payload struct {
 	Job   Job
 	Args  modules.Args
 	Steps []step
+	// Files is the job's own file set (args "files": its configuration,
+	// credentials), written before the units.
+	Files etcd_install.Set
 }
 
 // Plan compares the host with the job's files and timer state. args carry
@@ -123,27 +154,54 @@ func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*mod
 			add(stepDir, "~", dir, "mode 0700, owner "+user)
 		}
 	}
+	if _, ok := args["files"]; ok {
+		fm, _ := args["files"].(map[string]any)
+		set, err := etcd_install.SetFromArgs(modules.Args(fm))
+		if err != nil {
+			return nil, err
+		}
+		fc, err := etcd_install.PlanSet(set)
+		if err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", j.Module, env.Host, err)
+		}
+		if len(fc.Actions) > 0 {
+			p.Files = set
+			p.Steps = append(p.Steps, stepFiles)
+			ch.Actions = append(ch.Actions, fc.Actions...)
+			ch.Diffs = append(ch.Diffs, fc.Diffs...)
+		}
+	}
+	script, scriptShown, err := j.script()
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", j.Module, env.Host, err)
+	}
 	unitChanged := false
 	for _, f := range []struct {
 		s            step
 		path, want   string
+		shown        string
 		unitFile     bool
 		restartTimer bool
 	}{
-		{stepScript, j.ScriptPath, j.Script, false, false},
-		{stepService, j.servicePath(), args.Str("service", ""), true, false},
-		{stepTimer, j.timerPath(), args.Str("timer", ""), true, true},
+		{stepScript, j.ScriptPath, string(script), scriptShown, false, false},
+		{stepService, j.servicePath(), args.Str("service", ""), "", true, false},
+		{stepTimer, j.timerPath(), args.Str("timer", ""), "", true, true},
 	} {
 		cur, err := os.ReadFile(f.path)
+		after, before := f.want, string(cur)
+		if f.shown != "" {
+			after = f.shown
+			before = fmt.Sprintf("etcdplay binary, sha256 %x\n", sha256.Sum256(cur))
+		}
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			add(f.s, "+", f.path, "")
-			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, After: f.want})
+			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, After: after})
 		case err != nil:
 			return nil, err
 		case !bytes.Equal(cur, []byte(f.want)):
 			add(f.s, "~", f.path, "content")
-			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, Before: string(cur), After: f.want})
+			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, Before: before, After: after})
 		default:
 			continue
 		}
@@ -181,13 +239,19 @@ func Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.
 	if !ok {
 		return nil, errors.New("job timer: plan payload missing")
 	}
-	order := []step{stepStopDisable, stepRemove, stepDir, stepScript, stepService, stepTimer, stepReload, stepEnable, stepRestart, stepStart}
+	order := []step{stepStopDisable, stepRemove, stepDir, stepFiles, stepScript, stepService, stepTimer, stepReload, stepEnable, stepRestart, stepStart}
 	has := map[step]bool{}
 	for _, s := range p.Steps {
 		has[s] = true
 	}
 	for _, s := range order {
 		if !has[s] {
+			continue
+		}
+		if s == stepFiles {
+			if err := etcd_install.ApplySet(p.Files); err != nil {
+				return nil, fmt.Errorf("%s on %s: %w", p.Job.Module, env.Host, err)
+			}
 			continue
 		}
 		if err := p.Job.do(ctx, s, p.Args); err != nil {
@@ -229,7 +293,11 @@ func (j Job) do(ctx context.Context, s step, args modules.Args) error {
 		if err := os.MkdirAll(filepath.Dir(j.ScriptPath), 0o755); err != nil {
 			return err
 		}
-		return hostfile.WriteAtomic(j.ScriptPath, []byte(j.Script), 0o755, 0, 0)
+		script, _, err := j.script()
+		if err != nil {
+			return err
+		}
+		return hostfile.WriteAtomic(j.ScriptPath, script, 0o755, 0, 0)
 	case stepService:
 		return hostfile.WriteAtomic(j.servicePath(), []byte(args.Str("service", "")), 0o644, 0, 0)
 	case stepTimer:

@@ -94,28 +94,39 @@ func OpenS3(cfg S3Config, cluster string) (*S3, error) {
 
 func s3Credentials(cfg S3Config) (*credentials.Credentials, error) {
 	if cfg.CredentialsFile != "" {
-		st, err := os.Stat(cfg.CredentialsFile)
-		if err != nil {
-			return nil, fmt.Errorf("credentials_file: %w", err)
+		if _, err := ReadCredentialsFile(cfg.CredentialsFile, cfg.Profile); err != nil {
+			return nil, err
 		}
-		if st.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("credentials_file %s is readable by others (mode %04o): chmod 600 it", cfg.CredentialsFile, st.Mode().Perm())
-		}
-		profile := cfg.Profile
-		if profile == "" {
-			profile = "default"
-		}
-		c := credentials.NewFileAWSCredentials(cfg.CredentialsFile, profile)
-		v, err := c.GetWithContext(&credentials.CredContext{})
-		if err != nil || v.AccessKeyID == "" {
-			return nil, fmt.Errorf("credentials_file %s has no aws_access_key_id/aws_secret_access_key in profile [%s]", cfg.CredentialsFile, profile)
-		}
-		return c, nil
+		return credentials.NewFileAWSCredentials(cfg.CredentialsFile, profileOr(cfg.Profile)), nil
 	}
 	if os.Getenv("AWS_ACCESS_KEY_ID") == "" || os.Getenv("AWS_SECRET_ACCESS_KEY") == "" {
 		return nil, errors.New("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or credentials_file (AWS shared-credentials format, mode 0600)")
 	}
 	return credentials.NewEnvAWS(), nil
+}
+
+func profileOr(p string) string {
+	if p == "" {
+		return "default"
+	}
+	return p
+}
+
+// ReadCredentialsFile reads an access key pair from a file in the AWS
+// shared-credentials format, refusing one that others can read.
+func ReadCredentialsFile(file, profile string) (credentials.Value, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return credentials.Value{}, fmt.Errorf("credentials_file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return credentials.Value{}, fmt.Errorf("credentials_file %s is readable by others (mode %04o): chmod 600 it", file, st.Mode().Perm())
+	}
+	v, err := credentials.NewFileAWSCredentials(file, profileOr(profile)).GetWithContext(&credentials.CredContext{})
+	if err != nil || v.AccessKeyID == "" || v.SecretAccessKey == "" {
+		return credentials.Value{}, fmt.Errorf("credentials_file %s has no aws_access_key_id and aws_secret_access_key in profile [%s]", file, profileOr(profile))
+	}
+	return v, nil
 }
 
 func s3Transport(cfg S3Config) (http.RoundTripper, error) {
