@@ -117,6 +117,45 @@ func TestBackupToS3Encrypted(t *testing.T) {
 		t.Errorf("etcdplay backups: exit %d\n%s%s", list.Code, list.Stdout, list.Stderr)
 	}
 
+	// verify-backup proves the object restores, on the controller alone;
+	// a truncated copy in the bucket fails it. No member is touched.
+	pids := etcdPIDs(t, e)
+	v := e.MustApply(t, harness.Playbook("verify-backup.yml"), "-e", "snapshot="+url)
+	if ev, ok := taskEvent(v, "etcd_verify_backup"); !ok || !strings.Contains(ev.Msg, "restores: etcd served revision") {
+		t.Errorf("verify-backup: %+v", ev)
+	}
+	prom, _ := os.ReadFile(filepath.Join(e.StateDir, "backups", harness.ClusterName, "verify.prom"))
+	if !strings.Contains(string(prom), "etcdplay_backup_verify_success{cluster=\"etcd\",snapshot=\""+url+"\"} 1") {
+		t.Errorf("verify.prom after a good verification:\n%s", prom)
+	}
+	truncated := meta
+	truncated.Time = meta.Time.Add(time.Second)
+	bucket, err := store.OpenS3(store.S3Config{Endpoint: s3.srv.Endpoint, Bucket: s3.Bucket, Prefix: "prod", CAFile: s3.srv.CAFile, CredentialsFile: s3.Creds}, harness.ClusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.Put(ctx, truncated, bytes.NewReader(ct[:len(ct)/2]), int64(len(ct)/2)); err != nil {
+		t.Fatal(err)
+	}
+	badURL := "s3://" + s3.Bucket + "/prod/" + harness.ClusterName + "/" + truncated.SnapshotName()
+	v = e.Apply(t, harness.Playbook("verify-backup.yml"))
+	if v.Code == 0 || !strings.Contains(v.Summary(), badURL) || !strings.Contains(v.Summary(), "does not restore") {
+		t.Errorf("verify-backup of the newest, truncated object: exit %d\n%s", v.Code, v.Summary())
+	}
+	prom, _ = os.ReadFile(filepath.Join(e.StateDir, "backups", harness.ClusterName, "verify.prom"))
+	if !strings.Contains(string(prom), "etcdplay_backup_verify_success{cluster=\"etcd\",snapshot=\""+badURL+"\"} 0") {
+		t.Errorf("verify.prom after a failed verification:\n%s", prom)
+	}
+	if err := bucket.Remove(ctx, store.Entry{Name: truncated.SnapshotName()}); err != nil {
+		t.Fatal(err)
+	}
+	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+		t.Errorf("verify-backup changed etcd processes: %v -> %v", pids, now)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.StateDir, harness.ClusterName, "verify", "*")); len(left) != 0 {
+		t.Errorf("scratch dirs left: %v", left)
+	}
+
 	// Writes after the backup, and a watcher that has seen them.
 	cli := e.Client(t)
 	putKeys(t, cli, 10, "after", 0)
@@ -130,7 +169,7 @@ func TestBackupToS3Encrypted(t *testing.T) {
 
 	// A wrong identity is refused before any member is touched.
 	otherID, _ := ageIdentity(t)
-	pids := etcdPIDs(t, e)
+	pids = etcdPIDs(t, e)
 	bad := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+url, "-e", "etcd_backup_age_identity="+otherID)
 	if bad.Code == 0 || !strings.Contains(bad.Stdout, "is not one the backup was encrypted to") {
 		t.Errorf("wrong identity: exit %d\n%s", bad.Code, bad.Summary())

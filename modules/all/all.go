@@ -35,4 +35,5 @@ import (
 	_ "github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_tls"
 	_ "github.com/etcdplay/etcdplay/modules/etcd_upgrade"
+	_ "github.com/etcdplay/etcdplay/modules/etcd_verify_backup"
 )

@@ -30,6 +30,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	tmplmod "github.com/etcdplay/etcdplay/modules/template"
 )
 
@@ -49,6 +50,10 @@ const (
 )
 
 var spec = modules.Spec{
+	// snapshot takes a verified snapshot (to the controller and the
+	// store, like backup.yml) before a member is removed (scale in,
+	// replacement); default true. The run stops if it fails.
+	"snapshot": {Kind: modules.Bool},
 	// members: inventory hosts that should be members (default: the etcd
 	// group minus remove).
 	"members": {Kind: modules.Any},
@@ -187,6 +192,8 @@ type retire struct {
 }
 
 type payload struct {
+	// Snapshot says to take a snapshot before the first step.
+	Snapshot bool
 	Cluster  *etcd.Cluster
 	Desired  desired
 	Steps    []step
@@ -246,6 +253,12 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		}
 	}
 	ch := &modules.Change{Payload: p}
+	if args.Bool("snapshot", true) && removes(steps) && !args.Bool("preflight", false) {
+		if err := etcd_snapshot.PlanBefore(ctx, ch, env, c, "a member is removed"); err != nil {
+			return nil, fmt.Errorf("etcd_member: %w", err)
+		}
+		p.Snapshot = true
+	}
 	if err := planActions(ctx, env, p, ch); err != nil {
 		return nil, fmt.Errorf("etcd_member: %w", err)
 	}
@@ -294,6 +307,13 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, fmt.Errorf("etcd_member: the membership changed since the plan (now: %s); nothing done, run again", describeLive(live))
 	}
 	var done []string
+	if p.Snapshot {
+		b, err := etcd_snapshot.Before(ctx, env, p.Cluster, "a member is removed")
+		if err != nil {
+			return nil, fmt.Errorf("etcd_member: nothing done: %w", err)
+		}
+		done = append(done, "snapshot "+b.Path)
+	}
 	for i, s := range p.Steps {
 		what, err := a.step(ctx, s)
 		if err != nil {
@@ -309,6 +329,16 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: ch, Msg: strings.Join(done, "; "),
 		Data: map[string]any{"done": done}}, nil
+}
+
+// removes says a step takes a member out of the cluster.
+func removes(steps []step) bool {
+	for _, s := range steps {
+		if s.Kind == stepRemove {
+			return true
+		}
+	}
+	return false
 }
 
 func orNone(s []string) string {

@@ -37,21 +37,59 @@ func (f *Fetched) Done() {
 	}
 }
 
-// Fetch resolves what an operator named as a snapshot: "latest" (the
-// newest backup on the controller or in the store), s3://BUCKET/KEY, or a
-// file on the controller. Objects are downloaded and decrypted into the
-// cluster's .fetch dir (0700) and checked against their metadata's sha256
-// (of the plaintext); nothing happens on any host.
+// Located is a snapshot found but not yet fetched.
+type Located struct {
+	cfg   *Config
+	dir   string // the cluster's controller backup dir
+	loc   store.Location
+	entry store.Entry
+	// local is a plaintext file on the controller, used as it is.
+	local string
+}
+
+// From names the snapshot as an operator would.
+func (l *Located) From() string {
+	if l.local != "" {
+		return l.local
+	}
+	return l.entry.URL()
+}
+
+// Encrypted says fetching it needs etcd_backup_age_identity.
+func (l *Located) Encrypted() bool {
+	return l.local == "" && strings.HasSuffix(l.entry.Name, store.EncryptedExt)
+}
+
+// Meta is the snapshot's metadata, when it has any.
+func (l *Located) Meta() (store.Meta, bool) { return l.entry.Meta, l.entry.HasMeta }
+
+// Fetch resolves what an operator named as a snapshot and fetches it: see
+// Locate, then Located.Fetch.
 func Fetch(ctx context.Context, env *modules.Env, c *etcd.Cluster, ref string) (*Fetched, error) {
+	l, err := Locate(ctx, env, c, ref)
+	if err != nil {
+		return nil, err
+	}
+	return l.Fetch(ctx)
+}
+
+// Locate resolves what an operator named as a snapshot: "latest" (the
+// newest backup on the controller or in the store), s3://BUCKET/KEY, or a
+// file on the controller (.db, or .db.age). It reads listings and
+// metadata only; an encrypted snapshot's identity is checked here, so a
+// missing or unreadable one stops a run before anything happens.
+func Locate(ctx context.Context, env *modules.Env, c *etcd.Cluster, ref string) (*Located, error) {
 	ref = strings.TrimSpace(ref)
 	cfg, err := ConfigFromVars(env.Vars)
 	if err != nil {
 		return nil, err
 	}
-	dir := Dir(env.StateDir, c)
+	l := &Located{cfg: cfg, dir: Dir(env.StateDir, c)}
 	switch {
 	case ref == "latest":
-		return fetchLatest(ctx, cfg, c, dir)
+		if err := l.latest(ctx, c); err != nil {
+			return nil, err
+		}
 	case strings.HasPrefix(ref, "s3://"):
 		if cfg.S3 == nil {
 			return nil, &etcd.VarError{Var: VarS3, Msg: "snapshot=" + ref + " needs the store's endpoint and credentials: set etcd_backup_s3"}
@@ -61,35 +99,52 @@ func Fetch(ctx context.Context, env *modules.Env, c *etcd.Cluster, ref string) (
 			return nil, err
 		}
 		meta, ok := s.MetaOf(ctx, name)
-		return download(ctx, cfg, s, store.Entry{Name: name, Meta: meta, HasMeta: ok, Location: s.String()}, dir)
+		l.loc, l.entry = s, store.Entry{Name: name, Meta: meta, HasMeta: ok, Location: s.String()}
 	default:
-		f := &Fetched{Path: ref, From: ref}
+		var meta store.Meta
+		var ok bool
 		if b, err := os.ReadFile(strings.TrimSuffix(strings.TrimSuffix(ref, store.EncryptedExt), ".db") + ".json"); err == nil {
-			if m, err := store.ParseMeta(b); err == nil {
-				f.Meta, f.HasMeta = m, true
-			}
-		}
-		if !strings.HasSuffix(ref, store.EncryptedExt) {
-			return f, nil
+			meta, err = store.ParseMeta(b)
+			ok = err == nil
 		}
 		d := store.Dir(filepath.Dir(ref))
-		return download(ctx, cfg, d, store.Entry{Name: filepath.Base(ref), Meta: f.Meta, HasMeta: f.HasMeta, Location: d.String()}, dir)
+		l.loc, l.entry = d, store.Entry{Name: filepath.Base(ref), Meta: meta, HasMeta: ok, Location: d.String()}
+		if !strings.HasSuffix(ref, store.EncryptedExt) {
+			l.local = ref
+		}
 	}
+	if l.Encrypted() {
+		if _, err := cfg.Identities(); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
-func fetchLatest(ctx context.Context, cfg *Config, c *etcd.Cluster, dir string) (*Fetched, error) {
+// Fetch makes the snapshot a plaintext file on the controller: as it is
+// for a local plaintext file, else downloaded and decrypted into the
+// cluster's .fetch dir (0700) and checked against its metadata's sha256
+// (of the plaintext). Nothing happens on any host.
+func (l *Located) Fetch(ctx context.Context) (*Fetched, error) {
+	if l.local != "" {
+		return &Fetched{Path: l.local, From: l.local, Meta: l.entry.Meta, HasMeta: l.entry.HasMeta}, nil
+	}
+	return download(ctx, l.cfg, l.loc, l.entry, l.dir)
+}
+
+func (l *Located) latest(ctx context.Context, c *etcd.Cluster) error {
 	var best store.Entry
 	var bestLoc store.Location
-	locs := []store.Location{store.Dir(dir)}
-	if s, err := cfg.Store(ctx, c); err != nil {
-		return nil, err
+	locs := []store.Location{store.Dir(l.dir)}
+	if s, err := l.cfg.Store(ctx, c); err != nil {
+		return err
 	} else if s != nil {
 		locs = append(locs, s)
 	}
 	for _, loc := range locs {
 		es, err := loc.List(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", loc, err)
+			return fmt.Errorf("%s: %w", loc, err)
 		}
 		for _, e := range es {
 			// Later locations win only when strictly newer: the
@@ -100,16 +155,17 @@ func fetchLatest(ctx context.Context, cfg *Config, c *etcd.Cluster, dir string) 
 		}
 	}
 	if bestLoc == nil {
-		where := dir
+		where := l.dir
 		if len(locs) > 1 {
 			where += " or " + locs[1].String()
 		}
-		return nil, fmt.Errorf("snapshot=latest: no backup in %s (run backup.yml first)", where)
+		return fmt.Errorf("snapshot=latest: no backup in %s (run backup.yml first)", where)
 	}
-	if d, ok := bestLoc.(store.Dir); ok && !best.Meta.Encrypted {
-		return &Fetched{Path: filepath.Join(string(d), best.Name), From: best.URL(), Meta: best.Meta, HasMeta: best.HasMeta}, nil
+	l.loc, l.entry = bestLoc, best
+	if d, ok := bestLoc.(store.Dir); ok && !best.Meta.Encrypted && !strings.HasSuffix(best.Name, store.EncryptedExt) {
+		l.local = filepath.Join(string(d), best.Name)
 	}
-	return download(ctx, cfg, bestLoc, best, dir)
+	return nil
 }
 
 // download copies a snapshot out of a location into dir/.fetch, decrypting
