@@ -1,7 +1,9 @@
 package hostfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -21,6 +23,12 @@ const DefaultMode os.FileMode = 0o644
 // the rename, so a secret is never readable with the wrong permissions.
 // mode KeepMode and uid/gid -1 keep what the existing file has.
 func WriteAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error {
+	return WriteAtomicFrom(path, bytes.NewReader(data), mode, uid, gid)
+}
+
+// WriteAtomicFrom is WriteAtomic streaming from r: for content too big to
+// hold in memory (a snapshot).
+func WriteAtomicFrom(path string, r io.Reader, mode os.FileMode, uid, gid int) error {
 	cur, err := StateFollow(path)
 	if err != nil {
 		return err
@@ -57,7 +65,7 @@ func WriteAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error
 	}()
 	// CreateTemp makes the file 0600, so nothing else can read it while
 	// it is being filled.
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
 // Location is one place backups are kept.
@@ -131,42 +133,15 @@ func (d Dir) Remove(_ context.Context, e Entry) error {
 	return nil
 }
 
-// WriteFile writes path atomically: a temporary file beside it, synced,
-// renamed into place, the directory synced. Mode 0600: backups and their
-// metadata are for their owner only.
+// WriteFile writes path atomically (hostfile.WriteAtomicFrom), mode
+// 0600: backups and their metadata are for their owner only.
 func WriteFile(path string, src io.Reader) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".partial-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	SyncDir(dir)
-	return nil
+	return hostfile.WriteAtomicFrom(path, src, 0o600, -1, -1)
 }
 
-// SyncDir makes a rename in dir durable.
-func SyncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
+// SyncDir makes a rename in dir durable; a failure only loses durability
+// of a name, which the next run repairs.
+func SyncDir(dir string) { _ = hostfile.SyncDir(dir) }
 
 // Prune applies the policy to the backups of one origin in a location and
 // returns what it removed. Backups of other origins, and files that are
