@@ -16,7 +16,7 @@ DEMO_PLAYBOOK ?= $(if $(wildcard playbooks/site.yml),playbooks/site.yml,playbook
 # Integration tests boot containers: one package at a time on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build lab-tool lab-deps test lint unit-test integration-test lab-up lab-down mirror demo bench clean
+.PHONY: all build lab-tool lab-deps test lint unit-test fuzz integration-test lab-up lab-down mirror demo bench clean
 
 all: build
 
@@ -47,7 +47,19 @@ lab-deps:
 		echo "==> the lab needs:$$missing (as root on Debian or Ubuntu: apt-get install$$missing)"; exit 1; \
 	fi
 
-test: lint unit-test integration-test
+test: lint unit-test fuzz integration-test
+
+# Go fuzz targets of the parsers operators feed (inventory YAML and INI,
+# playbooks, known_hosts): briefly in make test, longer on demand
+# (make fuzz FUZZTIME=10m). Inputs that failed once are kept under
+# testdata/fuzz/ and run by every go test.
+FUZZTIME ?= 15s
+FUZZ_TARGETS ?= ./internal/inventory:FuzzLoadYAML ./internal/inventory:FuzzLoadINI ./internal/playbook:FuzzParse ./internal/runner:FuzzKnownHosts
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "==> fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s "$${t%%:*}" || exit 1; \
+	done
 
 # gofmt, a tidy go.mod, go vet and staticcheck (installed from the Go
 # module proxy when missing).

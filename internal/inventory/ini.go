@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // parseINI reads Ansible's INI layout:
@@ -68,7 +69,7 @@ func (inv *Inventory) parseINI(data []byte) error {
 				}
 				vars[k] = iniValue(v)
 			}
-			names, err := expandRange(name)
+			names, err := hostNames(name)
 			if err != nil {
 				return errf(section, "%v", err)
 			}
@@ -177,6 +178,28 @@ func splitHostPort(s string) (string, int, bool) {
 	return s[:i], p, true
 }
 
+// hostNames checks a host name or pattern as written and expands it. A
+// name becomes a file name (host_vars/<name>) and an SSH target: no
+// control characters, whitespace or '/'.
+func hostNames(name string) ([]string, error) {
+	if name == "" {
+		return nil, fmt.Errorf("empty host name")
+	}
+	if len(name) > 253 || !utf8.ValidString(name) {
+		return nil, fmt.Errorf("host name %.40q...: at most 253 bytes of UTF-8", name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '/' || r == ' ' || r == '\\' {
+			return nil, fmt.Errorf("host name %q: control characters, spaces, '/' and '\\' are not allowed", name)
+		}
+	}
+	return expandRange(name)
+}
+
+// maxRangeHosts bounds what one host pattern may expand to: a typo such as
+// node[1:9999999999] must be an error, not a controller out of memory.
+const maxRangeHosts = 10_000
+
 // expandRange expands Ansible host ranges: etcd[1:3], etcd[01:10:2],
 // node-[a:c]. A name without brackets is itself.
 func expandRange(name string) ([]string, error) {
@@ -213,6 +236,9 @@ func expandRange(name string) ([]string, error) {
 		if err != nil || b < a {
 			return nil, fmt.Errorf("host range %q: bad bounds", name)
 		}
+		if n := (b-a)/step + 1; n > maxRangeHosts || n < 1 {
+			return nil, fmt.Errorf("host range %q names %d hosts; one range may name at most %d", name, uint(b-a)/uint(step)+1, maxRangeHosts)
+		}
 		for n := a; n <= b; n += step {
 			s := strconv.Itoa(n)
 			if len(lo) > 1 && lo[0] == '0' { // zero-padded: etcd[01:10]
@@ -229,6 +255,9 @@ func expandRange(name string) ([]string, error) {
 		}
 	} else {
 		return nil, fmt.Errorf("host range %q: bad bounds", name)
+	}
+	if len(items)*len(rest) > maxRangeHosts {
+		return nil, fmt.Errorf("host range %q names %d hosts; one range may name at most %d", name, len(items)*len(rest), maxRangeHosts)
 	}
 	var out []string
 	for _, it := range items {

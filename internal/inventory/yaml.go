@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -70,7 +71,7 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string) error 
 			}
 			for j := 0; j < len(v.Content); j += 2 {
 				hk, hv := v.Content[j], v.Content[j+1]
-				names, err := expandRange(hk.Value)
+				names, err := hostNames(hk.Value)
 				if err != nil {
 					return inv.errAt(hk, field, "%v", err)
 				}
@@ -210,8 +211,17 @@ func checkName(name string) error {
 	if name == "" {
 		return fmt.Errorf("empty group name")
 	}
-	if strings.ContainsAny(name, " \t,:!&") {
+	if len(name) > 253 || !utf8.ValidString(name) {
+		return fmt.Errorf("group name %.40q...: at most 253 bytes of UTF-8", name)
+	}
+	if strings.ContainsAny(name, " \t,:!&/\\") {
 		return fmt.Errorf("invalid group name %q", name)
+	}
+	for _, r := range name {
+		// A group name becomes a file name (group_vars/<name>).
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("group name %q: control characters are not allowed", name)
+		}
 	}
 	return nil
 }

@@ -159,13 +159,16 @@ func loadKnownHosts(file string) (ssh.HostKeyCallback, error) {
 func parsableLines(data []byte) []byte {
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	for i, l := range lines {
-		t := bytes.TrimSpace(l)
-		if len(t) == 0 || t[0] == '#' {
+		// Only lines ssh parses are kept, trimmed of the whitespace
+		// (\v, \f, \r) knownhosts would not trim; blanks and comments
+		// become empty lines, so line numbers stay right.
+		marker, _, _, _, _, err := ssh.ParseKnownHosts(l)
+		marked := bytes.HasPrefix(bytes.TrimSpace(l), []byte("@"))
+		if err != nil || (marked && marker != "cert-authority" && marker != "revoked") {
+			lines[i] = []byte("\n")
 			continue
 		}
-		if _, _, _, _, _, err := ssh.ParseKnownHosts(l); err != nil {
-			lines[i] = []byte("\n")
-		}
+		lines[i] = append(bytes.TrimSpace(l), '\n')
 	}
 	return bytes.Join(lines, nil)
 }
