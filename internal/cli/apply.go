@@ -64,13 +64,16 @@ func newApply() *cobra.Command {
 		listH    bool
 		listT    bool
 		yes      bool
+		verbose  int
+		noColor  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply PLAYBOOK",
 		Short: "Converge the inventory's hosts to a playbook (--check --diff to preview)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sink, err := output.New(format, cmd.OutOrStdout(), showDiff, check)
+			sink, err := output.New(format, cmd.OutOrStdout(), output.Options{Diff: showDiff, Check: check,
+				Verbosity: verbose, Color: useColor(cmd.OutOrStdout(), noColor)})
 			if err != nil {
 				return invalid(err)
 			}
@@ -120,6 +123,8 @@ func newApply() *cobra.Command {
 	fl.IntVarP(&forks, "forks", "f", 50, "how many tasks run at once")
 	fl.StringVarP(&format, "output", "o", "text", "output format: text or json (one event per line)")
 	fl.BoolVarP(&yes, "yes", "y", false, "apply disruptive steps (membership changes, restores, rolling restarts, upgrades, defrags) without asking; $ETCDPLAY_YES")
+	fl.CountVarP(&verbose, "verbose", "v", "show each task's result data (a command's rc, stdout, stderr) with -v, each connection with -vvv")
+	fl.BoolVar(&noColor, "no-color", false, "no colour even on a terminal (also NO_COLOR=1)")
 	fl.BoolVar(&listH, "list-hosts", false, "print each play's hosts (after --limit) and exit; connect nowhere")
 	fl.BoolVar(&listT, "list-tasks", false, "print each play's tasks (after --tags) and exit; connect nowhere")
 	return cmd

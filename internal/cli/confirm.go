@@ -27,8 +27,23 @@ type confirmer struct {
 }
 
 func newConfirmer(in *os.File, out io.Writer) *confirmer {
-	_, err := unix.IoctlGetTermios(int(in.Fd()), unix.TCGETS)
-	return &confirmer{in: bufio.NewReader(in), out: out, terminal: err == nil}
+	return &confirmer{in: bufio.NewReader(in), out: out, terminal: isTerminal(in)}
+}
+
+// isTerminal says f is a terminal (not a pipe or a file).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// useColor says the text output may colour: a terminal, and neither
+// --no-color nor NO_COLOR (https://no-color.org: any non-empty value).
+func useColor(w io.Writer, noColor bool) bool {
+	if noColor || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	return ok && isTerminal(f)
 }
 
 func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.Change) error {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 
@@ -16,13 +17,25 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 )
 
+// Options shape the output.
+type Options struct {
+	// Diff shows file diffs (secrets as hashes); Check marks changes as
+	// what would happen.
+	Diff, Check bool
+	// Verbosity is the count of -v: 1 shows module result data (a
+	// command's rc, stdout and stderr), 3 also each connection.
+	Verbosity int
+	// Color colours the status words (a terminal, no NO_COLOR).
+	Color bool
+}
+
 // New returns a sink for format "text" or "json".
-func New(format string, w io.Writer, showDiff, check bool) (runner.Sink, error) {
+func New(format string, w io.Writer, o Options) (runner.Sink, error) {
 	switch format {
 	case "", "text":
-		return &Text{w: w, diff: showDiff, check: check}, nil
+		return &Text{w: w, diff: o.Diff, check: o.Check, verbosity: o.Verbosity, color: o.Color}, nil
 	case "json":
-		return &JSON{enc: json.NewEncoder(w), diff: showDiff}, nil
+		return &JSON{enc: json.NewEncoder(w), diff: o.Diff}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want text or json)", format)
 }
@@ -74,11 +87,13 @@ func maskSecrets(in []modules.FileDiff) []modules.FileDiff {
 
 // Text writes live progress lines and the PLAY RECAP, Ansible style.
 type Text struct {
-	mu       sync.Mutex
-	w        io.Writer
-	diff     bool
-	check    bool
-	lastPlay string
+	mu        sync.Mutex
+	w         io.Writer
+	diff      bool
+	check     bool
+	verbosity int
+	color     bool
+	lastPlay  string
 }
 
 // Emit prints one event.
@@ -87,8 +102,11 @@ func (t *Text) Emit(e runner.Event) {
 	defer t.mu.Unlock()
 	switch e.Type {
 	case runner.EventHostConnect:
-		if e.Status == modules.StatusUnreachable {
-			fmt.Fprintf(t.w, "unreachable: [%s] %s\n", e.Host, e.Msg)
+		switch {
+		case e.Status == modules.StatusUnreachable:
+			fmt.Fprintf(t.w, "%s: [%s] %s\n", t.paint(e.Status, "unreachable"), e.Host, e.Msg)
+		case t.verbosity >= 3:
+			fmt.Fprintf(t.w, "connected: [%s] %s\n", e.Host, e.Msg)
 		}
 	case runner.EventLog:
 		t.playHeader(e.Play)
@@ -114,13 +132,16 @@ func (t *Text) node(e runner.Event) {
 	if t.check && e.Status == modules.StatusChanged {
 		label = "changed (check)"
 	}
-	line := fmt.Sprintf("%s: [%s] %s", label, e.Host, e.Task)
+	line := fmt.Sprintf("%s: [%s] %s", t.paint(e.Status, label), e.Host, e.Task)
 	if e.Status == modules.StatusFailed || e.Status == modules.StatusUnreachable || (e.Status == modules.StatusSkipped && e.Msg != "") {
 		line += ": " + e.Msg
 	} else if e.Msg != "" && e.Status == modules.StatusChanged {
 		line += " (" + e.Msg + ")"
 	}
 	fmt.Fprintln(t.w, line)
+	if t.verbosity >= 1 && len(e.Data) > 0 {
+		fmt.Fprint(t.w, renderData(e.Data))
+	}
 	if e.Change == nil || e.Status != modules.StatusChanged {
 		return
 	}
@@ -166,6 +187,58 @@ func indent(s, prefix string) string {
 	}
 	if !strings.HasSuffix(s, "\n") {
 		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// ANSI colours of the status words, as ansible-playbook uses them.
+var colors = map[modules.Status]string{
+	modules.StatusOK:          "\x1b[32m", // green
+	modules.StatusChanged:     "\x1b[33m", // yellow
+	modules.StatusFailed:      "\x1b[31m", // red
+	modules.StatusUnreachable: "\x1b[31m",
+	modules.StatusSkipped:     "\x1b[36m", // cyan
+}
+
+func (t *Text) paint(st modules.Status, word string) string {
+	c, ok := colors[st]
+	if !t.color || !ok {
+		return word
+	}
+	return c + word + "\x1b[0m"
+}
+
+// renderData shows a module's result data under its line: a command's
+// rc, stdout and stderr first and as blocks, the rest one key a line,
+// sorted.
+func renderData(d map[string]any) string {
+	var b strings.Builder
+	if rc, ok := d["rc"]; ok {
+		fmt.Fprintf(&b, "    rc: %v\n", rc)
+	}
+	for _, k := range []string{"stdout", "stderr"} {
+		if s, ok := d[k].(string); ok && s != "" {
+			fmt.Fprintf(&b, "    %s: |\n%s", k, indent(strings.TrimRight(s, "\n")+"\n", "      "))
+		}
+	}
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		if k != "rc" && k != "stdout" && k != "stderr" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := d[k]
+		if s, ok := v.(string); ok {
+			fmt.Fprintf(&b, "    %s: %s\n", k, s)
+			continue
+		}
+		j, err := json.Marshal(v)
+		if err != nil {
+			j = []byte(fmt.Sprint(v))
+		}
+		fmt.Fprintf(&b, "    %s: %s\n", k, j)
 	}
 	return b.String()
 }

@@ -24,7 +24,10 @@ func events() []runner.Event {
 		Diffs:   []modules.FileDiff{{Path: "/etc/etcd/pki/server.key", After: key, Secret: true}},
 	}
 	return []runner.Event{
+		{Type: runner.EventHostConnect, Host: "etcd1", Status: modules.StatusOK, Msg: "ssh admin@127.0.1.1:22, become root (sudo -n), agent session up in 41ms"},
 		{Type: runner.EventHostConnect, Host: "etcd3", Status: modules.StatusUnreachable, Msg: "dial tcp 127.0.1.3:22: connection refused"},
+		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "uptime", Module: "command", Host: "etcd1", Status: modules.StatusOK,
+			Data: map[string]any{"rc": 0, "stdout": "up 3 days\nload 0.1\n", "stderr": "", "cmd": []any{"uptime"}}},
 		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "etcd.yaml", Host: "etcd1", Status: modules.StatusChanged, Change: conf},
 		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "TLS certificates", Host: "etcd1", Status: modules.StatusChanged, Change: secret},
 		{Type: runner.EventNodeDone, Play: "etcd cluster", Task: "health", Host: "etcd2", Status: modules.StatusFailed, Msg: "etcd2 unhealthy"},
@@ -39,15 +42,19 @@ func events() []runner.Event {
 
 func TestTextGolden(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		diff, check bool
+		name string
+		opt  Options
 	}{
-		{"apply", false, false},
-		{"check-diff", true, true},
+		{"apply", Options{}},
+		{"check-diff", Options{Diff: true, Check: true}},
+		// -v shows result data; -vvv connections too.
+		{"apply-v", Options{Verbosity: 1}},
+		{"apply-vvv", Options{Verbosity: 3}},
+		{"apply-color", Options{Color: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			sink, err := New("text", &buf, tc.diff, tc.check)
+			sink, err := New("text", &buf, tc.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +71,7 @@ func TestTextGolden(t *testing.T) {
 
 func TestJSONMasksSecrets(t *testing.T) {
 	var buf bytes.Buffer
-	sink, _ := New("json", &buf, true, false)
+	sink, _ := New("json", &buf, Options{Diff: true})
 	for _, e := range events() {
 		sink.Emit(e)
 	}
@@ -81,13 +88,17 @@ func TestJSONMasksSecrets(t *testing.T) {
 	if strings.Contains(buf.String(), "PRIVATE KEY") || !strings.Contains(buf.String(), "sha256:") {
 		t.Errorf("secret not masked by a hash:\n%s", buf.String())
 	}
-	if _, err := New("xml", &buf, false, false); err == nil {
+	// Result data is always in the events, without -v.
+	if !strings.Contains(buf.String(), `"data":{"cmd":["uptime"],"rc":0,"stderr":"","stdout":"up 3 days\nload 0.1\n"}`) {
+		t.Errorf("result data missing from the JSON events:\n%s", buf.String())
+	}
+	if _, err := New("xml", &buf, Options{}); err == nil {
 		t.Error("unknown format accepted")
 	}
 
 	// Without --diff, no file content at all, as in the text output.
 	buf.Reset()
-	sink, _ = New("json", &buf, false, false)
+	sink, _ = New("json", &buf, Options{})
 	for _, e := range events() {
 		sink.Emit(e)
 	}

@@ -20,18 +20,21 @@ const (
 
 // Event is one thing worth reporting during a run.
 type Event struct {
-	Time    time.Time       `json:"time"`
-	Type    EventType       `json:"type"`
-	Play    string          `json:"play,omitempty"`
-	Task    string          `json:"task,omitempty"`
-	Module  string          `json:"module,omitempty"`
-	Host    string          `json:"host,omitempty"`
-	Node    string          `json:"node,omitempty"`
-	Status  modules.Status  `json:"status,omitempty"`
-	Msg     string          `json:"msg,omitempty"`
-	Change  *modules.Change `json:"change,omitempty"`
-	Elapsed float64         `json:"elapsed_seconds,omitempty"`
-	Recap   []HostRecap     `json:"recap,omitempty"`
+	Time   time.Time       `json:"time"`
+	Type   EventType       `json:"type"`
+	Play   string          `json:"play,omitempty"`
+	Task   string          `json:"task,omitempty"`
+	Module string          `json:"module,omitempty"`
+	Host   string          `json:"host,omitempty"`
+	Node   string          `json:"node,omitempty"`
+	Status modules.Status  `json:"status,omitempty"`
+	Msg    string          `json:"msg,omitempty"`
+	Change *modules.Change `json:"change,omitempty"`
+	// Data is the module's result data (a command's stdout, stderr and
+	// rc; a snapshot's path and revision; what register stores).
+	Data    map[string]any `json:"data,omitempty"`
+	Elapsed float64        `json:"elapsed_seconds,omitempty"`
+	Recap   []HostRecap    `json:"recap,omitempty"`
 }
 
 // HostRecap counts a host's task outcomes, as in Ansible's PLAY RECAP.

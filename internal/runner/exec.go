@@ -154,18 +154,39 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Host: name,
 					Msg: fmt.Sprintf("connection attempt %d dropped by the server (%v); trying again", attempt, err)})
 			}
+			began := time.Now()
 			conn, err := Connect(ctx, t, o)
 			if err != nil {
 				r.markUnreachable(name, err.Error())
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusUnreachable, Msg: err.Error()})
 				return
 			}
+			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusOK,
+				Msg: describeTarget(t) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
 			r.mu.Lock()
 			r.conns[name] = conn
 			r.mu.Unlock()
 		}()
 	}
 	wg.Wait()
+}
+
+// describeTarget is how a connection went, for -vvv.
+func describeTarget(t Target) string {
+	s := fmt.Sprintf("ssh %s@%s:%d", t.User, t.Addr, t.Port)
+	if t.User == "" {
+		s = fmt.Sprintf("ssh %s:%d", t.Addr, t.Port)
+	}
+	if t.JumpHost != "" {
+		s += " via " + t.JumpHost
+	}
+	if t.KeyFile != "" {
+		s += ", key " + t.KeyFile
+	}
+	if t.Become {
+		s += ", become " + t.BecomeUser + " (sudo -n)"
+	}
+	return s
 }
 
 // TargetFor turns an inventory host into an SSH target.

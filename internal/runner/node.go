@@ -24,6 +24,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 			Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: st, Msg: msg, Elapsed: time.Since(began).Seconds()}
 		if res != nil {
 			ev.Change = res.Change
+			ev.Data = res.Data
 		}
 		r.opts.Sink.Emit(ev)
 	}
