@@ -5,13 +5,17 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/modules"
 )
 
 // Directories the generic playbook touches, plus the accounts database.
@@ -155,4 +159,51 @@ func write(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)
+}
+
+// TestSSHConfigAliases: an inventory that names hosts only by alias, as
+// an operator's ~/.ssh/config knows them (HostName, User, IdentityFile):
+// etcdplay reaches them as ssh would, host keys checked against their
+// real addresses, and converges them.
+func TestSSHConfigAliases(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-sshconfig", Block: 14, Hosts: 2})
+	e := harness.New(t, l)
+	dir := t.TempDir()
+	var cfg, inv strings.Builder
+	inv.WriteString("all:\n  hosts:\n")
+	for i, h := range l.Hosts() {
+		alias := fmt.Sprintf("db-%c", 'a'+i)
+		fmt.Fprintf(&inv, "    %s: {}\n", alias)
+		fmt.Fprintf(&cfg, "Host %s\n  HostName %s\n\n", alias, h.Addr)
+	}
+	fmt.Fprintf(&cfg, "Host db-*\n  User root\n  IdentityFile %s\n", l.KeyFile)
+	cfgFile := filepath.Join(dir, "ssh_config")
+	e.Inventory = filepath.Join(dir, "inventory.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.Inventory, []byte(inv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Without the config the aliases do not resolve.
+	if o := e.Apply(t, harness.Playbook("generic-demo.yml"), "--ssh-config", "none", "--timeout", "3s"); o.Code != 3 {
+		t.Errorf("without the ssh config: exit %d, want 3 (unreachable)", o.Code)
+	}
+	o := e.MustApply(t, harness.Playbook("generic-demo.yml"), "-F", cfgFile, "-vvv")
+	for _, alias := range []string{"db-a", "db-b"} {
+		if r := o.Recap[alias]; r.Changed == 0 || r.Failed != 0 {
+			t.Errorf("%s: %+v, want converged", alias, r)
+		}
+	}
+	var connected int
+	for _, ev := range o.Events {
+		for _, h := range l.Hosts() {
+			if ev.Type == runner.EventHostConnect && ev.Status == modules.StatusOK && strings.Contains(ev.Msg, "ssh root@"+h.Addr+":22") {
+				connected++
+			}
+		}
+	}
+	if connected != 2 {
+		t.Errorf("connection events naming the config's user and address: %d, want 2", connected)
+	}
 }

@@ -20,6 +20,7 @@ type sshFlags struct {
 	acceptNew   bool
 	timeout     time.Duration
 	agentBinary []string
+	sshConfig   string
 }
 
 func (f *sshFlags) register(cmd *cobra.Command) {
@@ -29,10 +30,13 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
+	fl.StringVarP(&f.sshConfig, "ssh-config", "F", runner.DefaultSSHConfigFile(), "ssh client config whose HostName, Port, User, IdentityFile and ProxyJump fill what the inventory and flags leave unset (\"none\": no config)")
 	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: this binary for its own platform)")
 }
 
-func (f *sshFlags) connectOptions() runner.ConnectOptions {
+// connectOptions are the flags' connection settings; a bad ssh config
+// is invalid input.
+func (f *sshFlags) connectOptions() (runner.ConnectOptions, error) {
 	kh := f.knownHosts
 	if kh == "" {
 		if home, err := os.UserHomeDir(); err == nil {
@@ -50,7 +54,14 @@ func (f *sshFlags) connectOptions() runner.ConnectOptions {
 			o.AgentBinary = spec
 		}
 	}
-	return o
+	if f.sshConfig != "" && f.sshConfig != "none" {
+		cfg, err := runner.LoadSSHConfig(expandTilde(f.sshConfig))
+		if err != nil {
+			return o, invalid(err)
+		}
+		o.SSHConfig = cfg
+	}
+	return o, nil
 }
 
 func newApply() *cobra.Command {
@@ -85,10 +96,14 @@ func newApply() *cobra.Command {
 				listPlays(cmd.OutOrStdout(), compiled, listH, listT)
 				return nil
 			}
+			connect, err := sf.connectOptions()
+			if err != nil {
+				return err
+			}
 			opts := runner.Options{
 				Forks:    forks,
 				Check:    check,
-				Connect:  sf.connectOptions(),
+				Connect:  connect,
 				StateDir: lf.resolveStateDir(),
 				Sink:     sink,
 			}

@@ -52,7 +52,11 @@ member's SSH connection, so it works from wherever apply works.`,
 			if err != nil {
 				return err
 			}
-			dial := newFallbackDialer(inv, c, sf.connectOptions())
+			connect, err := sf.connectOptions()
+			if err != nil {
+				return err
+			}
+			dial := newFallbackDialer(inv, c, connect)
 			defer dial.close()
 			fw, err := forwardMembers(ctx, c, dial.dial)
 			if err != nil {

@@ -42,7 +42,11 @@ func newStatus() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dial := newFallbackDialer(inv, cluster, sf.connectOptions())
+			connect, err := sf.connectOptions()
+			if err != nil {
+				return err
+			}
+			dial := newFallbackDialer(inv, cluster, connect)
 			defer dial.close()
 			rep, err := etcdstatus.Collect(cmd.Context(), cluster, lf.resolveStateDir(), dial.dial,
 				etcdstatus.Options{Members: members, ProbeTimeout: probe, ProxyHost: dial.host})

@@ -39,6 +39,17 @@ func (h *Host) Port() int {
 	return 22
 }
 
+// ExplicitPort is ansible_port when the inventory sets it, else 0 (so
+// ~/.ssh/config's Port may apply).
+func (h *Host) ExplicitPort() int {
+	if v, ok := h.first("ansible_port", "ansible_ssh_port"); ok {
+		if n, ok := toInt(v); ok {
+			return n
+		}
+	}
+	return 0
+}
+
 // User is ansible_user, "" when unset: the connection then uses -u, else
 // the local user, as ssh and Ansible do.
 func (h *Host) User() string { return h.str("", "ansible_user", "ansible_ssh_user") }

@@ -76,6 +76,10 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	t, err := o.SSHConfig.apply(t, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.label(), err)
+	}
 	if t.User == "" {
 		t.User = o.User
 	}
@@ -89,7 +93,6 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 	c := &Conn{target: t, opts: o, pending: map[uint64]*call{}, dead: make(chan struct{}),
 		stopKeepAlive: make(chan struct{}), readerDone: make(chan struct{})}
 
-	var err error
 	if t.JumpHost != "" {
 		jt, perr := parseJump(t.JumpHost, t.User)
 		if perr != nil {

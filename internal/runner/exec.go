@@ -162,7 +162,7 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				return
 			}
 			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusOK,
-				Msg: describeTarget(t) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
+				Msg: describeTarget(conn.target) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
 			r.mu.Lock()
 			r.conns[name] = conn
 			r.mu.Unlock()
@@ -173,9 +173,9 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 
 // describeTarget is how a connection went, for -vvv.
 func describeTarget(t Target) string {
-	s := fmt.Sprintf("ssh %s@%s:%d", t.User, t.Addr, t.Port)
+	s := "ssh " + t.User + "@" + t.hostport()
 	if t.User == "" {
-		s = fmt.Sprintf("ssh %s:%d", t.Addr, t.Port)
+		s = "ssh " + t.hostport()
 	}
 	if t.JumpHost != "" {
 		s += " via " + t.JumpHost
@@ -194,7 +194,7 @@ func TargetFor(h *inventory.Host) Target {
 	return Target{
 		Name:       h.Name,
 		Addr:       h.Address(),
-		Port:       h.Port(),
+		Port:       h.ExplicitPort(),
 		User:       h.User(),
 		KeyFile:    h.KeyFile(),
 		Become:     h.Become(),

@@ -42,6 +42,9 @@ type ConnectOptions struct {
 	// ansible_user or key (ansible-playbook's -u and --private-key); the
 	// user falls back to the local user, the key to ssh's default keys.
 	User, KeyFile string
+	// SSHConfig is the ssh client configuration (~/.ssh/config) that
+	// fills what the inventory and User/KeyFile leave unset; nil for none.
+	SSHConfig *SSHConfig
 	// KnownHostsFile defaults to ~/.ssh/known_hosts.
 	KnownHostsFile string
 	// AcceptNewHostKeys records the key of a host known_hosts does not
