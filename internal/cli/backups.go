@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -28,8 +27,8 @@ and what its metadata says; the location column is what restore.yml's
 -e snapshot= takes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if lf.inventory == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			if err := lf.needInventory(); err != nil {
+				return err
 			}
 			if format != "table" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want table or json", format))
@@ -87,7 +86,7 @@ and what its metadata says; the location column is what restore.yml's
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&lf.inventory, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
+	lf.registerInventory(cmd)
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	lf.registerStateDir(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")

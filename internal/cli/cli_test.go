@@ -224,3 +224,34 @@ func TestConfirmer(t *testing.T) {
 		t.Error("a pipe taken for a terminal")
 	}
 }
+
+// Several -i merge in order; a host list and --limit @file work as in
+// ansible-playbook.
+func TestSeveralInventoriesAndLimitFile(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yml")
+	pb := filepath.Join(dir, "pb.yml")
+	retry := filepath.Join(dir, "pb.retry")
+	for p, s := range map[string]string{
+		a:     "all:\n  children:\n    etcd:\n      hosts:\n        h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
+		pb:    "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n",
+		retry: "# failed last time\nh3\nh1\n",
+	} {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := newRoot()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetArgs([]string{"apply", pb, "-i", a, "-i", "h2,h3,", "--list-hosts", "-l", "@" + retry})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "hosts (2):\n      h1\n      h3\n") {
+		t.Errorf("merged inventories limited by the retry file:\n%s", got)
+	}
+	if code := Main([]string{"apply", pb, "-i", a, "--list-hosts", "-l", "@" + filepath.Join(dir, "missing")}); code != ExitInvalid {
+		t.Errorf("--limit @missing: exit %d, want %d", code, ExitInvalid)
+	}
+}

@@ -36,8 +36,8 @@ member's SSH connection, so it works from wherever apply works.`,
   etcdplay ctl -i inventory/prod.yml -- get --prefix /registry --keys-only`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if lf.inventory == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			if err := lf.needInventory(); err != nil {
+				return err
 			}
 			if len(args) == 0 {
 				return invalid(fmt.Errorf("no etcdctl arguments: etcdplay ctl -i INV -- endpoint health"))
@@ -85,7 +85,7 @@ member's SSH connection, so it works from wherever apply works.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&lf.inventory, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
+	lf.registerInventory(cmd)
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	sf.register(cmd)
 	lf.registerStateDir(cmd)

@@ -3,18 +3,15 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
-
-	"github.com/etcdplay/etcdplay/internal/inventory"
 )
 
 func newInventory() *cobra.Command {
 	var (
-		path   string
+		lf     loadFlags
 		limit  string
 		format string
 	)
@@ -23,17 +20,20 @@ func newInventory() *cobra.Command {
 		Short: "List the inventory's hosts, groups and each host's merged variables",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			if err := lf.needInventory(); err != nil {
+				return err
 			}
 			if format != "yaml" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want yaml or json", format))
 			}
-			inv, err := inventory.Load(path)
+			inv, err := lf.loadInventory()
 			if err != nil {
-				return invalid(err)
+				return err
 			}
 			hosts := inv.Hosts()
+			if limit, err = resolveLimit(limit); err != nil {
+				return invalid(err)
+			}
 			if limit != "" {
 				if hosts, err = inv.Match(limit); err != nil {
 					return invalid(err)
@@ -66,7 +66,7 @@ func newInventory() *cobra.Command {
 			return invalid(fmt.Errorf("--output %q: want yaml or json", format))
 		},
 	}
-	cmd.Flags().StringVarP(&path, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
+	lf.registerInventory(cmd)
 	cmd.Flags().StringVarP(&limit, "limit", "l", "", "only hosts matching this pattern")
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
 	return cmd

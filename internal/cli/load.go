@@ -17,22 +17,78 @@ import (
 
 // loadFlags are the inputs every verb that compiles a playbook shares.
 type loadFlags struct {
-	inventory string
-	limit     string
-	tags      []string
-	skipTags  []string
-	extraVars []string
-	stateDir  string
+	// inventories are the -i sources, merged in order (files, dirs, or a
+	// host list "h1,h2,").
+	inventories []string
+	limit       string
+	tags        []string
+	skipTags    []string
+	extraVars   []string
+	stateDir    string
 }
 
 func (f *loadFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVarP(&f.inventory, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file (Ansible YAML or INI); $ETCDPLAY_INVENTORY")
-	fl.StringVarP(&f.limit, "limit", "l", "", "limit hosts to a pattern (names, groups, globs, !exclusion, &intersection)")
+	f.registerInventory(cmd)
+	fl.StringVarP(&f.limit, "limit", "l", "", "limit hosts to a pattern (names, groups, globs, !exclusion, &intersection), or @FILE of them")
 	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with these tags")
 	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip tasks with these tags")
 	fl.StringArrayVarP(&f.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON/YAML object (repeatable)")
 	f.registerStateDir(cmd)
+}
+
+// registerInventory adds -i: repeatable, merged in order as
+// ansible-playbook merges; $ETCDPLAY_INVENTORY when none is given.
+func (f *loadFlags) registerInventory(cmd *cobra.Command) {
+	var def []string
+	if v := os.Getenv("ETCDPLAY_INVENTORY"); v != "" {
+		def = []string{v}
+	}
+	cmd.Flags().StringArrayVarP(&f.inventories, "inventory", "i", def,
+		"inventory: a file (Ansible YAML or INI), a directory of them, or a host list h1,h2, (repeatable, merged in order); $ETCDPLAY_INVENTORY")
+}
+
+// resolveLimit reads --limit @FILE (a retry file: one host or pattern a
+// line, # comments) into the pattern it stands for, as ansible-playbook.
+func resolveLimit(limit string) (string, error) {
+	file, ok := strings.CutPrefix(limit, "@")
+	if !ok {
+		return limit, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--limit @%s: %w", file, err)
+	}
+	var pats []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			pats = append(pats, line)
+		}
+	}
+	if len(pats) == 0 {
+		return "", fmt.Errorf("--limit @%s: the file names no host", file)
+	}
+	return strings.Join(pats, ","), nil
+}
+
+// needInventory is the error of a verb run without -i.
+func (f *loadFlags) needInventory() error {
+	if len(f.inventories) == 0 {
+		return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+	}
+	return nil
+}
+
+// loadInventory merges the -i sources.
+func (f *loadFlags) loadInventory() (*inventory.Inventory, error) {
+	if err := f.needInventory(); err != nil {
+		return nil, err
+	}
+	inv, err := inventory.LoadAll(f.inventories)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return inv, nil
 }
 
 func (f *loadFlags) registerStateDir(cmd *cobra.Command) {
@@ -48,24 +104,33 @@ func (f *loadFlags) resolveStateDir() string {
 	if d := os.Getenv("ETCDPLAY_STATE_DIR"); d != "" {
 		return d
 	}
-	return filepath.Join(filepath.Dir(f.inventory), ".etcdplay")
+	first := "."
+	if len(f.inventories) > 0 {
+		first = f.inventories[0]
+		if st, err := os.Stat(first); err == nil && st.IsDir() {
+			// An inventory directory keeps its state inside it.
+			return filepath.Join(first, ".etcdplay")
+		}
+	}
+	return filepath.Join(filepath.Dir(first), ".etcdplay")
 }
 
 // compile loads the inventory and compiles the playbook against it. Every
 // error here is invalid input: nothing has connected anywhere yet.
 func (f *loadFlags) compile(path string) (*inventory.Inventory, *playbook.Compiled, error) {
-	if f.inventory == "" {
-		return nil, nil, invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
-	}
-	inv, err := inventory.Load(f.inventory)
+	inv, err := f.loadInventory()
 	if err != nil {
-		return nil, nil, invalid(err)
+		return nil, nil, err
 	}
 	extra, err := parseExtraVars(f.extraVars)
 	if err != nil {
 		return nil, nil, invalid(err)
 	}
-	c, err := playbook.Load(path, inv, playbook.Options{ExtraVars: extra, Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags, StateDir: f.resolveStateDir()})
+	limit, err := resolveLimit(f.limit)
+	if err != nil {
+		return nil, nil, invalid(err)
+	}
+	c, err := playbook.Load(path, inv, playbook.Options{ExtraVars: extra, Limit: limit, Tags: f.tags, SkipTags: f.skipTags, StateDir: f.resolveStateDir()})
 	if err != nil {
 		return nil, nil, invalid(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -31,8 +30,8 @@ func newStatus() *cobra.Command {
 		Short: "Show endpoint status, health, member list and alarms of the inventory's etcd cluster",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if lf.inventory == "" {
-				return invalid(fmt.Errorf("no inventory: pass -i FILE (or set ETCDPLAY_INVENTORY)"))
+			if err := lf.needInventory(); err != nil {
+				return err
 			}
 			// Checked before anything is contacted.
 			if format != "table" && format != "json" {
@@ -71,7 +70,7 @@ func newStatus() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&lf.inventory, "inventory", "i", os.Getenv("ETCDPLAY_INVENTORY"), "inventory file; $ETCDPLAY_INVENTORY")
+	lf.registerInventory(cmd)
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	sf.register(cmd)
 	lf.registerStateDir(cmd)
@@ -90,9 +89,9 @@ func (lf *loadFlags) loadCluster() (*inventory.Inventory, *etcd.Cluster, error) 
 
 // loadClusterVars is loadCluster with the first member's variables.
 func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map[string]any, error) {
-	inv, err := inventory.Load(lf.inventory)
+	inv, err := lf.loadInventory()
 	if err != nil {
-		return nil, nil, nil, invalid(err)
+		return nil, nil, nil, err
 	}
 	extra, err := parseExtraVars(lf.extraVars)
 	if err != nil {

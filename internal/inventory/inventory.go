@@ -117,22 +117,52 @@ func (h *Host) VarPos(name string) (Pos, bool) {
 
 // Load reads the inventory at path. A file named *.yml, *.yaml or *.json is
 // YAML; *.ini is INI; anything else is sniffed from its first line.
-func Load(path string) (*Inventory, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
+func Load(path string) (*Inventory, error) { return LoadAll([]string{path}) }
+
+// LoadAll reads several inventory sources and merges them in order, as
+// ansible-playbook does with several -i: hosts and groups are the union,
+// a later source's variables win. A source is a file, a directory (every
+// inventory file in it, by name; group_vars/ and host_vars/ beside them),
+// or a host list "h1,h2," (any source with a comma that is not a file).
+func LoadAll(sources []string) (*Inventory, error) {
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("inventory: no source")
 	}
-	inv := newInventory(path)
-	if isYAML(path, data) {
-		err = inv.parseYAML(data)
-	} else {
-		err = inv.parseINI(data)
+	inv := newInventory(sources[0])
+	var dirs []string
+	for _, src := range sources {
+		files, dir, err := expandSource(src)
+		if err != nil {
+			return nil, err
+		}
+		if files == nil {
+			if err := inv.addHostList(src); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, path := range files {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("inventory: %w", err)
+			}
+			inv.File = path
+			if isYAML(path, data) {
+				err = inv.parseYAML(data)
+			} else {
+				err = inv.parseINI(data)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		dirs = append(dirs, dir)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := inv.loadVarDirs(filepath.Dir(path)); err != nil {
-		return nil, err
+	inv.File = sources[0]
+	for _, dir := range dirs {
+		if err := inv.loadVarDirs(dir); err != nil {
+			return nil, err
+		}
 	}
 	if err := inv.finish(); err != nil {
 		return nil, err
@@ -141,6 +171,66 @@ func Load(path string) (*Inventory, error) {
 		return nil, err
 	}
 	return inv, nil
+}
+
+// expandSource lists the files of an inventory source and the directory
+// whose group_vars/ and host_vars/ go with them; nil files for a host list.
+func expandSource(src string) (files []string, dir string, err error) {
+	st, err := os.Stat(src)
+	switch {
+	case err != nil && strings.Contains(src, ","):
+		return nil, "", nil
+	case err != nil:
+		return nil, "", fmt.Errorf("inventory: %w", err)
+	case !st.IsDir():
+		return []string{src}, filepath.Dir(src), nil
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return nil, "", fmt.Errorf("inventory: %w", err)
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || strings.HasPrefix(n, ".") || ignoredInDir(n) {
+			continue
+		}
+		files = append(files, filepath.Join(src, n))
+	}
+	if len(files) == 0 {
+		return nil, "", fmt.Errorf("inventory: directory %s holds no inventory file", src)
+	}
+	return files, src, nil
+}
+
+// ignoredInDir are the files of an inventory directory that are not
+// inventories: editors' and tools' leftovers and docs (Ansible's
+// INVENTORY_IGNORE_EXTS, less .ini, which etcdplay reads).
+func ignoredInDir(name string) bool {
+	for _, ext := range []string{"~", ".orig", ".bak", ".retry", ".pyc", ".pyo", ".swp", ".md", ".txt", ".rst", ".cfg"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// addHostList adds the hosts of "h1,h2," (ansible-playbook -i h1,h2,) to
+// ungrouped.
+func (inv *Inventory) addHostList(list string) error {
+	for _, h := range strings.Split(list, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		names, err := hostNames(h)
+		if err != nil {
+			return &Error{File: "-i " + list, Msg: err.Error()}
+		}
+		for _, n := range names {
+			inv.addHost("ungrouped", n)
+		}
+	}
+	return nil
 }
 
 func newInventory(path string) *Inventory {

@@ -21,16 +21,30 @@ func (inv *Inventory) loadVarDirs(dir string) error {
 		if err != nil {
 			return err
 		}
-		inv.groups[name].fileVars, inv.groups[name].fileVarsAt = vars, at
+		g := inv.groups[name]
+		g.fileVars, g.fileVarsAt = mergeVars(g.fileVars, g.fileVarsAt, vars, at)
 	}
 	for _, h := range inv.hosts {
 		vars, at, err := readVarsEntry(filepath.Join(dir, "host_vars"), h.Name)
 		if err != nil {
 			return err
 		}
-		h.fileVars, h.fileVarsAt = vars, at
+		h.fileVars, h.fileVarsAt = mergeVars(h.fileVars, h.fileVarsAt, vars, at)
 	}
 	return nil
+}
+
+// mergeVars layers the vars of a later inventory source over an earlier
+// one's, as Ansible merges several -i sources in order.
+func mergeVars(old map[string]any, oldAt map[string]Pos, vars map[string]any, at map[string]Pos) (map[string]any, map[string]Pos) {
+	if old == nil {
+		return vars, at
+	}
+	for k, v := range vars {
+		old[k] = v
+		oldAt[k] = at[k]
+	}
+	return old, oldAt
 }
 
 func readVarsEntry(dir, name string) (map[string]any, map[string]Pos, error) {
