@@ -16,7 +16,7 @@ DEMO_PLAYBOOK ?= $(if $(wildcard playbooks/site.yml),playbooks/site.yml,playbook
 # Integration tests boot containers: one package at a time on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build lab-tool lab-deps test lint unit-test fuzz integration-test lab-up lab-down mirror demo bench clean
+.PHONY: all build lab-tool lab-deps test lint unit-test fuzz integration-test soak lab-up lab-down mirror demo bench clean
 
 all: build
 
@@ -87,6 +87,15 @@ integration-test:
 		echo "==> integration tests: RUNNING on real lab hosts (root, systemd-nspawn found)"; \
 	fi
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./integration/...
+
+# The soak: SOAK_ITERATIONS random runbooks under random faults on a
+# 5-host lab, a client writing and watching, invariants checked after
+# every step; SOAK_SEED reproduces a run.
+SOAK_ITERATIONS ?= 100
+SOAK_SEED ?=
+soak: build lab-deps
+	ETCDPLAY_SOAK_ITERATIONS=$(SOAK_ITERATIONS) ETCDPLAY_SOAK_SEED=$(SOAK_SEED) \
+		$(GO) test -count=1 -p 1 -run '^TestSoak$$' -v -timeout 4h ./integration/ | grep -E '^(SOAK|---|ok|FAIL|PASS|panic)|soak_test.go'
 
 mirror: lab-tool
 	$(LAB) mirror

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,41 @@ func clientv3WithPrefixCount() []clientv3.OpOption {
 // to one host of group etcd.
 func inventoryWithHostVars(t testing.TB, path, host string, vars map[string]any) string {
 	t.Helper()
+	return editInventory(t, path, func(inv map[string]any) {
+		all, _ := inv["all"].(map[string]any)
+		children, _ := all["children"].(map[string]any)
+		etcd, _ := children["etcd"].(map[string]any)
+		hosts, _ := etcd["hosts"].(map[string]any)
+		h, ok := hosts[host].(map[string]any)
+		if !ok {
+			t.Fatalf("inventory %s has no host %s in group etcd", path, host)
+		}
+		maps.Copy(h, vars)
+	})
+}
+
+// inventoryWithVars copies the YAML inventory at path with vars added to
+// all.vars.
+func inventoryWithVars(t testing.TB, path string, vars map[string]any) string {
+	t.Helper()
+	return editInventory(t, path, func(inv map[string]any) {
+		all, _ := inv["all"].(map[string]any)
+		if all == nil {
+			t.Fatalf("inventory %s has no all:", path)
+		}
+		av, _ := all["vars"].(map[string]any)
+		if av == nil {
+			av = map[string]any{}
+			all["vars"] = av
+		}
+		maps.Copy(av, vars)
+	})
+}
+
+// editInventory copies the YAML inventory at path, changed by edit, into
+// a new file and returns its path.
+func editInventory(t testing.TB, path string, edit func(map[string]any)) string {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -153,17 +189,7 @@ func inventoryWithHostVars(t testing.TB, path, host string, vars map[string]any)
 	if err := yaml.Unmarshal(b, &inv); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := inv["all"].(map[string]any)
-	children, _ := all["children"].(map[string]any)
-	etcd, _ := children["etcd"].(map[string]any)
-	hosts, _ := etcd["hosts"].(map[string]any)
-	h, ok := hosts[host].(map[string]any)
-	if !ok {
-		t.Fatalf("inventory %s has no host %s in group etcd", path, host)
-	}
-	for k, v := range vars {
-		h[k] = v
-	}
+	edit(inv)
 	out, err := yaml.Marshal(inv)
 	if err != nil {
 		t.Fatal(err)

@@ -112,7 +112,7 @@ func TestBackupToS3Encrypted(t *testing.T) {
 	url := "s3://" + s3.Bucket + "/" + objs[0]
 
 	// `etcdplay backups` lists the controller's copy and the store's.
-	list := e.Local(t, "backups")
+	list := e.Etcdplay(t, "backups")
 	if list.Code != 0 || !strings.Contains(list.Stdout, url) || !strings.Contains(list.Stdout, local[0]) {
 		t.Errorf("etcdplay backups: exit %d\n%s%s", list.Code, list.Stdout, list.Stderr)
 	}
@@ -328,6 +328,27 @@ func TestHostTimerToS3(t *testing.T) {
 				uploaded++
 			}
 		}
+	}
+	// etcdplay backups lists the store's copies and etcd1's local ones.
+	list := e.Etcdplay(t, "backups", "-o", "json")
+	var rows []struct {
+		Location string     `json:"location"`
+		Meta     store.Meta `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(list.Stdout), &rows); err != nil || list.Code != 0 {
+		t.Fatalf("etcdplay backups -o json: exit %d, %v\n%s%s", list.Code, err, list.Stdout, list.Stderr)
+	}
+	var local, stored int
+	for _, r := range rows {
+		switch {
+		case strings.HasPrefix(r.Location, "etcd1:/var/backups/etcd/") && r.Meta.Origin == "host:etcd1":
+			local++
+		case strings.HasPrefix(r.Location, "s3://"+s3.Bucket+"/timers/") && r.Meta.Origin == "host:etcd1":
+			stored++
+		}
+	}
+	if local != 2 || stored != len(ours) {
+		t.Errorf("etcdplay backups: %d of etcd1's local snapshots (want 2), %d in the store (want %d)", local, stored, len(ours))
 	}
 	if uploaded < 2 {
 		out, _ := e.Lab.Run(ctx, "etcd1", "journalctl -u etcd-backup.service -n 30 --no-pager")

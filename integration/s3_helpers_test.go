@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"filippo.io/age"
-	"gopkg.in/yaml.v3"
 
 	"github.com/etcdplay/etcdplay/integration/mirror"
 	"github.com/etcdplay/etcdplay/integration/s3server"
@@ -97,39 +96,4 @@ func ageIdentity(t testing.TB) (file, recipient string) {
 		t.Fatal(err)
 	}
 	return file, id.Recipient().String()
-}
-
-// inventoryWithVars copies the YAML inventory at path with vars added to
-// all.vars.
-func inventoryWithVars(t testing.TB, path string, vars map[string]any) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv map[string]any
-	if err := yaml.Unmarshal(b, &inv); err != nil {
-		t.Fatal(err)
-	}
-	all, _ := inv["all"].(map[string]any)
-	if all == nil {
-		t.Fatalf("inventory %s has no all:", path)
-	}
-	av, _ := all["vars"].(map[string]any)
-	if av == nil {
-		av = map[string]any{}
-		all["vars"] = av
-	}
-	for k, v := range vars {
-		av[k] = v
-	}
-	out, err := yaml.Marshal(inv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "inventory.yml")
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -102,7 +102,7 @@ func TestUpgrade35To36To37(t *testing.T) {
 	e.Vars["etcd_version"] = "v3.6.16"
 	check := e.Etcdplay(t, "apply", ub, "--check", "--diff")
 	for _, w := range []string{"upgrade etcd v3.5.35 -> v3.6.16: allowed: one minor up (3.5 -> 3.6); the cluster runs v3.5.35, at least v3.5.26",
-		"snapshot in ", "3/3, leader, last", "/opt/etcd/v3.5.35 -> /opt/etcd/v3.6.16", "cluster version 3.6"} {
+		"snapshot to ", "3/3, leader, last", "/opt/etcd/v3.5.35 -> /opt/etcd/v3.6.16", "cluster version 3.6"} {
 		if check.Code != 0 || !strings.Contains(check.Stdout, w) {
 			t.Errorf("upgrade --check (exit %d) lacks %q:\n%s%s", check.Code, w, check.Stdout, check.Stderr)
 		}

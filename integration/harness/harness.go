@@ -149,17 +149,6 @@ func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
 	return run(t, Binary(t), full, e.environ())
 }
 
-// Local runs `etcdplay ARGS... -i INV --state-dir S -e ...`: a command
-// that reads the inventory and the controller's state but never SSH.
-func (e *Env) Local(t testing.TB, args ...string) *Outcome {
-	t.Helper()
-	full := append(append([]string{}, args...), "-i", e.Inventory, "--state-dir", e.StateDir)
-	for k, v := range e.Vars {
-		full = append(full, "-e", k+"="+v)
-	}
-	return run(t, Binary(t), full, e.environ())
-}
-
 // Ctl runs `etcdplay ctl -i INV --known-hosts K --state-dir S -- ARGS...`.
 func (e *Env) Ctl(t testing.TB, args ...string) *Outcome {
 	t.Helper()

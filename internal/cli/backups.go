@@ -1,13 +1,21 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"sort"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcdplay/etcdplay/internal/inventory"
+	"github.com/etcdplay/etcdplay/internal/runner"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
@@ -15,16 +23,19 @@ import (
 func newBackups() *cobra.Command {
 	var (
 		lf     loadFlags
+		sf     sshFlags
 		format string
+		hosts  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backups",
-		Short: "List the etcd cluster's backups on the controller and in the store (etcd_backup_s3), newest last",
+		Short: "List the etcd cluster's backups on the controller, in the store (etcd_backup_s3) and on the members",
 		Long: `List the backups of the inventory's etcd cluster from every place they are
-kept: the controller's state dir and, with etcd_backup_s3, the store (the
-controller's and the members' timers' uploads). Each line is one snapshot
-and what its metadata says; the location column is what restore.yml's
--e snapshot= takes.`,
+kept: the controller's state dir, the store of etcd_backup_s3 (the
+controller's and the members' timers' uploads) and, over SSH, each member's
+etcd_backup_dir (its timer's local snapshots; --hosts=false skips them).
+Each line is one snapshot and what its metadata says; for the controller
+and the store, the location is what restore.yml's -e snapshot= takes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lf.needInventory(); err != nil {
@@ -33,10 +44,15 @@ and what its metadata says; the location column is what restore.yml's
 			if format != "table" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want table or json", format))
 			}
-			_, c, vars, err := lf.loadClusterVars()
+			inv, c, memberVars, err := lf.loadMemberVars()
 			if err != nil {
 				return err
 			}
+			connect, err := sf.connectOptions()
+			if err != nil {
+				return err
+			}
+			vars := memberVars[c.Members[0].Host]
 			env := &modules.Env{Vars: vars, StateDir: lf.resolveStateDir()}
 			t, err := etcd_snapshot.OpenTarget(cmd.Context(), env, c, "")
 			if err != nil {
@@ -49,6 +65,9 @@ and what its metadata says; the location column is what restore.yml's
 					return fmt.Errorf("%s: %w", loc, err)
 				}
 				all = append(all, es...)
+			}
+			if hosts {
+				all = append(all, hostBackups(cmd.Context(), cmd.ErrOrStderr(), inv, c, memberVars, connect)...)
 			}
 			if format == "json" {
 				type row struct {
@@ -89,8 +108,50 @@ and what its metadata says; the location column is what restore.yml's
 	lf.registerInventory(cmd)
 	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
 	lf.registerStateDir(cmd)
+	sf.register(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
+	fl.BoolVar(&hosts, "hosts", true, "also list each member's etcd_backup_dir over SSH")
 	return cmd
+}
+
+// hostBackups lists each member's local backups (its timer's) over SSH,
+// all members at once; a member that cannot be reached is named on
+// stderr and skipped.
+func hostBackups(ctx context.Context, stderr io.Writer, inv *inventory.Inventory, c *etcd.Cluster, vars map[string]map[string]any, o runner.ConnectOptions) []store.Entry {
+	var mu sync.Mutex
+	var out []store.Entry
+	var wg sync.WaitGroup
+	for _, m := range c.Members {
+		h, ok := inv.Host(m.Host)
+		if !ok {
+			continue
+		}
+		dir := modules.Args(vars[m.Host]).Str("etcd_backup_dir", etcd_backup_timer.DefaultDir)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := runner.Connect(ctx, runner.TargetFor(h), o)
+			if err == nil {
+				defer conn.Close()
+				var es []store.Entry
+				if es, err = etcd_backup_timer.List(ctx, conn, dir); err == nil {
+					mu.Lock()
+					for _, e := range es {
+						e.Location = m.Host + ":" + dir
+						out = append(out, e)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+			mu.Lock()
+			fmt.Fprintf(stderr, "%s: local backups not listed: %v\n", m.Host, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.SliceStable(out, func(i, k int) bool { return out[i].Time().Before(out[k].Time()) })
+	return out
 }
 
 func yesNo(b bool) string {

@@ -89,6 +89,15 @@ func (lf *loadFlags) loadCluster() (*inventory.Inventory, *etcd.Cluster, error) 
 
 // loadClusterVars is loadCluster with the first member's variables.
 func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map[string]any, error) {
+	inv, c, all, err := lf.loadMemberVars()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return inv, c, all[c.Members[0].Host], nil
+}
+
+// loadMemberVars is loadCluster with every member's variables.
+func (lf *loadFlags) loadMemberVars() (*inventory.Inventory, *etcd.Cluster, map[string]map[string]any, error) {
 	inv, err := lf.loadInventory()
 	if err != nil {
 		return nil, nil, nil, err
@@ -107,7 +116,7 @@ func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map
 // clusterFromInventory builds the cluster model the way a play over the etcd
 // group sees it: the first member's variables, merged and rendered by the
 // compiler's own code, with the facts.
-func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, map[string]any, error) {
+func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, map[string]map[string]any, error) {
 	members := inv.Groups()["etcd"]
 	if len(members) == 0 {
 		return nil, nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
@@ -117,7 +126,7 @@ func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd
 		return nil, nil, err
 	}
 	c, err := etcd.FromVars(vars[members[0]])
-	return c, vars[members[0]], err
+	return c, vars, err
 }
 
 // fallbackDialer reaches a member's client port directly and, when that
