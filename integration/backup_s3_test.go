@@ -236,8 +236,9 @@ func TestBackupToS3Encrypted(t *testing.T) {
 	}
 }
 
-// TestHostTimerToS3: a member's timer uploads its own encrypted snapshots
-// to the store, and its retention, over a month of backups already in the
+// TestHostTimerToS3: a member's timer proves each snapshot restores
+// (etcd_backup_verify), uploads it encrypted to the store, and its
+// retention, over a month of backups already in the
 // bucket (their times injected in the metadata), keeps exactly the tiers
 // asked: the newest 2, one a day for 7 days, one a month for 3 months.
 func TestHostTimerToS3(t *testing.T) {
@@ -281,7 +282,7 @@ func TestHostTimerToS3(t *testing.T) {
 		"etcd_backup_age_recipients": []any{recipient},
 		"etcd_backup_retention":      map[string]any{"last": 2, "daily": 7, "monthly": 3},
 	})
-	e.Inventory = inventoryWithHostVars(t, withS3, "etcd1", map[string]any{"etcd_backup_schedule": "*:*:0/5"})
+	e.Inventory = inventoryWithHostVars(t, withS3, "etcd1", map[string]any{"etcd_backup_schedule": "*:*:0/5", "etcd_backup_verify": true})
 	e.MustApply(t, harness.Playbook("backup.yml"))
 
 	// Wait for three runs of the timer to upload.
@@ -300,6 +301,10 @@ func TestHostTimerToS3(t *testing.T) {
 			break
 		}
 		time.Sleep(time.Second)
+	}
+	// Each run proved its snapshot restores before uploading it.
+	if out, _ := e.Lab.Run(ctx, "etcd1", "journalctl -u etcd-backup.service --no-pager -o cat"); !strings.Contains(out, "restored into a throw-away etcd on 127.0.0.1: it served revision") {
+		t.Errorf("the timer's runs did not prove their snapshots (etcd_backup_verify):\n%s", tail(out, 20))
 	}
 	// The member holds the store's credentials for its etcd user only.
 	out, err := e.Lab.Run(ctx, "etcd1", "stat -c '%U %a' /etc/etcdplay/s3-credentials")

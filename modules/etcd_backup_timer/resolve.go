@@ -102,6 +102,9 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		Vars:     rc.Vars,
 	}
 	hc := HostConfig{Cluster: c.Name, Member: m.Name, Host: rc.Host, Endpoint: m.ClientURL, Dir: dir, Retention: policy, Recipients: bc.RecipientKeys}
+	if vars.Bool("etcd_backup_verify", false) {
+		hc.Verify, hc.BinDir = true, c.Paths.BinDir
+	}
 	if c.TLS {
 		hc.CACert, hc.Cert, hc.Key = c.Paths.CACert, c.Paths.ServerCert, c.Paths.ServerKey
 	}
