@@ -79,9 +79,10 @@ func newApply() *cobra.Command {
 		noColor  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "apply PLAYBOOK",
-		Short: "Converge the inventory's hosts to a playbook (--check --diff to preview)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "apply PLAYBOOK",
+		Short:             "Converge the inventory's hosts to a playbook (--check --diff to preview)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sink, err := output.New(format, cmd.OutOrStdout(), output.Options{Diff: showDiff, Check: check,
 				Verbosity: verbose, Color: useColor(cmd.OutOrStdout(), noColor)})
@@ -140,6 +141,8 @@ func newApply() *cobra.Command {
 	fl.BoolVarP(&yes, "yes", "y", false, "apply disruptive steps (membership changes, restores, rolling restarts, upgrades, defrags) without asking; $ETCDPLAY_YES")
 	fl.CountVarP(&verbose, "verbose", "v", "show each task's result data (a command's rc, stdout, stderr) with -v, each connection with -vvv")
 	fl.BoolVar(&noColor, "no-color", false, "no colour even on a terminal (also NO_COLOR=1)")
+	_ = cmd.RegisterFlagCompletionFunc("output", completeWords("text", "json"))
+	lf.registerCompletions(cmd)
 	fl.BoolVar(&listH, "list-hosts", false, "print each play's hosts (after --limit) and exit; connect nowhere")
 	fl.BoolVar(&listT, "list-tasks", false, "print each play's tasks (after --tags) and exit; connect nowhere")
 	return cmd

@@ -111,6 +111,7 @@ and the store, the location is what restore.yml's -e snapshot= takes.`,
 	sf.register(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
 	fl.BoolVar(&hosts, "hosts", true, "also list each member's etcd_backup_dir over SSH")
+	_ = cmd.RegisterFlagCompletionFunc("output", completeWords("table", "json"))
 	return cmd
 }
 

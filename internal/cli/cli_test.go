@@ -255,3 +255,34 @@ func TestSeveralInventoriesAndLimitFile(t *testing.T) {
 		t.Errorf("--limit @missing: exit %d, want %d", code, ExitInvalid)
 	}
 }
+
+// Completion offers the inventory's hosts and groups for --limit, the
+// playbook's tags for --tags, connecting nowhere.
+func TestCompletion(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.yml")
+	pb := filepath.Join(dir, "pb.yml")
+	os.WriteFile(inv, []byte("all:\n  children:\n    etcd:\n      hosts:\n        e1: {ansible_host: 127.0.0.1, ansible_port: 1}\n"), 0o644)
+	os.WriteFile(pb, []byte("- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n      tags: [setup, files]\n"), 0o644)
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "apply", pb, "-i", inv, "--limit", "!"}, []string{"!all", "!e1", "!etcd", "!ungrouped"}},
+		{[]string{"__complete", "apply", pb, "-i", inv, "--tags", ""}, []string{"files", "setup"}},
+		{[]string{"__complete", "apply", pb, "--output", ""}, []string{"text", "json"}},
+	} {
+		root := newRoot()
+		var out strings.Builder
+		root.SetOut(&out)
+		root.SetArgs(tt.args)
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		got := lines[:len(lines)-1] // the last line is cobra's directive
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("%v: %v, want %v", tt.args[2:], got, tt.want)
+		}
+	}
+}

@@ -69,5 +69,6 @@ func newInventory() *cobra.Command {
 	lf.registerInventory(cmd)
 	cmd.Flags().StringVarP(&limit, "limit", "l", "", "only hosts matching this pattern")
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
+	_ = cmd.RegisterFlagCompletionFunc("output", completeWords("yaml", "json"))
 	return cmd
 }

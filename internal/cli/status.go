@@ -77,6 +77,7 @@ func newStatus() *cobra.Command {
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
 	fl.StringSliceVar(&members, "members", nil, "only these members (inventory hosts or etcd names)")
 	fl.DurationVar(&probe, "probe-timeout", 3*time.Second, "per-member timeout")
+	_ = cmd.RegisterFlagCompletionFunc("output", completeWords("table", "json"))
 	return cmd
 }
 

@@ -9,9 +9,10 @@ import (
 func newValidate() *cobra.Command {
 	var lf loadFlags
 	cmd := &cobra.Command{
-		Use:   "validate PLAYBOOK",
-		Short: "Compile a playbook against an inventory and report every error; connects nowhere",
-		Args:  cobra.ExactArgs(1),
+		Use:               "validate PLAYBOOK",
+		Short:             "Compile a playbook against an inventory and report every error; connects nowhere",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := lf.compile(args[0])
 			if err != nil {
@@ -35,9 +36,10 @@ func newGraph() *cobra.Command {
 		format string
 	)
 	cmd := &cobra.Command{
-		Use:   "graph PLAYBOOK",
-		Short: "Print the compiled task graph (text, or Graphviz dot)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "graph PLAYBOOK",
+		Short:             "Print the compiled task graph (text, or Graphviz dot)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := lf.compile(args[0])
 			if err != nil {
