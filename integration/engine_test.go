@@ -207,3 +207,38 @@ func TestSSHConfigAliases(t *testing.T) {
 		t.Errorf("connection events naming the config's user and address: %d, want 2", connected)
 	}
 }
+
+// TestAnsibleExpressions applies a playbook written with Ansible's
+// expressions (playbooks/examples/ansible-expressions.yml) to real hosts:
+// the rendered files and the when: decisions are Ansible's, and a second
+// run changes nothing.
+func TestAnsibleExpressions(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-jinja", Block: 15, Hosts: 2})
+	e := harness.New(t, l)
+	e.Inventory = inventoryWithHostVars(t, e.Inventory, "etcd2", map[string]any{"tier": "gold"})
+	pb := filepath.Join(harness.RepoRoot(), "playbooks", "examples", "ansible-expressions.yml")
+	e.MustApply(t, pb)
+	etcd1, _ := l.Host("etcd1")
+	for host, want := range map[string]string{
+		"etcd1": "members = etcd1,etcd2\ncount = 2\nfirst = " + etcd1.Addr + "\ntier = standard\nhost = ETCD1\n",
+		"etcd2": "members = etcd1,etcd2\ncount = 2\nfirst = " + etcd1.Addr + "\ntier = gold\nhost = ETCD2\n",
+	} {
+		got, err := e.Lab.Run(context.Background(), host, "cat /etc/ansible-expressions/peers.conf")
+		if err != nil || got != want {
+			t.Errorf("%s peers.conf:\n%s\nwant\n%s (%v)", host, got, want, err)
+		}
+	}
+	for host, want := range map[string][]string{"etcd1": {"first", "peers.conf"}, "etcd2": {"peers.conf", "tier"}} {
+		got := hostGlob(t, e, host, "etc/ansible-expressions/*")
+		var names []string
+		for _, g := range got {
+			names = append(names, filepath.Base(g))
+		}
+		if strings.Join(names, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: %v, want %v (when: decided as Ansible would)", host, names, want)
+		}
+	}
+	if again := e.MustApply(t, pb); again.Changed() != 0 {
+		t.Errorf("second run changed %d", again.Changed())
+	}
+}

@@ -21,20 +21,21 @@ const lastMember = "<last etcd host>"
 func TestShippedPlaybooksCompile(t *testing.T) {
 	// The extra vars each runbook's header says to pass.
 	playbooks := map[string]map[string]any{
-		"site.yml":          nil,
-		"generic-demo.yml":  nil,
-		"backup.yml":        nil,
-		"verify-backup.yml": nil,
-		"maintenance.yml":   nil,
-		"scale-out.yml":     nil,
-		"scale-in.yml":      {"remove": lastMember},
-		"replace-node.yml":  {"node": lastMember},
-		"rotate-certs.yml":  nil,
-		"enable-tls.yml":    nil,
-		"rotate-ca.yml":     nil,
-		"restore.yml":       {"snapshot": "/var/backups/etcd/snap.db"},
-		"upgrade.yml":       {"etcd_version": "v3.7.3"},
-		"clients.yml":       nil,
+		"site.yml":                         nil,
+		"generic-demo.yml":                 nil,
+		"backup.yml":                       nil,
+		"verify-backup.yml":                nil,
+		"examples/ansible-expressions.yml": nil,
+		"maintenance.yml":                  nil,
+		"scale-out.yml":                    nil,
+		"scale-in.yml":                     {"remove": lastMember},
+		"replace-node.yml":                 {"node": lastMember},
+		"rotate-certs.yml":                 nil,
+		"enable-tls.yml":                   nil,
+		"rotate-ca.yml":                    nil,
+		"restore.yml":                      {"snapshot": "/var/backups/etcd/snap.db"},
+		"upgrade.yml":                      {"etcd_version": "v3.7.3"},
+		"clients.yml":                      nil,
 	}
 	files, err := filepath.Glob("*.yml")
 	if err != nil {

@@ -24,7 +24,7 @@ func FuncNames() []string { return funcNames(static) }
 var static = funcs()
 
 // dataFuncs take $ as their first argument after rewriting.
-var dataFuncs = map[string]bool{"hostvar": true, "collect": true, "__get": true}
+var dataFuncs = map[string]bool{"hostvar": true, "collect": true, "__get": true, "__defined": true}
 
 func funcNames(m map[string]any) []string {
 	var out []string
@@ -130,6 +130,50 @@ func funcs() map[string]any {
 			v, _ := lookup(data, strings.Split(path, "."))
 			return v
 		},
+		// Ansible's comparisons, membership, bool filter and defined
+		// test, for translated Jinja expressions (jinja.go).
+		"__eq": func(a, b any) bool { return looseEqual(a, b) },
+		"__ne": func(a, b any) bool { return !looseEqual(a, b) },
+		"__in": func(x, in any) (bool, error) {
+			switch c := in.(type) {
+			case string:
+				return strings.Contains(c, fmt.Sprint(x)), nil
+			case map[string]any:
+				_, ok := c[fmt.Sprint(x)]
+				return ok, nil
+			}
+			xs, err := toList(in)
+			if err != nil {
+				return false, fmt.Errorf("in: %w", err)
+			}
+			for _, y := range xs {
+				if looseEqual(x, y) {
+					return true, nil
+				}
+			}
+			return false, nil
+		},
+		"__bool": func(v any) bool {
+			switch t := v.(type) {
+			case bool:
+				return t
+			case string:
+				switch strings.ToLower(strings.TrimSpace(t)) {
+				case "true", "yes", "on", "1", "y":
+					return true
+				}
+				return false
+			case int:
+				return t != 0
+			case float64:
+				return t != 0
+			}
+			return v != nil
+		},
+		"__defined": func(data map[string]any, path string) bool {
+			_, ok := lookup(data, strings.Split(path, "."))
+			return ok
+		},
 		// __capture is replaced per render for whole-action templates.
 		"__capture": func(any) string { return "" },
 	}
@@ -193,4 +237,30 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// looseEqual compares as Ansible does: numbers by value whatever their
+// type, anything else by its value.
+func looseEqual(a, b any) bool {
+	if fa, ok := number(a); ok {
+		if fb, ok := number(b); ok {
+			return fa == fb
+		}
+	}
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func number(v any) (float64, bool) {
+	switch t := v.(type) {
+	case int:
+		return float64(t), true
+	case int64:
+		return float64(t), true
+	case float64:
+		return t, true
+	}
+	return 0, false
 }

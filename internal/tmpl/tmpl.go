@@ -47,8 +47,9 @@ var ErrUndefined = errors.New("undefined variable")
 // Is lets errors.Is(err, ErrUndefined) find undefined-variable errors.
 func (e *Error) Is(target error) bool { return target == ErrUndefined && e.Undefined != "" }
 
-// Has reports whether s contains template syntax worth rendering.
-func Has(s string) bool { return strings.Contains(s, "{{") }
+// Has reports whether s contains template syntax worth rendering (or
+// Jinja statements, which are refused rather than passed through).
+func Has(s string) bool { return strings.Contains(s, "{{") || strings.Contains(s, "{%") }
 
 // String renders text to a string (a whole-action template included).
 func String(name, text string, data map[string]any) (string, error) {
@@ -145,13 +146,25 @@ func compile(text string, typed bool) *compiled {
 		return c.(*compiled)
 	}
 	c := &compiled{}
-	tr := parse.New("t")
-	tr.Mode = parse.SkipFuncCheck
-	if _, err := tr.Parse(text, "", "", map[string]*parse.Tree{}, static); err != nil {
-		c.err = &Error{Syntax: true, Msg: syntaxMsg(err)}
-	} else if err := rewriteList(tr.Root, static); err != nil {
-		err.Syntax = true
-		c.err = err
+	// Ansible's (Jinja) expressions first: Go template syntax (.x,
+	// space-separated arguments) does not read as Jinja, and where both
+	// read a text ({{ x }}, {{ x | lower }}) they mean the same. Then Go's.
+	var tr *parse.Tree
+	jt, jerr := translateJinja(text)
+	if jerr == nil {
+		tr, _ = parseRewrite(jt)
+	}
+	var perr *Error
+	if tr == nil {
+		if tr, perr = parseRewrite(text); perr != nil && jerr != nil && looksJinja(text) {
+			perr.Msg += " (read as Ansible's expression: " + jerr.Error() + ")"
+		}
+	}
+	if strings.Contains(text, "{%") {
+		perr = &Error{Syntax: true, Msg: "Jinja statements ({% ... %}) are not supported: use when: on the task, or a template file with Go template actions"}
+	}
+	if perr != nil {
+		c.err = perr
 	} else {
 		if typed && len(tr.Root.Nodes) == 1 {
 			if a, ok := tr.Root.Nodes[0].(*parse.ActionNode); ok && len(a.Pipe.Decl) == 0 {
@@ -176,6 +189,34 @@ func compile(text string, typed bool) *compiled {
 	}
 	cache.Store(k, c)
 	return c
+}
+
+var jinjaFilterCallRE = regexp.MustCompile(`\|\s*\w+\(`)
+
+// looksJinja says text uses Ansible's expression syntax somewhere, so an
+// error reading it that way is worth showing.
+func looksJinja(text string) bool {
+	for _, m := range []string{"==", "!=", " is ", " in ", "('", "(\"", "['", "[\"", " and ", " or ", "{%"} {
+		if strings.Contains(text, m) {
+			return true
+		}
+	}
+	return jinjaFilterCallRE.MatchString(text)
+}
+
+// parseRewrite parses text as a Go template and rewrites it (bare names
+// to variables, default's soft input).
+func parseRewrite(text string) (*parse.Tree, *Error) {
+	tr := parse.New("t")
+	tr.Mode = parse.SkipFuncCheck
+	if _, err := tr.Parse(text, "", "", map[string]*parse.Tree{}, static); err != nil {
+		return nil, &Error{Syntax: true, Msg: syntaxMsg(err)}
+	}
+	if err := rewriteList(tr.Root, static); err != nil {
+		err.Syntax = true
+		return nil, err
+	}
+	return tr, nil
 }
 
 func named(e *Error, name string) error {
