@@ -240,9 +240,15 @@ func readKeyspace(path string, info *Info) (err error) {
 			if err := kv.Unmarshal(v); err != nil {
 				return fmt.Errorf("%w: value at revision %d: %v", ErrCorrupt, info.Revision, err)
 			}
-			if len(k) > revBytesLen && k[revBytesLen] == 't' {
+			switch {
+			case len(kv.Key) == 0:
+				// The revision marker `etcdutl snapshot restore
+				// --bump-revision` leaves (an empty value at the bumped
+				// revision): it moves the revision, and is no key; etcd
+				// never stores an empty key.
+			case len(k) > revBytesLen && k[revBytesLen] == 't':
 				delete(alive, string(kv.Key))
-			} else {
+			default:
 				alive[string(kv.Key)] = true
 			}
 			return nil
