@@ -284,11 +284,11 @@ func (s *soak) restored() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	var rec struct{ Revision int64 }
+	var rec struct{ Revision, Bump int64 }
 	if err := json.Unmarshal(b, &rec); err != nil {
 		s.t.Fatal(err)
 	}
-	s.writes.trim(rec.Revision, rec.Revision+1_000_000_000)
+	s.writes.trim(rec.Revision, rec.Revision+rec.Bump)
 }
 
 // check is the invariants after a step.

@@ -108,7 +108,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		}
 	}
 	rec := record{Time: j.Stamp, Snapshot: j.Fetched.From, SHA256: j.Snapshot.SHA256, Revision: j.Snapshot.Revision,
-		Keys: j.Snapshot.Keys, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
+		Keys: j.Snapshot.Keys, Bump: j.Bump, Token: j.Token, InitialCluster: c.InitialCluster(), MovedAside: moved}
 	if err := writeRecord(env.StateDir, c, rec); err != nil {
 		env.Logf("restore: could not write the restore record: %v", err)
 	}
@@ -419,11 +419,13 @@ func verify(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.Dia
 // not in etcd.yaml (etcd reads initial-cluster-* only when its data dir is
 // empty), so this is where an operator finds it.
 type record struct {
-	Time           string            `json:"time"`
-	Snapshot       string            `json:"snapshot"`
-	SHA256         string            `json:"sha256"`
-	Revision       int64             `json:"revision"`
-	Keys           int               `json:"keys"`
+	Time     string `json:"time"`
+	Snapshot string `json:"snapshot"`
+	SHA256   string `json:"sha256"`
+	Revision int64  `json:"revision"`
+	Keys     int    `json:"keys"`
+	// Bump is how far the revision was raised (--bump-revision).
+	Bump           int64             `json:"bump"`
 	Token          string            `json:"token"`
 	InitialCluster string            `json:"initial_cluster"`
 	MovedAside     map[string]string `json:"moved_aside,omitempty"`

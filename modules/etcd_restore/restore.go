@@ -26,11 +26,14 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
+	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
 func init() { modules.Register("etcd_restore", Module{}) }
@@ -53,7 +56,9 @@ var spec = modules.Spec{
 	// does not have get a compaction error and re-list instead of silently
 	// missing updates; Kubernetes' informers depend on it. Default
 	// 1000000000 (more writes than any cluster makes between a backup and
-	// a disaster); 0 restores the revisions as they were.
+	// a disaster), raised when the snapshot is older than a revision the
+	// cluster already served (after an earlier restore); 0 restores the
+	// revisions as they were.
 	"bump_revision": {Kind: modules.Int},
 	// skip_hash_check accepts a db copied out of a data dir (no hash).
 	"skip_hash_check": {Kind: modules.Bool},
@@ -203,6 +208,15 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	j := &job{Cluster: c, Snapshot: *info, Fetched: fetched, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout,
 		Bump: int64(args.Int("bump_revision", DefaultBumpRevision))}
 	ch := &modules.Change{}
+	// The restored revisions must stay above every revision clients may
+	// have seen, or a watcher resuming from one would miss writes: when
+	// the snapshot is older than what the cluster (or a later backup)
+	// reached, as after an earlier restore, the bump grows to clear it.
+	if j.Bump > 0 {
+		if served := servedRevision(ctx, env, c); served >= info.Revision+j.Bump {
+			j.Bump = served - info.Revision + j.Bump
+		}
+	}
 	// The cluster being replaced is snapshotted first when it can be: a
 	// restore of the wrong snapshot is then one more restore away from
 	// undone. A cluster with no healthy member has nothing to snapshot.
@@ -323,6 +337,29 @@ func forEach(ctx context.Context, ms []etcd.Member, f func(ctx context.Context, 
 		<-done
 	}
 	return errors.Join(errs...)
+}
+
+// servedRevision is the highest revision the cluster is known to have
+// served: the live cluster's, when it answers, and the newest one any
+// backup on the controller records (a dead cluster's last known).
+func servedRevision(ctx context.Context, env *modules.Env, c *etcd.Cluster) int64 {
+	var top int64
+	if es, err := store.Dir(etcd_snapshot.Dir(env.StateDir, c)).List(ctx); err == nil {
+		for _, e := range es {
+			top = max(top, e.Meta.Revision)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cli, err := etcd.NewClient(rctx, c, env.StateDir, etcd.Dialer(c, env))
+	if err != nil {
+		return top
+	}
+	defer cli.Close()
+	if resp, err := cli.Get(rctx, "health", clientv3.WithCountOnly(), clientv3.WithSerializable()); err == nil {
+		top = max(top, resp.Header.Revision)
+	}
+	return top
 }
 
 func anyHealthy(h *etcd.Health) bool {
