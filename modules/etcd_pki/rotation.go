@@ -108,6 +108,14 @@ func persistRotation(p *plan, pki etcd.StatePKI, logf func(string, ...any)) erro
 	if _, err := os.Stat(pki.NextCACert()); errors.Is(err, fs.ErrNotExist) {
 		return nil // another host's Apply of this run promoted it
 	}
+	if bytes.Equal(p.ca.Cert, p.next.Cert) {
+		// This plan read ca.crt after a promotion had written it and
+		// before ca-next went (another host's Apply, a killed run): the
+		// "current" CA is the new one. Retiring it would keep the new
+		// CA as retired and leave the old one's copy as the only proof;
+		// settle the promotion instead.
+		return settlePromotion(pki)
+	}
 	retired := retiredName(pki, p.ca)
 	if _, err := os.Stat(retired); errors.Is(err, fs.ErrNotExist) {
 		if err := writePair(retired, strings.TrimSuffix(retired, ".crt")+".key", p.ca.Pair); err != nil {
