@@ -20,8 +20,10 @@ package etcd_restore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -340,10 +342,18 @@ func forEach(ctx context.Context, ms []etcd.Member, f func(ctx context.Context, 
 }
 
 // servedRevision is the highest revision the cluster is known to have
-// served: the live cluster's, when it answers, and the newest one any
-// backup on the controller records (a dead cluster's last known).
+// served: the live cluster's, when it answers; the newest one any backup
+// on the controller records (a dead cluster's last known); and where the
+// last restore started its revisions (a restore that got as far as
+// starting the members served from there, even if it then failed).
 func servedRevision(ctx context.Context, env *modules.Env, c *etcd.Cluster) int64 {
 	var top int64
+	if b, err := os.ReadFile(RecordPath(env.StateDir, c)); err == nil {
+		var rec record
+		if json.Unmarshal(b, &rec) == nil {
+			top = rec.Revision + rec.Bump
+		}
+	}
 	if es, err := store.Dir(etcd_snapshot.Dir(env.StateDir, c)).List(ctx); err == nil {
 		for _, e := range es {
 			top = max(top, e.Meta.Revision)
