@@ -105,9 +105,7 @@ and the store, the location is what restore.yml's -e snapshot= takes.`,
 		},
 	}
 	fl := cmd.Flags()
-	lf.registerInventory(cmd)
-	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
-	lf.registerStateDir(cmd)
+	lf.registerCluster(cmd)
 	sf.register(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
 	fl.BoolVar(&hosts, "hosts", true, "also list each member's etcd_backup_dir over SSH")

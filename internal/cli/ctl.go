@@ -84,11 +84,8 @@ member's SSH connection, so it works from wherever apply works.`,
 			return nil
 		},
 	}
-	fl := cmd.Flags()
-	lf.registerInventory(cmd)
-	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
+	lf.registerCluster(cmd)
 	sf.register(cmd)
-	lf.registerStateDir(cmd)
 	return cmd
 }
 

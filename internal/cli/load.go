@@ -71,6 +71,15 @@ func resolveLimit(limit string) (string, error) {
 	return strings.Join(pats, ","), nil
 }
 
+// registerCluster adds the flags of the verbs that work on the
+// inventory's cluster without a playbook (status, backups, ctl): -i, -e
+// and --state-dir.
+func (f *loadFlags) registerCluster(cmd *cobra.Command) {
+	f.registerInventory(cmd)
+	cmd.Flags().StringArrayVarP(&f.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
+	f.registerStateDir(cmd)
+}
+
 // needInventory is the error of a verb run without -i.
 func (f *loadFlags) needInventory() error {
 	if len(f.inventories) == 0 {

@@ -70,10 +70,8 @@ func newStatus() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	lf.registerInventory(cmd)
-	fl.StringArrayVarP(&lf.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
+	lf.registerCluster(cmd)
 	sf.register(cmd)
-	lf.registerStateDir(cmd)
 	fl.StringVarP(&format, "output", "o", "table", "table or json")
 	fl.StringSliceVar(&members, "members", nil, "only these members (inventory hosts or etcd names)")
 	fl.DurationVar(&probe, "probe-timeout", 3*time.Second, "per-member timeout")
