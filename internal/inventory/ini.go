@@ -2,10 +2,13 @@ package inventory
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
 )
 
 // parseINI reads Ansible's INI layout:
@@ -19,8 +22,7 @@ import (
 //	[etcd:vars]
 //	etcd_version=v3.6.16
 //
-// Values are read as Ansible does: integers, floats and True/False become
-// numbers and booleans, quotes are removed, everything else is a string.
+// Values are typed as Ansible's ini plugin types them (iniValue).
 func (inv *Inventory) parseINI(data []byte) error {
 	section, kind := "ungrouped", "hosts"
 	for i, raw := range strings.Split(string(data), "\n") {
@@ -144,26 +146,60 @@ func finishFields(out []string, cur *strings.Builder) []string {
 	return out
 }
 
-// iniValue types a value like Ansible's literal_eval does, for the cases
-// that matter in inventories.
+// iniValue types a value the way Ansible's ini plugin does
+// (lib/ansible/plugins/inventory/ini.py, _parse_value): Python's
+// ast.literal_eval, the value kept as a string when it is not a literal.
+// The plugin does this for host lines and :vars lines alike (its docs say
+// :vars values stay strings; the code has types them since 2.4, and an
+// inventory must mean the same under both tools). So: quoted strings lose
+// their quotes, True/False/None, Python integers (0x1f, 1_000; not 0644,
+// which Python refuses, so a file mode stays the string "0644") and
+// floats, and lists and dicts; "true", "yes" or "FALSE" stay strings.
 func iniValue(s string) any {
 	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
 		return s[1 : len(s)-1]
 	}
-	if n, err := strconv.Atoi(s); err == nil {
-		return n
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && strings.ContainsAny(s, ".") {
-		return f
-	}
 	switch s {
-	case "True", "true":
+	case "True":
 		return true
-	case "False", "false":
+	case "False":
 		return false
+	case "None":
+		return nil
+	}
+	if pyIntRE.MatchString(s) {
+		if n, err := strconv.ParseInt(s, 0, 64); err == nil {
+			return int(n)
+		}
+	}
+	if pyFloatRE.MatchString(s) && strings.ContainsAny(s, ".eE") { // digits alone are an int or nothing
+		if f, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64); err == nil {
+			return f
+		}
+	}
+	if s != "" && (s[0] == '[' || s[0] == '{' || s[0] == '(') {
+		// Python's list, dict and tuple literals are YAML flow collections
+		// but for tuples' parentheses.
+		var v any
+		text := s
+		if s[0] == '(' && s[len(s)-1] == ')' {
+			text = "[" + s[1:len(s)-1] + "]"
+		}
+		if err := yaml.Unmarshal([]byte(text), &v); err == nil {
+			switch v.(type) {
+			case []any, map[string]any:
+				return v
+			}
+		}
 	}
 	return s
 }
+
+var (
+	// Python 3 integer literals: no leading zeros on decimals.
+	pyIntRE   = regexp.MustCompile(`^[+-]?(0+|[1-9](_?[0-9])*|0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+)$`)
+	pyFloatRE = regexp.MustCompile(`^[+-]?([0-9](_?[0-9])*)?(\.([0-9](_?[0-9])*)?)?([eE][+-]?[0-9](_?[0-9])*)?$`)
+)
 
 // splitHostPort splits "name:port" (not an IPv6 address).
 func splitHostPort(s string) (string, int, bool) {

@@ -165,6 +165,8 @@ func TestMatch(t *testing.T) {
 		{"etcd[1:2]", "etcd2 etcd3"},
 		{"etcd[2:]", "etcd3 etcd4"},
 		{"~prom[12]", "prom1 prom2"},
+		{"~rom", ""}, // anchored at the start, as re.match
+		{"~etcd[13]$", "etcd1 etcd3"},
 		{"ungrouped", "bastion"},
 		{"nosuch", ""},
 		{"nosuch,etcd2", "etcd2"},
@@ -274,6 +276,29 @@ func TestProxyJump(t *testing.T) {
 	for _, tt := range tests {
 		if got := proxyJump(tt.in); got != tt.want {
 			t.Errorf("proxyJump(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestINIValueTyping checks iniValue against Python's ast.literal_eval,
+// which Ansible's ini plugin applies to every value (the expectations are
+// python3's answers for the same text).
+func TestINIValueTyping(t *testing.T) {
+	tests := []struct {
+		in   string
+		want any
+	}{
+		{"1.", 1.0}, {".", "."}, {"1e3", 1000.0}, {"-5", -5}, {"+3", 3},
+		{"0644", "0644"}, {"0", 0}, {"00", 0}, {"1_000", 1000}, {"1__0", "1__0"}, {"0x1F", 31},
+		{"inf", "inf"}, {"e3", "e3"}, {"1.5", 1.5},
+		{"True", true}, {"False", false}, {"None", nil}, {"true", "true"}, {"FALSE", "FALSE"}, {"yes", "yes"},
+		{`"2379"`, "2379"}, {`'a b'`, "a b"},
+		{`[1, "a"]`, []any{1, "a"}}, {`{"a": 1}`, map[string]any{"a": 1}}, {"(1,2)", []any{1, 2}},
+		{"[unclosed", "[unclosed"}, {"v3.6.16", "v3.6.16"}, {"127.0.0.1", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		if got := iniValue(tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("iniValue(%q) = %#v, want %#v", tt.in, got, tt.want)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 //	all, *            every host
 //	etcd              a group (its hosts and its children's) or a host
 //	etcd*, h?         shell globs over group and host names
-//	~etcd[0-9]+       a regular expression over group and host names
+//	~etcd[0-9]+       a regular expression over group and host names, matched
+//	                  from the start of the name (as Ansible's re.match)
 //	etcd[0], etcd[0:1]  a slice of a group (0-based, end inclusive)
 //	a,b  a:b          union;  a:&b  intersection;  a:!b  exclusion
 //
@@ -151,7 +152,9 @@ func (inv *Inventory) term(t, whole string) (map[string]bool, error) {
 	case t == "all" || t == "*":
 		addGroup("all")
 	case t[0] == '~':
-		re, err := regexp.Compile(t[1:])
+		// Ansible matches with Python's re.match: anchored at the start
+		// of the name, not at its end.
+		re, err := regexp.Compile(`^(?:` + t[1:] + `)`)
 		if err != nil {
 			return nil, fmt.Errorf("host pattern %q: %v", whole, err)
 		}

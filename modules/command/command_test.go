@@ -19,14 +19,22 @@ func TestSplit(t *testing.T) {
 		in   string
 		want []string
 	}{
+		// Expectations are Python 3's shlex.split output for the same input.
 		{"echo hi", []string{"echo", "hi"}},
 		{"  a   b\tc ", []string{"a", "b", "c"}},
 		{`echo 'a b' "c d"`, []string{"echo", "a b", "c d"}},
-		{`echo "a \"q\" \$x \n"`, []string{"echo", `a "q" $x \n`}},
+		{`echo "a \"q\" \$x \n"`, []string{"echo", `a "q" \$x \n`}},
 		{`echo a\ b`, []string{"echo", "a b"}},
 		{`echo ''`, []string{"echo", ""}},
-		{`echo x#y # comment`, []string{"echo", "x#y"}},
+		{`echo x#y # comment`, []string{"echo", "x#y", "#", "comment"}},
 		{`etcdctl --endpoints=https://a:2379,https://b:2379 member list`, []string{"etcdctl", "--endpoints=https://a:2379,https://b:2379", "member", "list"}},
+		{`echo "\$x"`, []string{"echo", `\$x`}},
+		{"a\\\nb", []string{"a\nb"}},
+		{`"a\\b"`, []string{`a\b`}},
+		{"\"a\\`b\"", []string{"a\\`b"}},
+		{"\"a\\\nb\"", []string{"a\\\nb"}},
+		{`it\'s`, []string{"it's"}},
+		{`'a\b'`, []string{`a\b`}},
 	}
 	for _, tt := range tests {
 		got, err := Split(tt.in)
@@ -37,7 +45,7 @@ func TestSplit(t *testing.T) {
 			t.Errorf("Quote(%q) = %q does not split back", got, Quote(got))
 		}
 	}
-	for _, bad := range []string{`echo 'a`, `echo "a`} {
+	for _, bad := range []string{`echo 'a`, `echo "a`, `echo a\`} {
 		if _, err := Split(bad); err == nil {
 			t.Errorf("Split(%q) accepted", bad)
 		}

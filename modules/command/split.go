@@ -5,12 +5,13 @@ import (
 	"strings"
 )
 
-// Split breaks a command line into words the way Python's shlex.split (and
-// so Ansible's command module) does: whitespace separates words, single
-// quotes keep everything literally, double quotes keep everything but a
-// backslash before \ " $ ` or newline, and a backslash outside quotes
-// escapes the next character. No variables, globs or pipes: there is no
-// shell.
+// Split breaks a command line into words exactly as Python's
+// shlex.split(s) does (POSIX mode, comments off), which is what Ansible's
+// command module runs: whitespace separates words; single quotes keep
+// everything literally; inside double quotes a backslash escapes only " and
+// \ and is kept before anything else; outside quotes a backslash takes the
+// next character literally, a newline included. # is an ordinary character.
+// No variables, globs or pipes: there is no shell.
 func Split(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
@@ -26,12 +27,11 @@ func Split(s string) ([]string, error) {
 			}
 		case c == '\\':
 			inWord = true
-			if i+1 < len(s) {
-				i++
-				if s[i] != '\n' { // backslash-newline continues the line
-					cur.WriteByte(s[i])
-				}
+			if i+1 == len(s) {
+				return nil, fmt.Errorf("a backslash ends %q with nothing to escape", s)
 			}
+			i++
+			cur.WriteByte(s[i])
 		case c == '\'':
 			inWord = true
 			j := strings.IndexByte(s[i+1:], '\'')
@@ -48,7 +48,7 @@ func Split(s string) ([]string, error) {
 					closed = true
 					break
 				}
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\\\"$`\n", s[i+1]) >= 0 {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
 					i++
 				}
 				cur.WriteByte(s[i])
@@ -56,9 +56,6 @@ func Split(s string) ([]string, error) {
 			if !closed {
 				return nil, fmt.Errorf("unterminated double quote in %q", s)
 			}
-		case c == '#' && !inWord:
-			// shlex treats # at a word start as a comment.
-			i = len(s)
 		default:
 			inWord = true
 			cur.WriteByte(c)
