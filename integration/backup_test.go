@@ -4,11 +4,18 @@ package integration
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
@@ -218,6 +225,61 @@ func TestRestoreRunningCluster(t *testing.T) {
 		if got := hostGlob(t, e, h.Name, "var/lib/etcd.pre-restore-*"); len(got) != 2 {
 			t.Errorf("%s: moved-aside dirs after two restores: %v", h.Name, got)
 		}
+	}
+
+	restoreUnderWrites(t, e)
+}
+
+// restoreUnderWrites restores a backup nearly a bump older than the live
+// revision while a client keeps writing to the old cluster until its
+// members stop (the soak's seed 20261203, iteration 74, with a test-sized
+// bump): no revision the old cluster acknowledged may be served again by
+// the restored one. etcd's view: a read at the old cluster's highest
+// acknowledged revision, on the restored cluster, must say "compacted".
+func restoreUnderWrites(t *testing.T, e *harness.Env) {
+	time.Sleep(time.Second) // a new timestamp for this restore's dirs
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	sort.Strings(files)
+	snap := files[len(files)-1]
+	cli := e.Client(t)
+	const after = 2000
+	putKeys(t, cli, after, "v4", 0)
+	old, err := cli.Get(context.Background(), "health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCluster := old.Header.ClusterId
+
+	ctx, stop := context.WithCancel(context.Background())
+	var highest atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			resp, err := cli.Put(wctx, fmt.Sprintf("during/%06d", i), "x")
+			cancel()
+			if err == nil && resp.Header.ClusterId == oldCluster && resp.Header.Revision > highest.Load() {
+				highest.Store(resp.Header.Revision)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	// The snapshot is `after` revisions behind: a bump of after+30
+	// counted from the snapshot would leave the old cluster 30 writes
+	// (well under a second of this writer) between the plan and the members' stop.
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap, "-e", fmt.Sprintf("bump_revision=%d", after+30))
+	stop()
+	<-done
+	if highest.Load() <= old.Header.Revision {
+		t.Fatalf("the old cluster acknowledged no write during the restore (highest %d): the test proves nothing", highest.Load())
+	}
+	rcli := e.Client(t)
+	_, err = rcli.Get(context.Background(), "health", clientv3.WithRev(highest.Load()))
+	if !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("the restored cluster at revision %d, the old cluster's last acknowledged write: %v, want %q (a revision served twice)",
+			highest.Load(), err, rpctypes.ErrCompacted)
 	}
 }
 

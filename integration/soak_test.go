@@ -237,6 +237,7 @@ func (s *soak) step(i int) (action, fault string) {
 		}
 	}
 	s.faults[strings.SplitN(fault, " on ", 2)[0]]++
+	fmt.Printf("SOAK %3d %-16s fault: %-34s starts %s\n", i, p.name, fault, time.Now().Format("15:04:05.000"))
 	code, out := s.run(p.inv, p.playbook, killAfter, p.extra...)
 	if undo != nil {
 		undo()
@@ -245,6 +246,7 @@ func (s *soak) step(i int) (action, fault string) {
 		if attempt == 3 {
 			s.t.Fatalf("iteration %d: %s did not converge after the fault (%s): exit %d\n%s", i, p.name, fault, code, tail(out, 40))
 		}
+		fmt.Printf("SOAK     exit %d at %s; again:\n%s\n", code, time.Now().Format("15:04:05.000"), tail(out, 12))
 		code, out = s.run(p.inv, p.playbook, 0, p.extra...)
 	}
 	if p.after != nil {
@@ -288,6 +290,8 @@ func (s *soak) restored() {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		s.t.Fatal(err)
 	}
+	// Said so that a missed write can be placed against the restores.
+	fmt.Printf("SOAK     restored revision %d, bump %d: writes in (%d, %d) are forgiven\n", rec.Revision, rec.Bump, rec.Revision, rec.Revision+rec.Bump)
 	s.writes.trim(rec.Revision, rec.Revision+rec.Bump)
 }
 
@@ -375,11 +379,12 @@ type ledger struct {
 type ack struct {
 	value string
 	rev   int64
+	at    time.Time
 }
 
 func (l *ledger) add(k, v string, rev int64) {
 	l.mu.Lock()
-	l.acked[k] = ack{v, rev}
+	l.acked[k] = ack{v, rev, time.Now()}
 	l.mu.Unlock()
 }
 
@@ -421,7 +426,8 @@ func (l *ledger) verify(ctx context.Context, cli *clientv3.Client) []string {
 		}
 		l.counts++
 		if have[k] != a.value {
-			miss = append(miss, fmt.Sprintf("acknowledged write %s=%s (revision %d) reads %q", k, a.value, a.rev, have[k]))
+			miss = append(miss, fmt.Sprintf("acknowledged write %s=%s (revision %d, acknowledged at %s) reads %q (read at revision %d)",
+				k, a.value, a.rev, a.at.Format("15:04:05.000"), have[k], resp.Header.Revision))
 			if len(miss) > 5 {
 				break
 			}

@@ -154,10 +154,10 @@ func (inv *Inventory) term(t, whole string) (map[string]bool, error) {
 	case t[0] == '~':
 		// Ansible matches with Python's re.match: anchored at the start
 		// of the name, not at its end.
-		re, err := regexp.Compile(`^(?:` + t[1:] + `)`)
-		if err != nil {
+		if _, err := regexp.Compile(t[1:]); err != nil {
 			return nil, fmt.Errorf("host pattern %q: %v", whole, err)
 		}
+		re := regexp.MustCompile(`^(?:` + t[1:] + `)`)
 		for _, g := range inv.order {
 			if re.MatchString(g) {
 				addGroup(g)

@@ -211,12 +211,16 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		Bump: int64(args.Int("bump_revision", DefaultBumpRevision))}
 	ch := &modules.Change{}
 	// The restored revisions must stay above every revision clients may
-	// have seen, or a watcher resuming from one would miss writes: when
-	// the snapshot is older than what the cluster (or a later backup)
-	// reached, as after an earlier restore, the bump grows to clear it.
+	// have seen, or a watcher resuming from one would miss writes. The
+	// bump counts from the highest revision served so far (the live
+	// cluster's, a newer backup's, the last restore's), not from the
+	// snapshot's: the old cluster keeps taking writes until its members
+	// stop, and with a snapshot nearly a bump older than the live revision
+	// (the soak's seed 20261203, iteration 74) those writes reached the
+	// restored cluster's first revision, which then reused it.
 	if j.Bump > 0 {
-		if served := servedRevision(ctx, env, c); served >= info.Revision+j.Bump {
-			j.Bump = served - info.Revision + j.Bump
+		if served := servedRevision(ctx, env, c); served > info.Revision {
+			j.Bump += served - info.Revision
 		}
 	}
 	// The cluster being replaced is snapshotted first when it can be: a
