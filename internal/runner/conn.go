@@ -33,7 +33,9 @@ type Conn struct {
 	client *ssh.Client
 	jump   *ssh.Client // nil without a jump host
 	facts  Facts
-	probe  *probe
+	// uploaded is how the agent got to the host on this connect.
+	uploaded string
+	probe    *probe
 	// stage is set when the agent runs as another user than the SSH login
 	// (become): SFTP then writes and reads through a staging directory
 	// and the agent moves files into place.
@@ -146,7 +148,9 @@ func (c *Conn) agentDir() string {
 	case c.opts.RemoteDir != "":
 		return shellQuote(c.opts.RemoteDir)
 	case c.target.User == "root":
-		return "/var/tmp"
+		// Root-owned parent, private directory: no other local user can
+		// plant or swap what root runs.
+		return "/var/lib/etcdplay/agent"
 	default:
 		return `"$HOME/.cache/etcdplay"`
 	}
@@ -170,7 +174,7 @@ func (c *Conn) startAgent(ctx context.Context) error {
 		sudo = "sudo -n -u " + shellQuote(bu) + " -- "
 		c.stage = true
 	}
-	started, err := c.startSession(probeCommand(c.agentDir(), native.remoteName(), native.size, sudo))
+	started, err := c.startSession(probeCommand(c.agentDir(), native.remoteName(), native, sudo))
 	if err != nil {
 		return err
 	}
@@ -181,11 +185,7 @@ func (c *Conn) startAgent(ctx context.Context) error {
 		if bin, err = agentBinFor(&c.opts, host, c.probe.platform, native); err != nil {
 			return err
 		}
-		sc, err := c.sftpClient()
-		if err != nil {
-			return c.connErr(fmt.Errorf("%s: %w", host, err))
-		}
-		if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid); err != nil {
+		if err := c.uploadAgent(ctx, bin); err != nil {
 			return c.connErr(fmt.Errorf("%s: %w", host, err))
 		}
 		cmd := sudo + shellQuote(path.Join(c.probe.dir, bin.remoteName())) + " agent"
@@ -221,6 +221,30 @@ func (c *Conn) startAgent(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
+	start := time.Now()
+	if c.probe.gunzip {
+		if err := streamAgent(ctx, c.client, c.probe.dir, bin); err != nil {
+			return err
+		}
+		c.uploaded = fmt.Sprintf("agent sent gzipped (%.1f of %.1f MB) in %s", float64(len(bin.gz))/1e6, float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	sc, err := c.sftpClient()
+	if err != nil {
+		return err
+	}
+	if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid); err != nil {
+		return err
+	}
+	c.uploaded = fmt.Sprintf("agent sent over SFTP (%.1f MB; no gzip or sha256sum on the host) in %s", float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Uploaded says how the agent reached the host on this connect ("" when
+// it was there already), for -vvv.
+func (c *Conn) Uploaded() string { return c.uploaded }
 
 // becomeUser is the user the agent must switch to with sudo, or "" when
 // the login user already is that user. (It is decided before the probe, so

@@ -31,9 +31,9 @@ func connected(t *testing.T) (*testClient, *testServer, *Conn) {
 	return c, s, conn
 }
 
-// The first connect uploads the agent into ~/.cache/etcdplay under its
-// hash; the next one reuses it: a single session that probes and execs
-// the agent, no SFTP.
+// The first connect streams the agent gzipped into ~/.cache/etcdplay
+// under its hash (probe, upload, agent: three sessions, no SFTP); the
+// next one reuses it: a single session that probes and execs the agent.
 func TestAgentUploadAndReuse(t *testing.T) {
 	c := newTestClient(t)
 	s := newTestServer(t, c.pub)
@@ -49,8 +49,11 @@ func TestAgentUploadAndReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.execs.Load() != 2 || s.sftps.Load() != 1 {
-		t.Errorf("first connect: %d execs, %d sftp sessions; want 2 and 1", s.execs.Load(), s.sftps.Load())
+	if s.execs.Load() != 3 || s.sftps.Load() != 0 {
+		t.Errorf("first connect: %d execs, %d sftp sessions; want 3 and 0", s.execs.Load(), s.sftps.Load())
+	}
+	if !strings.Contains(conn.Uploaded(), "gzipped") {
+		t.Errorf("upload described as %q", conn.Uploaded())
 	}
 	st, err := os.Stat(remote)
 	if err != nil || st.Size() != bin.size || st.Mode().Perm() != 0o755 {
@@ -67,26 +70,17 @@ func TestAgentUploadAndReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.execs.Load() != 3 || s.sftps.Load() != 1 {
-		t.Errorf("second connect: %d execs, %d sftp sessions in all; want 3 and 1", s.execs.Load(), s.sftps.Load())
+	if s.execs.Load() != 4 || s.sftps.Load() != 0 || conn2.Uploaded() != "" {
+		t.Errorf("second connect: %d execs, %d sftp sessions in all (upload %q); want 4 and 0", s.execs.Load(), s.sftps.Load(), conn2.Uploaded())
 	}
 	if r, err := conn2.Do(context.Background(), "sshtest_set", modules.Args{"want": 1}, false); err != nil || r.Status != modules.StatusChanged {
 		t.Fatalf("Do: %+v %v", r, err)
 	}
 }
 
-// A file under the agent's name that is not ours, or not whole, is
-// replaced, never run.
+// A file under the agent's name that is not ours, not whole, or not the
+// agent's content (a same-size swap, stamped or not) is replaced, never run.
 func TestAgentNotReusedWhenSuspect(t *testing.T) {
-	tests := []struct {
-		name    string
-		content string
-		mode    os.FileMode
-	}{
-		{"truncated", "partial", 0o755},
-		{"group writable", "", 0o775},
-		{"not executable", "", 0o644},
-	}
 	exe, _ := os.Executable()
 	bin, err := loadAgentBin(exe)
 	if err != nil {
@@ -96,6 +90,20 @@ func TestAgentNotReusedWhenSuspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	swapped := append([]byte(nil), full...)
+	swapped[len(swapped)/2] ^= 0xff
+	tests := []struct {
+		name    string
+		content []byte
+		mode    os.FileMode
+		stamp   bool // a stamp that matched the file before it was swapped
+	}{
+		{"truncated", []byte("partial"), 0o755, false},
+		{"group writable", full, 0o775, false},
+		{"not executable", full, 0o644, false},
+		{"same size, other content", swapped, 0o755, false},
+		{"same size, other content, stale stamp", swapped, 0o755, true},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newTestClient(t)
@@ -104,23 +112,38 @@ func TestAgentNotReusedWhenSuspect(t *testing.T) {
 			dir := filepath.Join(s.home, ".cache", "etcdplay")
 			os.MkdirAll(dir, 0o700)
 			remote := filepath.Join(dir, bin.remoteName())
-			content := []byte(tt.content)
-			if tt.content == "" {
-				content = full
+			if tt.stamp {
+				// The real agent, connected to once: the probe stamps it.
+				if err := os.WriteFile(remote, full, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				conn, err := c.connect(t, s, c.opts())
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Close()
+				waitFor(t, "agent to exit after Close", func() bool { return s.running.Load() == 0 })
+				if _, err := os.Stat(remote + ".ok"); err != nil {
+					t.Fatalf("no stamp after a verified start: %v", err)
+				}
+				s.execs.Store(0)
+				time.Sleep(10 * time.Millisecond) // a change time the stamp cannot hold
 			}
-			if err := os.WriteFile(remote, content, tt.mode); err != nil {
+			if err := os.WriteFile(remote, tt.content, tt.mode); err != nil {
 				t.Fatal(err)
 			}
 			os.Chmod(remote, tt.mode)
-			if _, err := c.connect(t, s, c.opts()); err != nil {
+			conn, err := c.connect(t, s, c.opts())
+			if err != nil {
 				t.Fatal(err)
 			}
-			if s.sftps.Load() != 1 {
-				t.Errorf("suspect agent file reused")
+			if s.execs.Load() != 3 || conn.Uploaded() == "" {
+				t.Errorf("suspect agent file reused (%d sessions)", s.execs.Load())
 			}
+			got, _ := os.ReadFile(remote)
 			st, _ := os.Stat(remote)
-			if st.Size() != bin.size || st.Mode().Perm() != 0o755 {
-				t.Errorf("agent file after connect: %v", st.Mode())
+			if !bytes.Equal(got, full) || st.Mode().Perm() != 0o755 {
+				t.Errorf("agent file after connect: %v, content replaced: %v", st.Mode(), bytes.Equal(got, full))
 			}
 		})
 	}
@@ -381,7 +404,7 @@ func TestJumpHost(t *testing.T) {
 	if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
 		t.Fatalf("Do via bastion: %+v %v", r, err)
 	}
-	if bastion.forward.Load() != 1 || bastion.execs.Load() != 0 || target.execs.Load() != 2 {
+	if bastion.forward.Load() != 1 || bastion.execs.Load() != 0 || target.execs.Load() != 3 {
 		t.Errorf("bastion forwards %d execs %d, target execs %d", bastion.forward.Load(), bastion.execs.Load(), target.execs.Load())
 	}
 

@@ -162,13 +162,20 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				return
 			}
 			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusOK,
-				Msg: describeTarget(conn.target) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
+				Msg: describeTarget(conn.target) + agentNote(conn) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
 			r.mu.Lock()
 			r.conns[name] = conn
 			r.mu.Unlock()
 		}()
 	}
 	wg.Wait()
+}
+
+func agentNote(c *Conn) string {
+	if u := c.Uploaded(); u != "" {
+		return ", " + u
+	}
+	return ""
 }
 
 // describeTarget is how a connection went, for -vvv.

@@ -73,8 +73,9 @@ type ConnectOptions struct {
 	// agent executable for hosts of that platform. Unlisted platforms fall
 	// back to the environment variable ETCDPLAY_AGENT_<OS>_<ARCH>.
 	AgentBinaries map[string]string
-	// RemoteDir is where the agent binary is kept on hosts: /var/tmp for
-	// root, ~/.cache/etcdplay otherwise, when empty.
+	// RemoteDir is where the agent binary is kept on hosts:
+	// /var/lib/etcdplay/agent for root, ~/.cache/etcdplay otherwise, when
+	// empty.
 	RemoteDir string
 }
 

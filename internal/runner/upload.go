@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,7 +17,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 )
 
 // PlatformError is a host whose OS or architecture has no agent binary.
@@ -41,6 +44,36 @@ type agentBin struct {
 	sha256   string
 	size     int64
 	platform string // "linux/amd64"
+
+	gzOnce sync.Once
+	gz     []byte
+	gzErr  error
+}
+
+// compressed is the agent gzipped, made once per process and shared by
+// every host of a run: a third of the bytes to move, and gzip is on every
+// Linux host (zstd would be smaller but is not).
+func (b *agentBin) compressed() ([]byte, error) {
+	b.gzOnce.Do(func() {
+		f, err := os.Open(b.path)
+		if err != nil {
+			b.gzErr = fmt.Errorf("agent binary: %w", err)
+			return
+		}
+		defer f.Close()
+		var buf bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		if _, err := io.Copy(w, f); err != nil {
+			b.gzErr = fmt.Errorf("agent binary %s: %w", b.path, err)
+			return
+		}
+		if err := w.Close(); err != nil {
+			b.gzErr = err
+			return
+		}
+		b.gz = buf.Bytes()
+	})
+	return b.gz, b.gzErr
 }
 
 func (b *agentBin) remoteName() string { return "etcdplay-agent-" + b.sha256[:16] }
@@ -157,21 +190,39 @@ type probe struct {
 	// existing agent file: size, owner, mode; size -1 when absent.
 	size, owner int64
 	mode        uint32
+	// gunzip: the host has gzip and sha256sum, so the agent can be sent
+	// compressed and checked before it is moved into place.
+	gunzip bool
 }
 
 // probeCommand is the one shell command a connect usually needs. It
 // prints one header line (platform, login user, the state of the agent
-// file) and, when the agent file is there and trustworthy, execs the agent
-// in the same session, so a warm connect costs a single session. The
-// checks mirror probe.reusable.
-func probeCommand(dirExpr, name string, size int64, sudo string) string {
-	return `d=` + dirExpr + `; f="$d/` + name + `"; u=$(id -u); g=$(id -g); x=no
+// file, whether the host can unpack a compressed upload) and, when the
+// agent file is there and trustworthy, execs the agent in the same
+// session, so a warm connect costs a single session.
+//
+// Trustworthy: the right size under its content-hash name, owned by us or
+// root, writable by nobody else (the checks of probe.reusable), and its
+// content hashes to the agent's sha256. Hashing tens of megabytes on every
+// connect would cost more than the rest of a warm run, so a verified file
+// gets a stamp beside it: its inode, size and change time (to the
+// nanosecond). Any write or replacement changes the change time, and only
+// the owner of the private directory can write the stamp; a file whose
+// stamp does not match is hashed again before it runs.
+func probeCommand(dirExpr, name string, b *agentBin, sudo string) string {
+	return `d=` + dirExpr + `; f="$d/` + name + `"; u=$(id -u); g=$(id -g); x=no; z=no
 s=$(stat -c '%s %u %a' -- "$f" 2>/dev/null) || s=missing
 set -- $s
-if [ "$1" = ` + strconv.FormatInt(size, 10) + ` ] && { [ "$2" = "$u" ] || [ "$2" = 0 ]; }; then
-case "$3" in *[1357][0145][0145]) x=yes;; esac
+if [ "$1" = ` + strconv.FormatInt(b.size, 10) + ` ] && { [ "$2" = "$u" ] || [ "$2" = 0 ]; }; then
+case "$3" in *[1357][0145][0145])
+v=$(stat -c '%i %s %z' -- "$f")
+if [ "$(cat -- "$f.ok" 2>/dev/null)" = "$v" ]; then x=yes
+else h=$(sha256sum < "$f") && [ "${h%% *}" = ` + b.sha256 + ` ] && { printf '%s\n' "$v" > "$f.ok"; x=yes; }
+fi;;
+esac
 fi
-printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(uname -sm)" "$HOME" "$d" "$u" "$g" "$s" "$x"
+command -v gzip >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1 && z=yes
+printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(uname -sm)" "$HOME" "$d" "$u" "$g" "$s" "$x" "$z"
 if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi`
 }
 
@@ -181,10 +232,10 @@ const probeMagic = "etcdplay-probe"
 // whether the agent was exec'd after it.
 func parseProbe(line string) (p *probe, started bool, err error) {
 	f := strings.Split(strings.TrimRight(line, "\n"), "\t")
-	if len(f) != 8 || f[0] != probeMagic {
+	if len(f) != 9 || f[0] != probeMagic {
 		return nil, false, fmt.Errorf("probing host: unexpected output %q", line)
 	}
-	p = &probe{platform: unamePlatform(f[1]), home: f[2], dir: f[3], size: -1}
+	p = &probe{platform: unamePlatform(f[1]), home: f[2], dir: f[3], size: -1, gunzip: f[8] == "yes"}
 	if p.uid, err = strconv.Atoi(f[4]); err != nil {
 		return nil, false, fmt.Errorf("probing host: id -u: %q", f[4])
 	}
@@ -205,7 +256,7 @@ func parseProbe(line string) (p *probe, started bool, err error) {
 // reusable reports whether the file the probe found can be trusted as our
 // agent: the right size under its content-hash name, executable, owned by
 // us or root, and writable by nobody else (so no other user of a shared
-// /var/tmp can have planted it).
+// directory can have planted it). The probe also checks its hash.
 func (p *probe) reusable(b *agentBin) bool {
 	return p.size == b.size && (p.owner == int64(p.uid) || p.owner == 0) &&
 		p.mode&0o022 == 0 && p.mode&0o100 != 0
@@ -279,7 +330,49 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// installAgent uploads b into dir unless the probe found it there already.
+// streamCommand unpacks a gzipped agent from stdin into dir, checks its
+// sha256 before it is moved into place (nothing half-written or altered
+// ever runs), and stamps it as verified for the next probe. The directory
+// is private: created 0700, refused when it is a symlink or another
+// user's.
+func streamCommand(dir, name, sha string) string {
+	return `set -e; umask 077; d=` + shellQuote(dir) + `; f="$d/` + name + `"
+if [ -L "$d" ]; then echo "$d is a symlink: refusing to put the agent there" >&2; exit 1; fi
+mkdir -p "$d"
+o=$(stat -c %u -- "$d"); if [ "$o" != "$(id -u)" ] && [ "$o" != 0 ]; then echo "$d belongs to uid $o: refusing to put the agent there" >&2; exit 1; fi
+t="$d/.` + name + `.$$"; trap 'rm -f -- "$t"' EXIT
+gzip -dc > "$t"
+h=$(sha256sum < "$t"); if [ "${h%% *}" != ` + sha + ` ]; then echo "the agent arrived with sha256 ${h%% *}, want ` + sha + `" >&2; exit 1; fi
+chmod 0755 "$t"; mv -f -- "$t" "$f"; trap - EXIT
+stat -c '%i %s %z' -- "$f" > "$f.ok"`
+}
+
+// streamAgent sends the agent compressed over one exec session (no SFTP
+// round trip per 32 KB; the SSH window is the only flow control).
+func streamAgent(ctx context.Context, client *ssh.Client, dir string, b *agentBin) error {
+	gz, err := b.compressed()
+	if err != nil {
+		return err
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		return fmt.Errorf("uploading agent: %w", err)
+	}
+	defer sess.Close()
+	var stderr bytes.Buffer
+	sess.Stdin = ctxReader{ctx, bytes.NewReader(gz)}
+	sess.Stderr = &stderr
+	if err := sess.Run(streamCommand(dir, b.remoteName(), b.sha256)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("uploading agent to %s: %v: %s", dir, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// installAgent uploads b into dir unless the probe found it there already:
+// over SFTP uncompressed, for hosts without gzip or sha256sum.
 func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, uid int) error {
 	dst := path.Join(dir, b.remoteName())
 	if st, err := c.Stat(dst); err == nil {

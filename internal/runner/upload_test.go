@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -142,5 +143,117 @@ func TestBecomeNeedsPassword(t *testing.T) {
 	_, err := Connect(context.Background(), tg, c.opts())
 	if err == nil || IsUnreachable(err) || !strings.Contains(err.Error(), "sudo: a password is required") {
 		t.Fatalf("sudo without password: %v (unreachable %v)", err, IsUnreachable(err))
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	line := func(stat, exec, gz string) string {
+		return strings.Join([]string{probeMagic, "Linux x86_64", "/root", "/var/lib/etcdplay/agent", "0", "0", stat, exec, gz}, "\t") + "\n"
+	}
+	tests := []struct {
+		name        string
+		in          string
+		wantSize    int64
+		wantMode    uint32
+		wantStarted bool
+		wantGunzip  bool
+		wantErr     string
+	}{
+		{name: "absent agent, host can gunzip", in: line("missing", "no", "yes"), wantSize: -1, wantGunzip: true},
+		{name: "agent there and started", in: line("24117248 0 755", "yes", "yes"), wantSize: 24117248, wantMode: 0o755, wantStarted: true, wantGunzip: true},
+		{name: "no gzip or sha256sum", in: line("missing", "no", "no"), wantSize: -1},
+		{name: "old 8-field probe", in: strings.Join([]string{probeMagic, "Linux x86_64", "/root", "/d", "0", "0", "missing", "no"}, "\t"), wantErr: "unexpected output"},
+		{name: "motd in front", in: "Welcome!", wantErr: "unexpected output"},
+		{name: "uid not a number", in: strings.Replace(line("missing", "no", "yes"), "\t0\t0\t", "\tx\t0\t", 1), wantErr: "id -u"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, started, err := parseProbe(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.size != tt.wantSize || p.mode != tt.wantMode || started != tt.wantStarted || p.gunzip != tt.wantGunzip {
+				t.Errorf("got size %d mode %o started %v gunzip %v", p.size, p.mode, started, p.gunzip)
+			}
+		})
+	}
+}
+
+// TestStreamCommandRefusesForeignDir runs the upload script with the
+// local sh: a symlinked or foreign-owned agent directory is refused and
+// nothing is written through it; a good upload lands 0755 with its stamp.
+func TestStreamCommandRefusesForeignDir(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to make a directory owned by another user")
+	}
+	exe, _ := os.Executable()
+	b, err := loadAgentBin(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := b.compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runStream := func(dir, sha string) (string, error) {
+		cmd := exec.Command("sh", "-c", streamCommand(dir, b.remoteName(), sha))
+		cmd.Stdin = bytes.NewReader(gz)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	run := func(dir string) (string, error) { return runStream(dir, b.sha256) }
+	root := t.TempDir()
+	loot := filepath.Join(root, "loot")
+	if err := os.Mkdir(loot, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(loot, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(link); err == nil || !strings.Contains(out, "is a symlink") {
+		t.Errorf("symlinked dir: err %v, output %q", err, out)
+	}
+	foreign := filepath.Join(root, "foreign")
+	if err := os.Mkdir(foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(foreign); err == nil || !strings.Contains(out, "belongs to uid 4242") {
+		t.Errorf("foreign dir: err %v, output %q", err, out)
+	}
+	for _, d := range []string{loot, foreign} {
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Errorf("%s: something was written: %v", d, ents)
+		}
+	}
+	bad := filepath.Join(root, "bad")
+	if out, err := runStream(bad, strings.Repeat("0", 64)); err == nil || !strings.Contains(out, "arrived with sha256 "+b.sha256) {
+		t.Errorf("hash mismatch: err %v, output %q", err, out)
+	}
+	if ents, _ := os.ReadDir(bad); len(ents) != 0 {
+		t.Errorf("hash mismatch left %v behind", ents)
+	}
+	good := filepath.Join(root, "good", "agent")
+	if out, err := run(good); err != nil {
+		t.Fatalf("good dir: %v: %s", err, out)
+	}
+	st, err := os.Stat(filepath.Join(good, b.remoteName()))
+	if err != nil || st.Mode().Perm() != 0o755 || st.Size() != b.size {
+		t.Fatalf("agent landed as %v, %v", st, err)
+	}
+	if st, err := os.Stat(filepath.Dir(good)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("parent made as %v, %v; want 0700", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(good, b.remoteName()+".ok")); err != nil {
+		t.Errorf("no verification stamp: %v", err)
 	}
 }
