@@ -16,7 +16,7 @@ DEMO_PLAYBOOK ?= $(if $(wildcard playbooks/site.yml),playbooks/site.yml,playbook
 # Integration tests boot containers: one package at a time on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build lab-tool lab-deps test lint unit-test fuzz integration-test soak lab-up lab-down mirror demo bench clean
+.PHONY: all build lab-tool lab-deps bench-deps test lint unit-test fuzz integration-test soak lab-up lab-down mirror demo bench clean
 
 all: build
 
@@ -120,7 +120,21 @@ demo: lab-deps build lab-tool
 	@echo "  ssh -i $(LAB_DIR)/id_ed25519 -o UserKnownHostsFile=$(LAB_DIR)/known_hosts root@127.0.$(LAB_BLOCK).1"
 	@echo "Take it down with: make lab-down"
 
-bench: build
+# The bench compares with Ansible on the same lab: ansible-core and
+# Mitogen from Debian, installed here (as root with apt-get) and never for
+# make test. Without them the bench prints etcdplay's figures alone.
+BENCH_PKGS ?= ansible-core ansible-mitogen
+bench-deps:
+	@if ! command -v ansible-playbook >/dev/null 2>&1 || [ ! -d /usr/lib/python3/dist-packages/ansible_mitogen ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "==> installing Ansible for the comparison: $(BENCH_PKGS)"; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BENCH_PKGS) >/dev/null || exit 1; \
+		else \
+			echo "==> no Ansible comparison: apt-get install $(BENCH_PKGS)"; \
+		fi; \
+	fi
+
+bench: build lab-deps bench-deps
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout $(TEST_TIMEOUT) ./integration/...
 
 clean:

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,6 +128,10 @@ type Outcome struct {
 	Events  []runner.Event
 	Recap   map[string]runner.HostRecap
 	Elapsed time.Duration
+	// CPU is the run's user plus system time; MaxRSS its peak resident
+	// memory in bytes (the controller's cost, for the benchmarks).
+	CPU    time.Duration
+	MaxRSS int64
 }
 
 // Changed sums changed counts over every host.
@@ -234,6 +239,12 @@ func run(t testing.TB, bin string, args, env []string) *Outcome {
 	start := time.Now()
 	err := cmd.Run()
 	o := &Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}}
+	if ps := cmd.ProcessState; ps != nil {
+		o.CPU = ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			o.MaxRSS = ru.Maxrss * 1024 // Linux reports KiB
+		}
+	}
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {

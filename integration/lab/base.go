@@ -3,6 +3,8 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +21,9 @@ var BasePackages = []string{
 	"iproute2", "procps", "curl", "ca-certificates",
 	// sudo: the become tests log in as an unprivileged user.
 	"sudo",
+	// python3: Ansible runs on the same hosts in the benchmark, and Debian
+	// servers have it.
+	"python3",
 }
 
 // baseMarker is written last into a finished image: a directory without it
@@ -26,7 +31,7 @@ var BasePackages = []string{
 const baseMarker = ".etcdplay-lab-base"
 
 // DefaultCacheDir is $ETCDPLAY_LAB_CACHE, or /var/cache/etcdplay-lab. It
-// holds the base image (base/) and, for the mirror package, etcd releases.
+// holds the base image (base-<hash of its package list>/) and, for the mirror package, etcd releases.
 func DefaultCacheDir() string {
 	if d := os.Getenv("ETCDPLAY_LAB_CACHE"); d != "" {
 		return d
@@ -43,7 +48,10 @@ func BaseImage(ctx context.Context, cacheDir string) (string, error) {
 	if cacheDir == "" {
 		cacheDir = DefaultCacheDir()
 	}
-	base := filepath.Join(cacheDir, "base")
+	// Named by its package list: a lab still running on an image of another
+	// list keeps its lower layer while the new image is built beside it.
+	sum := sha256.Sum256([]byte(baseStamp()))
+	base := filepath.Join(cacheDir, "base-"+hex.EncodeToString(sum[:6]))
 	if baseCurrent(base) {
 		return base, nil
 	}

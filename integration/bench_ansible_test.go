@@ -1,0 +1,277 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+// BenchmarkGenericDemoVsAnsible applies playbooks/generic-demo.yml, which
+// runs unchanged under both tools, to 30 bare lab hosts with etcdplay, to
+// 30 others with ansible-playbook and, with Mitogen installed, to 30 more
+// under Mitogen. ETCDPLAY_BENCH_HOSTS changes the per-tool host count.
+func BenchmarkGenericDemoVsAnsible(b *testing.B) {
+	n := envInt(b, "ETCDPLAY_BENCH_HOSTS", 30)
+	pb := harness.Playbook("generic-demo.yml")
+	cold, warm := compareWithAnsible(b, benchCase{
+		name: "generic-demo", lab: "bench-fleet", block: 74, hosts: n,
+		etcdplay: pb, ansible: pb, target: "cold target <= 4s",
+	})
+	b.ReportMetric(cold.Seconds(), "s/cold")
+	b.ReportMetric(warm.Seconds(), "s/warm")
+}
+
+// BenchmarkSiteVsAnsible bootstraps a 3-member TLS etcd 3.6 cluster from
+// bare hosts with playbooks/site.yml, and with the same work written for
+// Ansible (integration/bench/ansible/site.yml) on 3 other hosts, then
+// re-applies both as no-ops. Both fetch the release from the lab's mirror.
+func BenchmarkSiteVsAnsible(b *testing.B) {
+	url := harness.Mirror(b, "v3.6.16")
+	ansibleDir := b.TempDir()
+	cold, warm := compareWithAnsible(b, benchCase{
+		name: "site.yml", lab: "bench-site-ansible", block: 75, hosts: 3,
+		etcdplay:    harness.Playbook("site.yml"),
+		setup:       func(e *harness.Env) { e.Vars["etcd_release_url"] = url },
+		ansible:     filepath.Join(harness.RepoRoot(), "integration/bench/ansible/site.yml"),
+		ansibleVars: []string{"-e", "etcd_release_url=" + url, "-e", "controller_dir=" + ansibleDir},
+		target:      "cold target <= 2.5s (>= 12x Ansible), warm <= 0.15s (>= 90x Ansible, >= 40x Mitogen)",
+	})
+	b.ReportMetric(cold.Seconds(), "s/cold")
+	b.ReportMetric(warm.Seconds(), "s/warm")
+}
+
+// BenchmarkFleet200 applies generic-demo.yml to 200 lab hosts, cold and
+// then warm, and reports the controller's wall time, CPU time and peak RSS
+// (targets: warm <= 3 s, RSS <= 300 MB). etcdplay only: Ansible on 200
+// hosts adds many minutes and no new ratio. ETCDPLAY_FLEET_HOSTS changes
+// the count (at most 254).
+func BenchmarkFleet200(b *testing.B) {
+	n := envInt(b, "ETCDPLAY_FLEET_HOSTS", 200)
+	boot := time.Now()
+	l := lab.ForTest(b, lab.Options{Name: "bench-fleet200", Block: 76, Hosts: n, BootTimeout: 5 * time.Minute})
+	fmt.Printf("BENCH fleet: %d lab hosts booted in %.1fs\n", n, time.Since(boot).Seconds())
+	e := harness.New(b, l)
+	pb := harness.Playbook("generic-demo.yml")
+	forks := fmt.Sprint(n)
+	cold := e.MustApply(b, pb, "--forks", forks)
+	printColdBreakdown(cold)
+	var warm []*harness.Outcome
+	for r := 0; r < 3; r++ {
+		o := e.MustApply(b, pb, "--forks", forks)
+		if c := o.Changed(); c != 0 {
+			b.Fatalf("warm run changed %d", c)
+		}
+		warm = append(warm, o)
+	}
+	sort.Slice(warm, func(i, j int) bool { return warm[i].Elapsed < warm[j].Elapsed })
+	w := warm[1]
+	for _, x := range []struct {
+		what string
+		o    *harness.Outcome
+		tgt  string
+	}{{"cold", cold, ""}, {"warm", w, "; target <= 3s and <= 300 MB"}} {
+		fmt.Printf("BENCH generic-demo %s, %d hosts: %.2fs wall, controller %.2fs CPU, peak RSS %.0f MB (%.2f MB per host)%s\n",
+			x.what, n, x.o.Elapsed.Seconds(), x.o.CPU.Seconds(), float64(x.o.MaxRSS)/1e6, float64(x.o.MaxRSS)/1e6/float64(n), x.tgt)
+	}
+	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
+	b.ReportMetric(w.Elapsed.Seconds(), "s/warm")
+	b.ReportMetric(float64(w.MaxRSS)/1e6, "MB/warm-rss")
+}
+
+// benchCase is one piece of work done by etcdplay and by Ansible on
+// separate hosts of one lab.
+type benchCase struct {
+	name        string
+	lab         string
+	block       int
+	hosts       int // per tool
+	etcdplay    string
+	setup       func(*harness.Env)
+	ansible     string
+	ansibleVars []string
+	target      string
+}
+
+// compareWithAnsible runs c cold once per tool, then warm no-op runs
+// alternating between the tools, prints the figures and ratios, and
+// returns etcdplay's cold time and median warm time. Ansible is set up as
+// fast as it goes (runAnsible); Mitogen joins when installed.
+func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration) {
+	tools := []string{"etcdplay"}
+	ansible, err := exec.LookPath("ansible-playbook")
+	if err != nil {
+		fmt.Println("BENCH ansible-playbook not installed (make bench installs it as root on Debian): etcdplay figures only")
+	} else {
+		tools = append(tools, "ansible")
+		if mitogenStrategy() != "" {
+			tools = append(tools, "mitogen")
+		} else {
+			fmt.Println("BENCH ansible-mitogen not installed: no Mitogen figures")
+		}
+	}
+	n := c.hosts
+	l := lab.ForTest(b, lab.Options{Name: c.lab, Block: c.block, Hosts: n * len(tools), BootTimeout: 3 * time.Minute})
+	runs := map[string]func() (time.Duration, int){}
+	for i, tool := range tools {
+		inv := subsetInventory(b, l, l.Hosts()[i*n:(i+1)*n], tool)
+		if tool == "etcdplay" {
+			e := harness.New(b, l)
+			e.Inventory = inv
+			if c.setup != nil {
+				c.setup(e)
+			}
+			runs[tool] = func() (time.Duration, int) {
+				o := e.MustApply(b, c.etcdplay, "--forks", fmt.Sprint(max(n, 50)))
+				if o.Changed() > 0 {
+					printColdBreakdown(o)
+				}
+				return o.Elapsed, o.Changed()
+			}
+			continue
+		}
+		mitogen := tool == "mitogen"
+		runs[tool] = func() (time.Duration, int) {
+			return runAnsible(b, ansible, inv, c.ansible, l.KnownHostsFile, n, mitogen, c.ansibleVars...)
+		}
+	}
+	cold := map[string]time.Duration{}
+	for _, tool := range tools {
+		d, changed := runs[tool]()
+		if changed == 0 {
+			b.Fatalf("%s cold run changed nothing", tool)
+		}
+		cold[tool] = d
+	}
+	const rounds = 3
+	warm := map[string][]time.Duration{}
+	for r := 0; r < rounds; r++ {
+		for _, tool := range tools {
+			d, changed := runs[tool]()
+			if changed != 0 {
+				b.Fatalf("%s warm run %d changed %d", tool, r, changed)
+			}
+			warm[tool] = append(warm[tool], d)
+		}
+	}
+	med := func(ds []time.Duration) time.Duration {
+		ds = append([]time.Duration(nil), ds...)
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2]
+	}
+	ep := med(warm["etcdplay"])
+	fmt.Printf("BENCH %s, %d hosts, cold: etcdplay %.2fs; warm no-op: %.3fs (median of %d); %s\n", c.name, n, cold["etcdplay"].Seconds(), ep.Seconds(), rounds, c.target)
+	for _, tool := range tools[1:] {
+		w := med(warm[tool])
+		fmt.Printf("BENCH %s, %d hosts, cold: %s %.2fs (etcdplay %.1fx faster); warm no-op: %.2fs (etcdplay %.1fx faster)\n",
+			c.name, n, tool, cold[tool].Seconds(), cold[tool].Seconds()/cold["etcdplay"].Seconds(), w.Seconds(), w.Seconds()/ep.Seconds())
+	}
+	return cold["etcdplay"], ep
+}
+
+// printColdBreakdown says where a cold run's time went: how long the
+// slowest host took to connect (SSH handshake, probe, agent upload, agent
+// start) and what the rest of the run took.
+func printColdBreakdown(o *harness.Outcome) {
+	var slowest float64
+	var uploads []string
+	for _, ev := range o.Events {
+		if ev.Type != runner.EventHostConnect {
+			continue
+		}
+		if ev.Elapsed > slowest {
+			slowest = ev.Elapsed
+		}
+		if m := uploadRE.FindString(ev.Msg); m != "" && len(uploads) < 1 {
+			uploads = append(uploads, m)
+		}
+	}
+	fmt.Printf("BENCH   cold run: slowest connect (handshake, probe, agent upload and start) %.2fs; tasks %.2fs; e.g. %s\n",
+		slowest, o.Elapsed.Seconds()-slowest, strings.Join(uploads, ""))
+}
+
+var uploadRE = regexp.MustCompile(`agent sent [^,]*in [0-9.]+m?s`)
+
+// runAnsible runs ansible-playbook as fast as it is configured in
+// practice, and returns how long it took and how many tasks it changed.
+func runAnsible(t testing.TB, ansible, inv, pb, knownHosts string, forks int, mitogen bool, extra ...string) (time.Duration, int) {
+	t.Helper()
+	cmd := exec.Command(ansible, append([]string{"-i", inv, "-f", fmt.Sprint(forks), pb}, extra...)...)
+	cmd.Dir = t.TempDir() // no ansible.cfg from the working directory
+	cmd.Env = append(os.Environ(),
+		"ANSIBLE_GATHERING=explicit",
+		"ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3",
+		"ANSIBLE_PIPELINING=True",
+		"ANSIBLE_HOST_KEY_CHECKING=True",
+		"ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile="+knownHosts,
+		"ANSIBLE_RETRY_FILES_ENABLED=False",
+		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_LOCAL_TEMP="+t.TempDir(),
+	)
+	if mitogen {
+		cmd.Env = append(cmd.Env, "ANSIBLE_STRATEGY_PLUGINS="+mitogenStrategy(), "ANSIBLE_STRATEGY=mitogen_linear")
+	}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		t.Fatalf("ansible-playbook (mitogen %v): %v\n%s", mitogen, err, out)
+	}
+	changed := 0
+	for _, m := range recapChangedRE.FindAllStringSubmatch(string(out), -1) {
+		var c int
+		fmt.Sscan(m[1], &c)
+		changed += c
+	}
+	return d, changed
+}
+
+var recapChangedRE = regexp.MustCompile(`changed=(\d+)`)
+
+// mitogenStrategy is the directory of Mitogen's Ansible strategy plugins
+// from Debian's python3-mitogen, or "".
+func mitogenStrategy() string {
+	ds, _ := filepath.Glob("/usr/lib/python3/dist-packages/ansible_mitogen/plugins/strategy")
+	if len(ds) == 0 {
+		return ""
+	}
+	return ds[0]
+}
+
+// subsetInventory writes an inventory of some of the lab's hosts, in the
+// lab's own form (one group, etcd), usable by both tools.
+func subsetInventory(t testing.TB, l *lab.Lab, hosts []lab.Host, name string) string {
+	var b strings.Builder
+	b.WriteString("all:\n  children:\n    etcd:\n      hosts:\n")
+	for _, h := range hosts {
+		fmt.Fprintf(&b, "        %s:\n          ansible_host: %s\n          ansible_user: root\n          ansible_ssh_private_key_file: %s\n", h.Name, h.Addr, l.KeyFile)
+	}
+	p := filepath.Join(t.TempDir(), name+".yml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// envInt is the integer in environment variable name, or def.
+func envInt(t testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
