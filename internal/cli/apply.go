@@ -85,7 +85,7 @@ func newApply() *cobra.Command {
 		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sink, err := output.New(format, cmd.OutOrStdout(), output.Options{Diff: showDiff, Check: check,
-				Verbosity: verbose, Color: useColor(cmd.OutOrStdout(), noColor)})
+				Verbosity: verbose, Color: useColor(cmd.OutOrStdout(), noColor), Progress: onTerminal(cmd.OutOrStdout())})
 			if err != nil {
 				return invalid(err)
 			}

@@ -42,8 +42,13 @@ func useColor(w io.Writer, noColor bool) bool {
 	if noColor || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
+	return onTerminal(w)
+}
+
+// onTerminal reports whether w is a terminal (and not TERM=dumb).
+func onTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && isTerminal(f)
+	return ok && os.Getenv("TERM") != "dumb" && isTerminal(f)
 }
 
 func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.Change) error {

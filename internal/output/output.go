@@ -27,13 +27,16 @@ type Options struct {
 	Verbosity int
 	// Color colours the status words (a terminal, no NO_COLOR).
 	Color bool
+	// Progress shows large transfers as one status line, redrawn in place
+	// (a terminal only: a log would fill with carriage returns).
+	Progress bool
 }
 
 // New returns a sink for format "text" or "json".
 func New(format string, w io.Writer, o Options) (runner.Sink, error) {
 	switch format {
 	case "", "text":
-		return &Text{w: w, diff: o.Diff, check: o.Check, verbosity: o.Verbosity, color: o.Color}, nil
+		return &Text{w: w, diff: o.Diff, check: o.Check, verbosity: o.Verbosity, color: o.Color, progress: o.Progress}, nil
 	case "json":
 		return &JSON{enc: json.NewEncoder(w), diff: o.Diff}, nil
 	}
@@ -51,6 +54,9 @@ type JSON struct {
 // --diff, as in the text output (a JSON log is kept and shipped further
 // than a terminal); secret diffs carry only hashes.
 func (j *JSON) Emit(e runner.Event) {
+	if e.Type == runner.EventProgress {
+		return // twice a second per host: the end of a transfer is its task's result
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if e.Change != nil {
@@ -94,12 +100,35 @@ type Text struct {
 	verbosity int
 	color     bool
 	lastPlay  string
+
+	progress  bool
+	transfers map[transferKey]runner.Transfer
+	statusUp  bool // a status line is on screen, without a newline
 }
+
+type transferKey struct{ host, what string }
 
 // Emit prints one event.
 func (t *Text) Emit(e runner.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if e.Type == runner.EventProgress {
+		t.trackTransfer(e)
+		return
+	}
+	if t.statusUp {
+		fmt.Fprint(t.w, "\r\x1b[K")
+		t.statusUp = false
+	}
+	defer t.drawStatus()
+	if e.Host != "" && (e.Type == runner.EventHostConnect || e.Type == runner.EventNodeDone) {
+		// Whatever this host was sending is over (sent, or failed).
+		for k := range t.transfers {
+			if k.host == e.Host {
+				delete(t.transfers, k)
+			}
+		}
+	}
 	switch e.Type {
 	case runner.EventHostConnect:
 		switch {
@@ -117,6 +146,67 @@ func (t *Text) Emit(e runner.Event) {
 	case runner.EventRecap:
 		t.recap(e)
 	}
+}
+
+func (t *Text) trackTransfer(e runner.Event) {
+	if !t.progress || e.Transfer == nil {
+		return
+	}
+	if t.transfers == nil {
+		t.transfers = map[transferKey]runner.Transfer{}
+	}
+	k := transferKey{e.Host, e.Transfer.What}
+	if e.Transfer.Done >= e.Transfer.Total {
+		delete(t.transfers, k)
+	} else {
+		t.transfers[k] = *e.Transfer
+	}
+	if t.statusUp {
+		fmt.Fprint(t.w, "\r\x1b[K")
+		t.statusUp = false
+	}
+	t.drawStatus()
+}
+
+// drawStatus shows the transfers under way as one line, summed per thing
+// sent: "sending agent to 30 hosts: 120.4 of 354.0 MB (34%)".
+func (t *Text) drawStatus() {
+	if len(t.transfers) == 0 {
+		return
+	}
+	type sum struct {
+		hosts       int
+		done, total int64
+	}
+	by := map[string]*sum{}
+	var whats []string
+	for k, tr := range t.transfers {
+		if by[k.what] == nil {
+			by[k.what] = &sum{}
+			whats = append(whats, k.what)
+		}
+		s := by[k.what]
+		s.hosts++
+		s.done += tr.Done
+		s.total += tr.Total
+	}
+	sort.Strings(whats)
+	var parts []string
+	for _, w := range whats {
+		s := by[w]
+		hosts := "1 host"
+		if s.hosts > 1 {
+			hosts = fmt.Sprintf("%d hosts", s.hosts)
+		}
+		parts = append(parts, fmt.Sprintf("sending %s to %s: %.1f of %.1f MB (%d%%)", w, hosts,
+			float64(s.done)/1e6, float64(s.total)/1e6, s.done*100/max(s.total, 1)))
+	}
+	line := strings.Join(parts, "; ")
+	if len(line) > 160 {
+		line = line[:157] + "..."
+	}
+	fmt.Fprint(t.w, line)
+	t.statusUp = true
 }
 
 // playHeader prints "PLAY [name]" before the first line of a play.

@@ -109,3 +109,49 @@ func TestJSONMasksSecrets(t *testing.T) {
 		t.Errorf("the actions are gone too:\n%s", buf.String())
 	}
 }
+
+func TestTextProgress(t *testing.T) {
+	const mb = 1_000_000
+	prog := func(host, what string, done, total int64) runner.Event {
+		return runner.Event{Type: runner.EventProgress, Host: host, Transfer: &runner.Transfer{What: what, Done: done, Total: total}}
+	}
+	events := []runner.Event{
+		prog("etcd1", "agent", 2*mb, 12*mb),
+		prog("etcd2", "agent", 4*mb, 12*mb),
+		{Type: runner.EventNodeDone, Play: "p", Task: "t", Host: "etcd1", Status: modules.StatusOK},
+		prog("etcd2", "agent", 12*mb, 12*mb),
+	}
+	tests := []struct {
+		name     string
+		progress bool
+		want     string
+	}{
+		{"terminal", true, "sending agent to 1 host: 2.0 of 12.0 MB (16%)" +
+			"\r\x1b[Ksending agent to 2 hosts: 6.0 of 24.0 MB (25%)" +
+			"\r\x1b[K\nPLAY [p] " + stars("p") + "\nok: [etcd1] t\n" +
+			"sending agent to 1 host: 4.0 of 12.0 MB (33%)" +
+			"\r\x1b[K"},
+		{"pipe", false, "\nPLAY [p] " + stars("p") + "\nok: [etcd1] t\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			sink, err := New("text", &b, Options{Progress: tt.progress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range events {
+				sink.Emit(e)
+			}
+			if b.String() != tt.want {
+				t.Errorf("got  %q\nwant %q", b.String(), tt.want)
+			}
+		})
+	}
+	var j bytes.Buffer
+	js, _ := New("json", &j, Options{})
+	js.Emit(events[0])
+	if j.Len() != 0 {
+		t.Errorf("JSON printed a progress event: %s", j.String())
+	}
+}

@@ -225,7 +225,7 @@ func (c *Conn) startAgent(ctx context.Context) error {
 func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
 	start := time.Now()
 	if c.probe.gunzip {
-		if err := streamAgent(ctx, c.client, c.probe.dir, bin); err != nil {
+		if err := streamAgent(ctx, c.client, c.probe.dir, bin, c.opts.OnProgress); err != nil {
 			return err
 		}
 		c.uploaded = fmt.Sprintf("agent sent gzipped (%.1f of %.1f MB) in %s", float64(len(bin.gz))/1e6, float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
@@ -235,7 +235,7 @@ func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
 	if err != nil {
 		return err
 	}
-	if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid); err != nil {
+	if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid, c.opts.OnProgress); err != nil {
 		return err
 	}
 	c.uploaded = fmt.Sprintf("agent sent over SFTP (%.1f MB; no gzip or sha256sum on the host) in %s", float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
@@ -577,6 +577,7 @@ func (c *Conn) agentCopy(ctx context.Context, spec *agent.CopySpec) error {
 // Upload streams r to dst on the host atomically (temp file in the same
 // directory, fsync, rename) with mode; an existing file's owner is kept.
 func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32) error {
+	r = withProgress(r, dst, sizeOf(r), c.opts.OnProgress)
 	sc, err := c.sftpClient()
 	if err != nil {
 		return c.connErr(fmt.Errorf("upload %s to %s: %w", dst, c.target.label(), err))

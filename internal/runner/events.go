@@ -16,6 +16,9 @@ const (
 	EventNodeDone    EventType = "task_result"
 	EventLog         EventType = "log"
 	EventRecap       EventType = "recap"
+	// EventProgress is a large transfer to a host under way: Transfer says
+	// how far. The text output shows it on a terminal only.
+	EventProgress EventType = "progress"
 )
 
 // Event is one thing worth reporting during a run.
@@ -35,6 +38,16 @@ type Event struct {
 	Data    map[string]any `json:"data,omitempty"`
 	Elapsed float64        `json:"elapsed_seconds,omitempty"`
 	Recap   []HostRecap    `json:"recap,omitempty"`
+	// Transfer is how far a transfer has come (EventProgress).
+	Transfer *Transfer `json:"transfer,omitempty"`
+}
+
+// Transfer is the state of one transfer to a host: what is sent (the
+// agent, or a file's destination path) and bytes sent of the total.
+type Transfer struct {
+	What  string `json:"what"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
 }
 
 // HostRecap counts a host's task outcomes, as in Ansible's PLAY RECAP.

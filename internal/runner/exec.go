@@ -154,6 +154,9 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Host: name,
 					Msg: fmt.Sprintf("connection attempt %d dropped by the server (%v); trying again", attempt, err)})
 			}
+			o.OnProgress = func(tr Transfer) {
+				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventProgress, Host: name, Transfer: &tr})
+			}
 			began := time.Now()
 			conn, err := Connect(ctx, t, o)
 			if err != nil {

@@ -63,6 +63,9 @@ type ConnectOptions struct {
 	ConnectionAttempts int
 	// OnRetry, when set, is told of each retried attempt.
 	OnRetry func(host string, attempt int, err error)
+	// OnProgress, when set, is told how far a transfer of more than
+	// progressMin bytes has come, about twice a second and at its end.
+	OnProgress func(Transfer)
 	// KeepAlive is the interval of keepalive@openssh.com requests (15s
 	// when 0); a connection that misses one for Timeout is declared dead.
 	KeepAlive time.Duration

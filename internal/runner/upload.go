@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/pkg/sftp"
@@ -349,7 +350,7 @@ stat -c '%i %s %z' -- "$f" > "$f.ok"`
 
 // streamAgent sends the agent compressed over one exec session (no SFTP
 // round trip per 32 KB; the SSH window is the only flow control).
-func streamAgent(ctx context.Context, client *ssh.Client, dir string, b *agentBin) error {
+func streamAgent(ctx context.Context, client *ssh.Client, dir string, b *agentBin, report func(Transfer)) error {
 	gz, err := b.compressed()
 	if err != nil {
 		return err
@@ -360,7 +361,7 @@ func streamAgent(ctx context.Context, client *ssh.Client, dir string, b *agentBi
 	}
 	defer sess.Close()
 	var stderr bytes.Buffer
-	sess.Stdin = ctxReader{ctx, bytes.NewReader(gz)}
+	sess.Stdin = ctxReader{ctx, withProgress(bytes.NewReader(gz), "agent", int64(len(gz)), report)}
 	sess.Stderr = &stderr
 	if err := sess.Run(streamCommand(dir, b.remoteName(), b.sha256)); err != nil {
 		if ctx.Err() != nil {
@@ -373,7 +374,7 @@ func streamAgent(ctx context.Context, client *ssh.Client, dir string, b *agentBi
 
 // installAgent uploads b into dir unless the probe found it there already:
 // over SFTP uncompressed, for hosts without gzip or sha256sum.
-func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, uid int) error {
+func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, uid int, report func(Transfer)) error {
 	dst := path.Join(dir, b.remoteName())
 	if st, err := c.Stat(dst); err == nil {
 		p := &probe{uid: uid, size: st.Size(), mode: uint32(st.Mode().Perm()), owner: -1}
@@ -392,8 +393,62 @@ func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, 
 		return fmt.Errorf("agent binary: %w", err)
 	}
 	defer f.Close()
-	if err := sftpPut(ctx, c, f, dst, 0o755, -1, -1); err != nil {
+	if err := sftpPut(ctx, c, withProgress(f, "agent", b.size, report), dst, 0o755, -1, -1); err != nil {
 		return fmt.Errorf("uploading agent: %w", err)
 	}
 	return nil
+}
+
+// progressMin is the smallest transfer worth a progress line: below it a
+// transfer is over before anyone reads the line.
+const progressMin = 4 << 20
+
+// progressReader reports how much of r has been read, at most every
+// progressEvery and once at the end, when the total is large enough.
+type progressReader struct {
+	r        io.Reader
+	t        Transfer
+	report   func(Transfer)
+	lastSent time.Time
+	finished bool
+}
+
+const progressEvery = 500 * time.Millisecond
+
+// withProgress wraps r when report is set and total is worth reporting.
+func withProgress(r io.Reader, what string, total int64, report func(Transfer)) io.Reader {
+	if report == nil || total < progressMin {
+		return r
+	}
+	return &progressReader{r: r, t: Transfer{What: what, Total: total}, report: report, lastSent: time.Now()}
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.t.Done += int64(n)
+	switch {
+	case p.finished:
+	case p.t.Done >= p.t.Total || err != nil:
+		p.finished = true
+		p.report(p.t)
+	case time.Since(p.lastSent) >= progressEvery:
+		p.lastSent = time.Now()
+		p.report(p.t)
+	}
+	return n, err
+}
+
+// sizeOf is how many bytes r will yield, when it can tell (a file, an
+// in-memory reader), or 0.
+func sizeOf(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Len() int }:
+		return int64(v.Len())
+	case *os.File:
+		if st, err := v.Stat(); err == nil && st.Mode().IsRegular() {
+			off, _ := v.Seek(0, io.SeekCurrent)
+			return st.Size() - off
+		}
+	}
+	return 0
 }

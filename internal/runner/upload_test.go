@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,5 +256,30 @@ func TestStreamCommandRefusesForeignDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(good, b.remoteName()+".ok")); err != nil {
 		t.Errorf("no verification stamp: %v", err)
+	}
+}
+
+func TestProgressReader(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), progressMin+1)
+	var got []Transfer
+	r := withProgress(bytes.NewReader(data), "agent", sizeOf(bytes.NewReader(data)), func(tr Transfer) { got = append(got, tr) })
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := r.Read(buf); err != nil {
+			break
+		}
+	}
+	last := got[len(got)-1]
+	if last.Done != int64(len(data)) || last.Total != int64(len(data)) || last.What != "agent" {
+		t.Errorf("last report %+v, want all %d bytes", last, len(data))
+	}
+	for _, tr := range got[:len(got)-1] {
+		if tr.Done >= tr.Total {
+			t.Errorf("the end was reported twice: %+v", got)
+		}
+	}
+	small := bytes.NewReader([]byte("small"))
+	if r := withProgress(small, "x", sizeOf(small), func(Transfer) { t.Error("a small transfer reported progress") }); r != io.Reader(small) {
+		t.Error("a small transfer was wrapped")
 	}
 }
