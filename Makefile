@@ -54,7 +54,7 @@ test: lint unit-test fuzz integration-test
 # (make fuzz FUZZTIME=10m). Inputs that failed once are kept under
 # testdata/fuzz/ and run by every go test.
 FUZZTIME ?= 15s
-FUZZ_TARGETS ?= ./internal/inventory:FuzzLoadYAML ./internal/inventory:FuzzLoadINI ./internal/playbook:FuzzParse ./internal/runner:FuzzKnownHosts
+FUZZ_TARGETS ?= ./internal/inventory:FuzzLoadYAML ./internal/inventory:FuzzLoadINI ./internal/playbook:FuzzParse ./internal/transport:FuzzKnownHosts
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "==> fuzz $${t#*:} ($(FUZZTIME))"; \

@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/output"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 )
 
 // sshFlags are the connection settings shared by apply and status.
@@ -30,20 +31,20 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
-	fl.StringVarP(&f.sshConfig, "ssh-config", "F", runner.DefaultSSHConfigFile(), "ssh client config whose HostName, Port, User, IdentityFile and ProxyJump fill what the inventory and flags leave unset (\"none\": no config)")
+	fl.StringVarP(&f.sshConfig, "ssh-config", "F", transport.DefaultSSHConfigFile(), "ssh client config whose HostName, Port, User, IdentityFile and ProxyJump fill what the inventory and flags leave unset (\"none\": no config)")
 	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: this binary for its own platform)")
 }
 
 // connectOptions are the flags' connection settings; a bad ssh config
 // is invalid input.
-func (f *sshFlags) connectOptions() (runner.ConnectOptions, error) {
+func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
 	kh := f.knownHosts
 	if kh == "" {
 		if home, err := os.UserHomeDir(); err == nil {
 			kh = filepath.Join(home, ".ssh", "known_hosts")
 		}
 	}
-	o := runner.ConnectOptions{User: f.user, KeyFile: expandTilde(f.key), KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
+	o := transport.ConnectOptions{User: f.user, KeyFile: expandTilde(f.key), KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
 	for _, spec := range f.agentBinary {
 		if platform, path, ok := strings.Cut(spec, "="); ok {
 			if o.AgentBinaries == nil {
@@ -55,7 +56,7 @@ func (f *sshFlags) connectOptions() (runner.ConnectOptions, error) {
 		}
 	}
 	if f.sshConfig != "" && f.sshConfig != "none" {
-		cfg, err := runner.LoadSSHConfig(expandTilde(f.sshConfig))
+		cfg, err := transport.LoadSSHConfig(expandTilde(f.sshConfig))
 		if err != nil {
 			return o, invalid(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_backup_timer"
@@ -116,7 +117,7 @@ and the store, the location is what restore.yml's -e snapshot= takes.`,
 // hostBackups lists each member's local backups (its timer's) over SSH,
 // all members at once; a member that cannot be reached is named on
 // stderr and skipped.
-func hostBackups(ctx context.Context, stderr io.Writer, inv *inventory.Inventory, c *etcd.Cluster, vars map[string]map[string]any, o runner.ConnectOptions) []store.Entry {
+func hostBackups(ctx context.Context, stderr io.Writer, inv *inventory.Inventory, c *etcd.Cluster, vars map[string]map[string]any, o transport.ConnectOptions) []store.Entry {
 	var mu sync.Mutex
 	var out []store.Entry
 	var wg sync.WaitGroup
@@ -129,7 +130,7 @@ func hostBackups(ctx context.Context, stderr io.Writer, inv *inventory.Inventory
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := runner.Connect(ctx, runner.TargetFor(h), o)
+			conn, err := transport.Connect(ctx, runner.TargetFor(h), o)
 			if err == nil {
 				defer conn.Close()
 				var es []store.Entry

@@ -13,6 +13,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/playbook"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 )
@@ -133,15 +134,15 @@ func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd
 // member's host, opened at most once per host.
 type fallbackDialer struct {
 	inv    *inventory.Inventory
-	opts   runner.ConnectOptions
+	opts   transport.ConnectOptions
 	byAddr map[string]string // client host:port -> inventory host
 
 	mu    sync.Mutex
-	conns map[string]*runner.Conn
+	conns map[string]*transport.Conn
 }
 
-func newFallbackDialer(inv *inventory.Inventory, c *etcd.Cluster, opts runner.ConnectOptions) *fallbackDialer {
-	d := &fallbackDialer{inv: inv, opts: opts, byAddr: map[string]string{}, conns: map[string]*runner.Conn{}}
+func newFallbackDialer(inv *inventory.Inventory, c *etcd.Cluster, opts transport.ConnectOptions) *fallbackDialer {
+	d := &fallbackDialer{inv: inv, opts: opts, byAddr: map[string]string{}, conns: map[string]*transport.Conn{}}
 	for _, m := range c.Members {
 		d.byAddr[net.JoinHostPort(m.Address, fmt.Sprint(m.ClientPort))] = m.Host
 		d.byAddr[net.JoinHostPort(m.Address, fmt.Sprint(m.PeerPort))] = m.Host // certificate expiry
@@ -171,7 +172,7 @@ func (d *fallbackDialer) host(ctx context.Context, name string) (modules.Host, e
 	return d.sshTo(ctx, name)
 }
 
-func (d *fallbackDialer) sshTo(ctx context.Context, host string) (*runner.Conn, error) {
+func (d *fallbackDialer) sshTo(ctx context.Context, host string) (*transport.Conn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c, ok := d.conns[host]; ok {
@@ -181,7 +182,7 @@ func (d *fallbackDialer) sshTo(ctx context.Context, host string) (*runner.Conn, 
 	if !ok {
 		return nil, fmt.Errorf("not in the inventory")
 	}
-	c, err := runner.Connect(ctx, runner.TargetFor(h), d.opts)
+	c, err := transport.Connect(ctx, runner.TargetFor(h), d.opts)
 	if err != nil {
 		return nil, err
 	}

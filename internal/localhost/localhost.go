@@ -2,7 +2,7 @@
 // runs host-side modules and probes in process, through the same driver
 // and the same JSON trip the agent uses, so controller-side modules can be
 // tested against real files in temp dirs. It is for tests; the real
-// HostWriter is the runner's SSH session (runner.Conn).
+// HostWriter is the runner's SSH session (transport.Conn).
 package localhost
 
 import (

@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -102,7 +103,7 @@ type Text struct {
 	lastPlay  string
 
 	progress  bool
-	transfers map[transferKey]runner.Transfer
+	transfers map[transferKey]transport.Transfer
 	statusUp  bool // a status line is on screen, without a newline
 }
 
@@ -153,7 +154,7 @@ func (t *Text) trackTransfer(e runner.Event) {
 		return
 	}
 	if t.transfers == nil {
-		t.transfers = map[transferKey]runner.Transfer{}
+		t.transfers = map[transferKey]transport.Transfer{}
 	}
 	k := transferKey{e.Host, e.Transfer.What}
 	if e.Transfer.Done >= e.Transfer.Total {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -113,7 +114,7 @@ func TestJSONMasksSecrets(t *testing.T) {
 func TestTextProgress(t *testing.T) {
 	const mb = 1_000_000
 	prog := func(host, what string, done, total int64) runner.Event {
-		return runner.Event{Type: runner.EventProgress, Host: host, Transfer: &runner.Transfer{What: what, Done: done, Total: total}}
+		return runner.Event{Type: runner.EventProgress, Host: host, Transfer: &transport.Transfer{What: what, Done: done, Total: total}}
 	}
 	events := []runner.Event{
 		prog("etcd1", "agent", 2*mb, 12*mb),

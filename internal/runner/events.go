@@ -3,6 +3,8 @@ package runner
 import (
 	"time"
 
+	"github.com/etcdplay/etcdplay/internal/transport"
+
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -39,15 +41,7 @@ type Event struct {
 	Elapsed float64        `json:"elapsed_seconds,omitempty"`
 	Recap   []HostRecap    `json:"recap,omitempty"`
 	// Transfer is how far a transfer has come (EventProgress).
-	Transfer *Transfer `json:"transfer,omitempty"`
-}
-
-// Transfer is the state of one transfer to a host: what is sent (the
-// agent, or a file's destination path) and bytes sent of the total.
-type Transfer struct {
-	What  string `json:"what"`
-	Done  int64  `json:"done"`
-	Total int64  `json:"total"`
+	Transfer *transport.Transfer `json:"transfer,omitempty"`
 }
 
 // HostRecap counts a host's task outcomes, as in Ansible's PLAY RECAP.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,7 @@ type Options struct {
 	// Check plans every node and applies none.
 	Check bool
 	// Connect is passed to Connect for every host.
-	Connect ConnectOptions
+	Connect transport.ConnectOptions
 	// StateDir is the controller-side state directory handed to
 	// controller-side modules.
 	StateDir string
@@ -55,8 +56,8 @@ type run struct {
 	inv   *inventory.Inventory
 
 	mu          sync.Mutex
-	conns       map[string]*Conn  // reachable hosts only
-	unreachable map[string]string // host -> why
+	conns       map[string]*transport.Conn // reachable hosts only
+	unreachable map[string]string          // host -> why
 	recap       map[string]*HostRecap
 	notified    map[string]map[string]bool // "play/handler" -> hosts
 	failedHosts map[int]map[string]bool    // play -> hosts with a failure
@@ -82,7 +83,7 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		start:       time.Now(),
 		graph:       c.Graph,
 		inv:         inv,
-		conns:       map[string]*Conn{},
+		conns:       map[string]*transport.Conn{},
 		unreachable: map[string]string{},
 		recap:       map[string]*HostRecap{},
 		notified:    map[string]map[string]bool{},
@@ -154,18 +155,18 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Host: name,
 					Msg: fmt.Sprintf("connection attempt %d dropped by the server (%v); trying again", attempt, err)})
 			}
-			o.OnProgress = func(tr Transfer) {
+			o.OnProgress = func(tr transport.Transfer) {
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventProgress, Host: name, Transfer: &tr})
 			}
 			began := time.Now()
-			conn, err := Connect(ctx, t, o)
+			conn, err := transport.Connect(ctx, t, o)
 			if err != nil {
 				r.markUnreachable(name, err.Error())
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusUnreachable, Msg: err.Error()})
 				return
 			}
 			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusOK,
-				Msg: describeTarget(conn.target) + agentNote(conn) + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
+				Msg: conn.Describe() + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
 			r.mu.Lock()
 			r.conns[name] = conn
 			r.mu.Unlock()
@@ -174,34 +175,9 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 	wg.Wait()
 }
 
-func agentNote(c *Conn) string {
-	if u := c.Uploaded(); u != "" {
-		return ", " + u
-	}
-	return ""
-}
-
-// describeTarget is how a connection went, for -vvv.
-func describeTarget(t Target) string {
-	s := "ssh " + t.User + "@" + t.hostport()
-	if t.User == "" {
-		s = "ssh " + t.hostport()
-	}
-	if t.JumpHost != "" {
-		s += " via " + t.JumpHost
-	}
-	if t.KeyFile != "" {
-		s += ", key " + t.KeyFile
-	}
-	if t.Become {
-		s += ", become " + t.BecomeUser + " (sudo -n)"
-	}
-	return s
-}
-
 // TargetFor turns an inventory host into an SSH target.
-func TargetFor(h *inventory.Host) Target {
-	return Target{
+func TargetFor(h *inventory.Host) transport.Target {
+	return transport.Target{
 		Name:       h.Name,
 		Addr:       h.Address(),
 		Port:       h.ExplicitPort(),
@@ -235,7 +211,7 @@ func (r *run) markUnreachable(host, why string) {
 func (r *run) closeAll() {
 	r.mu.Lock()
 	conns := r.conns
-	r.conns = map[string]*Conn{}
+	r.conns = map[string]*transport.Conn{}
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -258,7 +234,7 @@ func (r *run) remotes(names []string) map[string]modules.HostWriter {
 	return out
 }
 
-func (r *run) conn(host string) (*Conn, string) {
+func (r *run) conn(host string) (*transport.Conn, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.conns[host], r.unreachable[host]

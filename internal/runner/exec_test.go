@@ -3,12 +3,15 @@ package runner
 import (
 	"context"
 	"fmt"
+	"github.com/etcdplay/etcdplay/internal/transport"
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/playbook"
@@ -57,18 +60,25 @@ func (r *recorder) results() map[string]modules.Status {
 	return out
 }
 
+// TestMain lets the test binary be the agent the in-process SSH servers
+// run.
+func TestMain(m *testing.M) {
+	sshtest.Main()
+	os.Exit(m.Run())
+}
+
 // walkLab is three in-process SSH servers running the real agent (this test
 // binary), and an inventory naming them h1..h3.
-func walkLab(t *testing.T) (inv *inventory.Inventory, opts ConnectOptions, servers []*testServer) {
+func walkLab(t *testing.T) (inv *inventory.Inventory, opts transport.ConnectOptions, servers []*sshtest.Server) {
 	t.Helper()
-	c := newTestClient(t)
+	c := sshtest.NewClient(t)
 	var b strings.Builder
 	b.WriteString("all:\n  hosts:\n")
 	for i := 1; i <= 3; i++ {
-		s := newTestServer(t, c.pub)
-		c.trust(t, s)
+		s := sshtest.NewServer(t, c.Pub)
+		c.Trust(t, s)
 		servers = append(servers, s)
-		fmt.Fprintf(&b, "    h%d: {ansible_host: %s, ansible_port: %d, ansible_user: tester, ansible_ssh_private_key_file: %s}\n", i, s.addr, s.port, c.keyFile)
+		fmt.Fprintf(&b, "    h%d: {ansible_host: %s, ansible_port: %d, ansible_user: tester, ansible_ssh_private_key_file: %s}\n", i, s.Addr, s.Port, c.KeyFile)
 	}
 	path := filepath.Join(t.TempDir(), "inv.yml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -78,7 +88,7 @@ func walkLab(t *testing.T) (inv *inventory.Inventory, opts ConnectOptions, serve
 	if err != nil {
 		t.Fatal(err)
 	}
-	return inv, c.opts(), servers
+	return inv, transport.ConnectOptions{KnownHostsFile: c.KnownHosts, Timeout: 5 * time.Second}, servers
 }
 
 func compile(t *testing.T, inv *inventory.Inventory, src string) *playbook.Compiled {
@@ -189,7 +199,7 @@ func TestCheckModeAppliesNothingAndNotifies(t *testing.T) {
 
 func TestUnreachableHostSkipsOnlyItself(t *testing.T) {
 	inv, opts, servers := walkLab(t)
-	servers[1].kill()
+	servers[1].Kill()
 	c := compile(t, inv, `
 - hosts: all
   tasks:

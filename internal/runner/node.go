@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"slices"
 	"time"
 
@@ -73,7 +74,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		return r.execute(ctx, n, conn, notified)
 	})
 	switch {
-	case err != nil && IsUnreachable(err):
+	case err != nil && transport.IsUnreachable(err):
 		r.markUnreachable(n.Host, err.Error())
 		emit(modules.StatusUnreachable, nil, err.Error())
 		return err
@@ -143,7 +144,7 @@ func (r *run) pickHost(n *playbook.Node) string {
 
 // execute plans the node and, unless in check mode, applies the plan.
 // Host-side modules do both in the agent in one round trip.
-func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notified []string) (*modules.Result, error) {
+func (r *run) execute(ctx context.Context, n *playbook.Node, conn *transport.Conn, notified []string) (*modules.Result, error) {
 	m, ok := modules.Lookup(n.Task.Module)
 	if !ok {
 		return nil, fmt.Errorf("module %q is not built into this etcdplay", n.Task.Module)
@@ -182,7 +183,7 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *Conn, notifie
 		}
 	}
 	res, err := modules.Run(ctx, n.Task.Module, m, env, n.Args, writers)
-	if err != nil && IsUnreachable(err) {
+	if err != nil && transport.IsUnreachable(err) {
 		return nil, err
 	}
 	if at := r.valuePos(err, n.Host); at != "" && res != nil && res.Status == modules.StatusFailed {
@@ -226,7 +227,7 @@ func (r *run) withRetries(ctx context.Context, n *playbook.Node, try func() (*mo
 			}
 			done = ok
 		}
-		if done || attempt >= t.Retries || (err != nil && IsUnreachable(err)) {
+		if done || attempt >= t.Retries || (err != nil && transport.IsUnreachable(err)) {
 			if !done && err == nil && t.Until != "" && res.Status != modules.StatusFailed {
 				res.Status = modules.StatusFailed
 				res.Msg = fmt.Sprintf("until %q still false after %d tries", t.Until, attempt+1)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"github.com/etcdplay/etcdplay/internal/transport"
 
 	"github.com/etcdplay/etcdplay/internal/playbook"
 	"github.com/etcdplay/etcdplay/modules"
@@ -51,7 +52,7 @@ func (r *run) changed(st modules.Status) {
 }
 
 // prefetch asks the agent to plan the tasks that follow n on n's host.
-func (r *run) prefetch(ctx context.Context, n *playbook.Node, conn *Conn) {
+func (r *run) prefetch(ctx context.Context, n *playbook.Node, conn *transport.Conn) {
 	gen := r.gen.Load()
 	id := n.ID
 	for range speculateAhead {

@@ -1,9 +1,10 @@
-package runner
+package transport
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,42 +19,42 @@ import (
 func TestHostKeys(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(c *testClient, s *testServer)
+		setup   func(c *sshtest.Client, s *sshtest.Server)
 		accept  bool
 		changed bool // want a changed-key refusal
 		refused bool
 	}{
-		{name: "known", setup: func(c *testClient, s *testServer) { c.trust(t, s) }},
-		{name: "unknown refused", setup: func(*testClient, *testServer) {}, refused: true},
-		{name: "no known_hosts file", setup: func(c *testClient, _ *testServer) { os.Remove(c.knownHosts) }, refused: true},
-		{name: "unknown accepted", setup: func(*testClient, *testServer) {}, accept: true},
-		{name: "changed refused", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) }, refused: true, changed: true},
-		{name: "changed refused even with accept", setup: func(c *testClient, s *testServer) { c.trust(t, s, genSigner(t, "ed25519")) },
+		{name: "known", setup: func(c *sshtest.Client, s *sshtest.Server) { c.Trust(t, s) }},
+		{name: "unknown refused", setup: func(*sshtest.Client, *sshtest.Server) {}, refused: true},
+		{name: "no known_hosts file", setup: func(c *sshtest.Client, _ *sshtest.Server) { os.Remove(c.KnownHosts) }, refused: true},
+		{name: "unknown accepted", setup: func(*sshtest.Client, *sshtest.Server) {}, accept: true},
+		{name: "changed refused", setup: func(c *sshtest.Client, s *sshtest.Server) { c.Trust(t, s, sshtest.GenSigner(t, "ed25519")) }, refused: true, changed: true},
+		{name: "changed refused even with accept", setup: func(c *sshtest.Client, s *sshtest.Server) { c.Trust(t, s, sshtest.GenSigner(t, "ed25519")) },
 			accept: true, refused: true, changed: true},
 		// A line of a key type this client does not know (or a typo)
 		// is skipped, as ssh does; it used to make every host unknown.
-		{name: "known beside an unparsable line", setup: func(c *testClient, s *testServer) {
-			if err := os.WriteFile(c.knownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\nbroken line\n"), 0o600); err != nil {
+		{name: "known beside an unparsable line", setup: func(c *sshtest.Client, s *sshtest.Server) {
+			if err := os.WriteFile(c.KnownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\nbroken line\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			c.trust(t, s)
+			c.Trust(t, s)
 		}},
-		{name: "changed beside an unparsable line names the real file", setup: func(c *testClient, s *testServer) {
-			if err := os.WriteFile(c.knownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\n"), 0o600); err != nil {
+		{name: "changed beside an unparsable line names the real file", setup: func(c *sshtest.Client, s *sshtest.Server) {
+			if err := os.WriteFile(c.KnownHosts, []byte("old.example ssh-xmss@openssh.com AAAAFHNzaC14bXNzQG9wZW5zc2guY29t\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			c.trust(t, s, genSigner(t, "ed25519"))
+			c.Trust(t, s, sshtest.GenSigner(t, "ed25519"))
 		}, refused: true, changed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestClient(t)
-			s := newTestServer(t, c.pub)
+			c := sshtest.NewClient(t)
+			s := sshtest.NewServer(t, c.Pub)
 			tt.setup(c, s)
-			before, _ := os.ReadFile(c.knownHosts)
-			o := c.opts()
+			before, _ := os.ReadFile(c.KnownHosts)
+			o := optsOf(c)
 			o.AcceptNewHostKeys = tt.accept
-			conn, err := c.connect(t, s, o)
+			conn, err := connect(t, c, s, o)
 			if !tt.refused {
 				if err != nil {
 					t.Fatalf("connect: %v", err)
@@ -73,21 +74,21 @@ func TestHostKeys(t *testing.T) {
 			if he.Changed != tt.changed {
 				t.Errorf("Changed = %v, want %v (%v)", he.Changed, tt.changed, err)
 			}
-			host := fmt.Sprintf("[127.0.0.1]:%d", s.port)
+			host := fmt.Sprintf("[127.0.0.1]:%d", s.Port)
 			msg := err.Error()
-			if !strings.Contains(msg, host) || !strings.Contains(msg, c.knownHosts) {
+			if !strings.Contains(msg, host) || !strings.Contains(msg, c.KnownHosts) {
 				t.Errorf("error does not name host and file: %s", msg)
 			}
 			if strings.Contains(msg, "etcdplay-known_hosts-") {
 				t.Errorf("error names the filtered temp copy, not the file: %s", msg)
 			}
-			if tt.changed && !strings.Contains(msg, fmt.Sprintf("ssh-keygen -f %s -R '%s'", c.knownHosts, host)) {
+			if tt.changed && !strings.Contains(msg, fmt.Sprintf("ssh-keygen -f %s -R '%s'", c.KnownHosts, host)) {
 				t.Errorf("changed-key error does not say how to fix it: %s", msg)
 			}
 			if !tt.changed && !strings.Contains(msg, "--accept-new-host-keys") {
 				t.Errorf("unknown-key error does not say how to fix it: %s", msg)
 			}
-			after, _ := os.ReadFile(c.knownHosts)
+			after, _ := os.ReadFile(c.KnownHosts)
 			if string(after) != string(before) {
 				t.Errorf("a refused key changed known_hosts:\n%s", after)
 			}
@@ -99,27 +100,27 @@ func TestHostKeys(t *testing.T) {
 func TestAcceptNewRecords(t *testing.T) {
 	for _, hash := range []bool{false, true} {
 		t.Run(fmt.Sprint("hash=", hash), func(t *testing.T) {
-			c := newTestClient(t)
-			s := newTestServer(t, c.pub)
+			c := sshtest.NewClient(t)
+			s := sshtest.NewServer(t, c.Pub)
 			// A last line without a newline must not be glued to ours.
-			if err := os.WriteFile(c.knownHosts, []byte("otherhost "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(genSigner(t, "ed25519").PublicKey())))), 0o600); err != nil {
+			if err := os.WriteFile(c.KnownHosts, []byte("otherhost "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.GenSigner(t, "ed25519").PublicKey())))), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			o := c.opts()
+			o := optsOf(c)
 			o.AcceptNewHostKeys, o.HashKnownHosts = true, hash
-			if _, err := c.connect(t, s, o); err != nil {
+			if _, err := connect(t, c, s, o); err != nil {
 				t.Fatal(err)
 			}
-			b, _ := os.ReadFile(c.knownHosts)
+			b, _ := os.ReadFile(c.KnownHosts)
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			if len(lines) != 2 {
 				t.Fatalf("known_hosts:\n%s", b)
 			}
-			host := fmt.Sprintf("[127.0.0.1]:%d", s.port)
+			host := fmt.Sprintf("[127.0.0.1]:%d", s.Port)
 			if hashed := strings.HasPrefix(lines[1], "|1|"); hashed != hash || (!hash && !strings.HasPrefix(lines[1], host+" ")) {
 				t.Errorf("recorded line %q (hash %v)", lines[1], hash)
 			}
-			if _, err := c.connect(t, s, c.opts()); err != nil {
+			if _, err := connect(t, c, s, optsOf(c)); err != nil {
 				t.Fatalf("second connect without accept: %v", err)
 			}
 		})
@@ -128,13 +129,13 @@ func TestAcceptNewRecords(t *testing.T) {
 
 // Concurrent first connects must each land exactly one intact line.
 func TestAcceptNewConcurrent(t *testing.T) {
-	c := newTestClient(t)
+	c := sshtest.NewClient(t)
 	const n = 12
-	servers := make([]*testServer, n)
+	servers := make([]*sshtest.Server, n)
 	for i := range servers {
-		servers[i] = newTestServer(t, c.pub)
+		servers[i] = sshtest.NewServer(t, c.Pub)
 	}
-	o := c.opts()
+	o := optsOf(c)
 	o.AcceptNewHostKeys = true
 	var wg sync.WaitGroup
 	errs := make([]error, n*2)
@@ -142,7 +143,7 @@ func TestAcceptNewConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := c.connect(t, servers[i%n], o)
+			conn, err := connect(t, c, servers[i%n], o)
 			if err == nil {
 				conn.Close()
 			}
@@ -155,17 +156,17 @@ func TestAcceptNewConcurrent(t *testing.T) {
 			t.Errorf("connect %d: %v", i, err)
 		}
 	}
-	b, _ := os.ReadFile(c.knownHosts)
+	b, _ := os.ReadFile(c.KnownHosts)
 	if got := strings.Count(string(b), "\n"); got != n {
 		t.Errorf("%d lines for %d hosts:\n%s", got, n, b)
 	}
-	cb, err := knownhosts.New(c.knownHosts)
+	cb, err := knownhosts.New(c.KnownHosts)
 	if err != nil {
 		t.Fatalf("known_hosts no longer parses: %v", err)
 	}
 	for _, s := range servers {
-		hp := fmt.Sprintf("127.0.0.1:%d", s.port)
-		if err := cb(hp, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.port}, s.hostKeys[0].PublicKey()); err != nil {
+		hp := fmt.Sprintf("127.0.0.1:%d", s.Port)
+		if err := cb(hp, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port}, s.HostKeys[0].PublicKey()); err != nil {
 			t.Errorf("%s: %v", hp, err)
 		}
 	}
@@ -175,11 +176,11 @@ func TestAcceptNewConcurrent(t *testing.T) {
 // one, must be asked for that key rather than refused as changed (Go's
 // client prefers RSA over ed25519 by default).
 func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
-	c := newTestClient(t)
-	edKey := genSigner(t, "ed25519")
-	s := newTestServer(t, c.pub, genSigner(t, "rsa"), edKey)
-	c.trust(t, s, edKey)
-	if _, err := c.connect(t, s, c.opts()); err != nil {
+	c := sshtest.NewClient(t)
+	edKey := sshtest.GenSigner(t, "ed25519")
+	s := sshtest.NewServer(t, c.Pub, sshtest.GenSigner(t, "rsa"), edKey)
+	c.Trust(t, s, edKey)
+	if _, err := connect(t, c, s, optsOf(c)); err != nil {
 		t.Fatalf("connect knowing only the ed25519 key: %v", err)
 	}
 }
@@ -188,28 +189,28 @@ func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
 // lists is known without the user's file, and a different key there is a
 // changed key. It is never written.
 func TestSystemKnownHosts(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
 	system := filepath.Join(t.TempDir(), "ssh_known_hosts")
 	old := SystemKnownHosts
 	SystemKnownHosts = system
 	t.Cleanup(func() { SystemKnownHosts = old })
 
-	sys := &testClient{knownHosts: system}
-	sys.trust(t, s)
-	if _, err := c.connect(t, s, c.opts()); err != nil {
+	sys := &sshtest.Client{KnownHosts: system}
+	sys.Trust(t, s)
+	if _, err := connect(t, c, s, optsOf(c)); err != nil {
 		t.Fatalf("a host the system file lists: %v", err)
 	}
-	if _, err := os.Stat(c.knownHosts); err == nil {
+	if _, err := os.Stat(c.KnownHosts); err == nil {
 		t.Errorf("the user's known_hosts was written for a host the system file knows")
 	}
 
-	other := newTestServer(t, c.pub)
+	other := sshtest.NewServer(t, c.Pub)
 	if err := os.WriteFile(system, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sys.trust(t, other, genSigner(t, "ed25519"))
-	_, err := c.connect(t, other, c.opts())
+	sys.Trust(t, other, sshtest.GenSigner(t, "ed25519"))
+	_, err := connect(t, c, other, optsOf(c))
 	var he *HostKeyError
 	if !errors.As(err, &he) || !he.Changed || !strings.Contains(strings.Join(he.Known, " "), system) {
 		t.Fatalf("a key the system file contradicts: %v, want a changed key naming %s", err, system)

@@ -1,9 +1,10 @@
-package runner
+package transport
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	"io"
 	"os"
 	"os/exec"
@@ -87,24 +88,24 @@ func TestParseJump(t *testing.T) {
 // fakeSudo puts a `sudo` on the server's PATH that runs the command as
 // the same user (or fails like sudo without a password), so the become
 // paths run for real short of the user switch.
-func fakeSudo(t *testing.T, s *testServer, script string) {
+func fakeSudo(t *testing.T, s *sshtest.Server, script string) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "sudo"), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.env = append(s.env, "PATH="+dir+":"+os.Getenv("PATH"))
+	s.Env = append(s.Env, "PATH="+dir+":"+os.Getenv("PATH"))
 }
 
 func TestBecome(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
 	fakeSudo(t, s, `[ "$1 $2 $3 $4" = "-n -u etcd --" ] || { echo "bad sudo args: $*" >&2; exit 1; }
 shift 4; exec "$@"
 `)
-	tg := s.target()
-	tg.KeyFile, tg.Become, tg.BecomeUser = c.keyFile, true, "etcd"
-	conn, err := Connect(context.Background(), tg, c.opts())
+	tg := targetOf(s)
+	tg.KeyFile, tg.Become, tg.BecomeUser = c.KeyFile, true, "etcd"
+	conn, err := Connect(context.Background(), tg, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ shift 4; exec "$@"
 		t.Fatal("become as another user should stage files")
 	}
 	ctx := context.Background()
-	dst := filepath.Join(s.home, "etcd.conf")
+	dst := filepath.Join(s.Home, "etcd.conf")
 	if err := conn.Upload(ctx, strings.NewReader("via the agent\n"), dst, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ shift 4; exec "$@"
 	if err := conn.Download(ctx, dst, &buf); err != nil || buf.String() != "via the agent\n" {
 		t.Fatalf("download %q %v", buf.String(), err)
 	}
-	stage := filepath.Join(s.home, ".cache", "etcdplay", "stage")
+	stage := filepath.Join(s.Home, ".cache", "etcdplay", "stage")
 	st, err := os.Stat(stage)
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("staging dir: %v %v", st, err)
@@ -135,13 +136,13 @@ shift 4; exec "$@"
 }
 
 func TestBecomeNeedsPassword(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
 	fakeSudo(t, s, "echo 'sudo: a password is required' >&2; exit 1\n")
-	tg := s.target()
-	tg.KeyFile, tg.Become, tg.BecomeUser = c.keyFile, true, "etcd"
-	_, err := Connect(context.Background(), tg, c.opts())
+	tg := targetOf(s)
+	tg.KeyFile, tg.Become, tg.BecomeUser = c.KeyFile, true, "etcd"
+	_, err := Connect(context.Background(), tg, optsOf(c))
 	if err == nil || IsUnreachable(err) || !strings.Contains(err.Error(), "sudo: a password is required") {
 		t.Fatalf("sudo without password: %v (unreachable %v)", err, IsUnreachable(err))
 	}

@@ -1,4 +1,4 @@
-package runner
+package transport
 
 import (
 	"bytes"
@@ -451,4 +451,12 @@ func sizeOf(r io.Reader) int64 {
 		}
 	}
 	return 0
+}
+
+// Transfer is the state of one transfer to a host: what is sent (the
+// agent, or a file's destination path) and bytes sent of the total.
+type Transfer struct {
+	What  string `json:"what"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
 }

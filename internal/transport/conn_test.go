@@ -1,10 +1,11 @@
-package runner
+package transport
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,12 +20,12 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 )
 
-func connected(t *testing.T) (*testClient, *testServer, *Conn) {
+func connected(t *testing.T) (*sshtest.Client, *sshtest.Server, *Conn) {
 	t.Helper()
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
-	conn, err := c.connect(t, s, c.opts())
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	conn, err := connect(t, c, s, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,22 +36,22 @@ func connected(t *testing.T) (*testClient, *testServer, *Conn) {
 // under its hash (probe, upload, agent: three sessions, no SFTP); the
 // next one reuses it: a single session that probes and execs the agent.
 func TestAgentUploadAndReuse(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
 	exe, _ := os.Executable()
 	bin, err := loadAgentBin(exe)
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote := filepath.Join(s.home, ".cache", "etcdplay", bin.remoteName())
+	remote := filepath.Join(s.Home, ".cache", "etcdplay", bin.remoteName())
 
-	conn, err := c.connect(t, s, c.opts())
+	conn, err := connect(t, c, s, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.execs.Load() != 3 || s.sftps.Load() != 0 {
-		t.Errorf("first connect: %d execs, %d sftp sessions; want 3 and 0", s.execs.Load(), s.sftps.Load())
+	if s.Execs.Load() != 3 || s.SFTPs.Load() != 0 {
+		t.Errorf("first connect: %d execs, %d sftp sessions; want 3 and 0", s.Execs.Load(), s.SFTPs.Load())
 	}
 	if !strings.Contains(conn.Uploaded(), "gzipped") {
 		t.Errorf("upload described as %q", conn.Uploaded())
@@ -64,14 +65,14 @@ func TestAgentUploadAndReuse(t *testing.T) {
 		t.Errorf("facts: %+v", f)
 	}
 	conn.Close()
-	waitFor(t, "agent to exit after Close", func() bool { return s.running.Load() == 0 })
+	waitFor(t, "agent to exit after Close", func() bool { return s.Running.Load() == 0 })
 
-	conn2, err := c.connect(t, s, c.opts())
+	conn2, err := connect(t, c, s, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.execs.Load() != 4 || s.sftps.Load() != 0 || conn2.Uploaded() != "" {
-		t.Errorf("second connect: %d execs, %d sftp sessions in all (upload %q); want 4 and 0", s.execs.Load(), s.sftps.Load(), conn2.Uploaded())
+	if s.Execs.Load() != 4 || s.SFTPs.Load() != 0 || conn2.Uploaded() != "" {
+		t.Errorf("second connect: %d execs, %d sftp sessions in all (upload %q); want 4 and 0", s.Execs.Load(), s.SFTPs.Load(), conn2.Uploaded())
 	}
 	if r, err := conn2.Do(context.Background(), "sshtest_set", modules.Args{"want": 1}, false); err != nil || r.Status != modules.StatusChanged {
 		t.Fatalf("Do: %+v %v", r, err)
@@ -106,10 +107,10 @@ func TestAgentNotReusedWhenSuspect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestClient(t)
-			s := newTestServer(t, c.pub)
-			c.trust(t, s)
-			dir := filepath.Join(s.home, ".cache", "etcdplay")
+			c := sshtest.NewClient(t)
+			s := sshtest.NewServer(t, c.Pub)
+			c.Trust(t, s)
+			dir := filepath.Join(s.Home, ".cache", "etcdplay")
 			os.MkdirAll(dir, 0o700)
 			remote := filepath.Join(dir, bin.remoteName())
 			if tt.stamp {
@@ -117,28 +118,28 @@ func TestAgentNotReusedWhenSuspect(t *testing.T) {
 				if err := os.WriteFile(remote, full, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				conn, err := c.connect(t, s, c.opts())
+				conn, err := connect(t, c, s, optsOf(c))
 				if err != nil {
 					t.Fatal(err)
 				}
 				conn.Close()
-				waitFor(t, "agent to exit after Close", func() bool { return s.running.Load() == 0 })
+				waitFor(t, "agent to exit after Close", func() bool { return s.Running.Load() == 0 })
 				if _, err := os.Stat(remote + ".ok"); err != nil {
 					t.Fatalf("no stamp after a verified start: %v", err)
 				}
-				s.execs.Store(0)
+				s.Execs.Store(0)
 				time.Sleep(10 * time.Millisecond) // a change time the stamp cannot hold
 			}
 			if err := os.WriteFile(remote, tt.content, tt.mode); err != nil {
 				t.Fatal(err)
 			}
 			os.Chmod(remote, tt.mode)
-			conn, err := c.connect(t, s, c.opts())
+			conn, err := connect(t, c, s, optsOf(c))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.execs.Load() != 3 || conn.Uploaded() == "" {
-				t.Errorf("suspect agent file reused (%d sessions)", s.execs.Load())
+			if s.Execs.Load() != 3 || conn.Uploaded() == "" {
+				t.Errorf("suspect agent file reused (%d sessions)", s.Execs.Load())
 			}
 			got, _ := os.ReadFile(remote)
 			st, _ := os.Stat(remote)
@@ -241,7 +242,7 @@ func TestDeadHostFailsInFlight(t *testing.T) {
 		errc <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
-	s.kill()
+	s.Kill()
 	select {
 	case err := <-errc:
 		var ue *UnreachableError
@@ -261,9 +262,9 @@ func TestDeadHostFailsInFlight(t *testing.T) {
 
 // A host that stops answering (no FIN, no RST) is found out by keepalive.
 func TestKeepAliveDetectsSilentHost(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
 	// Put a proxy between us and the server that we can freeze.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -278,7 +279,7 @@ func TestKeepAliveDetectsSilentHost(t *testing.T) {
 		if err != nil {
 			return
 		}
-		out, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+		out, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port))
 		if err != nil {
 			return
 		}
@@ -300,11 +301,11 @@ func TestKeepAliveDetectsSilentHost(t *testing.T) {
 		go pump(out, in)
 		pump(in, out)
 	}()
-	tg := s.target()
+	tg := targetOf(s)
 	tg.Port = ln.Addr().(*net.TCPAddr).Port
-	tg.KeyFile = c.keyFile
-	c.trust(t, &testServer{addr: "127.0.0.1", port: tg.Port, hostKeys: s.hostKeys})
-	o := c.opts()
+	tg.KeyFile = c.KeyFile
+	c.Trust(t, &sshtest.Server{Addr: "127.0.0.1", Port: tg.Port, HostKeys: s.HostKeys})
+	o := optsOf(c)
 	o.KeepAlive, o.Timeout = 100*time.Millisecond, 300*time.Millisecond
 	conn, err := Connect(context.Background(), tg, o)
 	if err != nil {
@@ -331,7 +332,7 @@ func TestKeepAliveDetectsSilentHost(t *testing.T) {
 func TestUploadDownload(t *testing.T) {
 	_, s, conn := connected(t)
 	ctx := context.Background()
-	dst := filepath.Join(s.home, "etc", "etcd.yaml")
+	dst := filepath.Join(s.Home, "etc", "etcd.yaml")
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	for i, content := range []string{"first\n", "second, longer content\n"} {
 		if err := conn.Upload(ctx, strings.NewReader(content), dst, 0o640); err != nil {
@@ -353,10 +354,10 @@ func TestUploadDownload(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("temp files left behind: %v", entries)
 	}
-	if err := conn.Upload(ctx, strings.NewReader("x"), filepath.Join(s.home, "missing", "f"), 0o600); err == nil {
+	if err := conn.Upload(ctx, strings.NewReader("x"), filepath.Join(s.Home, "missing", "f"), 0o600); err == nil {
 		t.Error("upload into a missing directory succeeded")
 	}
-	if err := conn.Download(ctx, filepath.Join(s.home, "missing"), &bytes.Buffer{}); err == nil {
+	if err := conn.Download(ctx, filepath.Join(s.Home, "missing"), &bytes.Buffer{}); err == nil {
 		t.Error("download of a missing file succeeded")
 	}
 }
@@ -382,21 +383,21 @@ func TestDial(t *testing.T) {
 	defer nc.Close()
 	b := make([]byte, 64)
 	n, _ := nc.Read(b)
-	if string(b[:n]) != "hello from the host side" || s.forward.Load() != 1 {
-		t.Fatalf("read %q via %d forwards", b[:n], s.forward.Load())
+	if string(b[:n]) != "hello from the host side" || s.Forward.Load() != 1 {
+		t.Fatalf("read %q via %d forwards", b[:n], s.Forward.Load())
 	}
 }
 
 func TestJumpHost(t *testing.T) {
-	c := newTestClient(t)
-	bastion := newTestServer(t, c.pub)
-	target := newTestServer(t, c.pub)
-	c.trust(t, bastion)
-	c.trust(t, target)
-	tg := target.target()
-	tg.KeyFile = c.keyFile
-	tg.JumpHost = fmt.Sprintf("jumper@127.0.0.1:%d", bastion.port)
-	conn, err := Connect(context.Background(), tg, c.opts())
+	c := sshtest.NewClient(t)
+	bastion := sshtest.NewServer(t, c.Pub)
+	target := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, bastion)
+	c.Trust(t, target)
+	tg := targetOf(target)
+	tg.KeyFile = c.KeyFile
+	tg.JumpHost = fmt.Sprintf("jumper@127.0.0.1:%d", bastion.Port)
+	conn, err := Connect(context.Background(), tg, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,15 +405,15 @@ func TestJumpHost(t *testing.T) {
 	if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
 		t.Fatalf("Do via bastion: %+v %v", r, err)
 	}
-	if bastion.forward.Load() != 1 || bastion.execs.Load() != 0 || target.execs.Load() != 3 {
-		t.Errorf("bastion forwards %d execs %d, target execs %d", bastion.forward.Load(), bastion.execs.Load(), target.execs.Load())
+	if bastion.Forward.Load() != 1 || bastion.Execs.Load() != 0 || target.Execs.Load() != 3 {
+		t.Errorf("bastion forwards %d execs %d, target execs %d", bastion.Forward.Load(), bastion.Execs.Load(), target.Execs.Load())
 	}
 
 	// The bastion's host key is checked like any other.
-	c2 := newTestClient(t)
-	c2.keyFile = c.keyFile
-	c2.trust(t, target)
-	_, err = Connect(context.Background(), tg, c2.opts())
+	c2 := sshtest.NewClient(t)
+	c2.KeyFile = c.KeyFile
+	c2.Trust(t, target)
+	_, err = Connect(context.Background(), tg, optsOf(c2))
 	var he *HostKeyError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "jump host") {
 		t.Fatalf("unknown bastion: %v", err)
@@ -420,9 +421,9 @@ func TestJumpHost(t *testing.T) {
 }
 
 func TestConnectErrors(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
 
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedPort := closed.Addr().(*net.TCPAddr).Port
@@ -441,9 +442,9 @@ func TestConnectErrors(t *testing.T) {
 	}()
 
 	loose := filepath.Join(t.TempDir(), "id_loose")
-	b, _ := os.ReadFile(c.keyFile)
+	b, _ := os.ReadFile(c.KeyFile)
 	os.WriteFile(loose, b, 0o644)
-	other := newTestClient(t)
+	other := sshtest.NewClient(t)
 
 	tests := []struct {
 		name        string
@@ -455,14 +456,14 @@ func TestConnectErrors(t *testing.T) {
 		{"silent host times out", func(tg *Target) { tg.Port = silent.Addr().(*net.TCPAddr).Port }, true, "handshake"},
 		{"key readable by others", func(tg *Target) { tg.KeyFile = loose }, false, "too open"},
 		{"missing key", func(tg *Target) { tg.KeyFile = loose + ".nope" }, false, "no such file"},
-		{"wrong key", func(tg *Target) { tg.KeyFile = other.keyFile }, true, "authentication"},
+		{"wrong key", func(tg *Target) { tg.KeyFile = other.KeyFile }, true, "authentication"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tg := s.target()
-			tg.KeyFile = c.keyFile
+			tg := targetOf(s)
+			tg.KeyFile = c.KeyFile
 			tt.edit(&tg)
-			o := c.opts()
+			o := optsOf(c)
 			o.Timeout = 500 * time.Millisecond
 			start := time.Now()
 			_, err := Connect(context.Background(), tg, o)
@@ -482,16 +483,16 @@ func TestConnectErrors(t *testing.T) {
 // Ctrl-C while a host hangs after the handshake returns at once, and is
 // not mistaken for an unreachable host.
 func TestConnectCancelledWhileHostHangs(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
-	s.hang = true
-	tg := s.target()
-	tg.KeyFile = c.keyFile
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	s.Hang = true
+	tg := targetOf(s)
+	tg.KeyFile = c.KeyFile
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := Connect(ctx, tg, c.opts())
+	_, err := Connect(ctx, tg, optsOf(c))
 	if !errors.Is(err, context.DeadlineExceeded) || IsUnreachable(err) || time.Since(start) > 2*time.Second {
 		t.Fatalf("got %v after %v (unreachable %v)", err, time.Since(start), IsUnreachable(err))
 	}
@@ -499,10 +500,10 @@ func TestConnectCancelledWhileHostHangs(t *testing.T) {
 
 // With no key file, the keys of a running ssh-agent are used.
 func TestSSHAgentAuth(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
-	raw, err := os.ReadFile(c.keyFile)
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	raw, err := os.ReadFile(c.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,15 +532,15 @@ func TestSSHAgentAuth(t *testing.T) {
 	}()
 	t.Setenv("SSH_AUTH_SOCK", sock)
 	t.Setenv("HOME", t.TempDir()) // no default keys to fall back on
-	tg := s.target()
-	conn, err := Connect(context.Background(), tg, c.opts())
+	tg := targetOf(s)
+	conn, err := Connect(context.Background(), tg, optsOf(c))
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
 
 	t.Setenv("SSH_AUTH_SOCK", "")
-	if _, err := Connect(context.Background(), tg, c.opts()); err == nil || !strings.Contains(err.Error(), "no SSH key") {
+	if _, err := Connect(context.Background(), tg, optsOf(c)); err == nil || !strings.Contains(err.Error(), "no SSH key") {
 		t.Fatalf("without key or agent: %v", err)
 	}
 }
@@ -547,12 +548,12 @@ func TestSSHAgentAuth(t *testing.T) {
 // -u and --private-key (ConnectOptions.User, KeyFile) stand in for an
 // inventory that sets neither; an inventory's ansible_user wins.
 func TestDefaultUserAndKey(t *testing.T) {
-	c := newTestClient(t)
-	s := newTestServer(t, c.pub)
-	c.trust(t, s)
-	o := c.opts()
-	o.User, o.KeyFile = "alice", c.keyFile
-	tg := s.target()
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	o := optsOf(c)
+	o.User, o.KeyFile = "alice", c.KeyFile
+	tg := targetOf(s)
 	tg.User = ""
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -566,10 +567,10 @@ func TestDefaultUserAndKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.users) < 2 || s.users[0] != "alice" || s.users[len(s.users)-1] != "bob" {
-		t.Errorf("logins %v, want alice (the -u default) then bob (the inventory's)", s.users)
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	if len(s.Users) < 2 || s.Users[0] != "alice" || s.Users[len(s.Users)-1] != "bob" {
+		t.Errorf("logins %v, want alice (the -u default) then bob (the inventory's)", s.Users)
 	}
 }
 
@@ -592,19 +593,19 @@ func TestConnectRetriesDroppedHandshakes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestClient(t)
-			s := newTestServer(t, c.pub)
-			c.trust(t, s)
-			s.drop.Store(tt.drop)
+			c := sshtest.NewClient(t)
+			s := sshtest.NewServer(t, c.Pub)
+			c.Trust(t, s)
+			s.Drop.Store(tt.drop)
 			var retried []string
-			o := c.opts()
+			o := optsOf(c)
 			o.OnRetry = func(host string, attempt int, err error) {
 				retried = append(retried, fmt.Sprintf("%s attempt %d: %v", host, attempt, err))
 			}
-			tg := s.target()
-			tg.KeyFile = c.keyFile
+			tg := targetOf(s)
+			tg.KeyFile = c.KeyFile
 			if tt.wrongKey {
-				tg.KeyFile = newTestClient(t).keyFile
+				tg.KeyFile = sshtest.NewClient(t).KeyFile
 			}
 			conn, err := Connect(context.Background(), tg, o)
 			if conn != nil {

@@ -1,4 +1,4 @@
-package runner
+package transport
 
 import (
 	"bufio"
@@ -741,3 +741,32 @@ func (t *tailBuffer) Bytes() []byte {
 }
 
 var _ modules.HostWriter = (*Conn)(nil)
+
+// Describe is how the connection was made (user, address, jump host, key,
+// become) and how the agent got to the host, for -vvv.
+func (c *Conn) Describe() string { return describeTarget(c.target) + agentNote(c) }
+
+func agentNote(c *Conn) string {
+	if u := c.Uploaded(); u != "" {
+		return ", " + u
+	}
+	return ""
+}
+
+// describeTarget is how a connection went, for -vvv.
+func describeTarget(t Target) string {
+	s := "ssh " + t.User + "@" + t.hostport()
+	if t.User == "" {
+		s = "ssh " + t.hostport()
+	}
+	if t.JumpHost != "" {
+		s += " via " + t.JumpHost
+	}
+	if t.KeyFile != "" {
+		s += ", key " + t.KeyFile
+	}
+	if t.Become {
+		s += ", become " + t.BecomeUser + " (sudo -n)"
+	}
+	return s
+}

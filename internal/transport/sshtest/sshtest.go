@@ -1,4 +1,9 @@
-package runner
+// Package sshtest is a small real SSH server for tests of the transport
+// and the scheduler: public-key auth, exec through /bin/sh (as the test's
+// user, with HOME set), the sftp subsystem, direct-tcpip forwarding and
+// keepalive replies, on 127.0.0.1. The test binary is the agent the
+// servers run (Main), with the test modules sshtest_set and sshtest_block.
+package sshtest
 
 import (
 	"context"
@@ -17,7 +22,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -28,12 +32,24 @@ import (
 
 // The test binary doubles as the agent binary the tests upload: run as
 // `<binary> agent` it serves the protocol, with the test modules below.
-// sftpServerEnv makes the test binary an sftp server on stdin/stdout (see
+// SFTPServerEnv makes the test binary an sftp server on stdin/stdout (see
 // TestMain).
-const sftpServerEnv = "ETCDPLAY_TEST_SFTP_SERVER"
+const SFTPServerEnv = "ETCDPLAY_TEST_SFTP_SERVER"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(sftpServerEnv) == "1" {
+// Main makes the test binary what the servers run: an sftp server when
+// started as one by a Server, the agent when run as `<binary> agent`.
+// Call it first in TestMain, then os.Exit(m.Run()).
+func Main() {
+	// Here, not in an init: the test package's own test modules are
+	// registered by then.
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		if err := agent.Main(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if os.Getenv(SFTPServerEnv) == "1" {
 		srv, err := sftp.NewServer(struct {
 			io.Reader
 			io.WriteCloser
@@ -46,19 +62,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
 }
 
 func init() {
 	modules.Register("sshtest_set", setModule{})
 	modules.Register("sshtest_block", blockModule{})
-	if len(os.Args) > 1 && os.Args[1] == "agent" {
-		if err := agent.Main(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
 }
 
 // setModule reports a change when "have" differs from "want".
@@ -88,34 +96,34 @@ func (blockModule) Apply(context.Context, *modules.Env, *modules.Change) (*modul
 	return nil, nil
 }
 
-// testServer is a small real SSH server on 127.0.0.1: public-key auth,
+// Server is a small real SSH server on 127.0.0.1: public-key auth,
 // exec (through /bin/sh, as the test's user, with HOME set), the sftp
 // subsystem, direct-tcpip forwarding and keepalive replies.
-type testServer struct {
-	t        *testing.T
-	addr     string
-	port     int
-	home     string
-	hostKeys []ssh.Signer
+type Server struct {
+	t        testing.TB
+	Addr     string
+	Port     int
+	Home     string
+	HostKeys []ssh.Signer
 	ln       net.Listener
-	env      []string // extra environment of commands
-	hang     bool     // accept exec requests but never run them
+	Env      []string // extra environment of commands
+	Hang     bool     // accept exec requests but never run them
 
-	// drop is how many of the next connections are closed right after
+	// Drop is how many of the next connections are closed right after
 	// accept, as sshd does past MaxStartups.
-	drop atomic.Int32
+	Drop atomic.Int32
 
-	mu    sync.Mutex
+	Mu    sync.Mutex // guards Users
 	conns []net.Conn
-	users []string // login users that authenticated
+	Users []string // login users that authenticated
 
-	execs   atomic.Int32 // exec requests served
-	sftps   atomic.Int32 // sftp subsystems started
-	running atomic.Int32 // commands still running
-	forward atomic.Int32 // direct-tcpip channels
+	Execs   atomic.Int32 // exec requests served
+	SFTPs   atomic.Int32 // sftp subsystems started
+	Running atomic.Int32 // commands still running
+	Forward atomic.Int32 // direct-tcpip channels
 }
 
-func genSigner(t *testing.T, kind string) ssh.Signer {
+func GenSigner(t testing.TB, kind string) ssh.Signer {
 	t.Helper()
 	var key any
 	var err error
@@ -135,22 +143,22 @@ func genSigner(t *testing.T, kind string) ssh.Signer {
 	return s
 }
 
-func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *testServer {
+func NewServer(t testing.TB, client ssh.PublicKey, hostKeys ...ssh.Signer) *Server {
 	t.Helper()
 	if len(hostKeys) == 0 {
-		hostKeys = []ssh.Signer{genSigner(t, "ed25519")}
+		hostKeys = []ssh.Signer{GenSigner(t, "ed25519")}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testServer{t: t, addr: "127.0.0.1", port: ln.Addr().(*net.TCPAddr).Port, home: t.TempDir(), hostKeys: hostKeys, ln: ln}
+	s := &Server{t: t, Addr: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Home: t.TempDir(), HostKeys: hostKeys, ln: ln}
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(m ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 			if string(k.Marshal()) == string(client.Marshal()) {
-				s.mu.Lock()
-				s.users = append(s.users, m.User())
-				s.mu.Unlock()
+				s.Mu.Lock()
+				s.Users = append(s.Users, m.User())
+				s.Mu.Unlock()
 				return nil, nil
 			}
 			return nil, errors.New("unknown key")
@@ -165,35 +173,31 @@ func newTestServer(t *testing.T, client ssh.PublicKey, hostKeys ...ssh.Signer) *
 			if err != nil {
 				return
 			}
-			if s.drop.Add(-1) >= 0 {
+			if s.Drop.Add(-1) >= 0 {
 				c.Close()
 				continue
 			}
-			s.mu.Lock()
+			s.Mu.Lock()
 			s.conns = append(s.conns, c)
-			s.mu.Unlock()
+			s.Mu.Unlock()
 			go s.serveConn(c, cfg)
 		}
 	}()
-	t.Cleanup(s.kill)
+	t.Cleanup(s.Kill)
 	return s
 }
 
-// kill drops the listener and every connection, like a host that died.
-func (s *testServer) kill() {
+// Kill drops the listener and every connection, like a host that died.
+func (s *Server) Kill() {
 	s.ln.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	for _, c := range s.conns {
 		c.Close()
 	}
 }
 
-func (s *testServer) target() Target {
-	return Target{Name: fmt.Sprintf("h%d", s.port), Addr: s.addr, Port: s.port, User: "tester"}
-}
-
-func (s *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
+func (s *Server) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
 		c.Close()
@@ -236,7 +240,7 @@ func (s *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 				dst.Close()
 				continue
 			}
-			s.forward.Add(1)
+			s.Forward.Add(1)
 			go ssh.DiscardRequests(creqs)
 			go func() { io.Copy(ch, dst); ch.CloseWrite() }()
 			go func() { io.Copy(dst, ch); dst.Close() }()
@@ -246,7 +250,7 @@ func (s *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 }
 
-func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	for r := range reqs {
 		switch r.Type {
@@ -254,13 +258,13 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			var p struct{ Cmd string }
 			ssh.Unmarshal(r.Payload, &p)
 			r.Reply(true, nil)
-			if s.hang {
+			if s.Hang {
 				continue
 			}
-			s.execs.Add(1)
-			s.running.Add(1)
+			s.Execs.Add(1)
+			s.Running.Add(1)
 			cmd := exec.Command("/bin/sh", "-c", p.Cmd)
-			cmd.Env = append(append(os.Environ(), "HOME="+s.home), s.env...)
+			cmd.Env = append(append(os.Environ(), "HOME="+s.Home), s.Env...)
 			cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
 			// Like sshd, end the session when the command exits, even
 			// if the client still holds stdin open: feed stdin from a
@@ -274,7 +278,7 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 					code = ee.ExitCode()
 				}
 			}
-			s.running.Add(-1)
+			s.Running.Add(-1)
 			status := make([]byte, 4)
 			binary.BigEndian.PutUint32(status, uint32(code))
 			ch.SendRequest("exit-status", false, status)
@@ -287,7 +291,7 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				continue
 			}
 			r.Reply(true, nil)
-			s.sftps.Add(1)
+			s.SFTPs.Add(1)
 			// The sftp server runs in a process of its own, as sshd's
 			// sftp-server does. In this process, a fork for another
 			// session's exec would inherit (until its own exec) the
@@ -299,7 +303,7 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				return
 			}
 			cmd := exec.Command(self)
-			cmd.Env = append(os.Environ(), sftpServerEnv+"=1")
+			cmd.Env = append(os.Environ(), SFTPServerEnv+"=1")
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
 			_ = cmd.Run()
 			return
@@ -311,14 +315,14 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-// testClient is a client key on disk and a known_hosts path.
-type testClient struct {
-	keyFile    string
-	pub        ssh.PublicKey
-	knownHosts string
+// Client is a client key on disk and a known_hosts path.
+type Client struct {
+	KeyFile    string
+	Pub        ssh.PublicKey
+	KnownHosts string
 }
 
-func newTestClient(t *testing.T) *testClient {
+func NewClient(t testing.TB) *Client {
 	t.Helper()
 	t.Setenv("SSH_AUTH_SOCK", "")
 	dir := t.TempDir()
@@ -335,38 +339,21 @@ func newTestClient(t *testing.T) *testClient {
 		t.Fatal(err)
 	}
 	sp, _ := ssh.NewPublicKey(pub)
-	return &testClient{keyFile: keyFile, pub: sp, knownHosts: filepath.Join(dir, "known_hosts")}
+	return &Client{KeyFile: keyFile, Pub: sp, KnownHosts: filepath.Join(dir, "known_hosts")}
 }
 
-// trust records s's keys in the client's known_hosts.
-func (c *testClient) trust(t *testing.T, s *testServer, keys ...ssh.Signer) {
+// Trust records s's keys in the client's known_hosts.
+func (c *Client) Trust(t testing.TB, s *Server, keys ...ssh.Signer) {
 	t.Helper()
 	if len(keys) == 0 {
-		keys = s.hostKeys
+		keys = s.HostKeys
 	}
-	f, err := os.OpenFile(c.knownHosts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(c.KnownHosts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	for _, k := range keys {
-		fmt.Fprintf(f, "[%s]:%d %s", s.addr, s.port, ssh.MarshalAuthorizedKey(k.PublicKey()))
+		fmt.Fprintf(f, "[%s]:%d %s", s.Addr, s.Port, ssh.MarshalAuthorizedKey(k.PublicKey()))
 	}
-}
-
-func (c *testClient) opts() ConnectOptions {
-	return ConnectOptions{KnownHostsFile: c.knownHosts, Timeout: 5 * time.Second}
-}
-
-func (c *testClient) connect(t *testing.T, s *testServer, o ConnectOptions) (*Conn, error) {
-	t.Helper()
-	tg := s.target()
-	tg.KeyFile = c.keyFile
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := Connect(ctx, tg, o)
-	if err == nil {
-		t.Cleanup(func() { conn.Close() })
-	}
-	return conn, err
 }
