@@ -326,6 +326,7 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 		return
 	}
 	hostvars, _ := vars["hostvars"].(map[string]any)
+	hosts = c.ownHosts(vars, hosts, hostvars, errs)
 	scheme := "http"
 	if c.TLS {
 		scheme = "https"
@@ -411,22 +412,81 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 	}
 }
 
+// ownHosts narrows the etcd group to this cluster's members: an inventory
+// may hold several clusters, told apart by etcd_cluster_name. A run acts
+// on one of them: a play whose hosts span several would, in its run_once
+// steps (preflight, health, membership, restore), act on the first
+// host's cluster only, so it is refused before anything runs.
+func (c *Cluster) ownHosts(vars map[string]any, hosts []string, hostvars map[string]any, errs *[]error) []string {
+	clusterOf := func(h string) string {
+		hv, _ := hostvars[h].(map[string]any)
+		if v, ok := hv["etcd_cluster_name"]; ok && v != nil && fmt.Sprint(v) != "" {
+			return fmt.Sprint(v)
+		}
+		return DefaultClusterName
+	}
+	var own []string
+	byCluster := map[string][]string{}
+	var names []string
+	for _, h := range hosts {
+		n := clusterOf(h)
+		if n == c.Name {
+			own = append(own, h)
+		}
+		if byCluster[n] == nil {
+			names = append(names, n)
+		}
+		byCluster[n] = append(byCluster[n], h)
+	}
+	if len(names) == 1 {
+		return hosts
+	}
+	inPlay := map[string][]string{}
+	var playClusters []string
+	for _, h := range stringList(vars["ansible_play_hosts"]) {
+		if !oneOf(h, hosts) {
+			continue
+		}
+		n := clusterOf(h)
+		if inPlay[n] == nil {
+			playClusters = append(playClusters, n)
+		}
+		inPlay[n] = append(inPlay[n], h)
+	}
+	if len(playClusters) > 1 {
+		var parts []string
+		for _, n := range playClusters {
+			parts = append(parts, fmt.Sprintf("%s (%s)", n, strings.Join(inPlay[n], ", ")))
+		}
+		*errs = append(*errs, &VarError{Var: "etcd_cluster_name", Msg: fmt.Sprintf(
+			"the play's hosts belong to %d etcd clusters: %s. A run acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps)",
+			len(playClusters), strings.Join(parts, "; "))})
+	}
+	return own
+}
+
 // groupHosts reads groups[name] whatever list type the engine used.
 func groupHosts(vars map[string]any, name string) []string {
 	switch g := vars["groups"].(type) {
 	case map[string][]string:
 		return g[name]
 	case map[string]any:
-		switch l := g[name].(type) {
-		case []string:
-			return l
-		case []any:
-			out := make([]string, 0, len(l))
-			for _, e := range l {
-				out = append(out, fmt.Sprint(e))
-			}
-			return out
+		return stringList(g[name])
+	}
+	return nil
+}
+
+// stringList reads a list of host names whatever list type the engine used.
+func stringList(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return l
+	case []any:
+		out := make([]string, 0, len(l))
+		for _, e := range l {
+			out = append(out, fmt.Sprint(e))
 		}
+		return out
 	}
 	return nil
 }

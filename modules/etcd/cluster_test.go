@@ -249,3 +249,50 @@ func TestStateLayout(t *testing.T) {
 		t.Errorf("install dir = %s", c.Paths.InstallDir(c.Version))
 	}
 }
+
+// TestSeveralClustersInOneInventory: the etcd group of one inventory may
+// hold several clusters told apart by etcd_cluster_name; each host's
+// members are its own cluster's, and a play spanning two is refused.
+func TestSeveralClustersInOneInventory(t *testing.T) {
+	perHost := map[string]map[string]any{
+		"etcd1": {"etcd_cluster_name": "blue"},
+		"etcd2": {"etcd_cluster_name": "blue"},
+		"etcd3": {"etcd_cluster_name": "green"},
+		"etcd4": {"etcd_cluster_name": "green"},
+		"etcd5": {"etcd_cluster_name": "green"},
+	}
+	tests := []struct {
+		name      string
+		playHosts []any
+		members   []string
+		wantErr   string
+	}{
+		{"play limited to blue", []any{"etcd1", "etcd2"}, []string{"etcd1", "etcd2"}, ""},
+		{"play of one blue host", []any{"etcd1"}, []string{"etcd1", "etcd2"}, ""},
+		{"play spans both", []any{"etcd1", "etcd2", "etcd3", "etcd4", "etcd5"}, nil,
+			"the play's hosts belong to 2 etcd clusters: blue (etcd1, etcd2); green (etcd3, etcd4, etcd5)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := lab(5, nil, perHost)
+			vars["ansible_play_hosts"] = tt.playHosts
+			c, err := FromVars(vars)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "--limit") {
+					t.Fatalf("err = %v, want it to contain %q and the --limit remedy", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range c.Members {
+				got = append(got, m.Name)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.members, ",") {
+				t.Errorf("members = %v, want %v", got, tt.members)
+			}
+		})
+	}
+}
