@@ -380,6 +380,9 @@ func (c *Conn) readLoop(stdout io.Reader) {
 			}
 			if tail := bytes.TrimSpace(c.stderr.Bytes()); len(tail) > 0 {
 				why = fmt.Errorf("%w; agent stderr: %s", why, tail)
+				if bytes.Contains(tail, []byte("password is required")) {
+					why = fmt.Errorf("%w (etcdplay runs sudo -n, never typing a password: give %q NOPASSWD sudo in a sudoers.d entry)", why, c.target.User)
+				}
 			}
 			c.fail(why)
 			return
