@@ -67,6 +67,21 @@ chmod 440 /etc/sudoers.d/deploy`
 	if o := e.MustApply(t, pb); o.Changed() != 0 {
 		t.Errorf("second apply through sudo changed %d", o.Changed())
 	}
+
+	// sudo that asks for a password: etcdplay never types one (sudo -n),
+	// so the host fails with the remedy and nothing on it changes.
+	h2 := l.Hosts()[1].Name
+	if out, err := l.Run(ctx, h2, "echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy && echo deploy:s3cret | chpasswd && rm -rf /etc/demo"); err != nil {
+		t.Fatalf("make sudo ask for a password on %s: %v\n%s", h2, err, out)
+	}
+	before := e.SnapshotAll(t, "/etc", "/usr/local")
+	o := e.Apply(t, pb)
+	if o.Code == 0 || !strings.Contains(o.Summary(), "a password is required") || !strings.Contains(o.Summary(), "NOPASSWD") {
+		t.Errorf("sudo asking for a password: exit %d, want a failure naming the password prompt and NOPASSWD\n%s", o.Code, o.Summary())
+	}
+	if changed := e.ChangedSince(t, before, "/etc", "/usr/local"); len(changed) != 0 {
+		t.Errorf("a host whose sudo wants a password was changed:\n%s", strings.Join(changed, "\n"))
+	}
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -242,3 +242,61 @@ func TestAnsibleExpressions(t *testing.T) {
 		t.Errorf("second run changed %d", again.Changed())
 	}
 }
+
+// TestAgentKilledMidTask kills the agent with SIGKILL on one real host
+// while a task runs there: that host is reported with the reason, the
+// other converges, and the next run (a fresh agent) converges both.
+func TestAgentKilledMidTask(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-agentkill", Block: 79, Hosts: 2})
+	e := harness.New(t, l)
+	ctx := context.Background()
+	pb := filepath.Join(t.TempDir(), "slow.yml")
+	writeFile(t, pb, `- hosts: all
+  tasks:
+    - name: before
+      copy: {dest: /etc/it-before, content: "one\n"}
+    - name: slow
+      command: sleep 3
+    - name: after
+      copy: {dest: /etc/it-after, content: "two\n"}
+`)
+	done := make(chan *harness.Outcome, 1)
+	go func() { done <- e.Apply(t, pb) }()
+
+	// Wait for the slow task on etcd1, then kill its agent (the process
+	// name is the first 15 bytes of etcdplay-agent-<sha>).
+	killed := false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !killed; time.Sleep(100 * time.Millisecond) {
+		out, _ := l.Run(ctx, "etcd1", "pgrep -x sleep >/dev/null && pkill -9 '^etcdplay-agent' && echo killed")
+		killed = strings.Contains(out, "killed")
+	}
+	o := <-done
+	if !killed {
+		t.Fatalf("never saw the slow task running on etcd1 to kill its agent\n%s", o.Summary())
+	}
+	if o.Code == 0 || !strings.Contains(o.Summary(), "agent session ended") {
+		t.Fatalf("agent killed mid-task: exit %d, want a failure saying the agent session ended\n%s", o.Code, o.Summary())
+	}
+	if r := o.Recap["etcd1"]; r.Unreachable+r.Failed != 1 {
+		t.Errorf("etcd1 recap %+v, want the host reported once", r)
+	}
+	if r := o.Recap["etcd2"]; r.Failed != 0 || r.Unreachable != 0 || r.Changed != 3 {
+		t.Errorf("etcd2 recap %+v, want converged (3 changed)", r)
+	}
+	if out, _ := l.Run(ctx, "etcd1", "cat /etc/it-after 2>&1"); !strings.Contains(out, "No such file") {
+		t.Errorf("etcd1 ran the task after the agent died: /etc/it-after: %s", out)
+	}
+
+	again := e.Apply(t, pb)
+	if again.Code != 0 {
+		t.Fatalf("re-run after the agent was killed: exit %d\n%s", again.Code, again.Summary())
+	}
+	if r := again.Recap["etcd1"]; r.Changed != 2 {
+		t.Errorf("re-run: etcd1 recap %+v, want the slow command and the last copy changed", r)
+	}
+	for _, h := range []string{"etcd1", "etcd2"} {
+		if got := string(e.HostFile(t, h, "/etc/it-after")); got != "two\n" {
+			t.Errorf("%s: /etc/it-after = %q after the re-run", h, got)
+		}
+	}
+}

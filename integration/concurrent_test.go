@@ -1,0 +1,163 @@
+package integration
+
+// Two operators start a rolling restart of the same cluster at the same
+// moment. The real thing exercised: etcdplay's operation lock in the
+// cluster's own keyspace (two etcdplay processes, real etcd), judged by
+// systemd's journal on each lab host: no two members may be down at once.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+)
+
+func TestConcurrentRollingRestarts(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-concurrent", Block: 78, Hosts: 3})
+	e := bootEnv(t, l)
+	hosts := bootHostNames(l)
+	e.MustApply(t, harness.Playbook("site.yml"))
+
+	restart := filepath.Join(t.TempDir(), "restart.yml")
+	writeFile(t, restart, `- hosts: etcd
+  tasks:
+    - name: rolling restart
+      etcd_restart: {}
+      run_once: true
+`)
+	// etcd_restart restarts a member whose inputs are newer than its
+	// process: make every member's config newer, for both runs.
+	ctx := context.Background()
+	for _, h := range hosts {
+		if out, err := l.Run(ctx, h, "sleep 0.01; touch /etc/etcd/etcd.yaml"); err != nil {
+			t.Fatalf("touch etcd.yaml on %s: %v\n%s", h, err, out)
+		}
+	}
+	since := time.Now()
+	cli := e.Client(t)
+	w := harness.StartWriteLoop(cli, "/it/concurrent", 20*time.Millisecond, 500*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+
+	var wg sync.WaitGroup
+	runs := make([]*harness.Outcome, 2)
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = e.Apply(t, restart)
+		}()
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond)
+	stats := w.Stop()
+
+	// The second run either waits for the lock and then rolls, or, when
+	// its plan's quorum guard sees a member the first run has down,
+	// refuses before touching anything. Never both at once.
+	waited, refused := 0, 0
+	for i, o := range runs {
+		switch {
+		case o.Code == 0 && strings.Contains(o.Stdout, "waiting: the operation lock"):
+			waited++
+		case o.Code == 0:
+		case strings.Contains(o.Summary(), "refusing to start a rolling restart") && strings.Contains(o.Summary(), "not healthy"):
+			refused++
+		default:
+			t.Fatalf("run %d: exit %d\n%s", i+1, o.Code, o.Summary())
+		}
+	}
+	if waited+refused != 1 {
+		t.Errorf("%d runs waited for the operation lock and %d refused, want one of the two runs to do either\nrun 1:\n%s\nrun 2:\n%s",
+			waited, refused, runs[0].Summary(), runs[1].Summary())
+	}
+	rolls := 2 - refused
+	t.Logf("two concurrent rolling restarts: %s and %s; writer: %s", runs[0].Elapsed.Round(time.Millisecond), runs[1].Elapsed.Round(time.Millisecond), stats)
+	if stats.MaxGap > electionTimeout {
+		t.Errorf("writes stopped for %s (> election timeout %s): %s; first errors: %v", stats.MaxGap, electionTimeout, stats, stats.Errors)
+	}
+
+	var windows []downWindow
+	for _, h := range hosts {
+		ws := etcdDownWindows(t, l, h, since)
+		if len(ws) != rolls {
+			t.Errorf("%s: etcd was restarted %d times, want %d (once per run that rolled): %v", h, len(ws), rolls, ws)
+		}
+		windows = append(windows, ws...)
+	}
+	for i, a := range windows {
+		for _, b := range windows[i+1:] {
+			if a.host != b.host && a.from.Before(b.to) && b.from.Before(a.to) {
+				t.Errorf("%s and %s were down at the same time: %v and %v", a.host, b.host, a, b)
+			}
+		}
+	}
+	bootCheckCluster(t, e, hosts)
+}
+
+// downWindow is one stop-to-started span of etcd.service on a host.
+type downWindow struct {
+	host     string
+	from, to time.Time
+}
+
+func (w downWindow) String() string {
+	return fmt.Sprintf("%s %s..%s", w.host, w.from.Format("15:04:05.000"), w.to.Format("15:04:05.000"))
+}
+
+// systemd's catalogue ids for a unit beginning to stop and having started.
+const (
+	msgUnitStopping = "de5b426a63be47a7b6ac3eaac82e2f6f"
+	msgUnitStarted  = "39f53479d3a045ac8e11786248231fbf"
+)
+
+// etcdDownWindows reads host's journal since then: every span from
+// "Stopping etcd.service" to the next "Started". The lab hosts share the
+// machine's clock, so the spans of different hosts compare.
+func etcdDownWindows(t *testing.T, l *lab.Lab, host string, since time.Time) []downWindow {
+	t.Helper()
+	out, err := l.Run(context.Background(), host,
+		fmt.Sprintf("journalctl -u etcd.service -o json --output-fields=MESSAGE_ID,__REALTIME_TIMESTAMP --since=@%d --no-pager", since.Unix()))
+	if err != nil {
+		t.Fatalf("journal of %s: %v\n%s", host, err, out)
+	}
+	var ws []downWindow
+	var open *downWindow
+	for line := range strings.Lines(out) {
+		var ent struct {
+			ID string `json:"MESSAGE_ID"`
+			At string `json:"__REALTIME_TIMESTAMP"`
+		}
+		if json.Unmarshal([]byte(line), &ent) != nil || !slices.Contains([]string{msgUnitStopping, msgUnitStarted}, ent.ID) {
+			continue
+		}
+		us, err := strconv.ParseInt(ent.At, 10, 64)
+		if err != nil {
+			continue
+		}
+		at := time.UnixMicro(us)
+		if at.Before(since) {
+			continue
+		}
+		switch {
+		case ent.ID == msgUnitStopping:
+			open = &downWindow{host: host, from: at}
+		case open != nil:
+			open.to = at
+			ws = append(ws, *open)
+			open = nil
+		}
+	}
+	if open != nil {
+		t.Errorf("%s: etcd.service stopped at %s and never started again", host, open.from.Format(time.RFC3339Nano))
+	}
+	return ws
+}
