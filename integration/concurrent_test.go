@@ -44,7 +44,10 @@ func TestConcurrentRollingRestarts(t *testing.T) {
 	}
 	since := time.Now()
 	cli := e.Client(t)
-	w := harness.StartWriteLoop(cli, "/it/concurrent", 20*time.Millisecond, 500*time.Millisecond)
+	// Six restarts, each one a chance for a write to hang on the member
+	// being stopped until its timeout: a short timeout keeps the measured
+	// gap close to the time the cluster really refused writes.
+	w := harness.StartWriteLoop(cli, "/it/concurrent", 20*time.Millisecond, 250*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 
 	var wg sync.WaitGroup
@@ -93,6 +96,7 @@ func TestConcurrentRollingRestarts(t *testing.T) {
 		}
 		windows = append(windows, ws...)
 	}
+	t.Logf("etcd down windows: %v", windows)
 	for i, a := range windows {
 		for _, b := range windows[i+1:] {
 			if a.host != b.host && a.from.Before(b.to) && b.from.Before(a.to) {
