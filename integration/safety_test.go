@@ -121,6 +121,8 @@ func TestDataDirOnOwnMount(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	restoreRefusedOnFullDisks(t, e, files[0])
+
 	check := e.Apply(t, harness.Playbook("restore.yml"), "--check", "-e", "snapshot="+files[0])
 	if check.Code != 0 || !strings.Contains(check.Stdout, "moved aside to /var/lib/etcd/etcd.pre-restore-") {
 		t.Fatalf("restore --check (exit %d) does not show the move inside the mount:\n%s", check.Code, check.Stdout)
@@ -156,6 +158,51 @@ func TestDataDirOnOwnMount(t *testing.T) {
 	}
 	checkKeys(t, e.Client(t, e.Endpoints("etcd3")...), 200, "snap", 0)
 	assertMounted(t, l, "etcd3", "/var/lib/etcd/member", "/var/lib/etcd/etcd.*Z/member")
+}
+
+// restoreRefusedOnFullDisks: etcd2's upload dir is a filesystem with no
+// byte left, etcd3's data disk has less free than the restored db needs.
+// Before the fix a full upload filesystem (0 bytes free) passed the check
+// (0 read as "not measured"). Now the plan refuses, naming both hosts'
+// filesystems, before any member stops or anything is written; with the
+// disks freed the restore goes on.
+func restoreRefusedOnFullDisks(t *testing.T, e *harness.Env, snap string) {
+	t.Helper()
+	l := e.Lab
+	ctx := context.Background()
+	run := func(host, cmd string) {
+		t.Helper()
+		if out, err := l.Run(ctx, host, cmd); err != nil {
+			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
+		}
+	}
+	run("etcd2", "mkdir -p /var/tmp/etcdplay && mount -t tmpfs -o size=1m,mode=0700 upload-disk /var/tmp/etcdplay && "+
+		"{ dd if=/dev/zero of=/var/tmp/etcdplay/filler bs=64k 2>/dev/null; test \"$(df --output=avail /var/tmp/etcdplay | tail -1)\" -eq 0; }")
+	run("etcd3", "fallocate -l $(( $(df --output=avail -B1 /var/lib/etcd | tail -1) - 16*1024*1024 )) /var/lib/etcd/filler")
+	pids := etcdPIDs(t, e)
+
+	o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
+	if o.Code == 0 {
+		t.Fatalf("restore onto full disks succeeded:\n%s", o.Stdout)
+	}
+	for _, want := range []string{"etcd2", "only 0 MiB free for the uploaded snapshot", "etcd3", "free on the filesystem of /var/lib/etcd"} {
+		if !strings.Contains(o.Summary(), want) {
+			t.Errorf("refused restore does not say %q:\n%s", want, o.Summary())
+		}
+	}
+	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+		t.Errorf("etcd processes changed by a refused restore: %v -> %v", pids, now)
+	}
+	for _, h := range e.Lab.Hosts() {
+		if got := hostGlob(t, e, h.Name, "var/lib/etcd/etcd.*"); len(got) != 0 {
+			t.Errorf("refused restore left %v on %s", got, h.Name)
+		}
+		if got := hostGlob(t, e, h.Name, "var/tmp/etcdplay/restore-*"); len(got) != 0 {
+			t.Errorf("refused restore uploaded %v to %s", got, h.Name)
+		}
+	}
+	run("etcd2", "umount /var/tmp/etcdplay")
+	run("etcd3", "rm /var/lib/etcd/filler")
 }
 
 // TestRestoreInterruptedLeavesMembersRunning: Ctrl-C while a restore is

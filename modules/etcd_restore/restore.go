@@ -263,7 +263,8 @@ func checkHost(mp memberPlan, etcdutl string, size int64) error {
 	if mp.Data.FreeBytes < need {
 		probs = append(probs, fmt.Sprintf("only %d MiB free on the filesystem of %s, the restore needs about %d MiB", mp.Data.FreeBytes>>20, mp.Data.Path, need>>20))
 	}
-	if mp.Probe.UpAvailKB != 0 && mp.Probe.UpAvailKB < size/1024+1024 {
+	// Measured always (at the nearest existing dir): 0 is a full disk.
+	if mp.Probe.UpAvailKB < size/1024+1024 {
 		probs = append(probs, fmt.Sprintf("only %d MiB free for the uploaded snapshot (%d MiB)", mp.Probe.UpAvailKB/1024, size>>20))
 	}
 	if len(probs) > 0 {

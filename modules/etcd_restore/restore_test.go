@@ -17,7 +17,6 @@ import (
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
-	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
@@ -178,11 +177,7 @@ func realSnapshot(t *testing.T) string {
 	t.Helper()
 	tc := etcdtest.Start(t, 1)
 	ctx := context.Background()
-	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	for i := range 42 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
 			t.Fatal(err)
@@ -276,6 +271,8 @@ func TestPlanRefuses(t *testing.T) {
 			probes: map[string]string{"etcd2": strings.Replace(goodProbe, "etcdutl=yes", "etcdutl=no", 1)}, want: "etcd2: /usr/local/bin/etcdutl is missing"},
 		{name: "disk full", args: modules.Args{"snapshot": snap},
 			probes: map[string]string{"etcd3": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1)}, want: "etcd3: only 0 MiB free"},
+		{name: "upload filesystem full", args: modules.Args{"snapshot": snap},
+			probes: map[string]string{"etcd2": strings.Replace(goodProbe, "upavail=10485760", "upavail=0", 1)}, want: "etcd2: only 0 MiB free for the uploaded snapshot"},
 		{name: "WAL dir inside the data dir", args: modules.Args{"snapshot": snap}, vars: map[string]any{"etcd_wal_dir": "/var/lib/etcd/wal"}, want: "inside etcd_data_dir", noHost: true},
 		{name: "member unreachable", args: modules.Args{"snapshot": snap}, down: "etcd2", want: "not reachable in this play: etcd2", noHost: true},
 	} {
