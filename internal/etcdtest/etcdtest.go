@@ -5,6 +5,7 @@
 package etcdtest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -153,6 +155,18 @@ func (c *Cluster) Restart(i int) {
 
 // ID returns member i's etcd member id.
 func (c *Cluster) ID(i int) uint64 { return uint64(c.servers[i].Server.MemberID()) }
+
+// Client is a client of the cluster as the controller connects (its
+// client certificate, every member's endpoint), closed when the test ends.
+func (c *Cluster) Client() *clientv3.Client {
+	c.t.Helper()
+	cli, err := etcd.NewClient(context.Background(), c.Model, c.StateDir, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
 
 // LeaderIndex returns the index of the current leader, or -1.
 func (c *Cluster) LeaderIndex() int {

@@ -163,11 +163,7 @@ func TestRunHost(t *testing.T) {
 	b, _ := json.Marshal(cfg)
 	conf := filepath.Join(t.TempDir(), "etcd-backup.json")
 	os.WriteFile(conf, b, 0o600)
-	cli, err := etcd.NewClient(context.Background(), tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	for i := range 3 {
 		if _, err := cli.Put(context.Background(), fmt.Sprintf("k%d", i), "v"); err != nil {
 			t.Fatal(err)

@@ -51,11 +51,7 @@ func TestDefragRule(t *testing.T) {
 func TestConsistencyAgrees(t *testing.T) {
 	tc := etcdtest.Start(t, 3)
 	ctx := context.Background()
-	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	for i := range 50 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
 			t.Fatal(err)

@@ -179,7 +179,23 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
-	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log}
+	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log,
+		Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
+			r, err := env.Writer(m.Host)
+			if err != nil {
+				return false, "", err
+			}
+			pr, err := probeHost(ctx, r, c)
+			switch {
+			case err != nil:
+				return false, "", err
+			case !pr.Running():
+				return false, "etcd is " + pr.Active, nil
+			case !pr.Stale():
+				return false, "etcd started after its last input change (another run restarted it)", nil
+			}
+			return true, "", nil
+		}}
 	prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 		r, err := env.Writer(m.Host)
 		if err != nil {
@@ -198,6 +214,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	done := make([]string, len(prog.Done))
 	for i, m := range prog.Done {
 		done[i] = m.Name
+	}
+	if len(done) == 0 {
+		return &modules.Result{Status: modules.StatusOK, Change: ch,
+			Msg:  "no member needed a restart any more (" + prog.String() + ")",
+			Data: map[string]any{"restarted": done}}, nil
 	}
 	return &modules.Result{
 		Status: modules.StatusChanged,

@@ -12,7 +12,6 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules"
-	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
@@ -35,21 +34,11 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func client(t *testing.T, tc *etcdtest.Cluster) *clientv3.Client {
-	t.Helper()
-	cli, err := etcd.NewClient(context.Background(), tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // TestSnapshotFromFollowerVerifiedAndPruned takes real snapshots of an
 // in-process TLS cluster and checks them against what the cluster says.
 func TestSnapshotFromFollowerVerifiedAndPruned(t *testing.T) {
 	tc := etcdtest.Start(t, 3)
-	cli := client(t, tc)
+	cli := tc.Client()
 	ctx := context.Background()
 	for i := range 200 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%03d", i), strings.Repeat("v", i)); err != nil {

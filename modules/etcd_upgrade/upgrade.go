@@ -368,7 +368,14 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if j.Downgrade {
 			verb = "downgrade to "
 		}
-		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log}
+		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log,
+			Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
+				h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{Members: []string{m.Host}})
+				if err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v") {
+					return false, "it already runs " + j.To.String() + " (another run did it)", nil
+				}
+				return true, "", nil
+			}}
 		prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 			return upgradeMember(ctx, env, hosts[m.Host], j, m, dial)
 		})

@@ -1,8 +1,9 @@
 // Package roll is the one rolling primitive of the cluster-wide modules
-// (restart, upgrade, and the defrag and certificate rotation to come): a
-// per-member step run one member at a time, the way etcd-druid's
-// quorum-aware updates do it:
+// (restart, upgrade, defrag, the TLS switch): a per-member step run one
+// member at a time, the way etcd-druid's quorum-aware updates do it:
 //
+//   - the whole roll holds etcdplay's operation lock, and once it is held
+//     the members another run already did meanwhile are dropped;
 //   - before each step, the cluster is checked again, against the live
 //     member list (voters outside the inventory count, and count as down
 //     since etcdplay cannot probe them): every probed member healthy, one
@@ -47,23 +48,33 @@ type Options struct {
 	// NoLock skips the operation lock (tests of the roll alone). Every
 	// module's roll takes it: two runs never take members down at once.
 	NoLock bool
+	// Pending, when set, is asked for each member once the lock is held:
+	// is its step still needed, and if not, why. A plan is made before the
+	// lock is taken, and a run that waited for it may find another run did
+	// the step meanwhile; such a member is skipped, not taken down twice.
+	Pending func(ctx context.Context, m etcd.Member) (needed bool, why string, err error)
 }
 
 // Step does the work on one member. The member is not expected to answer
 // while it runs; Run waits for it afterwards.
 type Step func(ctx context.Context, m etcd.Member) error
 
-// Progress is how far a roll got.
+// Progress is how far a roll got. Skipped members needed no step any
+// more when the roll reached them (Options.Pending).
 type Progress struct {
-	Done, Remaining []etcd.Member
+	Done, Skipped, Remaining []etcd.Member
 }
 
 // String is what an error or a result message says of the roll.
 func (p Progress) String() string {
+	s := "done: " + names(p.Done)
 	if len(p.Done) == 0 {
-		return "no member done; not done: " + names(p.Remaining)
+		s = "no member done"
 	}
-	return "done: " + names(p.Done) + "; not done: " + names(p.Remaining)
+	if len(p.Skipped) > 0 {
+		s += "; no longer needed: " + names(p.Skipped)
+	}
+	return s + "; not done: " + names(p.Remaining)
 }
 
 // ErrUnsafe is wrapped when the cluster is not in a state to lose a
@@ -105,7 +116,12 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 			}
 		}()
 	}
-	total := len(members)
+	if o.Pending != nil {
+		if err := p.dropDone(ctx, o); err != nil {
+			return p, err
+		}
+	}
+	total := len(p.Remaining)
 	for len(p.Remaining) > 0 {
 		if len(p.Done) > 0 {
 			o.logf("%s: %d/%d done (%s); checking the cluster before the next", o.Verb, len(p.Done), total, names(p.Done))
@@ -141,6 +157,26 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 		}
 	}
 	return p, nil
+}
+
+// dropDone moves the members whose step is no longer needed from
+// Remaining to Skipped. The lock is held: no other run changes them now.
+func (p *Progress) dropDone(ctx context.Context, o Options) error {
+	var still []etcd.Member
+	for _, m := range p.Remaining {
+		needed, why, err := o.Pending(ctx, m)
+		if err != nil {
+			return fmt.Errorf("before the %s of %s: %w", o.Verb, m.Name, err)
+		}
+		if needed {
+			still = append(still, m)
+			continue
+		}
+		o.logf("%s: %s; no %s needed any more", m.Name, why, o.Verb)
+		p.Skipped = append(p.Skipped, m)
+	}
+	p.Remaining = still
+	return nil
 }
 
 func (o Options) logf(format string, args ...any) {

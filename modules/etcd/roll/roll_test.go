@@ -130,11 +130,7 @@ func TestRunHandsOverAndWaits(t *testing.T) {
 func TestRunTakesTheOperationLock(t *testing.T) {
 	tc := etcdtest.Start(t, 1)
 	ctx := context.Background()
-	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	other, err := oplock.Acquire(ctx, cli, "test", 5*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,5 +161,43 @@ func TestRunTakesTheOperationLock(t *testing.T) {
 	})
 	if !errors.Is(err, oplock.ErrLost) {
 		t.Errorf("roll that lost its lock: %v", err)
+	}
+}
+
+// TestRunSkipsStepsNoLongerPending: Pending is asked with the operation
+// lock held (a run that waited for the lock must look again), and a
+// member it says is done is skipped, never stepped.
+func TestRunSkipsStepsNoLongerPending(t *testing.T) {
+	tc := etcdtest.Start(t, 1)
+	ctx := context.Background()
+	cli := tc.Client()
+	var logs []string
+	lockHeldWhenAsked := false
+	opt := Options{Cluster: tc.Model, StateDir: tc.StateDir, Timeout: 10 * time.Second, Verb: "restart",
+		Log: func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) },
+		Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
+			resp, err := cli.Get(ctx, oplock.Key, clientv3.WithPrefix())
+			lockHeldWhenAsked = err == nil && len(resp.Kvs) == 1
+			return false, "restarted by another run", nil
+		}}
+	stepped := false
+	prog, err := Run(ctx, opt, tc.Model.Members, func(context.Context, etcd.Member) error { stepped = true; return nil })
+	if err != nil || stepped || len(prog.Skipped) != 1 || len(prog.Done)+len(prog.Remaining) != 0 {
+		t.Fatalf("roll of a member no longer pending: stepped=%v progress %s err %v", stepped, prog, err)
+	}
+	if !lockHeldWhenAsked {
+		t.Error("Pending was asked without the operation lock held")
+	}
+	if want := "restarted by another run; no restart needed any more"; !strings.Contains(strings.Join(logs, "\n"), want) {
+		t.Errorf("log %q lacks %q", logs, want)
+	}
+	if s := prog.String(); s != "no member done; no longer needed: "+tc.Model.Members[0].Name+"; not done: none" {
+		t.Errorf("progress %q", s)
+	}
+
+	boom := errors.New("probe failed")
+	opt.Pending = func(context.Context, etcd.Member) (bool, string, error) { return false, "", boom }
+	if _, err := Run(ctx, opt, tc.Model.Members, func(context.Context, etcd.Member) error { stepped = true; return nil }); !errors.Is(err, boom) || stepped {
+		t.Errorf("Pending failing: stepped=%v err %v", stepped, err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
-	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
 )
 
@@ -26,11 +25,7 @@ func snapshot(t *testing.T, n int) (path string, rev int64, keys int64, tc *etcd
 	t.Helper()
 	tc = etcdtest.Start(t, 1)
 	ctx := context.Background()
-	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	for i := range n {
 		if _, err := cli.Put(ctx, fmt.Sprintf("key/%04d", i), fmt.Sprintf("value %d", i)); err != nil {
 			t.Fatal(err)
@@ -148,11 +143,7 @@ func TestDataDirCopy(t *testing.T) {
 func TestRevisionWithoutKeys(t *testing.T) {
 	tc := etcdtest.Start(t, 1)
 	ctx := context.Background()
-	cli, err := etcd.NewClient(ctx, tc.Model, tc.StateDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := tc.Client()
 	save := func() *snapdb.Info {
 		rc, err := cli.Snapshot(ctx)
 		if err != nil {
