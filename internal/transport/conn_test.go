@@ -623,3 +623,55 @@ func TestConnectRetriesDroppedHandshakes(t *testing.T) {
 		})
 	}
 }
+
+// TestHandshakesWaitForASlot: with every handshake slot taken, a connect
+// waits for one (and gives up with the caller's context, saying it was
+// waiting); the per-host timeout starts only once it has a slot, so a
+// long queue does not time out hosts that answer.
+func TestHandshakesWaitForASlot(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	tg := targetOf(s)
+	tg.KeyFile = c.KeyFile
+	o := optsOf(c)
+	o.Timeout = 2 * time.Second
+
+	for range cap(handshakeSlots) {
+		handshakeSlots <- struct{}{}
+	}
+	held := cap(handshakeSlots)
+	t.Cleanup(func() {
+		for range held {
+			<-handshakeSlots
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if conn, err := Connect(ctx, tg, o); err == nil || !IsUnreachable(err) || !strings.Contains(err.Error(), "waiting to connect") {
+		if conn != nil {
+			conn.Close()
+		}
+		t.Fatalf("connect with no free slot: %v, want unreachable while waiting to connect", err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		conn, err := Connect(context.Background(), tg, o)
+		if conn != nil {
+			conn.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("connect went ahead with no free slot: %v", err)
+	case <-time.After(3 * time.Second): // longer than o.Timeout
+	}
+	<-handshakeSlots
+	held--
+	if err := <-done; err != nil {
+		t.Fatalf("connect after a slot freed, having queued longer than its timeout: %v", err)
+	}
+}
