@@ -186,6 +186,11 @@ func (c *Conn) startAgent(ctx context.Context) error {
 			return err
 		}
 		if err := c.uploadAgent(ctx, bin); err != nil {
+			// Keepalive gave up on the host mid-upload: that is the
+			// cause, not the session the closed connection cut.
+			if ue := (*UnreachableError)(nil); errors.As(c.failure(), &ue) {
+				return &UnreachableError{Host: host, Err: fmt.Errorf("%w, while uploading the agent (%v)", ue.Err, err)}
+			}
 			return c.connErr(fmt.Errorf("%s: %w", host, err))
 		}
 		cmd := sudo + shellQuote(path.Join(c.probe.dir, bin.remoteName())) + " agent"
@@ -223,6 +228,12 @@ func (c *Conn) startAgent(ctx context.Context) error {
 }
 
 func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
+	select {
+	case uploadSlots <- struct{}{}:
+		defer func() { <-uploadSlots }()
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 	start := time.Now()
 	if c.probe.gunzip {
 		if err := streamAgent(ctx, c.client, c.probe.dir, bin, c.opts.OnProgress); err != nil {
@@ -241,6 +252,14 @@ func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
 	c.uploaded = fmt.Sprintf("agent sent over SFTP (%.1f MB; no gzip or sha256sum on the host) in %s", float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// uploadSlots bounds the agent uploads in flight from this process. The
+// agent is megabytes that every cold host unpacks and hashes; 16 streams
+// fill a controller's uplink, and more only make each slower: with 200
+// lab hosts sharing 2 cores, all at once starved sshd until keepalives
+// went unanswered and connections were dropped mid-upload. A connection
+// waiting for a slot is idle and answers its keepalives.
+var uploadSlots = make(chan struct{}, 16)
 
 // Uploaded says how the agent reached the host on this connect ("" when
 // it was there already), for -vvv.
@@ -408,6 +427,13 @@ func (c *Conn) readLoop(stdout io.Reader) {
 
 // fail makes the connection unusable: callers waiting and to come get
 // an UnreachableError carrying why.
+// failure is why the connection failed, or nil while it is up.
+func (c *Conn) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 func (c *Conn) fail(why error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
