@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
-	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // TestRotateCA: a 3-member TLS cluster with 1,000 keys and a client host
@@ -139,7 +139,7 @@ func TestRotateCA(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			cert, err := etcd.ServedCertificate(ctx, nil, url, peer)
+			cert, err := etcdclient.ServedCertificate(ctx, nil, url, peer)
 			cancel()
 			if err != nil {
 				t.Errorf("%s: %v", url, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_binary"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
@@ -120,7 +121,7 @@ type forwarder struct {
 	wg        sync.WaitGroup
 }
 
-func forwardMembers(ctx context.Context, c *etcd.Cluster, dial etcd.DialFunc) (*forwarder, error) {
+func forwardMembers(ctx context.Context, c *etcd.Cluster, dial etcdclient.DialFunc) (*forwarder, error) {
 	f := &forwarder{}
 	scheme := "http://"
 	if c.TLS {
@@ -150,7 +151,7 @@ func forwardMembers(ctx context.Context, c *etcd.Cluster, dial etcd.DialFunc) (*
 	return f, nil
 }
 
-func splice(ctx context.Context, conn net.Conn, target string, dial etcd.DialFunc) {
+func splice(ctx context.Context, conn net.Conn, target string, dial etcdclient.DialFunc) {
 	defer conn.Close()
 	up, err := dial(ctx, target)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/cloudflare/cfssl/helpers"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // Certificate is one certificate the cluster depends on and when it ends:
@@ -38,7 +39,7 @@ type Certificate struct {
 
 // certificates looks at every selected member's served certificates (in
 // parallel) and at the state dir's CA and client certificates.
-func certificates(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc, members []etcd.Member, timeout time.Duration) []Certificate {
+func certificates(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcdclient.DialFunc, members []etcd.Member, timeout time.Duration) []Certificate {
 	pki := c.PKI(stateDir)
 	pool := x509.NewCertPool()
 	var out []Certificate
@@ -83,7 +84,7 @@ func certificates(ctx context.Context, c *etcd.Cluster, stateDir string, dial et
 				it := Certificate{What: m.Name + " " + p.kind, Member: m.Name, Kind: p.kind, Source: "served at " + p.rawURL}
 				cctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
-				cert, err := etcd.ServedCertificate(cctx, dial, p.rawURL, p.as)
+				cert, err := etcdclient.ServedCertificate(cctx, dial, p.rawURL, p.as)
 				if err != nil {
 					it.Error = err.Error()
 				} else {

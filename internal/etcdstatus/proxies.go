@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // Proxy is one client host's proxy: what it forwards to, and whether that
@@ -69,7 +70,7 @@ func proxies(ctx context.Context, c *etcd.Cluster, stateDir string, open ProxyHo
 			got := slices.Clone(p.Endpoints)
 			sort.Strings(got)
 			p.InStep = len(want) > 0 && slices.Equal(got, want)
-			if err := etcd.ProxyServing(ctx, c, px, stateDir, h); err != nil {
+			if err := etcdclient.ProxyServing(ctx, c, px, stateDir, h); err != nil {
 				p.Error = err.Error()
 				return
 			}

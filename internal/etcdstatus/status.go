@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // Report is one look at a cluster.
@@ -85,8 +86,8 @@ type Options struct {
 // Collect looks at every (selected) member in parallel. Unreachable
 // members are part of the report, not an error; an error means the look
 // itself was impossible (no client certificate, unknown member).
-func Collect(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc, opt Options) (*Report, error) {
-	h, err := etcd.CheckHealth(ctx, c, stateDir, dial, etcd.CheckOptions{Members: opt.Members, ProbeTimeout: opt.ProbeTimeout})
+func Collect(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcdclient.DialFunc, opt Options) (*Report, error) {
+	h, err := etcdclient.CheckHealth(ctx, c, stateDir, dial, etcdclient.CheckOptions{Members: opt.Members, ProbeTimeout: opt.ProbeTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,7 @@ func Collect(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.Di
 	return r, nil
 }
 
-func fromHealth(c *etcd.Cluster, h *etcd.Health, now time.Time) *Report {
+func fromHealth(c *etcd.Cluster, h *etcdclient.Health, now time.Time) *Report {
 	r := &Report{Cluster: c.Name, Time: now.UTC(), Problems: h.Problems()}
 	r.Healthy = len(r.Problems) == 0
 	if l, ok := h.Leader(); ok {

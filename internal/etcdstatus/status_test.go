@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 func TestBytes(t *testing.T) {
@@ -36,8 +37,8 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &etcd.Health{
-		Members: []etcd.MemberHealth{
+	h := &etcdclient.Health{
+		Members: []etcdclient.MemberHealth{
 			{Host: "etcd1", Name: "etcd1", Endpoint: "https://127.0.1.1:2379", Healthy: true, Took: 2 * time.Millisecond,
 				ID: 0x97c1c1003e0d4bf, Version: "3.6.16", DBSize: 2_600_000, DBSizeInUse: 1_200_000, Leader: 0xf5b8cb45a0dcf520, RaftTerm: 4, RaftIndex: 388655, RaftAppliedIndex: 388655},
 			{Host: "etcd2", Name: "etcd2", Endpoint: "https://127.0.1.2:2379", Healthy: true, Took: 3 * time.Millisecond,

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // Cluster is a running test cluster and the etcdplay model describing it.
@@ -160,7 +161,7 @@ func (c *Cluster) ID(i int) uint64 { return uint64(c.servers[i].Server.MemberID(
 // client certificate, every member's endpoint), closed when the test ends.
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()
-	cli, err := etcd.NewClient(context.Background(), c.Model, c.StateDir, nil)
+	cli, err := etcdclient.NewClient(context.Background(), c.Model, c.StateDir, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}

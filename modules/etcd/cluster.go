@@ -1,7 +1,9 @@
 // Package etcd is the cluster model every etcd module shares: who the
 // members are, how they are reached, which release and tuning they run and
-// where their files live, all derived from inventory variables. It is pure:
-// no I/O, so the compiler can build and validate it before any connection.
+// where their files live, all derived from inventory variables. It does no
+// network I/O, so the compiler can build and validate it before any
+// connection (modules/etcd/etcdclient talks to the cluster); the only
+// files it reads or writes are etcd_tune's record in the state dir.
 package etcd
 
 import (
@@ -610,4 +612,31 @@ func FromVarsAt(vars map[string]any, version string) (*Cluster, error) {
 		vars["etcd_version"] = version
 	}
 	return fromVars(vars)
+}
+
+// Select returns the members named by hosts-or-names (all when empty), or
+// an error naming the ones that are not members.
+func (c *Cluster) Select(names []string) ([]Member, error) {
+	if len(names) == 0 {
+		return append([]Member(nil), c.Members...), nil
+	}
+	var out []Member
+	var unknown []string
+	for _, n := range names {
+		found := false
+		for _, m := range c.Members {
+			if m.Host == n || m.Name == n {
+				out = append(out, m)
+				found = true
+				break
+			}
+		}
+		if !found {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("not members of the etcd group: %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
 }

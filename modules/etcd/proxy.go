@@ -271,3 +271,13 @@ func ParseProxyEndpoints(content string) []string {
 	}
 	return out
 }
+
+// DialAddr is where a client on the host reaches the proxy: its listen
+// address, or loopback for a wildcard.
+func (px Proxy) DialAddr() string {
+	ip := net.ParseIP(px.ListenAddress)
+	if ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(px.Port))
+	}
+	return px.Listen()
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 func init() { modules.Register("etcd_health", Module{}) }
@@ -54,13 +55,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
 	probe, _ := etcd.ArgDuration(args, "probe_timeout", 3*time.Second)
-	opt := etcd.CheckOptions{Members: args.Strings("members"), ProbeTimeout: probe}
+	opt := etcdclient.CheckOptions{Members: args.Strings("members"), ProbeTimeout: probe}
 	if _, err := c.Select(opt.Members); err != nil {
 		return nil, fmt.Errorf("etcd_health: %w", err)
 	}
-	dial := etcd.Dialer(c, env)
+	dial := etcdclient.Dialer(c, env)
 	if env.Check {
-		h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, opt)
+		h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, opt)
 		switch {
 		case err != nil:
 			env.Logf("etcd_health (check mode): not checked: %v", err)
@@ -69,7 +70,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		}
 		return &modules.Change{}, nil
 	}
-	h, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{CheckOptions: opt, Timeout: timeout, Log: env.Log})
+	h, err := etcdclient.WaitHealthy(ctx, c, env.StateDir, dial, etcdclient.WaitOptions{CheckOptions: opt, Timeout: timeout, Log: env.Log})
 	if err != nil {
 		return nil, fmt.Errorf("etcd_health: %w", err)
 	}

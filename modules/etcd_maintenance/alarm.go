@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // alarmModule is etcd_alarm: it lists the cluster's alarms and disarms the
@@ -39,7 +40,7 @@ func (alarmModule) Plan(ctx context.Context, env *modules.Env, args modules.Args
 	if err != nil {
 		return nil, err
 	}
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{IgnoreAlarms: []string{nospace, "CORRUPT"}})
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{IgnoreAlarms: []string{nospace, "CORRUPT"}})
 	if err != nil {
 		return nil, fmt.Errorf("etcd_alarm: %w", err)
 	}
@@ -89,7 +90,7 @@ func (alarmModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Chan
 	j := ch.Payload.(*alarmJob)
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cli, err := etcd.NewClient(cctx, j.Cluster, env.StateDir, etcd.Dialer(j.Cluster, env))
+	cli, err := etcdclient.NewClient(cctx, j.Cluster, env.StateDir, etcdclient.Dialer(j.Cluster, env))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (alarmModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Chan
 		Msg: "disarmed " + strings.Join(done, ", ") + "; writes go through"}, nil
 }
 
-func memberName(h *etcd.Health, id uint64) string {
+func memberName(h *etcdclient.Health, id uint64) string {
 	for _, m := range h.List {
 		if m.ID == id && m.Name != "" {
 			return m.Name

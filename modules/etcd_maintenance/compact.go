@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // compactModule is etcd_compact.
@@ -62,7 +63,7 @@ func (compactModule) Plan(ctx context.Context, env *modules.Env, args modules.Ar
 		return nil, err
 	}
 	keep := keepOf(args, env.Vars)
-	cli, err := etcd.NewClient(ctx, c, env.StateDir, etcd.Dialer(c, env))
+	cli, err := etcdclient.NewClient(ctx, c, env.StateDir, etcdclient.Dialer(c, env))
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +94,7 @@ func (compactModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Ch
 	j := ch.Payload.(*compactJob)
 	cctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
-	cli, err := etcd.NewClient(cctx, j.Cluster, env.StateDir, etcd.Dialer(j.Cluster, env))
+	cli, err := etcdclient.NewClient(cctx, j.Cluster, env.StateDir, etcdclient.Dialer(j.Cluster, env))
 	if err != nil {
 		return nil, err
 	}

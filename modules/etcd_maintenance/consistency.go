@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // consistencyModule is etcd_consistency: every member's KV hash at one
@@ -31,7 +32,7 @@ func (consistencyModule) Plan(ctx context.Context, env *modules.Env, args module
 	if err != nil {
 		return nil, err
 	}
-	dial := etcd.Dialer(c, env)
+	dial := etcdclient.Dialer(c, env)
 	type member struct {
 		name, url string
 		cli       *clientv3.Client
@@ -50,7 +51,7 @@ func (consistencyModule) Plan(ctx context.Context, env *modules.Env, args module
 		if err != nil {
 			return nil, err
 		}
-		cli, err := etcd.NewMemberClient(ctx, c, sel[0], env.StateDir, dial)
+		cli, err := etcdclient.NewMemberClient(ctx, c, sel[0], env.StateDir, dial)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/roll"
 )
 
@@ -97,12 +98,12 @@ func (defragModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 // before the next. It reports the bytes reclaimed.
 func (defragModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.Result, error) {
 	j := ch.Payload.(*defragJob)
-	c, dial := j.Cluster, etcd.Dialer(j.Cluster, env)
+	c, dial := j.Cluster, etcdclient.Dialer(j.Cluster, env)
 	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: "defrag", Log: env.Log, IgnoreAlarms: []string{nospace}}
 	prog, err := roll.Run(ctx, opt, j.Members, func(ctx context.Context, m etcd.Member) error {
 		dctx, cancel := context.WithTimeout(ctx, j.Timeout)
 		defer cancel()
-		cli, err := etcd.NewMemberClient(dctx, c, m, env.StateDir, dial)
+		cli, err := etcdclient.NewMemberClient(dctx, c, m, env.StateDir, dial)
 		if err != nil {
 			return err
 		}
@@ -113,7 +114,7 @@ func (defragModule) Apply(ctx context.Context, env *modules.Env, ch *modules.Cha
 	if err != nil {
 		return nil, fmt.Errorf("etcd_defrag: stopped: %w (%s)", err, prog)
 	}
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{IgnoreAlarms: []string{nospace}})
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{IgnoreAlarms: []string{nospace}})
 	if err != nil {
 		return nil, err
 	}

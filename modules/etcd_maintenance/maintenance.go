@@ -24,6 +24,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 func init() {
@@ -44,8 +45,8 @@ const nospace = "NOSPACE"
 // healthFor checks the cluster for maintenance: every member must answer,
 // with one leader; a NOSPACE alarm is allowed (maintenance is its cure),
 // any other problem refuses.
-func healthFor(ctx context.Context, env *modules.Env, c *etcd.Cluster, what string) (*etcd.Health, error) {
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{IgnoreAlarms: []string{nospace}})
+func healthFor(ctx context.Context, env *modules.Env, c *etcd.Cluster, what string) (*etcdclient.Health, error) {
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{IgnoreAlarms: []string{nospace}})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 )
@@ -87,7 +88,7 @@ func (a *applier) handOver(ctx context.Context, s step, live []liveMember) {
 	if to == nil {
 		return
 	}
-	lc, err := etcd.NewMemberClient(ctx, a.p.Cluster, etcd.Member{Host: s.Name, Name: s.Name, ClientURL: memberURL(live, s.ID)}, a.cl.stateDir, a.cl.dial)
+	lc, err := etcdclient.NewMemberClient(ctx, a.p.Cluster, etcd.Member{Host: s.Name, Name: s.Name, ClientURL: memberURL(live, s.ID)}, a.cl.stateDir, a.cl.dial)
 	if err != nil {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // listTimeout bounds one member-list attempt against one member.
@@ -28,7 +29,7 @@ var ErrNoMemberAnswered = errors.New("no member of the etcd group answered")
 type cluster struct {
 	model    *etcd.Cluster
 	stateDir string
-	dial     etcd.DialFunc
+	dial     etcdclient.DialFunc
 }
 
 // memberList asks the inventory members, all at once, for the member list.
@@ -46,7 +47,7 @@ func (cl *cluster) memberList(ctx context.Context) ([]*etcdserverpb.Member, bool
 		defer cancel()
 		for _, m := range cl.model.Members {
 			go func() {
-				cli, err := etcd.NewMemberClient(lctx, cl.model, m, cl.stateDir, cl.dial)
+				cli, err := etcdclient.NewMemberClient(lctx, cl.model, m, cl.stateDir, cl.dial)
 				if err != nil {
 					ch <- answer{err: err}
 					return
@@ -81,7 +82,7 @@ func (cl *cluster) memberList(ctx context.Context) ([]*etcdserverpb.Member, bool
 	if err2 == nil {
 		return ms, false, nil
 	}
-	if _, terr := etcd.ClientTLS(cl.model, cl.stateDir); terr != nil {
+	if _, terr := etcdclient.ClientTLS(cl.model, cl.stateDir); terr != nil {
 		return nil, false, terr
 	}
 	return nil, false, fmt.Errorf("%w: %v", ErrNoMemberAnswered, err)
@@ -123,7 +124,7 @@ func (cl *cluster) probe(ctx context.Context, live []liveMember) {
 			defer wg.Done()
 			probe := *cl.model
 			probe.Members = []etcd.Member{{Host: l.Host, Name: l.label(), ClientURL: l.ClientURLs[0]}}
-			h, err := etcd.CheckHealth(ctx, &probe, cl.stateDir, cl.dial, etcd.CheckOptions{})
+			h, err := etcdclient.CheckHealth(ctx, &probe, cl.stateDir, cl.dial, etcdclient.CheckOptions{})
 			if err != nil {
 				l.Err = err.Error()
 				return
@@ -176,7 +177,7 @@ func (cl *cluster) client(ctx context.Context, live []liveMember, except ...uint
 		return nil, liveMember{}, fmt.Errorf("no healthy voting member to send the change to: %s", describeLive(live))
 	}
 	m := etcd.Member{Host: cand.Host, Name: cand.label(), ClientURL: cand.ClientURLs[0]}
-	cli, err := etcd.NewMemberClient(ctx, cl.model, m, cl.stateDir, cl.dial)
+	cli, err := etcdclient.NewMemberClient(ctx, cl.model, m, cl.stateDir, cl.dial)
 	return cli, cand, err
 }
 

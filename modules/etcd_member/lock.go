@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
@@ -30,7 +31,7 @@ func (cl *cluster) lock(ctx context.Context, live []liveMember, timeout time.Dur
 	if len(voters.Members) == 0 {
 		return nil, nil, fmt.Errorf("membership lock: no healthy voting member: %s", describeLive(live))
 	}
-	cli, err := etcd.NewClient(ctx, &voters, cl.stateDir, cl.dial)
+	cli, err := etcdclient.NewClient(ctx, &voters, cl.stateDir, cl.dial)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	tmplmod "github.com/etcdplay/etcdplay/modules/template"
@@ -222,7 +223,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, err
 	}
-	cl := &cluster{model: c, stateDir: env.StateDir, dial: etcd.Dialer(c, env)}
+	cl := &cluster{model: c, stateDir: env.StateDir, dial: etcdclient.Dialer(c, env)}
 	live, err := cl.snapshot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_member: member list: %w", err)
@@ -285,7 +286,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, errors.New("etcd_member: plan payload missing")
 	}
 	a := &applier{p: p, env: env, hosts: env.Writers(),
-		cl: &cluster{model: p.Cluster, stateDir: env.StateDir, dial: etcd.Dialer(p.Cluster, env)}}
+		cl: &cluster{model: p.Cluster, stateDir: env.StateDir, dial: etcdclient.Dialer(p.Cluster, env)}}
 	live, err := a.cl.snapshot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_member: member list: %w", err)

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // promote waits until the learner has caught up with the leader (its
@@ -19,7 +20,7 @@ import (
 // threshold), then promotes it, retrying while etcd says it is not ready.
 func (a *applier) promote(ctx context.Context, cli *clientv3.Client, m *etcd.Member, id uint64) error {
 	deadline := time.Now().Add(a.p.Timeout)
-	lc, err := etcd.NewMemberClient(ctx, a.p.Cluster, *m, a.cl.stateDir, a.cl.dial)
+	lc, err := etcdclient.NewMemberClient(ctx, a.p.Cluster, *m, a.cl.stateDir, a.cl.dial)
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func (a *applier) waitQuorum(ctx context.Context, name string) error {
 			last = why
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %s: %s", etcd.ErrNotHealthy, a.p.Timeout, why)
+			return fmt.Errorf("%w after %s: %s", etcdclient.ErrNotHealthy, a.p.Timeout, why)
 		}
 		select {
 		case <-ctx.Done():

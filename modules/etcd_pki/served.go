@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // servedTimeout bounds the wait for a running member to serve a rotated
@@ -29,7 +30,7 @@ func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 	if err != nil {
 		return fmt.Errorf("etcdplay client certificate: %w", err)
 	}
-	dial := etcd.Dialer(p.cluster, env)
+	dial := etcdclient.Dialer(p.cluster, env)
 	for _, it := range p.items {
 		if !it.issue || it.shared {
 			continue
@@ -49,7 +50,7 @@ func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 		deadline := time.Now().Add(servedTimeout)
 		for attempt := 0; ; attempt++ {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			got, err := etcd.ServedCertificate(cctx, dial, url, as)
+			got, err := etcdclient.ServedCertificate(cctx, dial, url, as)
 			cancel()
 			var plain tls.RecordHeaderError
 			switch {
@@ -58,7 +59,7 @@ func checkServed(ctx context.Context, env *modules.Env, p *plan) error {
 				// once enable-tls.yml moves it to TLS.
 				env.Logf("%s serves plain HTTP at %s: etcd reads the new certificates when it moves to TLS", p.member.Name, url)
 				return nil
-			case attempt == 0 && errors.Is(err, etcd.ErrNotServing):
+			case attempt == 0 && errors.Is(err, etcdclient.ErrNotServing):
 				env.Logf("%s: nothing answers at %s: etcd reads the new certificates when it starts", p.member.Name, url)
 				return nil
 			case err == nil && got.SerialNumber.Cmp(want.SerialNumber) == 0:

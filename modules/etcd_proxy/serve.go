@@ -7,13 +7,14 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // waitServing polls Serving until it passes or timeout ends.
 func waitServing(ctx context.Context, env *modules.Env, h modules.Host, c *etcd.Cluster, px etcd.Proxy, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := etcd.ProxyServing(ctx, c, px, env.StateDir, h)
+		err := etcdclient.ProxyServing(ctx, c, px, env.StateDir, h)
 		if err == nil {
 			env.Logf("%s on %s serves at %s", px.Mode, px.Host, px.DialAddr())
 			return nil

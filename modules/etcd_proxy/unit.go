@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
@@ -85,7 +86,7 @@ func liveEndpoints(ctx context.Context, env *modules.Env, c *etcd.Cluster) ([]st
 	if c.TLS {
 		scheme = "https://"
 	}
-	cli, err := etcd.NewClient(cctx, c, env.StateDir, etcd.Dialer(c, env))
+	cli, err := etcdclient.NewClient(cctx, c, env.StateDir, etcdclient.Dialer(c, env))
 	if err == nil {
 		defer cli.Close()
 		var resp *clientv3.MemberListResponse

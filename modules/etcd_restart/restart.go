@@ -19,6 +19,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/roll"
 )
 
@@ -132,7 +133,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 	// Quorum guard: never take a member down from a cluster that is not
 	// fully healthy; the restart could be the failure that loses quorum.
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
@@ -179,7 +180,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
-	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log,
+	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcdclient.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log,
 		Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
 			r, err := env.Writer(m.Host)
 			if err != nil {

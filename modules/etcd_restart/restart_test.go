@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
@@ -200,7 +201,7 @@ func TestRollingRestartLeaderLast(t *testing.T) {
 	if res.Status != modules.StatusChanged {
 		t.Errorf("status %s", res.Status)
 	}
-	if h, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcd.CheckOptions{}); err != nil || !h.Healthy() {
+	if h, err := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcdclient.CheckOptions{}); err != nil || !h.Healthy() {
 		t.Errorf("cluster after roll: %v %v", err, h.Problems())
 	}
 

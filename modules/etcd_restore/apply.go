@@ -16,6 +16,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 )
@@ -122,8 +123,8 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if ctx.Err() != nil {
 		return nil, interrupted()
 	}
-	dial := etcd.Dialer(c, env)
-	if _, err := etcd.WaitHealthy(ctx, c, env.StateDir, dial, etcd.WaitOptions{Timeout: j.Timeout, Log: env.Log}); err != nil {
+	dial := etcdclient.Dialer(c, env)
+	if _, err := etcdclient.WaitHealthy(ctx, c, env.StateDir, dial, etcdclient.WaitOptions{Timeout: j.Timeout, Log: env.Log}); err != nil {
 		if ctx.Err() != nil {
 			return nil, interrupted()
 		}
@@ -181,7 +182,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 // follower to hand over to and stops at once.
 func stopAll(ctx context.Context, env *modules.Env, c *etcd.Cluster, hosts map[string]modules.HostWriter, members []etcd.Member) error {
 	leader := ""
-	if h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{ProbeTimeout: time.Second}); err == nil {
+	if h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{ProbeTimeout: time.Second}); err == nil {
 		if l, ok := h.Leader(); ok {
 			leader = l.Host
 		}
@@ -389,10 +390,10 @@ type verified struct {
 // verify reads the key count at the snapshot's revision (leases expiring
 // after the start may already have moved the store on, so "now" is not
 // the right point) and checks every member is in the member list.
-func verify(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc, rev int64, members int) (verified, error) {
+func verify(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcdclient.DialFunc, rev int64, members int) (verified, error) {
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cli, err := etcd.NewClient(vctx, c, stateDir, dial)
+	cli, err := etcdclient.NewClient(vctx, c, stateDir, dial)
 	if err != nil {
 		return verified{}, err
 	}

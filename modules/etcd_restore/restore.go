@@ -32,6 +32,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
@@ -226,7 +227,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	// The cluster being replaced is snapshotted first when it can be: a
 	// restore of the wrong snapshot is then one more restore away from
 	// undone. A cluster with no healthy member has nothing to snapshot.
-	if h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{}); err == nil && anyHealthy(h) {
+	if h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{}); err == nil && anyHealthy(h) {
 		if err := etcd_snapshot.PlanBefore(ctx, ch, env, c, "the running cluster is replaced"); err != nil {
 			return nil, fmt.Errorf("etcd_restore: %w", err)
 		}
@@ -366,7 +367,7 @@ func servedRevision(ctx context.Context, env *modules.Env, c *etcd.Cluster) int6
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cli, err := etcd.NewClient(rctx, c, env.StateDir, etcd.Dialer(c, env))
+	cli, err := etcdclient.NewClient(rctx, c, env.StateDir, etcdclient.Dialer(c, env))
 	if err != nil {
 		return top
 	}
@@ -377,7 +378,7 @@ func servedRevision(ctx context.Context, env *modules.Env, c *etcd.Cluster) int6
 	return top
 }
 
-func anyHealthy(h *etcd.Health) bool {
+func anyHealthy(h *etcdclient.Health) bool {
 	for _, m := range h.Members {
 		if m.Healthy {
 			return true

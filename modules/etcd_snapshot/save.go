@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/snapdb"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
@@ -29,8 +30,8 @@ type Backup struct {
 // final name <UTC time>-<member>-rev<revision>.db and writes its metadata
 // beside it. The file only ever appears under that name complete, synced
 // and verified; a failed or interrupted transfer leaves nothing behind.
-func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcd.DialFunc, dir string) (*Backup, error) {
-	cli, err := etcd.NewMemberClient(ctx, c, m, stateDir, dial)
+func Save(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial etcdclient.DialFunc, dir string) (*Backup, error) {
+	cli, err := etcdclient.NewMemberClient(ctx, c, m, stateDir, dial)
 	if err != nil {
 		return nil, err
 	}

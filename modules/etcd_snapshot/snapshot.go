@@ -20,6 +20,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
@@ -95,7 +96,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if _, ok := args["keep"]; ok {
 		t.Config.Policy = store.Policy{Last: args.Int("keep", DefaultKeep)}
 	}
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("etcd_snapshot: %w", err)
 	}
@@ -119,7 +120,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	ctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
 	env.Logf("snapshot from %s (%s) to %s", j.Source.Name, j.Source.ClientURL, j.Target.Dir)
-	b, err := j.Target.Take(ctx, j.Cluster, j.Source, env.StateDir, etcd.Dialer(j.Cluster, env))
+	b, err := j.Target.Take(ctx, j.Cluster, j.Source, env.StateDir, etcdclient.Dialer(j.Cluster, env))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_snapshot from %s: %w", j.Source.Name, err)
 	}
@@ -159,8 +160,8 @@ func keepOf(args modules.Args, vars map[string]any) (int, error) {
 // pickSource chooses the member to snapshot: the preferred one if it is
 // healthy, else the first healthy follower in inventory order, else the
 // healthy leader. It says why in operator terms.
-func pickSource(c *etcd.Cluster, h *etcd.Health, prefer string) (etcd.Member, string, error) {
-	healthy := map[string]etcd.MemberHealth{}
+func pickSource(c *etcd.Cluster, h *etcdclient.Health, prefer string) (etcd.Member, string, error) {
+	healthy := map[string]etcdclient.MemberHealth{}
 	for _, m := range h.Members {
 		if m.Healthy {
 			healthy[m.Host] = m

@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot/store"
 )
 
@@ -94,7 +95,7 @@ type Taken struct {
 // Take snapshots src to the controller, uploads it when there is a store
 // (encrypted when there are recipients) and applies retention to both.
 // The controller's copy stays plaintext in the state dir (0700).
-func (t *Target) Take(ctx context.Context, c *etcd.Cluster, src etcd.Member, stateDir string, dial etcd.DialFunc) (*Taken, error) {
+func (t *Target) Take(ctx context.Context, c *etcd.Cluster, src etcd.Member, stateDir string, dial etcdclient.DialFunc) (*Taken, error) {
 	b, err := Save(ctx, c, src, stateDir, dial, t.Dir)
 	if err != nil {
 		return nil, err
@@ -167,8 +168,8 @@ func Before(ctx context.Context, env *modules.Env, c *etcd.Cluster, why string) 
 	if err != nil {
 		return nil, fmt.Errorf("snapshot before %s: %w", why, err)
 	}
-	dial := etcd.Dialer(c, env)
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
+	dial := etcdclient.Dialer(c, env)
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot before %s: %w", why, err)
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/roll"
 	"github.com/etcdplay/etcdplay/modules/etcd_config"
 )
@@ -169,11 +170,11 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 // before anything, a member list that is not the inventory's and an
 // unhealthy cluster, except for the one member a killed run can leave cut
 // off between its member update and its restart.
-func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcd.Health, error) {
+func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcdclient.Health, error) {
 	var list []*etcdserverpb.Member
 	var errs []string
 	for _, c := range []*etcd.Cluster{j.tls, j.plain} {
-		h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
+		h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{})
 		switch {
 		case err != nil:
 			errs = append(errs, err.Error())
@@ -217,7 +218,7 @@ func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcd.Health, 
 	if lowest == etcd.TLSOff {
 		c = j.plain
 	}
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.CheckOptions{})
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd_enable_tls: %w", err)
 	}
@@ -225,7 +226,7 @@ func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcd.Health, 
 		// A run killed during a restart leaves that member starting:
 		// give it the time a roll gives a member before refusing.
 		env.Logf("etcd_enable_tls: the cluster is not healthy yet (%s); waiting up to %s", strings.Join(h.Problems(), "; "), j.timeout)
-		if w, werr := etcd.WaitHealthy(ctx, c, env.StateDir, etcd.Dialer(c, env), etcd.WaitOptions{Timeout: j.timeout}); werr == nil {
+		if w, werr := etcdclient.WaitHealthy(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.WaitOptions{Timeout: j.timeout}); werr == nil {
 			h = w
 		}
 	}
@@ -239,7 +240,7 @@ func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcd.Health, 
 // cutOff is the one member a killed run can leave cut off from its peers
 // (its peer URL already https in the member list, its listener not yet),
 // when it is the cluster's only problem; else nil.
-func (l *live) cutOff(h *etcd.Health) []string {
+func (l *live) cutOff(h *etcdclient.Health) []string {
 	var down []string
 	for _, mh := range h.Members {
 		if !mh.Healthy && l.phase[mh.Host] >= etcd.TLSPeer {
@@ -268,7 +269,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if err := j.restartAt(ctx, env, host, l.phase[host]); err != nil {
 			return nil, fmt.Errorf("etcd_enable_tls: resuming %s: %w", host, err)
 		}
-		if _, err := etcd.WaitHealthy(ctx, j.tls, env.StateDir, etcd.Dialer(j.tls, env), etcd.WaitOptions{Timeout: j.timeout, Log: env.Logf}); err != nil {
+		if _, err := etcdclient.WaitHealthy(ctx, j.tls, env.StateDir, etcdclient.Dialer(j.tls, env), etcdclient.WaitOptions{Timeout: j.timeout, Log: env.Logf}); err != nil {
 			return nil, fmt.Errorf("etcd_enable_tls: %s restarted with its TLS peer listener: %w", host, err)
 		}
 		done = append(done, host+" resumed")
@@ -295,7 +296,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if from == etcd.TLSOff {
 			c = j.plain
 		}
-		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcd.Dialer(c, env), Timeout: j.timeout,
+		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcdclient.Dialer(c, env), Timeout: j.timeout,
 			Verb: fmt.Sprintf("TLS %s -> %s", from, from+1), Log: env.Log}
 		prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 			if from == etcd.TLSBoth {
@@ -319,7 +320,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 
 // updatePeerURL moves m's peer URL to https through the membership API.
 func (j *job) updatePeerURL(ctx context.Context, env *modules.Env, m etcd.Member, id uint64) error {
-	cli, err := etcd.NewClient(ctx, j.tls, env.StateDir, etcd.Dialer(j.tls, env))
+	cli, err := etcdclient.NewClient(ctx, j.tls, env.StateDir, etcdclient.Dialer(j.tls, env))
 	if err != nil {
 		return err
 	}

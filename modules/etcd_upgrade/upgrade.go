@@ -39,6 +39,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/roll"
 	"github.com/etcdplay/etcdplay/modules/etcd_binary"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
@@ -116,8 +117,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	}
 	mode := args.Str("mode", "run")
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	dial := etcd.Dialer(c, env)
-	h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{})
+	dial := etcdclient.Dialer(c, env)
+	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{})
 	if mode == "converge" {
 		if err := schemeGuard(ctx, env, c, h); err != nil {
 			return nil, err
@@ -240,13 +241,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 // rewriting and restarting members onto the other scheme cuts each one off
 // from its peers. h is the check through the model's scheme (nil or
 // without a member list when nothing answered that way).
-func schemeGuard(ctx context.Context, env *modules.Env, c *etcd.Cluster, h *etcd.Health) error {
+func schemeGuard(ctx context.Context, env *modules.Env, c *etcd.Cluster, h *etcdclient.Health) error {
 	var list []*etcdserverpb.Member
 	if h != nil && h.ListError == "" {
 		list = h.List
 	} else {
 		other := c.WithScheme(!c.TLS)
-		if oh, err := etcd.CheckHealth(ctx, other, env.StateDir, etcd.Dialer(other, env), etcd.CheckOptions{}); err == nil && oh.ListError == "" {
+		if oh, err := etcdclient.CheckHealth(ctx, other, env.StateDir, etcdclient.Dialer(other, env), etcdclient.CheckOptions{}); err == nil && oh.ListError == "" {
 			list = oh.List
 		}
 	}
@@ -342,7 +343,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if !ok {
 		return nil, errors.New("etcd_upgrade: plan payload missing")
 	}
-	c, dial, hosts := j.Cluster, etcd.Dialer(j.Cluster, env), env.Writers()
+	c, dial, hosts := j.Cluster, etcdclient.Dialer(j.Cluster, env), env.Writers()
 	data := map[string]any{"from": j.From.String(), "to": j.To.String()}
 	if j.Preflight {
 		return &modules.Result{Status: modules.StatusOK, Msg: ch.Actions[0].Target + ": " + ch.Actions[0].Detail}, nil
@@ -370,7 +371,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		}
 		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log,
 			Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
-				h, err := etcd.CheckHealth(ctx, c, env.StateDir, dial, etcd.CheckOptions{Members: []string{m.Host}})
+				h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})
 				if err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v") {
 					return false, "it already runs " + j.To.String() + " (another run did it)", nil
 				}
@@ -400,7 +401,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 
 // upgradeMember switches m's links to the new release, restarts it and
 // waits until it serves the new version.
-func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, j *job, m etcd.Member, dial etcd.DialFunc) error {
+func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, j *job, m etcd.Member, dial etcdclient.DialFunc) error {
 	if r == nil {
 		return fmt.Errorf("no connection to %s", m.Host)
 	}
@@ -418,7 +419,7 @@ func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, 
 	}
 	deadline := time.Now().Add(j.Timeout)
 	for {
-		h, err := etcd.CheckHealth(ctx, j.Cluster, env.StateDir, dial, etcd.CheckOptions{Members: []string{m.Host}})
+		h, err := etcdclient.CheckHealth(ctx, j.Cluster, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})
 		if err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v") {
 			return nil
 		}
@@ -441,11 +442,11 @@ func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, 
 // run before this one already did) and waits until the cluster version and
 // every member's storage version are there, so an older binary can read
 // what the members wrote.
-func enableDowngrade(ctx context.Context, env *modules.Env, c *etcd.Cluster, dial etcd.DialFunc, j *job) error {
+func enableDowngrade(ctx context.Context, env *modules.Env, c *etcd.Cluster, dial etcdclient.DialFunc, j *job) error {
 	target := minor(j.To)
 	cctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
-	cli, err := etcd.NewClient(cctx, c, env.StateDir, dial)
+	cli, err := etcdclient.NewClient(cctx, c, env.StateDir, dial)
 	if err != nil {
 		return err
 	}
@@ -488,10 +489,10 @@ func enableDowngrade(ctx context.Context, env *modules.Env, c *etcd.Cluster, dia
 	}
 }
 
-func clusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc) (string, error) {
+func clusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcdclient.DialFunc) (string, error) {
 	var errs []error
 	for _, m := range c.Members {
-		v, err := etcd.MemberVersion(ctx, c, m, stateDir, dial)
+		v, err := etcdclient.MemberVersion(ctx, c, m, stateDir, dial)
 		if err == nil {
 			return v.Cluster, nil
 		}
@@ -500,7 +501,7 @@ func clusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial 
 	return "", fmt.Errorf("no member said its cluster version: %w", errors.Join(errs...))
 }
 
-func waitClusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcd.DialFunc, to etcd.Version, timeout time.Duration) (string, error) {
+func waitClusterVersion(ctx context.Context, c *etcd.Cluster, stateDir string, dial etcdclient.DialFunc, to etcd.Version, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		v, err := clusterVersion(ctx, c, stateDir, dial)

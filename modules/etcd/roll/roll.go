@@ -28,6 +28,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
@@ -35,7 +36,7 @@ import (
 type Options struct {
 	Cluster  *etcd.Cluster
 	StateDir string
-	Dial     etcd.DialFunc
+	Dial     etcdclient.DialFunc
 	// Timeout bounds the wait for health and catch-up after each step
 	// (default 60s).
 	Timeout time.Duration
@@ -92,7 +93,7 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 	}
 	p = Progress{Remaining: append([]etcd.Member(nil), members...)}
 	if !o.NoLock {
-		cli, cerr := etcd.NewClient(ctx, o.Cluster, o.StateDir, o.Dial)
+		cli, cerr := etcdclient.NewClient(ctx, o.Cluster, o.StateDir, o.Dial)
 		if cerr != nil {
 			return p, cerr
 		}
@@ -126,7 +127,7 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 		if len(p.Done) > 0 {
 			o.logf("%s: %d/%d done (%s); checking the cluster before the next", o.Verb, len(p.Done), total, names(p.Done))
 		}
-		h, err := etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{IgnoreAlarms: o.IgnoreAlarms})
+		h, err := etcdclient.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms})
 		if err != nil {
 			return p, err
 		}
@@ -208,7 +209,7 @@ func OrderBy[T any](xs []T, host func(T) string, leaderHost string) []T {
 // one leader and no alarm, and the live member list keeps a quorum of
 // healthy voters without m. Voters the inventory does not name cannot be
 // probed and count as down.
-func Guard(h *etcd.Health, m etcd.Member) error {
+func Guard(h *etcdclient.Health, m etcd.Member) error {
 	if probs := h.Problems(); len(probs) > 0 {
 		return fmt.Errorf("%w (%s): the cluster is not healthy: %s", ErrUnsafe, m.Name, strings.Join(probs, "; "))
 	}
@@ -259,8 +260,8 @@ func Guard(h *etcd.Health, m etcd.Member) error {
 // handOver moves leadership from the leader to the healthy voting follower
 // with the highest applied index. It returns the new leader's name ("" when
 // no follower can take it: a one-member cluster).
-func handOver(ctx context.Context, o Options, h *etcd.Health, leader etcd.MemberHealth) (string, error) {
-	var best *etcd.MemberHealth
+func handOver(ctx context.Context, o Options, h *etcdclient.Health, leader etcdclient.MemberHealth) (string, error) {
+	var best *etcdclient.MemberHealth
 	for i := range h.Members {
 		mh := &h.Members[i]
 		if mh.Healthy && !mh.IsLearner && mh.ID != leader.ID && (best == nil || mh.RaftAppliedIndex > best.RaftAppliedIndex) {
@@ -277,7 +278,7 @@ func handOver(ctx context.Context, o Options, h *etcd.Health, leader etcd.Member
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// MoveLeader must reach the leader itself.
-	cli, err := etcd.NewMemberClient(cctx, o.Cluster, lm[0], o.StateDir, o.Dial)
+	cli, err := etcdclient.NewMemberClient(cctx, o.Cluster, lm[0], o.StateDir, o.Dial)
 	if err != nil {
 		return "", err
 	}
@@ -292,7 +293,7 @@ func handOver(ctx context.Context, o Options, h *etcd.Health, leader etcd.Member
 // leader had applied when the cluster was first healthy again.
 func settle(ctx context.Context, o Options, m etcd.Member) error {
 	deadline := time.Now().Add(o.Timeout)
-	h, err := etcd.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcd.WaitOptions{CheckOptions: etcd.CheckOptions{IgnoreAlarms: o.IgnoreAlarms}, Timeout: o.Timeout, Log: o.Log})
+	h, err := etcdclient.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.WaitOptions{CheckOptions: etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms}, Timeout: o.Timeout, Log: o.Log})
 	if err != nil {
 		return err
 	}
@@ -315,7 +316,7 @@ func settle(ctx context.Context, o Options, m etcd.Member) error {
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		if h, err = etcd.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcd.CheckOptions{Members: []string{m.Host}, IgnoreAlarms: o.IgnoreAlarms}); err != nil {
+		if h, err = etcdclient.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.CheckOptions{Members: []string{m.Host}, IgnoreAlarms: o.IgnoreAlarms}); err != nil {
 			return err
 		}
 	}

@@ -14,15 +14,16 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
-func health(members []etcd.MemberHealth, list ...*etcdserverpb.Member) *etcd.Health {
-	return &etcd.Health{Members: members, List: list}
+func health(members []etcdclient.MemberHealth, list ...*etcdserverpb.Member) *etcdclient.Health {
+	return &etcdclient.Health{Members: members, List: list}
 }
 
-func mh(name string, id uint64, healthy bool) etcd.MemberHealth {
-	m := etcd.MemberHealth{Host: name, Name: name, ID: id, Healthy: healthy, Leader: 1}
+func mh(name string, id uint64, healthy bool) etcdclient.MemberHealth {
+	m := etcdclient.MemberHealth{Host: name, Name: name, ID: id, Healthy: healthy, Leader: 1}
 	if !healthy {
 		m.Error = "connection refused"
 	}
@@ -38,19 +39,19 @@ func TestGuard(t *testing.T) {
 	three := []*etcdserverpb.Member{lm("e1", 1, false), lm("e2", 2, false), lm("e3", 3, false)}
 	tests := []struct {
 		name string
-		h    *etcd.Health
+		h    *etcdclient.Health
 		want string // "" = allowed
 	}{
-		{"healthy 3", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)}, three...), ""},
-		{"a member down", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, false)}, three...), "e3: connection refused"},
-		{"a voter outside the inventory", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true)},
+		{"healthy 3", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)}, three...), ""},
+		{"a member down", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, false)}, three...), "e3: connection refused"},
+		{"a voter outside the inventory", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true)},
 			append(three[:2:2], lm("stray", 9, false))...), "1 of 3 voting members would be up, a quorum needs 2; not healthy or outside the inventory: stray"},
-		{"four voters, one outside", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+		{"four voters, one outside", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
 			append(three, lm("stray", 9, false))...), "2 of 4 voting members would be up, a quorum needs 3; not healthy or outside the inventory: stray"},
-		{"a learner does not vote", health([]etcd.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+		{"a learner does not vote", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
 			append(three, lm("l", 8, true))...), ""},
-		{"one member", health([]etcd.MemberHealth{mh("e1", 1, true)}, lm("e1", 1, false)), ""},
-		{"no leader", health([]etcd.MemberHealth{{Host: "e1", Name: "e1", ID: 1, Healthy: true}}, lm("e1", 1, false)), "no member reports a leader"},
+		{"one member", health([]etcdclient.MemberHealth{mh("e1", 1, true)}, lm("e1", 1, false)), ""},
+		{"no leader", health([]etcdclient.MemberHealth{{Host: "e1", Name: "e1", ID: 1, Healthy: true}}, lm("e1", 1, false)), "no member reports a leader"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,7 +95,7 @@ func TestRunHandsOverAndWaits(t *testing.T) {
 				continue
 			}
 			if m.Host == leader.Host {
-				h, _ := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcd.CheckOptions{Members: []string{m.Host}})
+				h, _ := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, nil, etcdclient.CheckOptions{Members: []string{m.Host}})
 				leaderAtItsStep = h.Members[0].Leader
 				if h.Members[0].IsLeader() {
 					t.Errorf("%s still leads at its own step: no hand-over", m.Name)

@@ -1,4 +1,10 @@
-package etcd
+// Package etcdclient is how the controller talks to a cluster the model
+// (modules/etcd) describes: clients over the hosts' SSH connections with
+// etcdplay's client certificate, the health check every disruptive step
+// gates on, the certificate a member serves, a client through a proxy.
+// The model stays free of network I/O, so the compiler can build and
+// check it before any connection.
+package etcdclient
 
 import (
 	"context"
@@ -21,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
 // DialFunc opens a TCP connection to addr ("host:port").
@@ -29,12 +36,12 @@ type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
 // ClientTLS loads the etcdplay client certificate, its key and the cluster
 // CA from the controller state directory (written by etcd_pki). It returns
 // nil, nil for a plain-HTTP cluster.
-func ClientTLS(c *Cluster, stateDir string) (*tls.Config, error) {
+func ClientTLS(c *etcd.Cluster, stateDir string) (*tls.Config, error) {
 	if !c.TLS {
 		return nil, nil
 	}
 	pki := c.PKI(stateDir)
-	crt, key := pki.Client(EtcdplayClientCN)
+	crt, key := pki.Client(etcd.EtcdplayClientCN)
 	pair, err := tls.LoadX509KeyPair(crt, key)
 	if err != nil {
 		return nil, fmt.Errorf("etcdplay client certificate (run etcd_pki first): %w", err)
@@ -61,18 +68,18 @@ func ClientTLS(c *Cluster, stateDir string) (*tls.Config, error) {
 // NewClient connects to every member's client URL. dial (may be nil for
 // direct connections) carries each connection, typically RemoteDialer so
 // the client port need not be reachable from the controller.
-func NewClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc) (*clientv3.Client, error) {
+func NewClient(ctx context.Context, c *etcd.Cluster, stateDir string, dial DialFunc) (*clientv3.Client, error) {
 	return newClient(ctx, c, stateDir, dial, c.Endpoints())
 }
 
 // NewMemberClient connects to one member only: what health and status
 // need, since a multi-endpoint client answers from whichever member it
 // picked.
-func NewMemberClient(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc) (*clientv3.Client, error) {
+func NewMemberClient(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc) (*clientv3.Client, error) {
 	return newClient(ctx, c, stateDir, dial, []string{m.ClientURL})
 }
 
-func newClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, endpoints []string) (*clientv3.Client, error) {
+func newClient(ctx context.Context, c *etcd.Cluster, stateDir string, dial DialFunc, endpoints []string) (*clientv3.Client, error) {
 	tlsCfg, err := ClientTLS(c, stateDir)
 	if err != nil {
 		return nil, err
@@ -103,7 +110,7 @@ func newClient(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, 
 // Going through the member's host works whatever the firewall between the
 // controller and the cluster allows, and it is the same path on the lab
 // and in production.
-func RemoteDialer(c *Cluster, hosts map[string]modules.Host) DialFunc {
+func RemoteDialer(c *etcd.Cluster, hosts map[string]modules.Host) DialFunc {
 	byAddr := map[string]modules.Host{}
 	for _, m := range c.Members {
 		r, ok := hosts[m.Host]
@@ -195,7 +202,7 @@ type VersionInfo struct {
 // MemberVersion reads m's /version over its client URL (through dial, with
 // the etcdplay client certificate on a TLS cluster). clientv3 has no call
 // for the cluster version; etcdctl reads the same endpoint.
-func MemberVersion(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc) (VersionInfo, error) {
+func MemberVersion(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc) (VersionInfo, error) {
 	var v VersionInfo
 	tlsCfg, err := ClientTLS(c, stateDir)
 	if err != nil {

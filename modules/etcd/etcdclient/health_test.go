@@ -1,4 +1,4 @@
-package etcd_test
+package etcdclient_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 func TestHealthOverTLS(t *testing.T) {
@@ -24,7 +25,7 @@ func TestHealthOverTLS(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	h, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{})
+	h, err := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestHealthOverTLS(t *testing.T) {
 	// One member down: it is named, with the reason, and the rest stay healthy.
 	tc.Stop(1)
 	start := time.Now()
-	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{ProbeTimeout: 10 * time.Second})
+	h, err = etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{ProbeTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,21 +61,21 @@ func TestHealthOverTLS(t *testing.T) {
 		t.Errorf("problem does not say why: %s", p)
 	}
 	// Only the live members, selected by name: healthy.
-	h, err = etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{Members: []string{"etcd1", "etcd3"}})
+	h, err = etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{Members: []string{"etcd1", "etcd3"}})
 	if err != nil || !h.Healthy() {
 		t.Fatalf("selected live members: err=%v problems=%v", err, h.Problems())
 	}
-	if _, err := etcd.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcd.CheckOptions{Members: []string{"nope"}}); err == nil {
+	if _, err := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{Members: []string{"nope"}}); err == nil {
 		t.Error("unknown member accepted")
 	}
 
 	// WaitHealthy times out naming the member, then succeeds once it is back.
-	_, err = etcd.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcd.WaitOptions{Timeout: 1500 * time.Millisecond})
-	if !errors.Is(err, etcd.ErrNotHealthy) || !strings.Contains(err.Error(), "etcd2") {
+	_, err = etcdclient.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcdclient.WaitOptions{Timeout: 1500 * time.Millisecond})
+	if !errors.Is(err, etcdclient.ErrNotHealthy) || !strings.Contains(err.Error(), "etcd2") {
 		t.Fatalf("WaitHealthy err = %v", err)
 	}
 	go func() { time.Sleep(300 * time.Millisecond); tc.Restart(1) }()
-	if _, err := etcd.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcd.WaitOptions{Timeout: 20 * time.Second}); err != nil {
+	if _, err := etcdclient.WaitHealthy(ctx, tc.Model, tc.StateDir, dial, etcdclient.WaitOptions{Timeout: 20 * time.Second}); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 }
@@ -84,7 +85,7 @@ func TestHealthWithoutClientCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = etcd.CheckHealth(context.Background(), c, t.TempDir(), nil, etcd.CheckOptions{})
+	_, err = etcdclient.CheckHealth(context.Background(), c, t.TempDir(), nil, etcdclient.CheckOptions{})
 	if err == nil || !strings.Contains(err.Error(), "etcd_pki") {
 		t.Errorf("err = %v, want a hint to run etcd_pki", err)
 	}

@@ -1,10 +1,9 @@
-package etcd
+package etcdclient
 
 import (
 	"context"
 	"crypto/tls"
 	"net"
-	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -12,25 +11,16 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
-
-// DialAddr is where a client on the host reaches the proxy: its listen
-// address, or loopback for a wildcard.
-func (px Proxy) DialAddr() string {
-	ip := net.ParseIP(px.ListenAddress)
-	if ip != nil && ip.IsUnspecified() {
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(px.Port))
-	}
-	return px.Listen()
-}
 
 // ProxyClient is an etcd client that goes through the proxy, connecting
 // from the proxy's own host (its SSH connection), as a local application
 // would. It presents the etcdplay client certificate: a TLS grpc-proxy
 // checks it, and behind a gateway the members do.
-func ProxyClient(ctx context.Context, c *Cluster, px Proxy, stateDir string, h modules.Host) (*clientv3.Client, error) {
+func ProxyClient(ctx context.Context, c *etcd.Cluster, px etcd.Proxy, stateDir string, h modules.Host) (*clientv3.Client, error) {
 	var tlsCfg *tls.Config
-	if px.TLS || (px.Mode == ProxyGateway && c.TLS) {
+	if px.TLS || (px.Mode == etcd.ProxyGateway && c.TLS) {
 		var err error
 		if tlsCfg, err = ClientTLS(c, stateDir); err != nil {
 			return nil, err
@@ -53,7 +43,7 @@ func ProxyClient(ctx context.Context, c *Cluster, px Proxy, stateDir string, h m
 
 // ProxyServing reads one key through the proxy: a linearizable read, so it
 // passes only when the proxy reaches a member with a leader.
-func ProxyServing(ctx context.Context, c *Cluster, px Proxy, stateDir string, h modules.Host) error {
+func ProxyServing(ctx context.Context, c *etcd.Cluster, px etcd.Proxy, stateDir string, h modules.Host) error {
 	cli, err := ProxyClient(ctx, c, px, stateDir, h)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package etcd
+package etcdclient
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
 // MemberHealth is one member as seen through its own client URL: the
@@ -144,38 +144,11 @@ type CheckOptions struct {
 	IgnoreAlarms []string
 }
 
-// Select returns the members named by hosts-or-names (all when empty), or
-// an error naming the ones that are not members.
-func (c *Cluster) Select(names []string) ([]Member, error) {
-	if len(names) == 0 {
-		return append([]Member(nil), c.Members...), nil
-	}
-	var out []Member
-	var unknown []string
-	for _, n := range names {
-		found := false
-		for _, m := range c.Members {
-			if m.Host == n || m.Name == n {
-				out = append(out, m)
-				found = true
-				break
-			}
-		}
-		if !found {
-			unknown = append(unknown, n)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("not members of the etcd group: %s", strings.Join(unknown, ", "))
-	}
-	return out, nil
-}
-
 // CheckHealth probes the selected members in parallel, each through its
 // own client URL: Status (version, leader, raft state), a linearizable Get
 // (which only succeeds when the member is part of a quorum with a leader),
 // then the member list and alarms from a member that answered.
-func CheckHealth(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, opt CheckOptions) (*Health, error) {
+func CheckHealth(ctx context.Context, c *etcd.Cluster, stateDir string, dial DialFunc, opt CheckOptions) (*Health, error) {
 	members, err := c.Select(opt.Members)
 	if err != nil {
 		return nil, err
@@ -235,7 +208,7 @@ func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.M
 
 // probe checks one member; onHealthy runs with its client once it has
 // proved healthy (to list members and alarms through it).
-func probe(ctx context.Context, c *Cluster, m Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
+func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
 	mh := MemberHealth{Host: m.Host, Name: m.Name, Endpoint: m.ClientURL}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -313,7 +286,7 @@ var ErrNotHealthy = errors.New("etcd cluster not healthy")
 
 // WaitHealthy checks until the selected members are all healthy, or the
 // timeout passes; the error then names every unhealthy member and why.
-func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc, opt WaitOptions) (*Health, error) {
+func WaitHealthy(ctx context.Context, c *etcd.Cluster, stateDir string, dial DialFunc, opt WaitOptions) (*Health, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 60 * time.Second
 	}
@@ -362,30 +335,9 @@ func WaitHealthy(ctx context.Context, c *Cluster, stateDir string, dial DialFunc
 	}
 }
 
-// ArgDuration reads a timeout argument: a Go duration ("90s", "2m") or a
-// bare number of seconds.
-func ArgDuration(args modules.Args, name string, def time.Duration) (time.Duration, error) {
-	v, ok := args[name]
-	if !ok || v == nil {
-		return def, nil
-	}
-	s := strings.TrimSpace(fmt.Sprint(v))
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 {
-			return 0, &modules.ArgError{Arg: name, Msg: fmt.Sprintf("must be positive, got %d", n)}
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, &modules.ArgError{Arg: name, Msg: fmt.Sprintf("%q is not a duration (e.g. 60s, 2m, or seconds)", s)}
-	}
-	return d, nil
-}
-
 // Dialer returns the dialer a controller-side module should use: through
 // the play's SSH connections (env.Remotes: dialing is read-only).
-func Dialer(c *Cluster, env *modules.Env) DialFunc {
+func Dialer(c *etcd.Cluster, env *modules.Env) DialFunc {
 	return RemoteDialer(c, env.Remotes())
 }
 
