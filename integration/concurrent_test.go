@@ -27,26 +27,12 @@ func TestConcurrentRollingRestarts(t *testing.T) {
 	hosts := bootHostNames(l)
 	e.MustApply(t, harness.Playbook("site.yml"))
 
-	restart := filepath.Join(t.TempDir(), "restart.yml")
-	writeFile(t, restart, `- hosts: etcd
-  tasks:
-    - name: rolling restart
-      etcd_restart: {}
-      run_once: true
-`)
-	// etcd_restart restarts a member whose inputs are newer than its
-	// process: make every member's config newer, for both runs.
-	ctx := context.Background()
-	for _, h := range hosts {
-		if out, err := l.Run(ctx, h, "sleep 0.01; touch /etc/etcd/etcd.yaml"); err != nil {
-			t.Fatalf("touch etcd.yaml on %s: %v\n%s", h, err, out)
-		}
-	}
+	restart := restartWhenStale(t, l)
 	since := time.Now()
 	cli := e.Client(t)
 	// A write can hang on the member being stopped until its timeout: a
-	// short timeout keeps the measured
-	// gap close to the time the cluster really refused writes.
+	// short timeout keeps the measured gap close to the time the cluster
+	// really refused writes.
 	w := harness.StartWriteLoop(cli, "/it/concurrent", 20*time.Millisecond, 250*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 
@@ -167,4 +153,24 @@ func etcdDownWindows(t *testing.T, l *lab.Lab, host string, since time.Time) []d
 		t.Errorf("%s: etcd.service stopped at %s and never started again", host, open.from.Format(time.RFC3339Nano))
 	}
 	return ws
+}
+
+// restartWhenStale writes a playbook that runs a rolling restart and
+// makes every member's config newer than its process, so the restart
+// has every member to do (etcd_restart restarts only stale members).
+func restartWhenStale(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	pb := filepath.Join(t.TempDir(), "restart.yml")
+	writeFile(t, pb, `- hosts: etcd
+  tasks:
+    - name: rolling restart
+      etcd_restart: {}
+      run_once: true
+`)
+	for _, h := range bootHostNames(l) {
+		if out, err := l.Run(context.Background(), h, "sleep 0.01; touch /etc/etcd/etcd.yaml"); err != nil {
+			t.Fatalf("touch etcd.yaml on %s: %v\n%s", h, err, out)
+		}
+	}
+	return pb
 }

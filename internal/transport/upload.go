@@ -403,13 +403,16 @@ func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, 
 // transfer is over before anyone reads the line.
 const progressMin = 4 << 20
 
-// progressReader reports how much of r has been read, at most every
-// progressEvery and once at the end, when the total is large enough.
+// progressReader reports how much of r has been read: once as it
+// starts (so a terminal shows what is being sent even when it is over
+// before the first tick), at most every progressEvery, and once at the
+// end, when the total is large enough.
 type progressReader struct {
 	r        io.Reader
 	t        Transfer
 	report   func(Transfer)
 	lastSent time.Time
+	started  bool
 	finished bool
 }
 
@@ -424,6 +427,10 @@ func withProgress(r io.Reader, what string, total int64, report func(Transfer)) 
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
+	if !p.started {
+		p.started = true
+		p.report(p.t)
+	}
 	n, err := p.r.Read(b)
 	p.t.Done += int64(n)
 	switch {

@@ -270,6 +270,9 @@ func TestProgressReader(t *testing.T) {
 			break
 		}
 	}
+	if len(got) < 2 || got[0].Done != 0 || got[0].Total != int64(len(data)) {
+		t.Fatalf("reports %+v, want the start (0 bytes done) first", got)
+	}
 	last := got[len(got)-1]
 	if last.Done != int64(len(data)) || last.Total != int64(len(data)) || last.What != "agent" {
 		t.Errorf("last report %+v, want all %d bytes", last, len(data))
