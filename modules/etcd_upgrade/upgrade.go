@@ -371,8 +371,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		}
 		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log,
 			Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
-				h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})
-				if err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v") {
+				if j.servesTarget(etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})) {
 					return false, "it already runs " + j.To.String() + " (another run did it)", nil
 				}
 				return true, "", nil
@@ -420,7 +419,7 @@ func upgradeMember(ctx context.Context, env *modules.Env, r modules.HostWriter, 
 	deadline := time.Now().Add(j.Timeout)
 	for {
 		h, err := etcdclient.CheckHealth(ctx, j.Cluster, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})
-		if err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v") {
+		if j.servesTarget(h, err) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -532,4 +531,9 @@ func cluster(env *modules.Env, args modules.Args) (*etcd.Cluster, error) {
 		return nil, fmt.Errorf("etcd_upgrade: %w", err)
 	}
 	return c, nil
+}
+
+// servesTarget says the one member a health check probed serves j.To.
+func (j *job) servesTarget(h *etcdclient.Health, err error) bool {
+	return err == nil && len(h.Members) == 1 && h.Members[0].Version == strings.TrimPrefix(j.To.String(), "v")
 }
