@@ -109,6 +109,9 @@ type Env struct {
 	Inventory string
 	// Vars are passed as -e to every run.
 	Vars map[string]string
+	// KnownHosts is the known_hosts file the runs verify host keys
+	// against (the lab's by default).
+	KnownHosts string
 	// Ask leaves disruptive steps to be confirmed (no ETCDPLAY_YES): the
 	// runs have no terminal, so they refuse them (exit 4).
 	Ask bool
@@ -147,7 +150,7 @@ func (o *Outcome) Changed() int {
 func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
 	t.Helper()
 	full := append([]string{}, args...)
-	full = append(full, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir)
+	full = append(full, "-i", e.Inventory, "--known-hosts", e.knownHosts(), "--state-dir", e.StateDir)
 	for k, v := range e.Vars {
 		full = append(full, "-e", k+"="+v)
 	}
@@ -157,12 +160,19 @@ func (e *Env) Etcdplay(t testing.TB, args ...string) *Outcome {
 // Ctl runs `etcdplay ctl -i INV --known-hosts K --state-dir S -- ARGS...`.
 func (e *Env) Ctl(t testing.TB, args ...string) *Outcome {
 	t.Helper()
-	full := []string{"ctl", "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir}
+	full := []string{"ctl", "-i", e.Inventory, "--known-hosts", e.knownHosts(), "--state-dir", e.StateDir}
 	for k, v := range e.Vars {
 		full = append(full, "-e", k+"="+v)
 	}
 	full = append(append(full, "--"), args...)
 	return run(t, Binary(t), full, e.environ())
+}
+
+func (e *Env) knownHosts() string {
+	if e.KnownHosts != "" {
+		return e.KnownHosts
+	}
+	return e.Lab.KnownHostsFile
 }
 
 // environ is the runs' environment: the tests' own, and ETCDPLAY_YES=1

@@ -21,7 +21,7 @@ import (
 func (e *Env) SignalWhen(t testing.TB, playbook, marker string, delay time.Duration, sig os.Signal, extra ...string) *Outcome {
 	t.Helper()
 	args := append([]string{"apply", playbook, "--output", "json"}, extra...)
-	args = append(args, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir)
+	args = append(args, "-i", e.Inventory, "--known-hosts", e.knownHosts(), "--state-dir", e.StateDir)
 	for k, v := range e.Vars {
 		args = append(args, "-e", k+"="+v)
 	}

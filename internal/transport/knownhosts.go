@@ -108,6 +108,11 @@ func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
 // loadKnownHosts parses one file; a missing file knows no hosts. A line
 // this client cannot parse (a key type it does not know, a typo) is
 // skipped, as ssh does, instead of making every host unknown.
+//
+// A mismatch lists only the plain keys on record for the host: an
+// @cert-authority line vouches for certificates, so a host known only
+// through a CA is unknown when it shows a plain key, not "changed", and
+// the handshake asks it for a certificate (see hostKeyAlgorithms).
 func loadKnownHosts(file string) (ssh.HostKeyCallback, error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
@@ -116,19 +121,16 @@ func loadKnownHosts(file string) (ssh.HostKeyCallback, error) {
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
-	cb, err := knownhosts.New(file)
-	if err == nil {
-		return cb, nil
-	}
 	// knownhosts reads only files: give it the parsable lines, with the
 	// others blanked so line numbers (in "HOST KEY CHANGED" messages)
 	// still point into the real file, and name the real file in them.
-	tmp, terr := os.CreateTemp("", "etcdplay-known_hosts-*")
-	if terr != nil {
+	tmp, err := os.CreateTemp("", "etcdplay-known_hosts-*")
+	if err != nil {
 		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(parsableLines(data))
+	lines, authorities := parsableLines(data)
+	_, werr := tmp.Write(lines)
 	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}
@@ -139,24 +141,28 @@ func loadKnownHosts(file string) (ssh.HostKeyCallback, error) {
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts %s: %w", file, err)
 	}
-	name := tmp.Name()
 	return func(host string, remote net.Addr, key ssh.PublicKey) error {
 		err := inner(host, remote, key)
 		var ke *knownhosts.KeyError
 		if errors.As(err, &ke) {
-			for i := range ke.Want {
-				if ke.Want[i].Filename == name {
-					ke.Want[i].Filename = file
+			plain := ke.Want[:0]
+			for _, w := range ke.Want {
+				if !authorities[w.Line] {
+					w.Filename = file
+					plain = append(plain, w)
 				}
 			}
+			ke.Want = plain
 		}
 		return err
 	}, nil
 }
 
 // parsableLines is data with every line x/crypto's known_hosts parser
-// would refuse replaced by an empty one.
-func parsableLines(data []byte) []byte {
+// would refuse replaced by an empty one, and the numbers of the
+// @cert-authority lines.
+func parsableLines(data []byte) ([]byte, map[int]bool) {
+	authorities := map[int]bool{}
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	for i, l := range lines {
 		// Only lines ssh parses are kept, trimmed of the whitespace
@@ -168,9 +174,10 @@ func parsableLines(data []byte) []byte {
 			lines[i] = []byte("\n")
 			continue
 		}
+		authorities[i+1] = marker == "cert-authority"
 		lines[i] = append(bytes.TrimSpace(l), '\n')
 	}
-	return bytes.Join(lines, nil)
+	return bytes.Join(lines, nil), authorities
 }
 
 func describeKey(k ssh.PublicKey) string {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
@@ -214,5 +215,73 @@ func TestSystemKnownHosts(t *testing.T) {
 	var he *HostKeyError
 	if !errors.As(err, &he) || !he.Changed || !strings.Contains(strings.Join(he.Known, " "), system) {
 		t.Fatalf("a key the system file contradicts: %v, want a changed key naming %s", err, system)
+	}
+}
+
+// Host certificates, checked as ssh checks them: a host known only through
+// an @cert-authority line is asked for its certificate and accepted when
+// the CA signed it; a certificate from another CA, or a revoked host key or
+// CA, is refused and never recorded, even with --accept-new-host-keys; a
+// plain key from such a host is unknown, not "changed".
+func TestHostCertificates(t *testing.T) {
+	line := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
+	ca, other := sshtest.GenSigner(t, "ed25519"), sshtest.GenSigner(t, "ed25519")
+	hostKey := sshtest.GenSigner(t, "ed25519")
+	certified := func(t *testing.T, by ssh.Signer) ssh.Signer {
+		c := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"}, ValidBefore: ssh.CertTimeInfinity}
+		if err := c.SignCert(rand.Reader, by); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ssh.NewCertSigner(c, hostKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The lab's port is not 22, so the patterns are [host]:port ones.
+	const trustCA = "@cert-authority [127.0.0.*]:{port} {ca}\n"
+	tests := []struct {
+		name       string
+		signedBy   ssh.Signer // nil: the host shows its plain key
+		knownHosts string
+		want       string // "" connects; else part of the refusal
+		changed    bool
+	}{
+		{name: "signed by the trusted CA", signedBy: ca, knownHosts: trustCA},
+		{name: "signed by another CA", signedBy: other, knownHosts: trustCA, want: "no authorities"},
+		{name: "CA revoked", signedBy: ca, knownHosts: trustCA + "@revoked * " + line(ca.PublicKey()) + "\n", want: "revoked"},
+		{name: "host key revoked", signedBy: ca, knownHosts: trustCA + "@revoked * " + line(hostKey.PublicKey()) + "\n", want: "revoked"},
+		{name: "plain key of a host known only through a CA", knownHosts: trustCA, want: "is not known"},
+		{name: "plain key beside a CA and a different plain key", knownHosts: trustCA + "[127.0.0.1]:{port} " + line(other.PublicKey()) + "\n", want: "HOST KEY CHANGED", changed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sshtest.NewClient(t)
+			key := hostKey
+			if tt.signedBy != nil {
+				key = certified(t, tt.signedBy)
+			}
+			s := sshtest.NewServer(t, c.Pub, key)
+			known := strings.NewReplacer("{port}", fmt.Sprint(s.Port), "{ca}", line(ca.PublicKey())).Replace(tt.knownHosts)
+			if err := os.WriteFile(c.KnownHosts, []byte(known), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o := optsOf(c)
+			o.AcceptNewHostKeys = tt.want != "is not known"
+			_, err := connect(t, c, s, o)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				return
+			}
+			var he *HostKeyError
+			if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.want) || he.Changed != tt.changed {
+				t.Fatalf("got %v (changed %v), want a host key refusal naming %q (changed %v)", err, he != nil && he.Changed, tt.want, tt.changed)
+			}
+			if after, _ := os.ReadFile(c.KnownHosts); string(after) != known {
+				t.Errorf("a refused key was recorded:\n%s", after)
+			}
+		})
 	}
 }
