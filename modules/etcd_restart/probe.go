@@ -39,6 +39,22 @@ func (p hostProbe) Stale() bool {
 	return p.Running() && !p.Started.IsZero() && p.Newest.After(p.Started)
 }
 
+// restartNeeded says whether the member must be restarted, and why (or
+// why not). Under --check the inputs have not changed yet, so a running
+// notified member is what apply would restart. Plan and the roll's
+// Pending, once the lock is held, both decide with it.
+func (p hostProbe) restartNeeded(check bool) (bool, string) {
+	switch {
+	case !p.Running():
+		return false, "etcd is " + p.Active + ", nothing to restart (etcd_service starts it)"
+	case check:
+		return true, "notified: its config, certificates, binary or unit changes"
+	case p.Stale():
+		return true, p.NewestP + " changed after etcd started"
+	}
+	return false, "etcd started after its last input change"
+}
+
 // inputs are the files the etcd process reads at start and only then.
 // The server and peer certificates are not among them: etcd reads those
 // at every TLS handshake (since 3.2), so a rotated certificate is served

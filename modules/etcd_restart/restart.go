@@ -115,16 +115,10 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 	var todo []step
 	for i, m := range targets {
-		p := probes[i]
-		switch {
-		case !p.Running():
-			env.Logf("%s: etcd is %s, nothing to restart (etcd_service starts it)", m.Name, p.Active)
-		case env.Check:
-			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: "notified: its config, certificates, binary or unit changes"})
-		case p.Stale():
-			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: p.NewestP + " changed after etcd started"})
-		default:
-			env.Logf("%s: etcd started after its last input change, no restart needed", m.Name)
+		if needed, why := probes[i].restartNeeded(env.Check); needed {
+			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: why})
+		} else {
+			env.Logf("%s: %s, no restart needed", m.Name, why)
 		}
 	}
 	if len(todo) == 0 {
@@ -187,15 +181,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 				return false, "", err
 			}
 			pr, err := probeHost(ctx, r, c)
-			switch {
-			case err != nil:
+			if err != nil {
 				return false, "", err
-			case !pr.Running():
-				return false, "etcd is " + pr.Active, nil
-			case !pr.Stale():
-				return false, "etcd started after its last input change (another run restarted it)", nil
 			}
-			return true, "", nil
+			needed, why := pr.restartNeeded(false)
+			return needed, why, nil
 		}}
 	prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 		r, err := env.Writer(m.Host)
