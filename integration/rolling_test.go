@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
 )
@@ -229,4 +231,155 @@ func rollLeader(t *testing.T, e *harness.Env) string {
 	}
 	t.Fatalf("leader %x is not in the member list", st.Leader)
 	return ""
+}
+
+// TestRollingRestartCountsMembersOutsideInventory: the quorum guard counts
+// the live member list, not the inventory. A 5-member cluster is managed
+// through an inventory naming 3 of them (etcd4 and etcd5 were added by
+// another team's inventory). With etcd5 down, the other outsider is
+// probed through its advertised client URL and counts as up, so the roll
+// goes on (3 of 5 up at every step); with etcd4 down too it is refused
+// with the quorum arithmetic before any member stops; with no leader at
+// all it is refused too. Once the outsiders are back, the same run
+// converges, and every acknowledged write reads back.
+func TestRollingRestartCountsMembersOutsideInventory(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-roll-outsiders", Block: 82, Hosts: 5})
+	e := bootEnv(t, l)
+	pb := harness.Playbook("site.yml")
+	e.MustApply(t, pb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	managed := []string{"etcd1", "etcd2", "etcd3"}
+	e.Inventory = editInventory(t, e.Inventory, func(inv map[string]any) {
+		hosts := inv["all"].(map[string]any)["children"].(map[string]any)["etcd"].(map[string]any)["hosts"].(map[string]any)
+		delete(hosts, "etcd4")
+		delete(hosts, "etcd5")
+	})
+	cli := e.Client(t, e.Endpoints(managed...)...)
+	put := func(key string) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := cli.Put(c, key, "acknowledged"); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	stop := func(host string) {
+		t.Helper()
+		if err := l.StopUnit(ctx, host, "etcd.service"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pids := func() map[string]rollUnit { return rollUnitTimes(t, e, managed) }
+
+	// One outsider down, the other up and leading: 3 of 5 stay up through
+	// each step, and the leader is not etcdplay's to restart.
+	if leader := rollLeader(t, e); leader != "etcd4" {
+		handLeadershipAway(t, e, e.Endpoints(leader)[0], e.Endpoints("etcd4")[0])
+	}
+	stop("etcd5")
+	put("outsiders/1")
+	before := pids()
+	o := e.Apply(t, pb, "-e", "etcd_snapshot_count=20000")
+	if o.Code != 0 {
+		t.Fatalf("rolling restart with etcd5 (outside the inventory) down and etcd4 up: exit %d\n%s", o.Code, o.Summary())
+	}
+	t.Logf("roll with one outsider down: %s", o.Elapsed.Round(time.Millisecond))
+	after := pids()
+	for _, h := range managed {
+		if after[h].pid == before[h].pid {
+			t.Errorf("%s was not restarted", h)
+		}
+	}
+	if leader := rollLeader(t, e); leader != "etcd4" {
+		t.Errorf("leader after the roll: %s, want etcd4 still (no member etcdplay restarted led)", leader)
+	}
+	put("outsiders/2")
+
+	// Both outsiders down: any step would leave 2 of 5. Refused before
+	// any member stops, naming both.
+	stop("etcd4")
+	before = pids()
+	o = e.Apply(t, pb, "-e", "etcd_snapshot_count=30000")
+	out := o.Summary() + o.Stdout
+	if o.Code == 0 || !strings.Contains(out, "2 of 5 voting members would be up, a quorum needs 3") ||
+		!strings.Contains(out, "etcd4 (") || !strings.Contains(out, "etcd5 (") {
+		t.Fatalf("rolling restart with both outsiders down: exit %d, want a refusal with the quorum arithmetic naming etcd4 and etcd5\n%s", o.Code, o.Summary())
+	}
+	t.Logf("refused with both outsiders down: %s", o.Elapsed.Round(time.Millisecond))
+	if now := pids(); !rollSame(now, before) {
+		t.Errorf("the refused roll restarted members: %v, was %v", now, before)
+	}
+	put("outsiders/3")
+
+	// No leader: etcd3 hangs (SIGSTOP: a stopped inventory member would
+	// simply be started again by site.yml, and a blocked peer port lets
+	// it reach its peers through connections they opened), which leaves
+	// 2 of 5 voters answering. Refused, nothing restarted.
+	signal := func(host, sig string) {
+		t.Helper()
+		if out, err := l.Run(ctx, host, "systemctl kill --signal="+sig+" etcd.service"); err != nil {
+			t.Fatalf("%s on %s: %v %s", sig, host, err, out)
+		}
+	}
+	signal("etcd3", "SIGSTOP")
+	defer signal("etcd3", "SIGCONT")
+	waitNoLeader(t, cli, e.Endpoints("etcd1")[0])
+	before = pids()
+	o = e.Apply(t, pb, "-e", "etcd_snapshot_count=40000")
+	if o.Code == 0 || !strings.Contains(o.Summary(), "has no leader") {
+		t.Fatalf("rolling restart of a cluster with no leader: exit %d, want a refusal that says there is no leader\n%s", o.Code, o.Summary())
+	}
+	t.Logf("refused with no leader: %s", o.Elapsed.Round(time.Millisecond))
+	if now := pids(); !rollSame(now, before) {
+		t.Errorf("the refused run restarted a member: %v, was %v", now, before)
+	}
+	signal("etcd3", "SIGCONT")
+
+	// The outsiders come back: the same run converges.
+	for _, h := range []string{"etcd4", "etcd5"} {
+		if _, err := l.Run(ctx, h, "systemctl start etcd.service"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.MustApply(t, pb, "-e", "etcd_snapshot_count=40000")
+	if again := e.MustApply(t, pb, "-e", "etcd_snapshot_count=40000"); again.Changed() != 0 {
+		t.Errorf("a second run changed %d things", again.Changed())
+	}
+	all := e.Client(t)
+	for _, k := range []string{"outsiders/1", "outsiders/2", "outsiders/3"} {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := all.Get(c, k)
+		cancel()
+		if err != nil || len(r.Kvs) != 1 {
+			t.Errorf("acknowledged write %s: %v %v", k, r, err)
+		}
+	}
+	for _, h := range l.Hosts() {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := all.Status(c, e.Endpoints(h.Name)[0])
+		cancel()
+		if err != nil || st.Leader == 0 {
+			t.Errorf("%s after the outsiders came back: %v %v", h.Name, st, err)
+		}
+	}
+}
+
+// waitNoLeader waits until the member at endpoint reports no leader.
+func waitNoLeader(t *testing.T, cli *clientv3.Client, endpoint string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := cli.Status(ctx, endpoint)
+		cancel()
+		if err == nil && st.Leader == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still reports a leader: %v %v", endpoint, st, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

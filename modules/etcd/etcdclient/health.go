@@ -52,6 +52,11 @@ type Health struct {
 	Alarms  []*etcdserverpb.AlarmMember `json:"alarms,omitempty"`
 	// ListError is set when no member could list members and alarms.
 	ListError string `json:"list_error,omitempty"`
+	// Outsiders are the voting members of List the inventory does not
+	// name, probed through their advertised client URL when asked
+	// (CheckOptions.Outsiders). They count for quorum, not in Problems:
+	// etcdplay does not manage them.
+	Outsiders []MemberHealth `json:"outsiders,omitempty"`
 	// ignoreAlarms are alarm types Problems does not count (CheckOptions).
 	ignoreAlarms []string
 }
@@ -98,6 +103,8 @@ func (h *Health) Unhealthy() []string {
 }
 
 // Leader returns the member every healthy member agrees leads, if any.
+// A leader the inventory does not name has no Host: it is never a step's
+// member, so a roll never takes it down.
 func (h *Health) Leader() (MemberHealth, bool) {
 	for _, m := range h.Members {
 		if m.Healthy && m.IsLeader() {
@@ -106,13 +113,15 @@ func (h *Health) Leader() (MemberHealth, bool) {
 	}
 	// The leader may be outside the checked set: find it by id.
 	for _, m := range h.Members {
-		if m.Healthy && m.Leader != 0 {
-			for _, o := range h.Members {
-				if o.ID == m.Leader {
-					return o, true
-				}
+		if !m.Healthy || m.Leader == 0 {
+			continue
+		}
+		for _, o := range append(h.Members, h.Outsiders...) {
+			if o.ID == m.Leader {
+				return o, true
 			}
 		}
+		return MemberHealth{ID: m.Leader, Name: h.nameOf(m.Leader), Healthy: true, Leader: m.Leader}, true
 	}
 	return MemberHealth{}, false
 }
@@ -142,6 +151,10 @@ type CheckOptions struct {
 	// cluster unhealthy for this check: the maintenance that cures them
 	// must run while they are raised.
 	IgnoreAlarms []string
+	// Outsiders also probes the voting members the inventory does not
+	// name (whole-cluster checks only), so a quorum guard can count
+	// those that are up instead of assuming them down.
+	Outsiders bool
 }
 
 // CheckHealth probes the selected members in parallel, each through its
@@ -183,6 +196,9 @@ func CheckHealth(ctx context.Context, c *etcd.Cluster, stateDir string, dial Dia
 	default:
 		h.ListError = "no member answered"
 	}
+	if opt.Outsiders && len(opt.Members) == 0 {
+		h.Outsiders = probeOutsiders(ctx, c, h.List, stateDir, dial, timeout)
+	}
 	// Learners are not voting members: healthy for serving, but the
 	// wait-until-healthy gate treats a learner as not (yet) a full member.
 	for i := range h.Members {
@@ -204,6 +220,50 @@ func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.M
 		return ml.Members, nil, err.Error()
 	}
 	return ml.Members, al.Alarms, ""
+}
+
+// probeOutsiders probes, in parallel, the voting members in list that c
+// does not name, each through its first advertised client URL (the
+// cluster's CA and etcdplay's client certificate, as for the others). A
+// member that never started has no URL and is down.
+func probeOutsiders(ctx context.Context, c *etcd.Cluster, list []*etcdserverpb.Member, stateDir string, dial DialFunc, timeout time.Duration) []MemberHealth {
+	named := map[string]bool{}
+	for _, m := range c.Members {
+		named[m.Name] = true
+	}
+	var out []MemberHealth
+	for _, lm := range list {
+		if lm.IsLearner || (lm.Name != "" && named[lm.Name]) {
+			continue
+		}
+		mh := MemberHealth{Name: lm.Name, ID: lm.ID, Error: "not started (no client URL)"}
+		if mh.Name == "" {
+			mh.Name = fmt.Sprintf("%x", lm.ID)
+		}
+		if len(lm.ClientURLs) > 0 {
+			mh.Endpoint, mh.Error = lm.ClientURLs[0], ""
+		}
+		out = append(out, mh)
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		if out[i].Endpoint == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := out[i].ID
+			out[i] = probe(ctx, c, etcd.Member{Name: out[i].Name, ClientURL: out[i].Endpoint}, stateDir, dial, timeout, nil)
+			if out[i].Healthy && out[i].ID != id {
+				out[i].Healthy = false
+				out[i].Error = fmt.Sprintf("its client URL is served by member %x, not %x", out[i].ID, id)
+			}
+			out[i].ID = id
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // probe checks one member; onHealthy runs with its client once it has

@@ -90,3 +90,37 @@ func TestHealthWithoutClientCert(t *testing.T) {
 		t.Errorf("err = %v, want a hint to run etcd_pki", err)
 	}
 }
+
+// A member the inventory does not name is probed through the client URL
+// the member list advertises, only when asked, and never counts in
+// Problems: etcdplay does not manage it, but a quorum guard must know
+// whether it is up.
+func TestHealthProbesOutsiders(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	inv := *tc.Model
+	inv.Members = tc.Model.Members[:2] // etcd3 is outside the inventory
+	id3 := tc.ID(2)
+	h, err := etcdclient.CheckHealth(ctx, &inv, tc.StateDir, nil, etcdclient.CheckOptions{})
+	if err != nil || len(h.Outsiders) != 0 {
+		t.Fatalf("not asked: outsiders %+v, err %v", h.Outsiders, err)
+	}
+	h, err = etcdclient.CheckHealth(ctx, &inv, tc.StateDir, nil, etcdclient.CheckOptions{Outsiders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Outsiders) != 1 || !h.Outsiders[0].Healthy || h.Outsiders[0].ID != id3 || h.Outsiders[0].Name != "etcd3" {
+		t.Fatalf("outsiders = %+v, want etcd3 healthy with id %x", h.Outsiders, id3)
+	}
+	tc.Stop(2)
+	h, err = etcdclient.CheckHealth(ctx, &inv, tc.StateDir, nil, etcdclient.CheckOptions{Outsiders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Outsiders) != 1 || h.Outsiders[0].Healthy || h.Outsiders[0].ID != id3 || !strings.Contains(h.Outsiders[0].Error, "connection refused") {
+		t.Fatalf("outsiders = %+v, want etcd3 down, saying why", h.Outsiders)
+	}
+	if !h.Healthy() {
+		t.Errorf("an outsider down made the inventory's members unhealthy: %v", h.Problems())
+	}
+}

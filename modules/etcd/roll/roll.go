@@ -5,10 +5,10 @@
 //   - the whole roll holds etcdplay's operation lock, and once it is held
 //     the members another run already did meanwhile are dropped;
 //   - before each step, the cluster is checked again, against the live
-//     member list (voters outside the inventory count, and count as down
-//     since etcdplay cannot probe them): every probed member healthy, one
-//     leader, no alarm, and the voters left healthy while the member is
-//     down still a quorum;
+//     member list (voters outside the inventory count too, probed through
+//     their advertised client URLs, and down unless they answer): every
+//     inventory member healthy, one leader, no alarm, and the voters left
+//     healthy while the member is down still a quorum;
 //   - followers go first, in the given order; the leader goes last, and
 //     leadership is handed to the most caught-up follower before its step,
 //     so clients see one planned election instead of an election timeout;
@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 		if len(p.Done) > 0 {
 			o.logf("%s: %d/%d done (%s); checking the cluster before the next", o.Verb, len(p.Done), total, names(p.Done))
 		}
-		h, err := etcdclient.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms})
+		h, err := etcdclient.CheckHealth(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms, Outsiders: true})
 		if err != nil {
 			return p, err
 		}
@@ -207,8 +207,8 @@ func OrderBy[T any](xs []T, host func(T) string, leaderHost string) []T {
 
 // Guard refuses to take m down unless every probed member is healthy with
 // one leader and no alarm, and the live member list keeps a quorum of
-// healthy voters without m. Voters the inventory does not name cannot be
-// probed and count as down.
+// healthy voters without m. Voters the inventory does not name count as
+// up only when they were probed healthy (CheckOptions.Outsiders).
 func Guard(h *etcdclient.Health, m etcd.Member) error {
 	if probs := h.Problems(); len(probs) > 0 {
 		return fmt.Errorf("%w (%s): the cluster is not healthy: %s", ErrUnsafe, m.Name, strings.Join(probs, "; "))
@@ -218,6 +218,13 @@ func Guard(h *etcdclient.Health, m etcd.Member) error {
 	}
 	healthy := map[uint64]bool{}
 	for _, mh := range h.Members {
+		if mh.Healthy {
+			healthy[mh.ID] = true
+		}
+	}
+	outsider := map[uint64]etcdclient.MemberHealth{}
+	for _, mh := range h.Outsiders {
+		outsider[mh.ID] = mh
 		if mh.Healthy {
 			healthy[mh.ID] = true
 		}
@@ -238,6 +245,8 @@ func Guard(h *etcdclient.Health, m etcd.Member) error {
 			n := lm.Name
 			if n == "" {
 				n = fmt.Sprintf("%x (not started)", lm.ID)
+			} else if o, ok := outsider[lm.ID]; ok {
+				n += " (" + o.Error + ")"
 			}
 			unknown = append(unknown, n)
 		}
@@ -293,7 +302,7 @@ func handOver(ctx context.Context, o Options, h *etcdclient.Health, leader etcdc
 // leader had applied when the cluster was first healthy again.
 func settle(ctx context.Context, o Options, m etcd.Member) error {
 	deadline := time.Now().Add(o.Timeout)
-	h, err := etcdclient.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.WaitOptions{CheckOptions: etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms}, Timeout: o.Timeout, Log: o.Log})
+	h, err := etcdclient.WaitHealthy(ctx, o.Cluster, o.StateDir, o.Dial, etcdclient.WaitOptions{CheckOptions: etcdclient.CheckOptions{IgnoreAlarms: o.IgnoreAlarms, Outsiders: true}, Timeout: o.Timeout, Log: o.Log})
 	if err != nil {
 		return err
 	}
@@ -302,6 +311,15 @@ func settle(ctx context.Context, o Options, m etcd.Member) error {
 		return fmt.Errorf("no leader after the %s", o.Verb)
 	}
 	target := leader.RaftAppliedIndex
+	if target == 0 {
+		// A leader outside the inventory that did not answer its probe:
+		// catch up with the most advanced member that did.
+		for _, mh := range h.Members {
+			if mh.Healthy && mh.Host != m.Host {
+				target = max(target, mh.RaftAppliedIndex)
+			}
+		}
+	}
 	for {
 		for _, mh := range h.Members {
 			if mh.Host == m.Host && mh.Healthy && mh.RaftAppliedIndex >= target {

@@ -22,6 +22,16 @@ func health(members []etcdclient.MemberHealth, list ...*etcdserverpb.Member) *et
 	return &etcdclient.Health{Members: members, List: list}
 }
 
+func withOutsiders(h *etcdclient.Health, o ...etcdclient.MemberHealth) *etcdclient.Health {
+	h.Outsiders = o
+	return h
+}
+
+func leads(m etcdclient.MemberHealth, leader uint64) etcdclient.MemberHealth {
+	m.Leader = leader
+	return m
+}
+
 func mh(name string, id uint64, healthy bool) etcdclient.MemberHealth {
 	m := etcdclient.MemberHealth{Host: name, Name: name, ID: id, Healthy: healthy, Leader: 1}
 	if !healthy {
@@ -48,6 +58,17 @@ func TestGuard(t *testing.T) {
 			append(three[:2:2], lm("stray", 9, false))...), "1 of 3 voting members would be up, a quorum needs 2; not healthy or outside the inventory: stray"},
 		{"four voters, one outside", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
 			append(three, lm("stray", 9, false))...), "2 of 4 voting members would be up, a quorum needs 3; not healthy or outside the inventory: stray"},
+		{"four voters, the one outside probed healthy", withOutsiders(health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+			append(three, lm("stray", 9, false))...), mh("stray", 9, true)), ""},
+		{"five voters, one of two outside down", withOutsiders(health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+			append(three, lm("s1", 8, false), lm("s2", 9, false))...), mh("s1", 8, true), mh("s2", 9, false)), ""},
+		{"five voters, both outside down", withOutsiders(health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
+			append(three, lm("s1", 8, false), lm("s2", 9, false))...), mh("s1", 8, false), mh("s2", 9, false)),
+			"2 of 5 voting members would be up, a quorum needs 3; not healthy or outside the inventory: s1 (connection refused), s2 (connection refused)"},
+		{"the leader outside the inventory", withOutsiders(health([]etcdclient.MemberHealth{leads(mh("e1", 1, true), 9), leads(mh("e2", 2, true), 9), leads(mh("e3", 3, true), 9)},
+			append(three, lm("stray", 9, false))...), leads(mh("stray", 9, true), 9)), ""},
+		{"the leader outside the inventory, not probed", health([]etcdclient.MemberHealth{leads(mh("e1", 1, true), 9), leads(mh("e2", 2, true), 9), leads(mh("e3", 3, true), 9)},
+			append(three, lm("stray", 9, false), lm("s2", 8, false))...), "2 of 5 voting members would be up, a quorum needs 3; not healthy or outside the inventory: stray, s2"},
 		{"a learner does not vote", health([]etcdclient.MemberHealth{mh("e1", 1, true), mh("e2", 2, true), mh("e3", 3, true)},
 			append(three, lm("l", 8, true))...), ""},
 		{"one member", health([]etcdclient.MemberHealth{mh("e1", 1, true)}, lm("e1", 1, false)), ""},
