@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -342,4 +343,95 @@ func backedUp(t *testing.T, e *harness.Env, n int) string {
 		t.Fatalf("backups: %v", files)
 	}
 	return files[0]
+}
+
+// TestRestoreWhenDiskFillsDuringUpload: etcd2's /var/tmp (where the
+// snapshot is uploaded) has room for it when the plan checks, and another
+// process fills it while the snapshot streams in. The restore must fail
+// in staging, before any member stops: every member keeps running on its
+// data (a key written after the backup is still there), no partial upload
+// or staging dir is left on any host, and the error names the host and
+// the full disk. With the space back, the same restore goes through.
+func TestRestoreWhenDiskFillsDuringUpload(t *testing.T) {
+	e := labEnv(t, "it-upload-full", 83, bootVersion)
+	l := e.Lab
+	e.MustApply(t, harness.Playbook("site.yml"))
+	const keys, pad = 400, 150 << 10 // a 60 MB snapshot: the upload takes a while
+	putKeys(t, e.Client(t), keys, "full", pad)
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	files := backups(t, e)
+	if len(files) != 1 {
+		t.Fatalf("backups: %v", files)
+	}
+	st, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := e.Client(t).Put(ctx, "after-backup", "kept: the restore never happened"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(host, cmd string) string {
+		t.Helper()
+		out, err := l.Run(ctx, host, cmd)
+		if err != nil {
+			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
+		}
+		return out
+	}
+	// /var/tmp on etcd2 is a disk of its own with room for the snapshot
+	// and 16 MiB more, as the plan requires.
+	run("etcd2", fmt.Sprintf("mount -t tmpfs -o size=%dk,mode=1777 var-tmp /var/tmp", (st.Size()>>10)+16<<10))
+	defer l.Run(context.Background(), "etcd2", "umount -l /var/tmp")
+
+	// Once more than 1 MiB of the upload is on disk, fill what is left.
+	filled := make(chan string, 1)
+	go func() {
+		out, err := l.Run(ctx, "etcd2", `for i in $(seq 6000); do
+  if [ -n "$(find /var/tmp/etcdplay -type f -size +1M 2>/dev/null | head -1)" ]; then
+    avail=$(df --output=avail -B1 /var/tmp | tail -1)
+    dd if=/dev/zero of=/var/tmp/filler bs=64k 2>/dev/null; echo "filled the last $avail bytes"; exit 0
+  fi
+  sleep 0.01
+done; echo "the upload never started"; exit 1`)
+		if err != nil {
+			out += err.Error()
+		}
+		filled <- out
+	}()
+	pids := etcdPIDs(t, e)
+	o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	fill := <-filled
+	if !strings.Contains(fill, "filled") {
+		t.Fatalf("the disk was not filled during the upload: %s\nrestore exit %d\n%s", fill, o.Code, o.Summary())
+	}
+	t.Logf("etcd2 during the upload: %s", strings.TrimSpace(fill))
+	if o.Code == 0 {
+		t.Fatalf("restore with etcd2's upload disk filled mid-upload succeeded:\n%s", o.Stdout)
+	}
+	for _, want := range []string{"no member was stopped", "etcd2", "no space left on device"} {
+		if !strings.Contains(o.Summary(), want) {
+			t.Errorf("the failed restore does not say %q:\n%s", want, o.Summary())
+		}
+	}
+	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+		t.Errorf("etcd processes changed by the failed restore: %v -> %v", pids, now)
+	}
+	resp, err := e.Client(t).Get(ctx, "after-backup")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Errorf("the key written after the backup is gone: %v %v", resp, err)
+	}
+	for _, h := range l.Hosts() {
+		if out := run(h.Name, "ls -A /var/tmp/etcdplay 2>/dev/null; ls -d /var/lib/etcd/etcd.* 2>/dev/null; true"); strings.TrimSpace(out) != "" {
+			t.Errorf("the failed restore left files on %s:\n%s", h.Name, out)
+		}
+	}
+
+	run("etcd2", "rm /var/tmp/filler")
+	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	checkKeys(t, e.Client(t), keys, "full", pad)
+	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("after the restore, a key written after the backup: %v %v", resp, err)
+	}
 }

@@ -288,7 +288,7 @@ func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode 
 		return fmt.Errorf("upload %s: chmod: %w", dst, err)
 	}
 	if _, err = f.ReadFrom(ctxReader{ctx, r}); err != nil {
-		return fmt.Errorf("upload %s: %w", dst, err)
+		return fmt.Errorf("upload %s: %w", dst, explainFull(c, tmp, err))
 	}
 	if uid >= 0 && gid >= 0 {
 		if err = f.Chown(uid, gid); err != nil {
@@ -302,12 +302,32 @@ func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode 
 		return err
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("upload %s: %w", dst, err)
+		return fmt.Errorf("upload %s: %w", dst, explainFull(c, tmp, err))
 	}
 	if err = c.PosixRename(tmp, dst); err != nil {
 		return fmt.Errorf("upload %s: rename: %w", dst, err)
 	}
 	return nil
+}
+
+// explainFull says "no space left on device" for a write that failed on a
+// full filesystem: SFTP (version 3) reports ENOSPC as a bare "Failure",
+// which tells an operator nothing. It asks the server for the
+// filesystem's free space (statvfs@openssh.com) while the partial file
+// still holds its share.
+func explainFull(c *sftp.Client, file string, err error) error {
+	var se *sftp.StatusError
+	if !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure {
+		return err
+	}
+	st, serr := c.StatVFS(path.Dir(file))
+	if serr != nil {
+		return err
+	}
+	if free := st.Frsize * st.Bavail; free < 1<<20 {
+		return fmt.Errorf("no space left on device: %d KiB free on the filesystem of %s, which holds %d MiB (%w)", free>>10, path.Dir(file), st.TotalSpace()>>20, err)
+	}
+	return err
 }
 
 func isUnsupported(err error) bool {
