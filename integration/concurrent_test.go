@@ -8,7 +8,9 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
 func TestConcurrentRollingRestarts(t *testing.T) {
@@ -173,4 +176,83 @@ func restartWhenStale(t *testing.T, l *lab.Lab) string {
 		}
 	}
 	return pb
+}
+
+// TestLockHolderCutOffPastItsLease: a rolling restart holds the operation
+// lock; right as its first member restarts, the controller is cut off
+// from every member's client port (a partition: packets dropped) for
+// twice the lease. The lease expires in etcd, so another run could take
+// the lock; the cut-off run must notice and stop instead of restarting
+// the next member once the partition heals. Exactly one member is
+// restarted, the run says it lost the lock, the lock key is gone, and the
+// next run finishes the roll.
+func TestLockHolderCutOffPastItsLease(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-lock-lease", Block: 84, Hosts: 3})
+	e := bootEnv(t, l)
+	hosts := bootHostNames(l)
+	pb := harness.Playbook("site.yml")
+	e.MustApply(t, pb)
+	before := rollUnitTimes(t, e, hosts)
+
+	healed := make(chan error, 1)
+	o := e.ActWhen(t, pb, "restart of etcd", func(*os.Process) {
+		for _, h := range hosts {
+			if err := l.BlockPort(h, 2379); err != nil {
+				t.Error(err)
+			}
+		}
+		go func() {
+			time.Sleep(2 * oplock.TTL * time.Second)
+			var err error
+			for _, h := range hosts {
+				err = errors.Join(err, l.UnblockPort(h, 2379))
+			}
+			healed <- err
+		}()
+	}, "-e", "etcd_snapshot_count=20000")
+	if err := <-healed; err != nil {
+		t.Fatal(err)
+	}
+	if o.Code == 0 || !strings.Contains(o.Summary(), "lost the etcdplay operation lock") {
+		t.Fatalf("the roll cut off past its lease: exit %d, want a failure saying it lost the operation lock\n%s", o.Code, o.Summary())
+	}
+	t.Logf("the cut-off run ended after %s", o.Elapsed.Round(time.Millisecond))
+	after := rollUnitTimes(t, e, hosts)
+	var restarted []string
+	for _, h := range hosts {
+		if after[h].pid != before[h].pid {
+			restarted = append(restarted, h)
+		}
+	}
+	if len(restarted) != 1 {
+		t.Fatalf("the run that lost its lock restarted %v, want exactly the member it was restarting", restarted)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := e.Client(t).Get(ctx, oplock.Key); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("the operation lock after its lease ran out: %v %v, want it gone", r, err)
+	}
+
+	// Nothing is left to notify the restart handler (etcd.yaml is written
+	// already): --check still shows the two members waiting for it.
+	check := e.MustApply(t, pb, "--check", "-e", "etcd_snapshot_count=20000")
+	var pending []string
+	for _, h := range hosts {
+		acts, _ := check.Planned(h)
+		for _, a := range acts {
+			if a.Op == "!" && strings.HasPrefix(a.Target, "restart ") {
+				pending = append(pending, strings.TrimPrefix(a.Target, "restart "))
+			}
+		}
+	}
+	if slices.Sort(pending); len(pending) != 2 || slices.Contains(pending, restarted[0]) {
+		t.Errorf("--check after the interrupted roll plans restarts of %v, want the two members it did not reach", pending)
+	}
+	e.MustApply(t, pb, "-e", "etcd_snapshot_count=20000")
+	final := rollUnitTimes(t, e, hosts)
+	for _, h := range hosts {
+		if final[h].pid == before[h].pid {
+			t.Errorf("%s never restarted onto the new config", h)
+		}
+	}
 }

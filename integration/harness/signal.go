@@ -20,6 +20,18 @@ import (
 // for etcdplay to exit and fails the test if the marker never showed.
 func (e *Env) SignalWhen(t testing.TB, playbook, marker string, delay time.Duration, sig os.Signal, extra ...string) *Outcome {
 	t.Helper()
+	return e.ActWhen(t, playbook, marker, func(p *os.Process) {
+		time.Sleep(delay)
+		_ = p.Signal(sig)
+	}, extra...)
+}
+
+// ActWhen runs `etcdplay apply PLAYBOOK --output json` plus extra args and
+// calls act once a log event contains marker (a fault injected at a chosen
+// point: act may signal etcdplay's process). It waits for etcdplay to
+// exit and fails the test if the marker never showed.
+func (e *Env) ActWhen(t testing.TB, playbook, marker string, act func(*os.Process), extra ...string) *Outcome {
+	t.Helper()
 	args := append([]string{"apply", playbook, "--output", "json"}, extra...)
 	args = append(args, "-i", e.Inventory, "--known-hosts", e.knownHosts(), "--state-dir", e.StateDir)
 	for k, v := range e.Vars {
@@ -48,8 +60,7 @@ func (e *Env) SignalWhen(t testing.TB, playbook, marker string, delay time.Durat
 		var ev runner.Event
 		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == runner.EventLog && strings.Contains(ev.Msg, marker) {
 			seen = true
-			time.Sleep(delay)
-			_ = cmd.Process.Signal(sig)
+			act(cmd.Process)
 			break
 		}
 	}

@@ -40,14 +40,16 @@ func (p hostProbe) Stale() bool {
 }
 
 // restartNeeded says whether the member must be restarted, and why (or
-// why not). Under --check the inputs have not changed yet, so a running
-// notified member is what apply would restart. Plan and the roll's
-// Pending, once the lock is held, both decide with it.
-func (p hostProbe) restartNeeded(check bool) (bool, string) {
+// why not). notifiedUnderCheck: the handler was notified under --check,
+// where the inputs have not changed yet, so a running member is what
+// apply would restart. Otherwise (apply, or a plain task that finds
+// members an interrupted run left on older inputs) the host decides.
+// Plan and the roll's Pending, once the lock is held, both decide with it.
+func (p hostProbe) restartNeeded(notifiedUnderCheck bool) (bool, string) {
 	switch {
 	case !p.Running():
 		return false, "etcd is " + p.Active + ", nothing to restart (etcd_service starts it)"
-	case check:
+	case notifiedUnderCheck:
 		return true, "notified: its config, certificates, binary or unit changes"
 	case p.Stale():
 		return true, p.NewestP + " changed after etcd started"

@@ -76,7 +76,9 @@ type payload struct {
 // orders them followers first, leader last.
 //
 // Under --check the inputs have not changed yet, so every notified running
-// member is planned: that is what apply would restart.
+// member is planned: that is what apply would restart. As a plain task it
+// restarts only members already on older inputs: what a run stopped
+// mid-roll leaves, with nothing left to notify the handler.
 func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*modules.Change, error) {
 	c, err := etcd.FromVars(env.Vars)
 	if err != nil {
@@ -115,7 +117,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 	var todo []step
 	for i, m := range targets {
-		if needed, why := probes[i].restartNeeded(env.Check); needed {
+		if needed, why := probes[i].restartNeeded(env.Check && env.Notified != nil); needed {
 			todo = append(todo, step{Host: m.Host, Name: m.Name, Reason: why})
 		} else {
 			env.Logf("%s: %s, no restart needed", m.Name, why)
