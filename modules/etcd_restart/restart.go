@@ -91,6 +91,19 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
 	hosts := env.Remotes()
+	if env.Notified == nil && len(args.Strings("members")) == 0 {
+		// As a plain task: members on hosts this play could not reach
+		// are not checked (the roll's guard still counts them).
+		var reachable []etcd.Member
+		for _, m := range targets {
+			if hosts[m.Host] == nil {
+				env.Logf("%s: not reachable in this play, not checked for a pending restart", m.Name)
+				continue
+			}
+			reachable = append(reachable, m)
+		}
+		targets = reachable
+	}
 
 	probes := make([]hostProbe, len(targets))
 	errs := make([]error, len(targets))

@@ -52,6 +52,35 @@ func TestHostProbe(t *testing.T) {
 	}
 }
 
+// The handler under --check plans every running member it was notified
+// for (the inputs change later in the run); otherwise, and always for the
+// plain task that finishes an interrupted roll, the host decides.
+func TestRestartNeeded(t *testing.T) {
+	started := time.Date(2026, 12, 4, 17, 0, 0, 0, time.UTC)
+	stale := hostProbe{Active: "active", Started: started, Newest: started.Add(time.Minute), NewestP: "/etc/etcd/etcd.yaml"}
+	fresh := hostProbe{Active: "active", Started: started, Newest: started.Add(-time.Minute), NewestP: "/etc/etcd/etcd.yaml"}
+	stopped := hostProbe{Active: "inactive", Newest: started}
+	tests := []struct {
+		name               string
+		p                  hostProbe
+		notifiedUnderCheck bool
+		want               bool
+		why                string
+	}{
+		{"stale", stale, false, true, "/etc/etcd/etcd.yaml changed after etcd started"},
+		{"fresh", fresh, false, false, "etcd started after its last input change"},
+		{"fresh, notified under --check", fresh, true, true, "notified"},
+		{"stopped, notified under --check", stopped, true, false, "etcd is inactive"},
+		{"stopped", stopped, false, false, "nothing to restart (etcd_service starts it)"},
+	}
+	for _, tt := range tests {
+		got, why := tt.p.restartNeeded(tt.notifiedUnderCheck)
+		if got != tt.want || !strings.Contains(why, tt.why) {
+			t.Errorf("%s: %v %q, want %v %q", tt.name, got, why, tt.want, tt.why)
+		}
+	}
+}
+
 func TestOrder(t *testing.T) {
 	s := func(hs ...string) []step {
 		var out []step
