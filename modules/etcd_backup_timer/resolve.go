@@ -46,13 +46,14 @@ var safeRE = regexp.MustCompile(`^[A-Za-z0-9/._:+@-]+$`)
 // Resolve reads the backup variables, renders the units on the controller
 // and hands the agent plain content.
 func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
-	c, err := etcd.FromVars(rc.Vars)
+	st, err := job.Start(args, rc)
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.Member(rc.Host)
-	if err != nil {
-		return nil, err
+	c, m, out, schedule := st.Cluster, st.Member, st.Out, st.Schedule
+	if st.Absent() {
+		// Not chosen for local backups: make sure no timer is left.
+		return out, nil
 	}
 	vars := modules.Args(rc.Vars)
 	pick := func(arg, variable, def string) string {
@@ -60,19 +61,6 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 			return v
 		}
 		return vars.Str(variable, def)
-	}
-	out := modules.Args{}
-	for k, v := range args {
-		out[k] = v
-	}
-	state, schedule, err := job.Schedule(args, rc.Vars, rc.Host)
-	if err != nil {
-		return nil, err
-	}
-	out["state"] = state
-	if state == "absent" {
-		// Not chosen for local backups: make sure no timer is left.
-		return out, nil
 	}
 	dir := pick("dir", "etcd_backup_dir", DefaultDir)
 	if !path.IsAbs(dir) || !safeRE.MatchString(dir) || path.Clean(dir) == "/" {

@@ -33,24 +33,12 @@ type unitData struct {
 // Resolve reads the schedule and the rule, renders the units on the
 // controller and hands the agent plain content.
 func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
-	c, err := etcd.FromVars(rc.Vars)
+	st, err := job.Start(args, rc)
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.Member(rc.Host)
-	if err != nil {
-		return nil, err
-	}
-	out := modules.Args{}
-	for k, v := range args {
-		out[k] = v
-	}
-	state, schedule, err := job.Schedule(args, rc.Vars, rc.Host)
-	if err != nil {
-		return nil, err
-	}
-	out["state"] = state
-	if state == "absent" {
+	c, m, out, schedule := st.Cluster, st.Member, st.Out, st.Schedule
+	if st.Absent() {
 		return out, nil
 	}
 	// The rule's arguments default to variables: a timer is configured in

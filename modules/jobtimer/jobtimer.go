@@ -376,6 +376,43 @@ func (m Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change)
 	return Apply(ctx, env, ch)
 }
 
+// Start is where a timer module's Resolve begins: the cluster model, the
+// host's member in it, a copy of the arguments with the resolved state,
+// and the schedule.
+type Start struct {
+	Cluster  *etcd.Cluster
+	Member   *etcd.Member
+	Out      modules.Args
+	Schedule string
+}
+
+// Absent reports a job to remove: nothing else needs resolving.
+func (s *Start) Absent() bool { return s.Out["state"] == "absent" }
+
+// Start reads the cluster model, the member on rc's host and the job's
+// state and schedule (Schedule).
+func (j Job) Start(args modules.Args, rc *modules.ResolveContext) (*Start, error) {
+	c, err := etcd.FromVars(rc.Vars)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Member(rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	state, schedule, err := j.Schedule(args, rc.Vars, rc.Host)
+	if err != nil {
+		return nil, err
+	}
+	out := modules.Args{"state": state}
+	for k, v := range args {
+		if k != "state" {
+			out[k] = v
+		}
+	}
+	return &Start{Cluster: c, Member: m, Out: out, Schedule: schedule}, nil
+}
+
 // Schedule reads a job's state and schedule for a host: the schedule
 // argument, else the job's variable; no schedule and no state means
 // absent (a timer left from before is removed). A schedule that cannot go
