@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,16 +171,9 @@ func TestDataDirOnOwnMount(t *testing.T) {
 func restoreRefusedOnFullDisks(t *testing.T, e *harness.Env, snap string) {
 	t.Helper()
 	l := e.Lab
-	ctx := context.Background()
-	run := func(host, cmd string) {
-		t.Helper()
-		if out, err := l.Run(ctx, host, cmd); err != nil {
-			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
-		}
-	}
-	run("etcd2", "mkdir -p /var/tmp/etcdplay && mount -t tmpfs -o size=1m,mode=0700 upload-disk /var/tmp/etcdplay && "+
+	l.MustRun(t, "etcd2", "mkdir -p /var/tmp/etcdplay && mount -t tmpfs -o size=1m,mode=0700 upload-disk /var/tmp/etcdplay && "+
 		"{ dd if=/dev/zero of=/var/tmp/etcdplay/filler bs=64k 2>/dev/null; test \"$(df --output=avail /var/tmp/etcdplay | tail -1)\" -eq 0; }")
-	run("etcd3", "fallocate -l $(( $(df --output=avail -B1 /var/lib/etcd | tail -1) - 16*1024*1024 )) /var/lib/etcd/filler")
+	l.MustRun(t, "etcd3", "fallocate -l $(( $(df --output=avail -B1 /var/lib/etcd | tail -1) - 16*1024*1024 )) /var/lib/etcd/filler")
 	pids := etcdPIDs(t, e)
 
 	o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap)
@@ -202,8 +196,8 @@ func restoreRefusedOnFullDisks(t *testing.T, e *harness.Env, snap string) {
 			t.Errorf("refused restore uploaded %v to %s", got, h.Name)
 		}
 	}
-	run("etcd2", "umount /var/tmp/etcdplay")
-	run("etcd3", "rm /var/lib/etcd/filler")
+	l.MustRun(t, "etcd2", "umount /var/tmp/etcdplay")
+	l.MustRun(t, "etcd3", "rm /var/lib/etcd/filler")
 }
 
 // TestRestoreInterruptedLeavesMembersRunning: Ctrl-C while a restore is
@@ -268,6 +262,105 @@ func TestRestoreInterruptedLeavesMembersRunning(t *testing.T) {
 	}
 }
 
+// TestRestoreResumesAfterControllerKilled: the controller is SIGKILLed at
+// each phase of a restore (staging, the stop, the swap, the start); the
+// operator then runs site.yml, then the restore again, which must finish
+// the job with the members never serving two cluster IDs.
+//
+// Before the fix the fourth restore failed: each restore's snapshot of the
+// running cluster applied retention, which removed the snapshot being
+// restored (the oldest backup) before it was pushed. Retention now spares
+// it. And a kill between one member's swap and another's (a window of
+// milliseconds) left members stopped on different data, which site.yml
+// would start as two clusters: a marker on every member, written before
+// the first stop, now makes site.yml refuse to start a member a restore
+// stopped, naming the restore to run again.
+func TestRestoreResumesAfterControllerKilled(t *testing.T) {
+	e := labEnv(t, "it-restore-kill", 87, bootVersion)
+	l := e.Lab
+	snap := backedUp(t, e, 100)
+	restore := harness.Playbook("restore.yml")
+	site := harness.Playbook("site.yml")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	marker := "/etc/etcd/restore-in-progress.json"
+	for _, kill := range []struct {
+		at    string
+		delay time.Duration
+	}{
+		{"restore: pushing", 0},
+		{"restore: pushing", 300 * time.Millisecond},
+		{"restore: stopping etcd", 0},
+		{"restore: stopping etcd", 700 * time.Millisecond},
+		{"restore: starting etcd", 0},
+	} {
+		name := fmt.Sprintf("killed %s after %q", kill.delay, kill.at)
+		if _, err := e.Client(t).Put(ctx, "after-backup", "only in the data the restore replaces"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		killed := e.SignalWhen(t, restore, kill.at, kill.delay, syscall.SIGKILL, "-e", "snapshot="+snap)
+		if killed.Code == 0 {
+			t.Fatalf("%s: the killed run exited 0", name)
+		}
+		marked := 0
+		for _, h := range l.Hosts() {
+			if strings.TrimSpace(l.MustRun(t, h.Name, "test -e "+marker+" && echo marked; true")) == "marked" {
+				marked++
+			}
+		}
+		o := e.Apply(t, site)
+		switch {
+		case o.Code == 0 && marked == 0:
+		case o.Code == 0:
+			// Every member stopped by the restore was running again
+			// (killed after the start): nothing for site.yml to refuse.
+		case strings.Contains(o.Summary(), "a restore stopped this member and did not finish") && strings.Contains(o.Summary(), "Run the restore again"):
+			if marked != len(l.Hosts()) {
+				t.Errorf("%s: site.yml refused with the marker on %d of %d hosts", name, marked, len(l.Hosts()))
+			}
+		default:
+			t.Fatalf("%s: site.yml after the kill: exit %d\n%s", name, o.Code, o.Summary())
+		}
+		t.Logf("%s: marker on %d hosts; site.yml exit %d", name, marked, o.Code)
+		requireOneCluster(t, e, name)
+
+		e.MustApply(t, restore, "-e", "snapshot="+snap)
+		waitHealthy(t, e)
+		requireOneCluster(t, e, name)
+		checkKeys(t, e.Client(t), 100, "snap", 0)
+		if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
+			t.Errorf("%s: the restore run again did not replace the data: %v %v", name, resp, err)
+		}
+		for _, h := range l.Hosts() {
+			if out := l.MustRun(t, h.Name, "systemctl is-active etcd; ls "+marker+" 2>/dev/null; true"); strings.TrimSpace(out) != "active" {
+				t.Errorf("%s: %s after the restore ran again (want etcd active, no marker): %s", name, h.Name, out)
+			}
+		}
+		if acts, _ := e.MustApply(t, site, "--check").Planned("etcd1"); len(acts) > 0 {
+			t.Errorf("%s: site.yml --check after the restore plans %v", name, acts)
+		}
+	}
+}
+
+// requireOneCluster fails the test when the members that answer do not all
+// belong to one cluster (a restore half done, started as two).
+func requireOneCluster(t *testing.T, e *harness.Env, name string) {
+	t.Helper()
+	ids := map[uint64][]string{}
+	for _, h := range e.Lab.Hosts() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ep := e.Endpoints(h.Name)[0]
+		st, err := e.Client(t, ep).Status(ctx, ep)
+		cancel()
+		if err == nil {
+			ids[st.Header.ClusterId] = append(ids[st.Header.ClusterId], h.Name)
+		}
+	}
+	if len(ids) > 1 {
+		t.Fatalf("%s: the members serve %d clusters: %v", name, len(ids), ids)
+	}
+}
+
 // waitHealthy waits until every member answers through etcd's client.
 func waitHealthy(t *testing.T, e *harness.Env) {
 	t.Helper()
@@ -294,16 +387,8 @@ func TestRestoreUploadDirNotHijacked(t *testing.T) {
 	l := e.Lab
 	files := []string{backedUp(t, e, 50)}
 	ctx := context.Background()
-	run := func(host, cmd string) string {
-		t.Helper()
-		out, err := l.Run(ctx, host, cmd)
-		if err != nil {
-			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
-		}
-		return out
-	}
 	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
-		run(h, "useradd -m mallory && rm -rf /var/tmp/etcdplay && runuser -u mallory -- mkdir /home/mallory/loot && runuser -u mallory -- ln -s /home/mallory/loot /var/tmp/etcdplay")
+		l.MustRun(t, h, "useradd -m mallory && rm -rf /var/tmp/etcdplay && runuser -u mallory -- mkdir /home/mallory/loot && runuser -u mallory -- ln -s /home/mallory/loot /var/tmp/etcdplay")
 	}
 	pids := bootPIDs(t, e, bootHostNames(l))
 	o := e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
@@ -314,15 +399,15 @@ func TestRestoreUploadDirNotHijacked(t *testing.T) {
 		t.Errorf("the refused restore restarted etcd: %v, were %v", now, pids)
 	}
 	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
-		if out := run(h, "ls -A /home/mallory/loot"); strings.TrimSpace(out) != "" {
+		if out := l.MustRun(t, h, "ls -A /home/mallory/loot"); strings.TrimSpace(out) != "" {
 			t.Errorf("%s: the snapshot went behind the planted symlink: %s", h, out)
 		}
-		run(h, "rm /var/tmp/etcdplay && runuser -u mallory -- mkdir -m 0777 /var/tmp/etcdplay")
+		l.MustRun(t, h, "rm /var/tmp/etcdplay && runuser -u mallory -- mkdir -m 0777 /var/tmp/etcdplay")
 	}
 	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
 	checkKeys(t, e.Client(t), 50, "snap", 0)
 	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
-		if out := run(h, "stat -c '%U %a' /var/tmp/etcdplay"); strings.TrimSpace(out) != "root 700" {
+		if out := l.MustRun(t, h, "stat -c '%U %a' /var/tmp/etcdplay"); strings.TrimSpace(out) != "root 700" {
 			t.Errorf("%s: the planted upload dir is %q after the restore, want root 700", h, out)
 		}
 		if out, err := l.Run(ctx, h, "runuser -u mallory -- ls /var/tmp/etcdplay"); err == nil {
@@ -372,17 +457,9 @@ func TestRestoreWhenDiskFillsDuringUpload(t *testing.T) {
 	if _, err := e.Client(t).Put(ctx, "after-backup", "kept: the restore never happened"); err != nil {
 		t.Fatal(err)
 	}
-	run := func(host, cmd string) string {
-		t.Helper()
-		out, err := l.Run(ctx, host, cmd)
-		if err != nil {
-			t.Fatalf("%s: %s: %v\n%s", host, cmd, err, out)
-		}
-		return out
-	}
 	// /var/tmp on etcd2 is a disk of its own with room for the snapshot
 	// and 16 MiB more, as the plan requires.
-	run("etcd2", fmt.Sprintf("mount -t tmpfs -o size=%dk,mode=1777 var-tmp /var/tmp", (st.Size()>>10)+16<<10))
+	l.MustRun(t, "etcd2", fmt.Sprintf("mount -t tmpfs -o size=%dk,mode=1777 var-tmp /var/tmp", (st.Size()>>10)+16<<10))
 	defer l.Run(context.Background(), "etcd2", "umount -l /var/tmp")
 
 	// Once more than 1 MiB of the upload is on disk, fill what is left.
@@ -423,12 +500,12 @@ done; echo "the upload never started"; exit 1`)
 		t.Errorf("the key written after the backup is gone: %v %v", resp, err)
 	}
 	for _, h := range l.Hosts() {
-		if out := run(h.Name, "ls -A /var/tmp/etcdplay 2>/dev/null; ls -d /var/lib/etcd/etcd.* 2>/dev/null; true"); strings.TrimSpace(out) != "" {
+		if out := l.MustRun(t, h.Name, "ls -A /var/tmp/etcdplay 2>/dev/null; ls -d /var/lib/etcd/etcd.* 2>/dev/null; true"); strings.TrimSpace(out) != "" {
 			t.Errorf("the failed restore left files on %s:\n%s", h.Name, out)
 		}
 	}
 
-	run("etcd2", "rm /var/tmp/filler")
+	l.MustRun(t, "etcd2", "rm /var/tmp/filler")
 	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
 	checkKeys(t, e.Client(t), keys, "full", pad)
 	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {

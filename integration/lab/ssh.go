@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -103,6 +104,18 @@ func dialSSH(ctx context.Context, addr string, cfg *ssh.ClientConfig) (*ssh.Clie
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// MustRun is Run for a test's setup and checks: a failure ends the test.
+func (l *Lab) MustRun(t testing.TB, host, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := l.Run(ctx, host, cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", host, err)
+	}
+	return out
 }
 
 // Run runs cmd through the shell of host as root over SSH and returns its

@@ -16,6 +16,11 @@ type HostPaths struct {
 	InstallRoot string // /opt/etcd; a release goes to InstallRoot/<version>
 	BinDir      string // /usr/local/bin: stable links to the active release
 	UploadDir   string // /var/tmp/etcdplay: tarballs pushed by the controller
+	// RestoreMarker exists while a restore has members stopped: written
+	// on every member before the first stop, removed once they run again.
+	// etcd_service will not start a member while it is there (a killed
+	// restore can leave some members on the old data, some on the new).
+	RestoreMarker string // /etc/etcd/restore-in-progress.json
 }
 
 // DefaultHostPaths is the standard layout.
@@ -32,6 +37,8 @@ func DefaultHostPaths() HostPaths {
 		InstallRoot: "/opt/etcd",
 		BinDir:      "/usr/local/bin",
 		UploadDir:   "/var/tmp/etcdplay",
+
+		RestoreMarker: "/etc/etcd/restore-in-progress.json",
 	}
 }
 

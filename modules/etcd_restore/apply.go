@@ -17,6 +17,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules/command"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
+	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/etcdplay/etcdplay/modules/etcd_snapshot"
 )
@@ -35,44 +36,81 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	}
 	hosts := env.Writers()
 	c := j.Cluster
-	members := make([]etcd.Member, len(j.Members))
-	for i, mp := range j.Members {
-		members[i] = mp.Member
-	}
+	members := members(j)
 	start := time.Now()
-	var before string
+	// Staging runs under the operation lock, taken in the cluster being
+	// replaced: losing it stops the restore before any member stops.
+	sctx := ctx
+	var held *oplock.Held
 	if j.Before {
-		b, err := etcd_snapshot.Before(ctx, env, c, "the running cluster is replaced")
+		h, closeCli, err := lockCluster(ctx, env, c, j.Timeout)
 		if err != nil {
 			return nil, fmt.Errorf("etcd_restore: no member was touched: %w", err)
+		}
+		defer closeCli()
+		if held = h; held != nil {
+			// Given back unless the stop abandoned it (below).
+			defer func() {
+				if held != nil {
+					held.Release()
+				}
+			}()
+			sctx = held.Ctx
+		}
+	}
+	var before string
+	if j.Before {
+		b, err := etcd_snapshot.Before(sctx, env, c, "the running cluster is replaced", j.Fetched.Names()...)
+		if err != nil {
+			return nil, fmt.Errorf("etcd_restore: no member was touched: %w", oplock.Explain(sctx, err))
 		}
 		before = b.Path
 	}
 
 	env.Logf("restore: pushing %s (%d MiB) to %s and restoring into staging dirs", j.Snapshot.Path, j.Snapshot.Size>>20, hostList(j.Members))
-	err := forEach(ctx, members, func(ctx context.Context, i int, m etcd.Member) error {
+	err := forEach(sctx, members, func(ctx context.Context, i int, m etcd.Member) error {
 		return stage(ctx, hosts[m.Host], j, j.Members[i])
 	})
+	if err == nil && sctx.Err() != nil {
+		err = context.Cause(sctx)
+	}
 	if err != nil {
 		cleanup(ctx, hosts, j, true)
-		return nil, fmt.Errorf("etcd_restore: staging failed, no member was stopped, the cluster is as it was: %w", err)
+		return nil, fmt.Errorf("etcd_restore: staging failed, no member was stopped, the cluster is as it was: %w", oplock.Explain(sctx, err))
 	}
 
 	// From the first stop to the last start, an interrupt (Ctrl-C, a
 	// cancelled run) must not leave members stopped: that section runs to
 	// its end on a context of its own, bounded in time, and the run's
-	// cancellation is honoured after it.
+	// cancellation is honoured after it. A controller killed in it leaves
+	// the marker behind (see Marker).
 	crit, cancelCrit := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
 	defer cancelCrit()
+	if err := markAll(crit, hosts, j); err != nil {
+		cleanup(ctx, hosts, j, true)
+		return nil, fmt.Errorf("etcd_restore: no member was stopped, the cluster is as it was: %w", err)
+	}
+	// restart brings every member back on one data set (which names it)
+	// once the marker is gone.
+	restart := func() error {
+		return errors.Join(unmarkAll(crit, hosts, j), startAll(crit, hosts, members))
+	}
 	env.Logf("restore: stopping etcd on %s", hostList(j.Members))
-	if err := stopAll(crit, env, c, hosts, members); err != nil {
+	stopErr := stopAll(crit, env, c, hosts, members)
+	if held != nil {
+		// The lock went down with the cluster that held it; its lease
+		// is left to expire should the old members come back.
+		held.Abandon()
+		held = nil
+	}
+	if err := stopErr; err != nil {
 		// The old data dirs are still in place: bring every member back.
-		startErr := startAll(crit, hosts, members)
+		startErr := restart()
 		cleanup(ctx, hosts, j, true)
 		return nil, fmt.Errorf("etcd_restore: stopping etcd failed, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
 	}
 	if ctx.Err() != nil {
-		startErr := startAll(crit, hosts, members)
+		startErr := restart()
 		cleanup(ctx, hosts, j, true)
 		return nil, fmt.Errorf("etcd_restore: interrupted before any data dir moved, nothing restored; %s: %w", startedOrNot(startErr, "old"), ctx.Err())
 	}
@@ -89,16 +127,16 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if undoErr != nil {
 			return nil, fmt.Errorf("etcd_restore: moving the data dirs failed (%v), and putting the old ones back failed too: %w; "+
 				"etcd is STOPPED on %s. On each host the old data is at %s (or still in %s) and the restored data at %s: "+
-				"move the old data back into %s and run `systemctl start etcd`",
-				err, undoErr, hostList(j.Members), asidePaths(j), c.DataDir, stagePaths(j), c.DataDir)
+				"move the old data back into %s, remove %s and run `systemctl start etcd`",
+				err, undoErr, hostList(j.Members), asidePaths(j), c.DataDir, stagePaths(j), c.DataDir, c.Paths.RestoreMarker)
 		}
-		startErr := startAll(crit, hosts, members)
+		startErr := restart()
 		cleanup(ctx, hosts, j, true)
 		return nil, fmt.Errorf("etcd_restore: moving the data dirs failed, so every member got its old data back, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
 	}
 
 	env.Logf("restore: starting etcd on %s with cluster token %s", hostList(j.Members), j.Token)
-	if err := startAll(crit, hosts, members); err != nil {
+	if err := restart(); err != nil {
 		return nil, fmt.Errorf("etcd_restore: data restored on every member but etcd did not start (run `systemctl start etcd` on each): %w", err)
 	}
 	cancelCrit()
@@ -361,13 +399,9 @@ func stagePaths(j *job) string {
 // happen, the staging dirs. It never touches a data dir. Errors are
 // ignored: it runs after the outcome is decided.
 func cleanup(ctx context.Context, hosts map[string]modules.HostWriter, j *job, staging bool) {
-	members := make([]etcd.Member, len(j.Members))
-	for i, mp := range j.Members {
-		members[i] = mp.Member
-	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_ = forEach(cctx, members, func(ctx context.Context, i int, m etcd.Member) error {
+	_ = forEach(cctx, members(j), func(ctx context.Context, i int, m etcd.Member) error {
 		mp := j.Members[i]
 		argv := []string{"rm", "-f", "--", mp.Upload}
 		if staging {

@@ -232,6 +232,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 			return nil, fmt.Errorf("etcd_restore: %w", err)
 		}
 		j.Before = true
+		ch.Add("!", "operation lock", "taken in the running cluster before the snapshot and staging, held until its members stop")
 	} else {
 		ch.Add("!", "no snapshot of the running cluster", "no member is healthy; the old data dirs are moved aside, never deleted")
 	}
@@ -300,6 +301,7 @@ func describe(ch *modules.Change, j *job) *modules.Change {
 		}
 		ch.Add("+", h+":"+mp.Stage, detail+" (etcd still running)")
 	}
+	ch.Add("+", j.Cluster.Paths.RestoreMarker+" on "+hostList(j.Members), "until the members run again: etcd_service starts no member while it is there")
 	ch.Add("!", "stop etcd on "+hostList(j.Members), "only after every member's restore succeeded")
 	ch.Disruptive = "stops every member and replaces the cluster's data with the snapshot"
 	for _, mp := range j.Members {

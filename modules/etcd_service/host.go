@@ -100,6 +100,7 @@ type hostState struct {
 	Unit     []byte // nil when the unit file does not exist
 	UnitSeen bool
 	Systemd  unitState
+	Marker   []byte // the restore marker's content; nil without one
 }
 
 func gatherState(ctx context.Context, w *want) (*hostState, error) {
@@ -136,6 +137,14 @@ func gatherState(ctx context.Context, w *want) (*hostState, error) {
 		return nil, err
 	default:
 		st.Unit, st.UnitSeen = unit, true
+	}
+	if w.Marker != "" {
+		switch b, err := os.ReadFile(w.Marker); {
+		case err == nil:
+			st.Marker = b
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
 	}
 	st.Systemd, err = showUnit(ctx, w.Name)
 	return st, err

@@ -21,6 +21,7 @@ type want struct {
 	Dirs     []string
 	Enabled  bool
 	State    string // started, present, stopped
+	Marker   string // a restore's in-progress marker; "" checks none
 }
 
 // step is one thing Apply does, in order.
@@ -138,6 +139,11 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 	}
 
 	switch {
+	case w.State == "started" && !st.Systemd.Running() && st.Marker != nil:
+		return nil, fmt.Errorf("not starting etcd: a restore stopped this member and did not finish (its controller was killed or cut off), "+
+			"so members may hold different data and would start as two clusters. %s says: %s. "+
+			"Run the restore again with the same snapshot to finish it (it re-stages every member), or, to go back, put the old data dir back on every host and remove %s",
+			w.Marker, bytes.Join(bytes.Fields(st.Marker), []byte(" ")), w.Marker)
 	case w.State == "started" && !st.Systemd.Running():
 		// Type=notify: a blocking start of the first member of a new
 		// cluster would wait for a quorum that cannot form until its

@@ -76,6 +76,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	setDefault(out, "home", c.DataDir)
 	setDefault(out, "shell", "/usr/sbin/nologin")
 	setDefault(out, "dirs", dirs)
+	setDefault(out, "restore_marker", c.Paths.RestoreMarker)
 	return out, nil
 }
 

@@ -39,6 +39,9 @@ var spec = modules.Spec{
 	"home":      {Kind: modules.String},
 	"shell":     {Kind: modules.String},
 	"dirs":      {Kind: modules.List},
+	// restore_marker is etcd.HostPaths.RestoreMarker: while it exists a
+	// restore has this member stopped, and starting it is refused.
+	"restore_marker": {Kind: modules.String},
 }
 
 // Validate checks the resolved arguments.
@@ -63,6 +66,7 @@ func wantFrom(args modules.Args) *want {
 		Dirs:     args.Strings("dirs"),
 		Enabled:  args.Bool("enabled", true),
 		State:    args.Str("state", "started"),
+		Marker:   args.Str("restore_marker", ""),
 	}
 	if u, ok := args["unit"]; ok {
 		w.Unit = []byte(fmt.Sprint(u))

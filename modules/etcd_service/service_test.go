@@ -95,6 +95,20 @@ func TestPlan(t *testing.T) {
 			steps:   []step{stepStart},
 		},
 		{
+			name: "a member stopped by an unfinished restore is not started",
+			mutate: func(st *hostState, w *want) {
+				st.Systemd.ActiveState = "inactive"
+				w.Marker, st.Marker = "/etc/etcd/restore-in-progress.json", []byte("{\n  \"stamp\": \"20261204T201500Z\"\n}\n")
+			},
+			wantErr: `/etc/etcd/restore-in-progress.json says: { "stamp": "20261204T201500Z" }. Run the restore again`,
+		},
+		{
+			name: "a running member with a restore marker left behind is left alone",
+			mutate: func(st *hostState, w *want) {
+				w.Marker, st.Marker = "/etc/etcd/restore-in-progress.json", []byte("{}")
+			},
+		},
+		{
 			name:   "present does not start",
 			mutate: func(st *hostState, w *want) { st.Systemd.ActiveState = "inactive"; w.State = "present" },
 		},

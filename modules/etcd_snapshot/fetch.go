@@ -30,6 +30,9 @@ type Fetched struct {
 	Download bool
 }
 
+// Names are the names retention knows the snapshot by (Target.Spare).
+func (f *Fetched) Names() []string { return []string{f.From, f.Path} }
+
 // Done removes a downloaded copy once it is no longer needed.
 func (f *Fetched) Done() {
 	if f.Download {

@@ -23,6 +23,11 @@ type Target struct {
 	Dir    string
 	Store  *store.S3
 	Config *Config
+	// Spare names backups (paths or URLs, as Entry.URL gives them) that
+	// retention must not remove in this run: the snapshot a restore is
+	// about to push, which its own "before" snapshot would otherwise push
+	// out of the retention window.
+	Spare []string
 }
 
 // OpenTarget reads the backup variables and proves the store answers
@@ -109,7 +114,7 @@ func (t *Target) Take(ctx context.Context, c *etcd.Cluster, src etcd.Member, sta
 		out.Object = t.Store.String() + "/" + meta.SnapshotName()
 	}
 	for _, loc := range t.Locations() {
-		removed, err := store.Prune(ctx, loc, OriginController, t.Config.Policy)
+		removed, err := store.Prune(ctx, loc, OriginController, t.Config.Policy, t.Spare...)
 		for _, e := range removed {
 			out.Removed = append(out.Removed, e.URL())
 		}
@@ -162,12 +167,14 @@ func (t *Taken) Summary() string {
 // Before is the snapshot every disruptive runbook step takes first
 // (scale-in, replace-node, restore, upgrade, CA rotation): from a healthy
 // follower, to the controller and the store like backup.yml, with the
-// same retention. The step must not go on when it fails.
-func Before(ctx context.Context, env *modules.Env, c *etcd.Cluster, why string) (*Taken, error) {
+// same retention, which spares the backups named in spare. The step must
+// not go on when it fails.
+func Before(ctx context.Context, env *modules.Env, c *etcd.Cluster, why string, spare ...string) (*Taken, error) {
 	t, err := OpenTarget(ctx, env, c, "")
 	if err != nil {
 		return nil, fmt.Errorf("snapshot before %s: %w", why, err)
 	}
+	t.Spare = spare
 	dial := etcdclient.Dialer(c, env)
 	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{})
 	if err != nil {

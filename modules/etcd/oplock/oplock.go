@@ -32,15 +32,34 @@ const TTL = 10
 // ErrLost is the cause of Held.Ctx's cancellation when the lease is lost.
 var ErrLost = errors.New("lost the etcdplay operation lock (its lease expired: the controller was cut off from the cluster for longer than the lease)")
 
+// ErrHeld is wrapped when another run held the lock for the whole wait.
+var ErrHeld = errors.New("the operation lock is held by another run")
+
 // Held is a taken lock. Ctx is cancelled (cause ErrLost) when the lock is
 // lost; run the guarded work under it.
 type Held struct {
 	Ctx     context.Context
 	release func()
+	stop    func()
+}
+
+// Explain names the lost lock in err when that is why ctx, a Held.Ctx or
+// one derived from it, ended: the step's own error ("context canceled")
+// would hide it.
+func Explain(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); err != nil && errors.Is(c, ErrLost) && !errors.Is(err, ErrLost) {
+		return fmt.Errorf("%w: %v", ErrLost, err)
+	}
+	return err
 }
 
 // Release gives the lock back (and cancels Ctx).
 func (h *Held) Release() { h.release() }
+
+// Abandon stops renewing the lock without giving it back, for a holder
+// that has just stopped the cluster holding it (a restore): there is no
+// member left to answer, and the lease dies with that cluster's data.
+func (h *Held) Abandon() { h.stop() }
 
 // holder says who holds the lock, for the operator who finds it taken.
 func holder(what string) string {
@@ -77,8 +96,8 @@ func Acquire(ctx context.Context, cli *clientv3.Client, what string, timeout tim
 			by = string(kvs[0].Value)
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the %s waited %s for the operation lock %s, still held by another run (%s): let it finish, or wait %ds after it died",
-				what, timeout, Key, by, TTL)
+			return nil, fmt.Errorf("the %s waited %s for the operation lock %s, still held by another run (%s): let it finish, or wait %ds after it died: %w",
+				what, timeout, Key, by, TTL, ErrHeld)
 		}
 		if !logged && logf != nil {
 			logf("waiting: the operation lock %s is held (%s); it is released %ds after that run dies", Key, by, TTL)
@@ -126,9 +145,12 @@ func hold(ctx context.Context, cli *clientv3.Client, id clientv3.LeaseID) *Held 
 			// restarting, a slow answer): try again at the next tick.
 		}
 	}()
-	return &Held{Ctx: hctx, release: func() {
+	stop := func() {
 		cancel(context.Canceled)
 		<-done
+	}
+	return &Held{Ctx: hctx, stop: stop, release: func() {
+		stop()
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer rcancel()
 		_, _ = cli.Revoke(rctx, id)

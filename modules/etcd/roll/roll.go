@@ -110,12 +110,7 @@ func Run(ctx context.Context, o Options, members []etcd.Member, step Step) (p Pr
 			defer held.Release()
 			ctx = held.Ctx
 		}
-		defer func() {
-			// Say why the roll stopped when it was the lock.
-			if c := context.Cause(ctx); errors.Is(c, oplock.ErrLost) && err != nil && !errors.Is(err, oplock.ErrLost) {
-				err = fmt.Errorf("%w: %v", oplock.ErrLost, err)
-			}
-		}()
+		defer func() { err = oplock.Explain(ctx, err) }()
 	}
 	if o.Pending != nil {
 		if err := p.dropDone(ctx, o); err != nil {

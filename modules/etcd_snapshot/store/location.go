@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -145,8 +146,9 @@ func SyncDir(dir string) { _ = hostfile.SyncDir(dir) }
 
 // Prune applies the policy to the backups of one origin in a location and
 // returns what it removed. Backups of other origins, and files that are
-// not backups, are never touched.
-func Prune(ctx context.Context, loc Location, origin string, p Policy) ([]Entry, error) {
+// not backups, are never touched, nor are those named in spare (as
+// Entry.URL gives them): they outlive this pruning.
+func Prune(ctx context.Context, loc Location, origin string, p Policy, spare ...string) ([]Entry, error) {
 	all, err := loc.List(ctx)
 	if err != nil {
 		return nil, err
@@ -154,12 +156,29 @@ func Prune(ctx context.Context, loc Location, origin string, p Policy) ([]Entry,
 	_, drop := p.Select(OfOrigin(all, origin))
 	var removed []Entry
 	for _, e := range drop {
+		if slices.ContainsFunc(spare, func(n string) bool { return sameBackup(n, e.URL()) }) {
+			continue
+		}
 		if err := loc.Remove(ctx, e); err != nil {
 			return removed, fmt.Errorf("retention in %s: remove %s: %w", loc, e.Name, err)
 		}
 		removed = append(removed, e)
 	}
 	return removed, nil
+}
+
+// sameBackup says whether two names (paths, relative or not, or URLs)
+// name the same backup.
+func sameBackup(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if strings.Contains(a, "://") || strings.Contains(b, "://") {
+		return false
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
 }
 
 // OfOrigin keeps the entries one origin took. Entries without metadata

@@ -11,7 +11,8 @@ import (
 
 // Retention in a directory removes only its own origin's backups (a
 // snapshot and its metadata together), by the metadata's time, and never
-// a file it did not make.
+// a file it did not make, nor one it is told to spare (the snapshot a
+// restore is pushing).
 func TestDirPruneOnlyOwnBackups(t *testing.T) {
 	ctx := context.Background()
 	d := Dir(t.TempDir())
@@ -33,11 +34,16 @@ func TestDirPruneOnlyOwnBackups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := Prune(ctx, d, "controller", Policy{Last: 2})
+	// Named as an operator might: relative to the working directory.
+	spared, err := filepath.Rel(must(os.Getwd()), filepath.Join(string(d), "20260102T120000Z-etcd1-rev2.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(names(removed), ","); got != "20260103T120000Z-etcd1-rev3.db,20260102T120000Z-etcd1-rev2.db,20260101T120000Z-etcd1-rev1.db" {
+	removed, err := Prune(ctx, d, "controller", Policy{Last: 2}, "s3://bucket/20260103T120000Z-etcd1-rev3.db", spared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names(removed), ","); got != "20260103T120000Z-etcd1-rev3.db,20260101T120000Z-etcd1-rev1.db" {
 		t.Errorf("removed %s", got)
 	}
 	left, _ := os.ReadDir(string(d))
@@ -47,16 +53,24 @@ func TestDirPruneOnlyOwnBackups(t *testing.T) {
 	}
 	want := []string{".partial-20260103T000000Z-etcd1-123", "20260101T000000Z-etcd3-rev100.db",
 		"20260101T120000Z-etcd2-rev1.db", "20260101T120000Z-etcd2-rev1.json",
+		"20260102T120000Z-etcd1-rev2.db", "20260102T120000Z-etcd1-rev2.json",
 		"20260104T120000Z-etcd1-rev4.db", "20260104T120000Z-etcd1-rev4.json",
 		"20260105T120000Z-etcd1-rev5.db", "20260105T120000Z-etcd1-rev5.json", "my-precious.db"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("left\n%v\nwant\n%v", got, want)
 	}
 	es, _ := d.List(ctx)
-	if len(es) != 4 || es[0].HasMeta || es[3].Meta.Revision != 5 {
+	if len(es) != 5 || es[0].HasMeta || es[4].Meta.Revision != 5 {
 		t.Errorf("list: %+v", es)
 	}
 	if st, _ := os.Stat(filepath.Join(string(d), "20260105T120000Z-etcd1-rev5.db")); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v: a snapshot holds every secret in the cluster", st.Mode())
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
