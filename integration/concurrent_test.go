@@ -256,3 +256,60 @@ func TestLockHolderCutOffPastItsLease(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreWaitsForRollingRestart: a restore is started while a rolling
+// restart is at its first member. Before the fix the restore took no lock:
+// it would stop every member while the roll had one down, or the roll
+// would restart (and so start) a member the restore had stopped. Now the
+// restore waits for the operation lock, naming the roll that holds it;
+// the roll finishes every member before the restore stops any; and the
+// cluster then serves the snapshot.
+func TestRestoreWaitsForRollingRestart(t *testing.T) {
+	e := labEnv(t, "it-restore-roll", 88, bootVersion)
+	l := e.Lab
+	hosts := bootHostNames(l)
+	snap := backedUp(t, e, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := e.Client(t).Put(ctx, "after-backup", "replaced by the restore"); err != nil {
+		t.Fatal(err)
+	}
+
+	restart := restartWhenStale(t, l)
+	since := time.Now()
+	restored := make(chan *harness.Outcome, 1)
+	roll := e.ActWhen(t, restart, fmt.Sprintf(" (1/%d, ", len(hosts)), func(*os.Process) {
+		go func() { restored <- e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+snap) }()
+	})
+	rst := <-restored
+	if roll.Code != 0 || rst.Code != 0 {
+		t.Fatalf("rolling restart exit %d, restore exit %d\nroll:\n%s\nrestore:\n%s", roll.Code, rst.Code, roll.Summary(), rst.Summary())
+	}
+	if !strings.Contains(rst.Stdout, "waiting: the operation lock") || !strings.Contains(rst.Stdout, "(restart by etcdplay pid") {
+		t.Errorf("the restore did not wait for the rolling restart's lock:\n%s", rst.Stdout)
+	}
+
+	// Each host: the roll's restart, then the restore's stop and start.
+	var rollEnd, restoreStop time.Time
+	for _, h := range hosts {
+		ws := etcdDownWindows(t, l, h, since)
+		if len(ws) != 2 {
+			t.Fatalf("%s: etcd was down %d times, want twice (the roll, then the restore): %v", h, len(ws), ws)
+		}
+		if ws[0].to.After(rollEnd) {
+			rollEnd = ws[0].to
+		}
+		if restoreStop.IsZero() || ws[1].from.Before(restoreStop) {
+			restoreStop = ws[1].from
+		}
+	}
+	if !rollEnd.Before(restoreStop) {
+		t.Errorf("the restore stopped a member at %s, before the roll's last member was back at %s",
+			restoreStop.Format("15:04:05.000"), rollEnd.Format("15:04:05.000"))
+	}
+	checkKeys(t, e.Client(t), 100, "snap", 0)
+	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("the cluster does not serve the snapshot: %v %v", resp, err)
+	}
+	bootCheckCluster(t, e, hosts)
+}
