@@ -430,16 +430,19 @@ func backedUp(t *testing.T, e *harness.Env, n int) string {
 	return files[0]
 }
 
-// TestRestoreWhenDiskFillsDuringUpload: etcd2's /var/tmp (where the
-// snapshot is uploaded) has room for it when the plan checks, and another
-// process fills it while the snapshot streams in. The restore must fail
-// in staging, before any member stops: every member keeps running on its
-// data (a key written after the backup is still there), no partial upload
-// or staging dir is left on any host, and the error names the host and
-// the full disk. With the space back, the same restore goes through.
-func TestRestoreWhenDiskFillsDuringUpload(t *testing.T) {
+// TestRestoreWhenDiskFills: a disk has room when the plan checks, and
+// another process fills it during staging: first etcd2's /var/tmp while
+// the snapshot streams in, then etcd3's data disk (its own mount) while
+// etcdutl restores into it. Each time the restore must fail in staging,
+// before any member stops: every member keeps running on its data (a key
+// written after the backup is still there), no partial upload or staging
+// dir is left on any host, and the error names the host and the full
+// disk. With the space back, the same restore goes through.
+func TestRestoreWhenDiskFills(t *testing.T) {
 	e := labEnv(t, "it-upload-full", 83, bootVersion)
 	l := e.Lab
+	// etcd3's data dir is a disk of its own (resized below).
+	l.MustRun(t, "etcd3", "mkdir -p /var/lib/etcd && mount -t tmpfs -o size=1g,mode=0700 etcd-disk /var/lib/etcd")
 	e.MustApply(t, harness.Playbook("site.yml"))
 	const keys, pad = 400, 150 << 10 // a 60 MB snapshot: the upload takes a while
 	putKeys(t, e.Client(t), keys, "full", pad)
@@ -506,6 +509,55 @@ done; echo "the upload never started"; exit 1`)
 	}
 
 	l.MustRun(t, "etcd2", "rm /var/tmp/filler")
+
+	// etcd3's data disk now has room for the restored db and its WAL
+	// (the snapshot and 64 MiB) and 32 MiB more, as the plan requires.
+	// Once etcdutl's staging dir appears, fill the disk; once the failed
+	// restore has removed the staging dir, free it again, so the running
+	// member is short of space only while staging fails.
+	l.MustRun(t, "etcd3", fmt.Sprintf("mount -o remount,size=$(( $(df --output=used -B1 /var/lib/etcd | tail -1) + %d )) /var/lib/etcd", st.Size()+96<<20))
+	go func() {
+		out, err := l.Run(ctx, "etcd3", `for i in $(seq 6000); do
+  if ls -d /var/lib/etcd/etcd.restore-* >/dev/null 2>&1; then
+    avail=$(df --output=avail -B1 /var/lib/etcd | tail -1)
+    dd if=/dev/zero of=/var/lib/etcd/filler bs=64k 2>/dev/null; echo "filled the last $avail bytes"
+    for j in $(seq 3000); do ls -d /var/lib/etcd/etcd.restore-* >/dev/null 2>&1 || break; sleep 0.01; done
+    rm /var/lib/etcd/filler; exit 0
+  fi
+  sleep 0.01
+done; echo "staging never started"; exit 1`)
+		if err != nil {
+			out += err.Error()
+		}
+		filled <- out
+	}()
+	pids = etcdPIDs(t, e)
+	o = e.Apply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
+	fill = <-filled
+	if !strings.Contains(fill, "filled") {
+		t.Fatalf("the data disk was not filled during staging: %s\nrestore exit %d\n%s", fill, o.Code, o.Summary())
+	}
+	t.Logf("etcd3 during staging: %s; the restore says:\n%s", strings.TrimSpace(fill), o.Summary())
+	if o.Code == 0 {
+		t.Fatalf("restore with etcd3's data disk filled during staging succeeded:\n%s", o.Stdout)
+	}
+	for _, want := range []string{"no member was stopped", "etcd3", "no space left on device"} {
+		if !strings.Contains(o.Summary(), want) {
+			t.Errorf("the failed restore does not say %q:\n%s", want, o.Summary())
+		}
+	}
+	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+		t.Errorf("etcd processes changed by the failed restore: %v -> %v", pids, now)
+	}
+	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 1 {
+		t.Errorf("the key written after the backup is gone: %v %v", resp, err)
+	}
+	for _, h := range l.Hosts() {
+		if out := l.MustRun(t, h.Name, "ls -A /var/tmp/etcdplay 2>/dev/null; ls -d /var/lib/etcd/etcd.* /var/lib/etcd.* 2>/dev/null; true"); strings.TrimSpace(out) != "" {
+			t.Errorf("the failed restore left files on %s:\n%s", h.Name, out)
+		}
+	}
+
 	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
 	checkKeys(t, e.Client(t), keys, "full", pad)
 	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {

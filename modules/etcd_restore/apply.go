@@ -293,7 +293,7 @@ func stage(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) err
 		if j.Bump > 0 && strings.Contains(err.Error(), "unknown flag: --bump-revision") {
 			return fmt.Errorf("%w: this etcdutl predates --bump-revision (etcd 3.5.10/3.6): upgrade etcd first, or pass bump_revision: 0 to restore the old revisions as they were", err)
 		}
-		return err
+		return fmt.Errorf("etcdutl snapshot restore into %s failed: %s", mp.Stage, etcdutlFailure(err.Error()))
 	}
 	chown := []string{"chown", "-R", "etcd:etcd", mp.Stage}
 	if mp.StageWAL != "" {
@@ -301,6 +301,39 @@ func stage(ctx context.Context, r modules.HostWriter, j *job, mp memberPlan) err
 	}
 	_, err = command.Run(ctx, r, chown...)
 	return err
+}
+
+// etcdutlFailure is the gist of a failed etcdutl run, whose output is
+// its whole log: the final "Error:" line and the last warning or error
+// logged before it (which names the file), or the output as it was.
+func etcdutlFailure(out string) string {
+	var final, last string
+	for line := range strings.Lines(out) {
+		line = strings.TrimSpace(line)
+		if msg, ok := strings.CutPrefix(line, "Error: "); ok {
+			final = msg
+			continue
+		}
+		// zap's console lines: time, level, [logger,] file.go:line,
+		// message, fields.
+		f := strings.Split(line, "\t")
+		if len(f) < 4 || (f[1] != "warn" && f[1] != "error") {
+			continue
+		}
+		for i := 2; i < len(f)-1; i++ {
+			if strings.Contains(f[i], ".go:") {
+				last = strings.Join(f[i+1:], " ")
+				break
+			}
+		}
+	}
+	switch {
+	case final != "" && last != "":
+		return final + " (etcdutl: " + last + ")"
+	case final != "":
+		return final
+	}
+	return out
 }
 
 // criticalTimeout bounds the stop-swap-start section, which an interrupt

@@ -338,3 +338,24 @@ func TestPlanMountPointDataDir(t *testing.T) {
 		t.Errorf("full data disk: %v", err)
 	}
 }
+
+// etcdutl's output is its whole log; a failure keeps its gist.
+func TestEtcdutlFailure(t *testing.T) {
+	full := "command failed: 2026-12-04T20:33:05Z\tinfo\tsnapshot/v3_snapshot.go:396\tbumping latest revision\t{\"latest-revision\": 401}\n" +
+		"2026-12-04T20:33:05Z\tinfo\tbbolt\tbackend/backend.go:203\tOpening db file (/var/lib/etcd/x/member/snap/db)\t{}\n" +
+		"2026-12-04T20:33:05Z\twarn\twal/wal.go:147\tfailed to preallocate an initial WAL file\t{\"path\": \"/var/lib/etcd/x/member/wal.tmp/0.wal\", \"error\": \"no space left on device\"}\n" +
+		"Error: no space left on device\n"
+	for _, tt := range []struct{ name, out, want string }{
+		{"error and the warning before it", full,
+			`no space left on device (etcdutl: failed to preallocate an initial WAL file {"path": "/var/lib/etcd/x/member/wal.tmp/0.wal", "error": "no space left on device"})`},
+		{"a warning with a logger name", "t\twarn\tbbolt\tbbolt@v1.4.3/db.go:1\tcannot grow\t{}\nError: x\n", "x (etcdutl: cannot grow {})"},
+		{"error only", "Error: snapshot file has wrong hash\n", "snapshot file has wrong hash"},
+		{"not etcdutl's log", "exec: no such file", "exec: no such file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := etcdutlFailure(tt.out); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
