@@ -600,6 +600,20 @@ func (c *Cluster) readDir(r varReader, name, def string) string {
 	return d
 }
 
+// MemberOf is FromVars and the member on host: what a module that
+// renders one member's files starts from.
+func MemberOf(vars map[string]any, host string) (*Cluster, *Member, error) {
+	c, err := FromVars(vars)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.Member(host)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, m, nil
+}
+
 // FromVarsAt is FromVars with etcd_version set to version when version is
 // not empty (a task's version argument overrides the variable).
 func FromVarsAt(vars map[string]any, version string) (*Cluster, error) {

@@ -45,11 +45,7 @@ func (ctlEnvModule) Resolve(args modules.Args, rc *modules.ResolveContext) (modu
 	if err := ctlEnvSpec.Check(args); err != nil {
 		return nil, err
 	}
-	c, err := etcd.FromVars(rc.Vars)
-	if err != nil {
-		return nil, fmt.Errorf("etcd_ctl_env for %s: %w", rc.Host, err)
-	}
-	m, err := c.Member(rc.Host)
+	c, m, err := etcd.MemberOf(rc.Vars, rc.Host)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_ctl_env for %s: %w", rc.Host, err)
 	}

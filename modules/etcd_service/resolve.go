@@ -36,11 +36,7 @@ type UnitData struct {
 // Resolve renders the unit on the controller and adds the cluster model's
 // paths, so the agent gets plain values.
 func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Args, error) {
-	c, err := etcd.FromVars(rc.Vars)
-	if err != nil {
-		return nil, err
-	}
-	m, err := c.Member(rc.Host)
+	c, m, err := etcd.MemberOf(rc.Vars, rc.Host)
 	if err != nil {
 		return nil, err
 	}

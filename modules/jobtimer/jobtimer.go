@@ -392,11 +392,7 @@ func (s *Start) Absent() bool { return s.Out["state"] == "absent" }
 // Start reads the cluster model, the member on rc's host and the job's
 // state and schedule (Schedule).
 func (j Job) Start(args modules.Args, rc *modules.ResolveContext) (*Start, error) {
-	c, err := etcd.FromVars(rc.Vars)
-	if err != nil {
-		return nil, err
-	}
-	m, err := c.Member(rc.Host)
+	c, m, err := etcd.MemberOf(rc.Vars, rc.Host)
 	if err != nil {
 		return nil, err
 	}
