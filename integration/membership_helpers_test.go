@@ -230,9 +230,9 @@ func harnessDiff(before, after map[string]string) string {
 // killWhen runs a playbook and SIGKILLs etcdplay delay after a log line
 // containing marker appears in its JSON events (the controller dying at a
 // chosen point). It fails the test if the marker never shows.
-func (m *mlab) killWhen(inv, playbook, marker string, delay time.Duration) {
+func (m *mlab) killWhen(inv, playbook, marker string, delay time.Duration, extra ...string) {
 	m.t.Helper()
 	env := *m.Env
 	env.Inventory = inv
-	env.SignalWhen(m.t, harness.Playbook(playbook), marker, delay, os.Kill)
+	env.SignalWhen(m.t, harness.Playbook(playbook), marker, delay, os.Kill, extra...)
 }

@@ -393,3 +393,57 @@ func TestScaleOutResumesAfterControllerKilled(t *testing.T) {
 	m.healthy(nodeAddrs(all)...)
 	m.mustRead(map[string]string{"k": "v"}, nodeAddrs(all)...)
 }
+
+// TestScaleInAndReplaceResumeAfterControllerKilled: the controller is
+// SIGKILLed in each phase of a scale-in (the member removal, the stop of
+// the removed member) and of a replace-node of a wiped host (the removal
+// of the old member, the learner's join). Each time the same command run
+// again converges: the member list is what was asked, the removed member
+// is stopped and disabled with its data moved aside, the replaced member
+// has a new id, and every key reads back from every member.
+func TestScaleInAndReplaceResumeAfterControllerKilled(t *testing.T) {
+	m := newMLab(t, "it-member-kill", 89, 4)
+	all := m.nodes()
+	three := m.inventory("three.yml", all[:3]...)
+	four := m.inventory("four.yml", all...)
+	m.mustApply(three, "site.yml")
+	m.put("k", "v", all[0].Addr)
+	addrs := nodeAddrs(all[:3])
+
+	for _, marker := range []string{"removing member etcd4", "stopping and disabling etcd on etcd4"} {
+		m.mustApply(four, "scale-out.yml")
+		m.killWhen(four, "scale-in.yml", marker, 0, "-e", "remove=etcd4")
+		t.Logf("scale-in killed at %q: members %v", marker, m.members(all[0].Addr))
+		m.mustApply(four, "scale-in.yml", "-e", "remove=etcd4")
+		if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
+			t.Fatalf("scale-in killed at %q, run again: members %v", marker, got)
+		}
+		out, err := m.Lab.Run(context.Background(), "etcd4", "systemctl is-active etcd; systemctl is-enabled etcd; ls -d /var/lib/etcd.*Z")
+		if !strings.Contains(out, "inactive") || !strings.Contains(out, "disabled") || !strings.Contains(out, "/var/lib/etcd.") {
+			t.Errorf("scale-in killed at %q: etcd4 after the run again (err %v):\n%s", marker, err, out)
+		}
+		m.healthy(addrs...)
+		m.mustRead(map[string]string{"k": "v"}, addrs...)
+	}
+
+	for _, kill := range []struct {
+		marker string
+		delay  time.Duration
+	}{{"removing member etcd3", 0}, {"adding etcd3 as a learner", 200 * time.Millisecond}} {
+		old := m.memberIDs(all[0].Addr)["etcd3"]
+		if err := m.Lab.Wipe(context.Background(), "etcd3"); err != nil {
+			t.Fatal(err)
+		}
+		m.killWhen(three, "replace-node.yml", kill.marker, kill.delay, "-e", "node=etcd3")
+		t.Logf("replace-node killed %s after %q: members %v", kill.delay, kill.marker, m.members(all[0].Addr))
+		m.mustApply(three, "replace-node.yml", "-e", "node=etcd3")
+		if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
+			t.Fatalf("replace-node killed at %q, run again: members %v", kill.marker, got)
+		}
+		if m.memberIDs(all[0].Addr)["etcd3"] == old {
+			t.Errorf("replace-node killed at %q, run again: etcd3 kept its old id %x", kill.marker, old)
+		}
+		m.healthy(addrs...)
+		m.mustRead(map[string]string{"k": "v"}, addrs...)
+	}
+}
