@@ -212,7 +212,8 @@ func (s *soak) step(i int) (action, fault string) {
 	if p.name == "restore" && f < 6 && f >= 4 {
 		// A restore is not resumable by design: run again, it restores
 		// again, and writes taken between the two are gone. Killing the
-		// controller mid-restore is TestRestoreInterruptedLeavesMembersRunning.
+		// controller mid-restore is TestRestoreInterruptedLeavesMembersRunning
+		// (Ctrl-C) and TestRestoreResumesAfterControllerKilled (SIGKILL).
 		f = 0
 	}
 	switch {
