@@ -327,3 +327,69 @@ func TestAgentKilledMidTask(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsNeverPrinted: files whose content looks secret (a kubeconfig's
+// client-key-data, a password line) and a no_log command are applied to a
+// lab host under --check --diff, then for real with --diff, in JSON and in
+// text. No output carries a secret: the diffs show sha256 hashes, the
+// no_log task its status and a count. What the no_log task registered
+// still holds its output: a later task decides on it.
+func TestSecretsNeverPrinted(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "it-secrets", Block: 90, Hosts: 1})
+	e := harness.New(t, l)
+	pb := filepath.Join(t.TempDir(), "secrets.yml")
+	writeFile(t, pb, `- hosts: all
+  tasks:
+    - name: kubeconfig
+      copy:
+        dest: /etc/demo-kubeconfig
+        mode: "0600"
+        content: |
+          users:
+          - name: admin
+            user:
+              client-key-data: S3CRETKEYDATA
+    - name: password file
+      copy:
+        dest: /etc/demo-db.conf
+        mode: "0600"
+        content: "db_password = hunter2\n"
+    - name: hidden command
+      command:
+        cmd: echo TOPSECRET-OUTPUT
+      no_log: true
+      register: out
+    - name: decided on what the hidden command registered
+      copy:
+        dest: /etc/demo-registered
+        content: "seen\n"
+      when: "out.stdout is defined and '-OUTPUT' in out.stdout"
+`)
+	secrets := []string{"S3CRETKEYDATA", "hunter2", "TOPSECRET"}
+	check := func(what string, o *harness.Outcome) {
+		t.Helper()
+		if o.Code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", what, o.Code, o.Stdout, o.Stderr)
+		}
+		for _, s := range secrets {
+			if strings.Contains(o.Stdout+o.Stderr, s) {
+				t.Errorf("%s printed %q:\n%s", what, s, o.Stdout)
+			}
+		}
+		if !strings.Contains(o.Stdout, "sha256:") {
+			t.Errorf("%s: no hashed diff shown:\n%s", what, o.Stdout)
+		}
+	}
+	check("--check --diff, JSON", e.Apply(t, pb, "--check", "--diff"))
+	check("--check --diff, text", e.Etcdplay(t, "apply", pb, "--check", "--diff", "--output", "text"))
+	applied := e.Apply(t, pb, "--diff")
+	check("--diff, JSON", applied)
+	if got := string(e.HostFile(t, "etcd1", "/etc/demo-registered")); got != "seen\n" {
+		t.Errorf("the task deciding on the no_log task's registered output did not run: %q", got)
+	}
+	if got := string(e.HostFile(t, "etcd1", "/etc/demo-kubeconfig")); !strings.Contains(got, "S3CRETKEYDATA") {
+		t.Errorf("the kubeconfig on the host is not what was written: %q", got)
+	}
+	l.MustRun(t, "etcd1", "rm /etc/demo-kubeconfig /etc/demo-db.conf /etc/demo-registered")
+	check("--diff, text", e.Etcdplay(t, "apply", pb, "--diff", "--output", "text"))
+}

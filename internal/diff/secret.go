@@ -15,8 +15,9 @@ var (
 	privateKey = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
 	// A line assigning a value to a key whose name ends in a word that
 	// means "credential": password: x, ETCDCTL_PASSWORD=x, client_secret: x,
-	// api-key = x, token: x.
-	secretVar = regexp.MustCompile(`(?im)^[ \t]*(?:export[ \t]+)?["']?([\w.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key))["']?[ \t]*[:=][ \t]*["']?([^\s"'#]+)`)
+	// api-key = x, token: x, and a kubeconfig's client-key-data (a private
+	// key in base64, which the PEM pattern cannot see).
+	secretVar = regexp.MustCompile(`(?im)^[ \t]*(?:export[ \t]+)?["']?([\w.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|key[_-]?data))["']?[ \t]*[:=][ \t]*["']?([^\s"'#]+)`)
 )
 
 // notSecret are keys that end like a credential but hold none: etcd's

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/tmpl"
@@ -194,6 +195,14 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts
 // left to the runner.
 func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
 	for _, cond := range m.whenList {
+		// Not only an undefined registered name: "out is defined" or
+		// "out.rc is defined" renders at compile time too, and wrongly.
+		if c.readsRegistered(cond) {
+			n.Task.WhenAtRuntime = true
+			return
+		}
+	}
+	for _, cond := range m.whenList {
 		v, err := tmpl.Value("when", wrapCond(cond), vars)
 		if err != nil {
 			var te *tmpl.Error
@@ -218,6 +227,22 @@ func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
 			return
 		}
 	}
+}
+
+var (
+	quoted     = regexp.MustCompile(`'[^']*'|"[^"]*"`)
+	identifier = regexp.MustCompile(`(^|[^\w.])([A-Za-z_]\w*)`)
+)
+
+// readsRegistered says whether cond names a variable some task registers
+// (outside quotes, not as a field of something else).
+func (c *compiler) readsRegistered(cond string) bool {
+	for _, m := range identifier.FindAllStringSubmatch(quoted.ReplaceAllString(cond, "''"), -1) {
+		if c.registered[m[2]] {
+			return true
+		}
+	}
+	return false
 }
 
 // truthy reads a rendered condition: booleans, "true"/"yes"/..., non-zero

@@ -81,6 +81,10 @@ type Task struct {
 	Register string
 	// IgnoreErrors keeps a failure from skipping dependents.
 	IgnoreErrors bool
+	// NoLog (no_log: true) keeps the task's messages, plan details, diffs,
+	// data and module logs out of every output, as Ansible does; what it
+	// registers keeps them.
+	NoLog bool
 	// ChangedWhen, when set, is a template condition rendered against the
 	// task's result (like Until) that decides whether it reports changed.
 	ChangedWhen string

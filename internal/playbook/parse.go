@@ -80,12 +80,12 @@ var (
 	playKeys = []string{"name", "hosts", "vars", "vars_files", "serial", "max_fail_percentage",
 		"any_errors_fatal", "become", "tasks", "handlers", "gather_facts"}
 	taskKeys = []string{"name", "id", "needs", "when", "tags", "notify", "run_once", "retries",
-		"delay", "until", "become", "register", "ignore_errors", "changed_when", "args", "listen"}
+		"delay", "until", "become", "register", "ignore_errors", "changed_when", "args", "listen", "no_log"}
 	// ansibleOnly are Ansible keywords people will write that etcdplay does
 	// not implement: say so instead of suggesting a typo fix.
 	ansibleOnly = map[string]bool{
 		"loop": true, "with_items": true, "with_dict": true, "delegate_to": true, "become_user": true,
-		"become_method": true, "failed_when": true, "vars": true, "environment": true, "no_log": true,
+		"become_method": true, "failed_when": true, "vars": true, "environment": true,
 		"async": true, "poll": true, "block": true, "rescue": true, "always": true,
 		"include_tasks": true, "import_tasks": true, "include_role": true, "import_role": true,
 		"roles": true, "pre_tasks": true, "post_tasks": true,
@@ -461,6 +461,8 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 			}
 		case "ignore_errors":
 			t.IgnoreErrors, _ = p.boolean(v, f)
+		case "no_log":
+			t.NoLog, _ = p.boolean(v, f)
 		case "changed_when":
 			conds := p.conditions(v, f)
 			t.ChangedWhen = strings.Join(conds, " and ")

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
@@ -309,6 +310,93 @@ func TestSpeculativePlansNeverGoStale(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, h)); err != nil {
 				t.Errorf("round %d: %s's file missing after the run: a stale plan was used", round, h)
 			}
+		}
+	}
+}
+
+// TestNoLogHidesWhatATaskPrints: a no_log task reports its status and how
+// many changes it plans, never their details, its data or its error, in
+// --check and in a real run; a task beside it prints as usual.
+func TestNoLogHidesWhatATaskPrints(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- hosts: all
+  tasks:
+    - name: secret
+      sshtest_set: {have: a, want: hunter2}
+      no_log: true
+    - name: shown
+      sshtest_set: {have: a, want: visible}
+    - name: secret failure
+      sshtest_fail: {fail: true}
+      no_log: true
+      ignore_errors: true
+`)
+	for _, check := range []bool{true, false} {
+		rec := &recorder{}
+		if _, err := Run(context.Background(), c, inv, Options{Check: check, Connect: opts, Sink: rec}); err != nil {
+			t.Fatal(err)
+		}
+		all, err := json.Marshal(rec.events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, leak := range []string{"hunter2", "asked to fail"} {
+			if strings.Contains(string(all), leak) {
+				t.Errorf("check=%v: %q printed by a no_log task:\n%s", check, leak, all)
+			}
+		}
+		if !strings.Contains(string(all), "visible") {
+			t.Errorf("check=%v: the task without no_log printed nothing", check)
+		}
+		for _, e := range rec.events {
+			if ev, _ := json.Marshal(e); e.Task == "secret" && strings.Contains(string(ev), `"pid"`) {
+				t.Errorf("check=%v: the no_log task's data printed: %s", check, ev)
+			}
+			switch {
+			case e.Type != EventNodeDone:
+			case e.Task == "secret" && (e.Status != modules.StatusChanged || e.Change == nil || e.Change.Actions[0].Target != "1 planned changes"):
+				t.Errorf("check=%v: secret@%s: %s %+v, want changed with its changes counted", check, e.Host, e.Status, e.Change)
+			case e.Task == "secret failure" && (e.Status != modules.StatusFailed || e.Msg != hiddenMsg):
+				t.Errorf("check=%v: secret failure@%s: %s %q", check, e.Host, e.Status, e.Msg)
+			}
+		}
+	}
+}
+
+// TestWhenOnRegisteredResults: conditions on what an earlier task
+// registered are decided when the task runs, whatever their shape. Before
+// the fix "out.host is defined" was rendered at compile time, before
+// anything was registered, and skipped the task.
+func TestWhenOnRegisteredResults(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	for _, tt := range []struct {
+		cond string
+		want modules.Status
+	}{
+		{"out.changed", modules.StatusChanged},
+		{"out.host is defined", modules.StatusChanged},
+		{"out.data.host is defined and 'h' in out.host", modules.StatusChanged},
+		{"out.nothing is defined", modules.StatusSkipped},
+		{"'out' == 'x'", modules.StatusSkipped},
+		{"out.host == 'nowhere'", modules.StatusSkipped},
+	} {
+		c := compile(t, inv, `
+- hosts: all
+  tasks:
+    - name: a
+      sshtest_set: {have: a, want: b}
+      register: out
+    - name: b
+      sshtest_set: {have: a, want: c}
+      when: "`+tt.cond+`"
+`)
+		rec := &recorder{}
+		if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.results()["b@h1"]; got != tt.want {
+			t.Errorf("when: %s: %s, want %s", tt.cond, got, tt.want)
 		}
 	}
 }

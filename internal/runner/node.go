@@ -27,6 +27,9 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 			ev.Change = res.Change
 			ev.Data = res.Data
 		}
+		if n.Task.NoLog {
+			ev = hidden(ev)
+		}
 		r.opts.Sink.Emit(ev)
 	}
 	if n.Skip {
@@ -173,12 +176,18 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *transport.Con
 		Notified: notified,
 		StateDir: r.opts.StateDir,
 		Log: func(format string, args ...any) {
+			if n.Task.NoLog {
+				return
+			}
 			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Play: n.Play.Name, Task: taskTitle(n.Task),
 				Host: n.Host, Node: n.ID, Msg: fmt.Sprintf(format, args...)})
 		},
 	}
 	if confirm := r.opts.Confirm; confirm != nil {
 		env.Confirm = func(ctx context.Context, c *modules.Change) error {
+			if n.Task.NoLog {
+				c = hiddenChange(c)
+			}
 			return confirm(ctx, taskTitle(n.Task), n.Host, c)
 		}
 	}
@@ -356,6 +365,30 @@ func skipReason(cause error) string {
 		return "not run: " + errPlayAborted.Error()
 	}
 	return "not run: " + cause.Error()
+}
+
+// hiddenMsg stands for everything a no_log task would have printed.
+const hiddenMsg = "output hidden (no_log: true)"
+
+// hidden is ev as a no_log task shows it: its status, and how many
+// changes it plans, nothing of what they are.
+func hidden(ev Event) Event {
+	if ev.Msg != "" {
+		ev.Msg = hiddenMsg
+	}
+	ev.Data = nil
+	ev.Change = hiddenChange(ev.Change)
+	return ev
+}
+
+func hiddenChange(c *modules.Change) *modules.Change {
+	if c == nil || (len(c.Actions) == 0 && len(c.Diffs) == 0) {
+		return c
+	}
+	return &modules.Change{
+		Actions:    []modules.Action{{Op: "~", Target: fmt.Sprintf("%d planned changes", len(c.Actions)), Detail: hiddenMsg}},
+		Disruptive: c.Disruptive,
+	}
 }
 
 func taskTitle(t *playbook.Task) string {
