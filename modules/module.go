@@ -221,6 +221,13 @@ type FileDiff struct {
 	Secret bool   `json:"secret,omitempty"`
 }
 
+// MaxMessage bounds one message between the controller and an agent
+// (a request with its arguments, a result with its data). Each side
+// refuses a larger one instead of buffering it, so a host that sends
+// without end cannot exhaust the controller's memory, nor the controller
+// the host's. Bulk data (releases, snapshots, the agent) goes over SFTP.
+const MaxMessage = 256 << 20
+
 // Change is what Plan found: empty means nothing to do.
 type Change struct {
 	Actions []Action   `json:"actions,omitempty"`

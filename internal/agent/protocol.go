@@ -2,6 +2,9 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"math"
 
 	"github.com/etcdplay/etcdplay/modules"
@@ -118,4 +121,52 @@ func NormalizeResult(r *modules.Result) {
 	if r != nil && r.Data != nil {
 		Normalize(r.Data)
 	}
+}
+
+// ErrTooLarge is returned by a Decoder reading a message over
+// modules.MaxMessage.
+var ErrTooLarge = fmt.Errorf("a message over %d MiB: refused rather than buffered", modules.MaxMessage>>20)
+
+// Decoder reads the protocol's JSON messages, each bounded by
+// modules.MaxMessage (with what the decoder had read ahead of it, at most
+// twice that is ever buffered).
+type Decoder struct {
+	dec *json.Decoder
+	lim *messageLimit
+}
+
+// NewDecoder reads messages from r.
+func NewDecoder(r io.Reader) *Decoder {
+	lim := &messageLimit{r: r}
+	dec := json.NewDecoder(lim)
+	dec.UseNumber()
+	return &Decoder{dec: dec, lim: lim}
+}
+
+// Decode reads the next message into v.
+func (d *Decoder) Decode(v any) error {
+	d.lim.left = modules.MaxMessage
+	err := d.dec.Decode(v)
+	if errors.Is(err, ErrTooLarge) {
+		return ErrTooLarge
+	}
+	return err
+}
+
+// messageLimit ends a read with ErrTooLarge once left bytes are used.
+type messageLimit struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *messageLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }

@@ -35,8 +35,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	bw := bufio.NewWriter(out)
 	s := &server{bw: bw, enc: json.NewEncoder(bw), running: map[uint64]context.CancelFunc{}}
 
-	dec := json.NewDecoder(bufio.NewReader(in))
-	dec.UseNumber()
+	dec := NewDecoder(bufio.NewReader(in))
 	var err error
 	for {
 		var req Request

@@ -387,8 +387,7 @@ func (c *Conn) awaitSessionEnd() {
 // readLoop delivers responses to their callers until the session ends.
 func (c *Conn) readLoop(stdout io.Reader) {
 	defer close(c.readerDone)
-	dec := json.NewDecoder(stdout)
-	dec.UseNumber()
+	dec := agent.NewDecoder(stdout)
 	for {
 		var r agent.Response
 		if err := dec.Decode(&r); err != nil {

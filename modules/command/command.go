@@ -142,8 +142,8 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 	if j.stdin != "" {
 		cmd.Stdin = strings.NewReader(j.stdin)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdout, stderr := &capped{max: maxOutput}, &capped{max: maxOutput}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	rc := 0
 	var exitErr *exec.ExitError
@@ -153,7 +153,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 	case err != nil:
 		return nil, fmt.Errorf("command %s: %w", Quote(j.argv), err)
 	}
-	out, errOut := stdout.String(), stderr.String()
+	out, errOut := stdout.b.String(), stderr.b.String()
 	if j.stripEmptyEnds {
 		out, errOut = strings.TrimRight(out, "\r\n"), strings.TrimRight(errOut, "\r\n")
 	}
@@ -167,6 +167,11 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 			"rc":     rc,
 		},
 	}
+	for name, w := range map[string]*capped{"stdout": stdout, "stderr": stderr} {
+		if w.dropped > 0 {
+			res.Data[name+"_dropped_bytes"] = w.dropped
+		}
+	}
 	if rc != 0 {
 		res.Status = modules.StatusFailed
 		res.Msg = fmt.Sprintf("non-zero return code %d", rc)
@@ -175,6 +180,26 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		}
 	}
 	return res, nil
+}
+
+// maxOutput is how much of a command's stdout, and of its stderr, a
+// result keeps: both fit in one message (modules.MaxMessage).
+const maxOutput = modules.MaxMessage / 4
+
+// capped keeps the first max bytes written and counts the rest, so a
+// command that prints without end fills neither the agent's memory nor a
+// result the controller would refuse. The command never sees a write fail.
+type capped struct {
+	b       bytes.Buffer
+	max     int
+	dropped int64
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	keep := min(len(p), max(c.max-c.b.Len(), 0))
+	c.b.Write(p[:keep])
+	c.dropped += int64(len(p) - keep)
+	return len(p), nil
 }
 
 func lastLine(s string) string {

@@ -213,3 +213,27 @@ func TestCancelKillsTheProcessGroup(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A command's output is kept up to a cap; the rest is counted, and the
+// command never sees a write fail.
+func TestCappedOutput(t *testing.T) {
+	for _, tt := range []struct {
+		writes  []string
+		kept    string
+		dropped int64
+	}{
+		{[]string{"ab", "cd"}, "abcd", 0},
+		{[]string{"abcdef"}, "abcd", 2},
+		{[]string{"abc", "def", "gh"}, "abcd", 4},
+	} {
+		c := &capped{max: 4}
+		for _, w := range tt.writes {
+			if n, err := c.Write([]byte(w)); n != len(w) || err != nil {
+				t.Fatalf("Write(%q) = %d, %v", w, n, err)
+			}
+		}
+		if c.b.String() != tt.kept || c.dropped != tt.dropped {
+			t.Errorf("%q: kept %q, dropped %d; want %q, %d", tt.writes, c.b.String(), c.dropped, tt.kept, tt.dropped)
+		}
+	}
+}

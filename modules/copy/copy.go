@@ -42,6 +42,9 @@ const (
 	ArgSrc           = "_src"
 )
 
+// maxSrc keeps a src's request, base64 and all, under modules.MaxMessage.
+const maxSrc = modules.MaxMessage / 2
+
 // Resolve reads src on the controller, from <playbook dir>/files/ first
 // and then the playbook directory (absolute paths as given), into the
 // arguments, so the host never needs the controller's files.
@@ -56,6 +59,10 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	path, err := Find(rc.BaseDir, src, "files")
 	if err != nil {
 		return nil, &modules.ArgError{Arg: "src", Msg: err.Error()}
+	}
+	// The content travels inside the request, as base64 when binary.
+	if st, err := os.Stat(path); err == nil && st.Size() > maxSrc {
+		return nil, &modules.ArgError{Arg: "src", Msg: fmt.Sprintf("%s is %d MiB; copy carries files up to %d MiB", path, st.Size()>>20, maxSrc>>20)}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
