@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -123,6 +124,29 @@ func TestSnapshotFromFollowerVerifiedAndPruned(t *testing.T) {
 	}
 	if st, _ := os.Stat(paths[2]); st.Mode().Perm()&0o077 != 0 {
 		t.Errorf("backup mode %v: a snapshot holds every secret in the cluster", st.Mode())
+	}
+
+	// The controller's clock went back: two backups are dated after now.
+	// The new one, the "oldest" by its name, is kept, and the run says why.
+	for i, y := range []int{2098, 2099} {
+		m := store.Meta{Cluster: "etcd", Member: "etcd1", Revision: int64(i + 1), Time: time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC), Origin: OriginController, Verified: true}
+		if err := store.Dir(dir).Put(ctx, m, strings.NewReader("from the future"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := Module{}.Plan(ctx, env, modules.Args{"keep": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Module{}.Apply(ctx, env, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(res.Data["path"].(string)); err != nil {
+		t.Errorf("the backup taken with the clock behind was pruned: %v", err)
+	}
+	if !strings.Contains(res.Msg, "WARNING: the controller's clock") || !strings.Contains(res.Msg, "2099-01-01") {
+		t.Errorf("no warning about the clock: %s", res.Msg)
 	}
 }
 

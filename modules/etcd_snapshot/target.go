@@ -82,6 +82,9 @@ func (t *Target) Describe(ctx context.Context, ch *modules.Change, src etcd.Memb
 		}
 		_, drop := t.Config.Policy.Select(append(store.OfOrigin(es, OriginController), next))
 		for _, e := range drop {
+			if e.Name == "" {
+				continue // the new backup itself (a clock behind older ones): Take keeps it
+			}
 			ch.Add("-", e.URL(), "retention: "+t.Config.Policy.String())
 		}
 	}
@@ -95,6 +98,9 @@ type Taken struct {
 	Object string
 	// Removed lists what retention removed, as URLs.
 	Removed []string
+	// Warning is set when a backup already there is newer than this one
+	// by the times in their names (the controller's clock went back).
+	Warning string
 }
 
 // Take snapshots src to the controller, uploads it when there is a store
@@ -113,8 +119,24 @@ func (t *Target) Take(ctx context.Context, c *etcd.Cluster, src etcd.Member, sta
 		}
 		out.Object = t.Store.String() + "/" + meta.SnapshotName()
 	}
+	// Retention orders backups by the times in their names, the
+	// controller's clock when each was taken. A clock that went back
+	// would make the new backup the "oldest" and prune it at once: it is
+	// spared, and the run says the clock is behind.
+	spare := append([]string{b.Path}, t.Spare...)
+	if out.Object != "" {
+		spare = append(spare, out.Object)
+	}
 	for _, loc := range t.Locations() {
-		removed, err := store.Prune(ctx, loc, OriginController, t.Config.Policy, t.Spare...)
+		if es, err := loc.List(ctx); err == nil {
+			for _, e := range store.OfOrigin(es, OriginController) {
+				if e.Time().After(b.Meta.Time) && e.URL() != out.Object {
+					out.Warning = fmt.Sprintf("the controller's clock (%s) is behind backup %s, taken at %s: retention and snapshot=latest order backups by these times, so check the clock (the new backup is kept)",
+						b.Meta.Time.Format(time.RFC3339), e.URL(), e.Time().Format(time.RFC3339))
+				}
+			}
+		}
+		removed, err := store.Prune(ctx, loc, OriginController, t.Config.Policy, spare...)
 		for _, e := range removed {
 			out.Removed = append(out.Removed, e.URL())
 		}
@@ -160,6 +182,9 @@ func (t *Taken) Summary() string {
 	}
 	if len(t.Removed) > 0 {
 		msg += "; removed " + strings.Join(t.Removed, ", ")
+	}
+	if t.Warning != "" {
+		msg += "; WARNING: " + t.Warning
 	}
 	return msg
 }
