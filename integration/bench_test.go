@@ -85,3 +85,33 @@ func BenchmarkEngineNoop(b *testing.B) {
 	b.ReportMetric(results[30].Seconds(), "s/noop30")
 	b.ReportMetric(results[300].Seconds(), "s/noop300")
 }
+
+// BenchmarkValidate measures `etcdplay validate` of generic playbooks of
+// 5,000 to 20,000 tasks against 3 hosts: the whole CLI, process start
+// included (target for 20,000 tasks: <= 0.5 s), and how it grows.
+func BenchmarkValidate(b *testing.B) {
+	inv := filepath.Join(b.TempDir(), "inv.yml")
+	if err := os.WriteFile(inv, []byte("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1}\n    h2: {ansible_host: 127.0.0.2}\n    h3: {ansible_host: 127.0.0.3}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	bin := harness.Binary(b)
+	var last time.Duration
+	for _, n := range []int{5000, 10000, 20000} {
+		pb := genericPlaybook(b, n)
+		d := median(5, func() time.Duration {
+			start := time.Now()
+			if out, err := exec.Command(bin, "validate", pb, "-i", inv).CombinedOutput(); err != nil {
+				b.Fatalf("validate %d tasks: %v\n%s", n, err, out)
+			}
+			return time.Since(start)
+		})
+		growth := ""
+		if last > 0 {
+			growth = fmt.Sprintf("; %.2fx the half-size playbook", d.Seconds()/last.Seconds())
+		}
+		fmt.Printf("BENCH etcdplay validate, %5d tasks x 3 hosts: %.3fs (median of 5%s)%s\n", n, d.Seconds(), growth,
+			map[int]string{20000: "; target <= 0.5s"}[n])
+		last = d
+	}
+	b.ReportMetric(last.Seconds(), "s/validate20k")
+}

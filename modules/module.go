@@ -391,6 +391,15 @@ type Resolver interface {
 	Resolve(args Args, rc *ResolveContext) (Args, error)
 }
 
+// ResolvesAlike marks a Resolver whose result depends on its arguments and
+// the playbook's files only, never on the host or its variables (copy
+// reading src): for a task whose arguments hold no template, the compiler
+// resolves and validates it once and gives every host the same arguments.
+type ResolvesAlike interface {
+	Resolver
+	ResolvesAlike()
+}
+
 // ResolveContext is what Resolve may use: files beside the playbook and the
 // host's variables. It never reaches a host.
 type ResolveContext struct {

@@ -6,6 +6,7 @@ package dag
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrCycle is wrapped by the error TopoOrder and Walk return for a cyclic
@@ -19,11 +20,18 @@ type Graph[T any] struct {
 	idx  map[string]int
 	vals []T
 	// deps[i] and rdeps[i] hold vertex indices in the order the edges were
-	// connected; edge[[2]int{from,to}] dedups them.
+	// connected. A vertex with few deps is deduplicated by scanning them;
+	// edge[[2]int{from,to}] holds the edges of those with many (a play's
+	// first task after the previous play's last, host by host).
 	deps  [][]int
 	rdeps [][]int
 	edge  map[[2]int]bool
 }
+
+// manyDeps is where a vertex's deps are indexed in edge rather than
+// scanned: most vertices have one or two, and a map entry per edge was
+// most of a large playbook's compile time.
+const manyDeps = 32
 
 // New returns an empty graph.
 func New[T any]() *Graph[T] {
@@ -43,6 +51,21 @@ func (g *Graph[T]) Add(id string, v T) error {
 	return nil
 }
 
+// Grow makes room for n more vertices, so a compiler that knows how many
+// it will add does not copy the graph's tables as they fill.
+func (g *Graph[T]) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	g.ids = slices.Grow(g.ids, n)
+	g.vals = slices.Grow(g.vals, n)
+	g.deps = slices.Grow(g.deps, n)
+	g.rdeps = slices.Grow(g.rdeps, n)
+	if len(g.idx) == 0 {
+		g.idx = make(map[string]int, n)
+	}
+}
+
 // Connect adds an edge: to depends on from. Connecting the same pair twice
 // is a no-op. A self edge is accepted and reported by Cycle.
 func (g *Graph[T]) Connect(from, to string) error {
@@ -54,12 +77,22 @@ func (g *Graph[T]) Connect(from, to string) error {
 	if !ok {
 		return fmt.Errorf("dag: connect %q -> %q: unknown node %q", from, to, to)
 	}
-	if g.edge[[2]int{f, t}] {
+	switch d := g.deps[t]; {
+	case len(d) < manyDeps && slices.Contains(d, f):
+		return nil
+	case len(d) >= manyDeps && g.edge[[2]int{f, t}]:
 		return nil
 	}
-	g.edge[[2]int{f, t}] = true
 	g.deps[t] = append(g.deps[t], f)
 	g.rdeps[f] = append(g.rdeps[f], t)
+	switch d := g.deps[t]; {
+	case len(d) == manyDeps:
+		for _, x := range d {
+			g.edge[[2]int{x, t}] = true
+		}
+	case len(d) > manyDeps:
+		g.edge[[2]int{f, t}] = true
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package dag
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -128,5 +129,31 @@ func TestCycle(t *testing.T) {
 				t.Errorf("cycle message %q should close on %s", err, first)
 			}
 		})
+	}
+}
+
+// Connecting the same edge twice is a no-op, for vertices with few deps
+// (scanned) and with many (indexed).
+func TestConnectDedupsFewAndManyDeps(t *testing.T) {
+	for _, n := range []int{3, manyDeps, 3 * manyDeps} {
+		g := New[int]()
+		_ = g.Add("to", 0)
+		for round := 0; round < 2; round++ {
+			for i := range n {
+				id := fmt.Sprint("from", i)
+				if round == 0 {
+					_ = g.Add(id, i)
+				}
+				if err := g.Connect(id, "to"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got := len(g.Deps("to")); got != n {
+			t.Errorf("%d deps connected twice: %d deps", n, got)
+		}
+		if got := len(g.Dependents("from0")); got != 1 {
+			t.Errorf("%d deps connected twice: from0 has %d dependents", n, got)
+		}
 	}
 }

@@ -39,6 +39,7 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b int, hosts []string, vars m
 		return s
 	}
 	first := g.Len()
+	g.Grow((len(play.Tasks) + len(play.Handlers)) * len(hosts))
 	tasks := make([]slot, len(play.Tasks))
 	for i, t := range play.Tasks {
 		tasks[i] = mk(t, "t", false)
@@ -164,6 +165,10 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts
 		// variables may well be undefined on purpose (when: x is defined).
 		return
 	}
+	if args, ok := c.shared[t]; ok {
+		n.Args = args
+		return
+	}
 	mod, ok := modules.Lookup(t.Module)
 	if !ok {
 		return // reported by Parse
@@ -188,6 +193,11 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts
 		return
 	}
 	n.Args = args
+	_, resolves := mod.(modules.Resolver)
+	_, alike := mod.(modules.ResolvesAlike)
+	if (!resolves || alike) && !hasTemplate(t.Args) {
+		c.shared[t] = args
+	}
 }
 
 // when decides the task's when at compile time: all conditions true runs

@@ -52,7 +52,7 @@ func Load(path string, inv *inventory.Inventory, opts Options) (*Compiled, error
 }
 
 func newCompiler(pb *Playbook, inv *inventory.Inventory, opts Options) *compiler {
-	return &compiler{pb: pb, inv: inv, opts: opts, registered: map[string]bool{},
+	return &compiler{pb: pb, inv: inv, opts: opts, registered: map[string]bool{}, shared: map[*Task]modules.Args{},
 		out: &Compiled{File: pb.File, Graph: dag.New[*Node]()}}
 }
 
@@ -68,6 +68,10 @@ type compiler struct {
 	// varSeen are the variable problems already reported (one report per
 	// run, however many tasks and hosts read the variable).
 	varSeen map[string]bool
+	// shared are the validated arguments of tasks whose arguments hold no
+	// template and whose module resolves nothing: the same for every
+	// host, so rendered and validated once.
+	shared map[*Task]modules.Args
 	// prevSinks are the last nodes of the previous batch or play.
 	prevSinks []string
 	// broken are the current play's variables that failed to render, by

@@ -31,7 +31,8 @@ type Node struct {
 	Host string
 	// Hosts is, for a run_once node, every host of the play it acts for.
 	Hosts []string
-	// Args are the module arguments rendered for Host.
+	// Args are the module arguments rendered for Host. Read-only: nodes of
+	// a task whose arguments hold no template share one map.
 	Args modules.Args
 	// Vars are Host's merged variables (inventory, group_vars, host_vars,
 	// play vars, vars_files, extra vars) plus facts; modules get them in

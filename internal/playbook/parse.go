@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -955,6 +956,11 @@ func (p *parser) checkIDs() {
 // checkCycle finds a cycle among a play's tasks: needs edges, plus the
 // implicit edge from every earlier task to a task without needs.
 func (p *parser) checkCycle(play *PlaySpec, byID map[string]*Task) {
+	// Only a needs edge can point backwards: without any, the tasks run
+	// in order and there is no cycle to look for.
+	if !slices.ContainsFunc(play.Tasks, func(t *Task) bool { return t.Needs != nil }) {
+		return
+	}
 	label := func(t *Task) string {
 		if t.ID != "" {
 			return t.ID

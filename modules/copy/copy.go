@@ -45,6 +45,10 @@ const (
 // maxSrc keeps a src's request, base64 and all, under modules.MaxMessage.
 const maxSrc = modules.MaxMessage / 2
 
+// ResolvesAlike: Resolve reads the playbook's files, never the host's
+// variables.
+func (Module) ResolvesAlike() {}
+
 // Resolve reads src on the controller, from <playbook dir>/files/ first
 // and then the playbook directory (absolute paths as given), into the
 // arguments, so the host never needs the controller's files.
