@@ -315,8 +315,12 @@ func TestRestoreResumesAfterControllerKilled(t *testing.T) {
 			// Every member stopped by the restore was running again
 			// (killed after the start): nothing for site.yml to refuse.
 		case strings.Contains(o.Summary(), "a restore stopped this member and did not finish") && strings.Contains(o.Summary(), "Run the restore again"):
-			if marked != len(l.Hosts()) {
-				t.Errorf("%s: site.yml refused with the marker on %d of %d hosts", name, marked, len(l.Hosts()))
+			// Killed while the restore took its markers down (in
+			// parallel, just before the start), some hosts may have
+			// lost theirs already: site.yml starts those and refuses
+			// the others. It must never refuse with no marker left.
+			if marked == 0 {
+				t.Errorf("%s: site.yml refused with no marker on any host", name)
 			}
 		default:
 			t.Fatalf("%s: site.yml after the kill: exit %d\n%s", name, o.Code, o.Summary())
