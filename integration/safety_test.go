@@ -516,16 +516,20 @@ done; echo "the upload never started"; exit 1`)
 
 	// etcd3's data disk now has room for the restored db and its WAL
 	// (the snapshot and 64 MiB) and 32 MiB more, as the plan requires.
-	// Once etcdutl's staging dir appears, fill the disk; once the failed
-	// restore has removed the staging dir, free it again, so the running
-	// member is short of space only while staging fails.
+	// Once the snapshot's upload to etcd3 begins (after the plan checked
+	// the space), fill the disk, so etcdutl, which runs after the upload
+	// and its hash check, always finds it full (filling once its staging
+	// dir appeared raced etcdutl, which sometimes finished first); once
+	// the failed restore has removed the upload and the staging dir, free
+	// it again, so the running member is short of space only while
+	// staging fails.
 	l.MustRun(t, "etcd3", fmt.Sprintf("mount -o remount,size=$(( $(df --output=used -B1 /var/lib/etcd | tail -1) + %d )) /var/lib/etcd", st.Size()+96<<20))
 	go func() {
 		out, err := l.Run(ctx, "etcd3", `for i in $(seq 6000); do
-  if ls -d /var/lib/etcd/etcd.restore-* >/dev/null 2>&1; then
+  if ls -d /var/tmp/etcdplay/restore-* >/dev/null 2>&1; then
     avail=$(df --output=avail -B1 /var/lib/etcd | tail -1)
     dd if=/dev/zero of=/var/lib/etcd/filler bs=64k 2>/dev/null; echo "filled the last $avail bytes"
-    for j in $(seq 3000); do ls -d /var/lib/etcd/etcd.restore-* >/dev/null 2>&1 || break; sleep 0.01; done
+    for j in $(seq 3000); do ls -d /var/tmp/etcdplay/restore-* /var/lib/etcd/etcd.restore-* 2>/dev/null | grep -q . || break; sleep 0.01; done
     rm /var/lib/etcd/filler; exit 0
   fi
   sleep 0.01
