@@ -163,6 +163,17 @@ func bootEnv(t *testing.T, l *lab.Lab) *harness.Env {
 	return e
 }
 
+// siteLab is a 3-host lab named name on block with site.yml applied: the
+// lab, its Env, site.yml's path and the host names.
+func siteLab(t *testing.T, name string, block int) (*lab.Lab, *harness.Env, string, []string) {
+	t.Helper()
+	l := lab.ForTest(t, lab.Options{Name: name, Block: block, Hosts: 3})
+	e := bootEnv(t, l)
+	pb := harness.Playbook("site.yml")
+	e.MustApply(t, pb)
+	return l, e, pb, bootHostNames(l)
+}
+
 func bootHostNames(l *lab.Lab) []string {
 	var out []string
 	for _, h := range l.Hosts() {

@@ -20,16 +20,11 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
-	"github.com/etcdplay/etcdplay/integration/lab"
 	"github.com/etcdplay/etcdplay/modules/etcd_pki"
 )
 
 func TestPeerPortRefusesClientCertsAfterUpgrade(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-peercn", Block: 45, Hosts: 3})
-	e := bootEnv(t, l)
-	pb := harness.Playbook("site.yml")
-	hosts := bootHostNames(l)
-	e.MustApply(t, pb)
+	_, e, pb, hosts := siteLab(t, "it-peercn", 45)
 
 	// Put the cluster back the way an older etcdplay left it.
 	peerCNsAsBefore(t, e, hosts)

@@ -25,11 +25,7 @@ import (
 const electionTimeout = 1000 * time.Millisecond
 
 func TestRollingRestartOnTuningChange(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-rolling", Block: 44, Hosts: 3})
-	e := bootEnv(t, l)
-	pb := harness.Playbook("site.yml")
-	hosts := bootHostNames(l)
-	e.MustApply(t, pb)
+	_, e, pb, hosts := siteLab(t, "it-rolling", 44)
 
 	leader := rollLeader(t, e)
 	before := rollUnitTimes(t, e, hosts)
@@ -159,6 +155,19 @@ func rollUnitTimes(t *testing.T, e *harness.Env, hosts []string) map[string]roll
 		out[h] = u
 	}
 	return out
+}
+
+// noTwoDown fails the test when two members' last down windows overlap.
+func noTwoDown(t *testing.T, prefix string, units map[string]rollUnit, hosts []string) {
+	t.Helper()
+	for i, x := range hosts {
+		for _, y := range hosts[i+1:] {
+			a, b := units[x], units[y]
+			if a.activeExit > 0 && b.activeExit > 0 && a.activeExit < b.activeEnter && b.activeExit < a.activeEnter {
+				t.Errorf("%s%s and %s were down at the same time: %+v, %+v", prefix, x, y, a, b)
+			}
+		}
+	}
 }
 
 func rollSame(a, b map[string]rollUnit) bool {
@@ -386,6 +395,45 @@ func waitNoLeader(t *testing.T, cli *clientv3.Client, endpoint string) {
 	}
 }
 
+// TestRollingRestartRerunWaitsForMemberMidRestart: the controller dies
+// while systemd is still restarting a member (etcd with a large database
+// takes seconds to stop; here a drop-in's ExecStopPost sleep stands in
+// for that), and the operator runs site.yml again at once. The rerun
+// waits for that member to come back and finishes the roll. Before, it
+// found the member "deactivating", left it to systemd, then refused the
+// roll because the cluster was not healthy, and kept refusing until the
+// restart happened to be over (the soak, seed 20261206, iteration 53).
+func TestRollingRestartRerunWaitsForMemberMidRestart(t *testing.T) {
+	l, e, pb, hosts := siteLab(t, "it-roll-midrestart", 91)
+	slow := hosts[1]
+	l.MustRun(t, slow, "mkdir -p /etc/systemd/system/etcd.service.d && "+
+		"printf '[Service]\nExecStopPost=/bin/sleep 8\n' > /etc/systemd/system/etcd.service.d/slow-stop.conf && systemctl daemon-reload")
+	tuned := "etcd_snapshot_count=30001"
+	before := rollUnitTimes(t, e, hosts)
+	killed := e.SignalWhen(t, pb, "restart of "+slow+" (", 1500*time.Millisecond, syscall.SIGKILL, "-e", tuned)
+	if killed.Code == 0 {
+		t.Fatal("the killed run exited 0")
+	}
+	if st := e.UnitProps(t, slow, "etcd.service", "ActiveState")["ActiveState"]; st != "deactivating" {
+		t.Fatalf("%s is %q when the rerun starts: the fault did not land mid-restart", slow, st)
+	}
+	again := e.MustApply(t, pb, "-e", tuned)
+	after := rollUnitTimes(t, e, hosts)
+	for _, h := range hosts {
+		if after[h].pid == before[h].pid {
+			t.Errorf("%s was never restarted onto the new etcd.yaml\n%s", h, again.Stdout)
+		}
+	}
+	noTwoDown(t, "", after, hosts)
+	waitHealthy(t, e)
+	check := e.MustApply(t, pb, "--check", "-e", tuned)
+	for _, h := range hosts {
+		if acts, diffs := check.Planned(h); len(acts)+len(diffs) > 0 {
+			t.Errorf("--check after the rerun still plans on %s: %v %v", h, acts, diffs)
+		}
+	}
+}
+
 // TestRollingRestartResumesAfterControllerKilled: the controller is
 // SIGKILLed as a rolling restart reaches each member in turn (first,
 // second, the leader last). The next site.yml finishes the roll: every
@@ -393,11 +441,7 @@ func waitNoLeader(t *testing.T, cli *clientv3.Client, endpoint string) {
 // after it plans nothing. Before site.yml checked for members left on
 // inputs they had not loaded, a killed roll left them so for good.
 func TestRollingRestartResumesAfterControllerKilled(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Name: "it-roll-killed", Block: 85, Hosts: 3})
-	e := bootEnv(t, l)
-	pb := harness.Playbook("site.yml")
-	hosts := bootHostNames(l)
-	e.MustApply(t, pb)
+	_, e, pb, hosts := siteLab(t, "it-roll-killed", 85)
 	for step := 1; step <= len(hosts); step++ {
 		tuned := fmt.Sprintf("etcd_snapshot_count=%d", 20000+step)
 		before := rollUnitTimes(t, e, hosts)
@@ -415,14 +459,7 @@ func TestRollingRestartResumesAfterControllerKilled(t *testing.T) {
 				t.Errorf("killed at step %d: %s etcd.yaml lacks the new snapshot-count", step, h)
 			}
 		}
-		for i, x := range hosts {
-			for _, y := range hosts[i+1:] {
-				a, b := after[x], after[y]
-				if a.activeExit > 0 && b.activeExit > 0 && a.activeExit < b.activeEnter && b.activeExit < a.activeEnter {
-					t.Errorf("killed at step %d: %s and %s were down at the same time: %+v, %+v", step, x, y, a, b)
-				}
-			}
-		}
+		noTwoDown(t, fmt.Sprintf("killed at step %d: ", step), after, hosts)
 		check := e.MustApply(t, pb, "--check", "-e", tuned)
 		for _, h := range hosts {
 			if acts, diffs := check.Planned(h); len(acts)+len(diffs) > 0 {

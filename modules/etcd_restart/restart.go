@@ -142,7 +142,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 
 	// Quorum guard: never take a member down from a cluster that is not
 	// fully healthy; the restart could be the failure that loses quorum.
-	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.CheckOptions{})
+	// A member a killed roll left restarting is waited for, not refused.
+	h, err := etcdclient.Preflight(ctx, c, env, etcdclient.CheckOptions{}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}

@@ -138,15 +138,16 @@ func TestTargetMembers(t *testing.T) {
 	}
 }
 
-// fakeHost stands in for a host's agent: the probe reports etcd running
-// with its config changed after it started, and "systemctl restart"
-// restarts the in-process member.
+// fakeHost stands in for a host's agent: the probe reports etcd's unit
+// in the state units gives (default active) with its config changed after
+// it started, and "systemctl restart" restarts the in-process member.
 type fakeHost struct {
-	name string
-	idx  int
-	tc   *etcdtest.Cluster
-	mu   *sync.Mutex
-	log  *[]string
+	name  string
+	idx   int
+	tc    *etcdtest.Cluster
+	mu    *sync.Mutex
+	log   *[]string
+	units map[string]string
 }
 
 func (f *fakeHost) Name() string    { return f.name }
@@ -165,8 +166,14 @@ func (f *fakeHost) Probe(ctx context.Context, probe string, args modules.Args, o
 	if probe != hostprobe.Name {
 		return fmt.Errorf("unexpected probe %s", probe)
 	}
+	f.mu.Lock()
+	active := f.units[f.name]
+	f.mu.Unlock()
+	if active == "" {
+		active = "active"
+	}
 	facts := hostprobe.Facts{
-		Units: map[string]hostprobe.Unit{unitName: {Load: "loaded", Active: "active", Started: time.Now().Add(-time.Hour)}},
+		Units: map[string]hostprobe.Unit{unitName: {Load: "loaded", Active: active, Started: time.Now().Add(-time.Hour)}},
 		Paths: map[string]hostprobe.Path{"/etc/etcd/etcd.yaml": {Exists: true, ModTime: time.Now()}},
 	}
 	b, err := json.Marshal(facts)
@@ -195,10 +202,16 @@ func TestRollingRestartLeaderLast(t *testing.T) {
 	tc := etcdtest.Start(t, 3)
 	var mu sync.Mutex
 	var restarted []string
+	units := map[string]string{}
+	setUnit := func(host, active string) {
+		mu.Lock()
+		units[host] = active
+		mu.Unlock()
+	}
 	hosts := map[string]modules.Host{}
 	writers := map[string]modules.HostWriter{}
 	for i, m := range tc.Model.Members {
-		w := &fakeHost{name: m.Host, idx: i, tc: tc, mu: &mu, log: &restarted}
+		w := &fakeHost{name: m.Host, idx: i, tc: tc, mu: &mu, log: &restarted, units: units}
 		hosts[m.Host], writers[m.Host] = w, w
 	}
 	env := &modules.Env{Host: "etcd1", Vars: tc.Vars, Hosts: hosts, StateDir: tc.StateDir,
@@ -234,12 +247,32 @@ func TestRollingRestartLeaderLast(t *testing.T) {
 		t.Errorf("cluster after roll: %v %v", err, h.Problems())
 	}
 
-	// Quorum guard: with etcd3 down, restarting etcd1 is refused up front.
+	// etcd3 on its way back (systemd still restarting it, as a killed run
+	// leaves it): the plan waits for it, then plans the restart of etcd1.
 	tc.Stop(2)
+	setUnit("etcd3", "deactivating")
+	back := time.AfterFunc(2*time.Second, func() { tc.Restart(2); setUnit("etcd3", "active") })
+	defer back.Stop()
 	env.Notified = []string{"etcd1"}
+	var waited []string
+	env.Log = func(format string, args ...any) { waited = append(waited, fmt.Sprintf(format, args...)) }
+	ch, err = Module{}.Plan(ctx, env, modules.Args{})
+	if err != nil || len(ch.Actions) != 1 || !strings.Contains(strings.Join(waited, "\n"), "etcd3 is deactivating: waiting up to") {
+		t.Errorf("plan with etcd3 restarting: %v %v; log %q", ch, err, waited)
+	}
+	env.Log = nil
+
+	// Quorum guard: with etcd3 stopped, restarting etcd1 is refused up
+	// front, without waiting for a member nothing will start.
+	tc.Stop(2)
+	setUnit("etcd3", "inactive")
+	start := time.Now()
 	_, err = Module{}.Plan(ctx, env, modules.Args{})
 	if err == nil || !strings.Contains(err.Error(), "refusing") || !strings.Contains(err.Error(), "etcd3") {
 		t.Errorf("plan with a member down: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the refusal took %s: it waited for a stopped member", took)
 	}
 	// Under --check the same situation is a warning: etcd_service may start
 	// the stopped member before the handler runs.

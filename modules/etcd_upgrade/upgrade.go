@@ -118,7 +118,14 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	mode := args.Str("mode", "run")
 	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
 	dial := etcdclient.Dialer(c, env)
-	h, err := etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{})
+	var h *etcdclient.Health
+	if mode == "run" {
+		// A rerun right after a killed upgrade finds the member it was
+		// restarting still on its way back: wait for it, then judge.
+		h, err = etcdclient.Preflight(ctx, c, env, etcdclient.CheckOptions{}, timeout)
+	} else {
+		h, err = etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{})
+	}
 	if mode == "converge" {
 		if err := schemeGuard(ctx, env, c, h); err != nil {
 			return nil, err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/hostprobe"
 )
 
 // MemberHealth is one member as seen through its own client URL: the
@@ -393,6 +394,63 @@ func WaitHealthy(ctx context.Context, c *etcd.Cluster, stateDir string, dial Dia
 			return h, fmt.Errorf("%w after %s: %s", ErrNotHealthy, opt.Timeout, strings.Join(probs, "; "))
 		}
 	}
+}
+
+// Preflight is the health a disruptive module's Plan judges before it
+// takes members down. When the cluster is not healthy only because of
+// members whose etcd unit is still running or in transition, it waits up
+// to timeout for them and returns what it saw last: such a member is on
+// its way back, restarted by a run that was killed (systemd finishes the
+// restart, and etcd with a large database takes seconds to stop and
+// start) or started by an earlier task of this run. A member stopped for
+// good, or on a host the play cannot reach, is judged at once, and so is
+// every cluster under --check. Refusing stays the caller's: Problems of
+// the returned Health say why.
+func Preflight(ctx context.Context, c *etcd.Cluster, env *modules.Env, opt CheckOptions, timeout time.Duration) (*Health, error) {
+	dial := Dialer(c, env)
+	h, err := CheckHealth(ctx, c, env.StateDir, dial, opt)
+	if err != nil || env.Check || h.Healthy() {
+		return h, err
+	}
+	back := comingBack(ctx, env, h)
+	if len(back) == 0 {
+		return h, nil
+	}
+	env.Logf("the cluster is not healthy now (%s), and etcd on %s: waiting up to %s for it before going on",
+		strings.Join(h.Problems(), "; "), strings.Join(back, ", "), timeout)
+	w, err := WaitHealthy(ctx, c, env.StateDir, dial, WaitOptions{CheckOptions: opt, Timeout: timeout, Log: env.Logf})
+	if w == nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// comingBack names the unhealthy members with their etcd unit's state
+// ("etcd2 is deactivating") when every one of them is running or in a
+// transition; nil when any is stopped, unreachable or unknown, or when
+// what is wrong is not a member (an alarm).
+func comingBack(ctx context.Context, env *modules.Env, h *Health) []string {
+	hosts := env.Remotes()
+	var out []string
+	for _, m := range h.Members {
+		if m.Healthy {
+			continue
+		}
+		r := hosts[m.Host]
+		if r == nil {
+			return nil
+		}
+		f, err := hostprobe.Ask(ctx, r, hostprobe.Query{Units: []string{etcd.UnitName}})
+		if err != nil {
+			return nil
+		}
+		u := f.Units[etcd.UnitName]
+		if !u.Running() {
+			return nil
+		}
+		out = append(out, m.Name+" is "+u.Active)
+	}
+	return out
 }
 
 // Dialer returns the dialer a controller-side module should use: through
