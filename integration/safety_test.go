@@ -515,7 +515,8 @@ done; echo "the upload never started"; exit 1`)
 	l.MustRun(t, "etcd2", "rm /var/tmp/filler")
 
 	// etcd3's data disk now has room for the restored db and its WAL
-	// (the snapshot and 64 MiB) and 32 MiB more, as the plan requires.
+	// (the snapshot and 64 MiB), the running member's next WAL segment
+	// (64 MiB) and 32 MiB more, as the plan requires.
 	// Once the snapshot's upload to etcd3 begins (after the plan checked
 	// the space), fill the disk, so etcdutl, which runs after the upload
 	// and its hash check, always finds it full (filling once its staging
@@ -523,7 +524,7 @@ done; echo "the upload never started"; exit 1`)
 	// the failed restore has removed the upload and the staging dir, free
 	// it again, so the running member is short of space only while
 	// staging fails.
-	l.MustRun(t, "etcd3", fmt.Sprintf("mount -o remount,size=$(( $(df --output=used -B1 /var/lib/etcd | tail -1) + %d )) /var/lib/etcd", st.Size()+96<<20))
+	l.MustRun(t, "etcd3", fmt.Sprintf("mount -o remount,size=$(( $(df --output=used -B1 /var/lib/etcd | tail -1) + %d )) /var/lib/etcd", st.Size()+160<<20))
 	go func() {
 		out, err := l.Run(ctx, "etcd3", `for i in $(seq 6000); do
   if ls -d /var/tmp/etcdplay/restore-* >/dev/null 2>&1; then
@@ -566,6 +567,10 @@ done; echo "staging never started"; exit 1`)
 		}
 	}
 
+	// The space back (the disk's first size): the same restore goes
+	// through. Sized as for the fill, the running member could take the
+	// margin meanwhile (a WAL cut preallocates 64 MiB).
+	l.MustRun(t, "etcd3", "mount -o remount,size=1g /var/lib/etcd")
 	e.MustApply(t, harness.Playbook("restore.yml"), "-e", "snapshot="+files[0])
 	checkKeys(t, e.Client(t), keys, "full", pad)
 	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {

@@ -259,9 +259,13 @@ func checkHost(mp memberPlan, etcdutl string, size int64) error {
 	if !mp.Probe.User {
 		probs = append(probs, "no etcd user (run site.yml first: etcd_service creates it)")
 	}
-	// The restored db is about the snapshot's size, plus the WAL; the
-	// old data dir stays where it is.
-	need := uint64(size + 64<<20)
+	// The restored db is about the snapshot's size, plus its WAL's first
+	// segment (64 MiB, preallocated); the old data dir stays where it is.
+	// And one more segment: the member keeps running on that disk while
+	// staging, and when it cuts its WAL it preallocates the next 64 MiB.
+	// Staging must never take the space the live member needs (etcd
+	// stops on a WAL write that fails); seen when the cut came mid-restore.
+	need := uint64(size + 2*64<<20)
 	if mp.Data.FreeBytes < need {
 		probs = append(probs, fmt.Sprintf("only %d MiB free on the filesystem of %s, the restore needs about %d MiB", mp.Data.FreeBytes>>20, mp.Data.Path, need>>20))
 	}
