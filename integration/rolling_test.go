@@ -157,6 +157,18 @@ func rollUnitTimes(t *testing.T, e *harness.Env, hosts []string) map[string]roll
 	return out
 }
 
+// checkPlansNothing runs pb with --check and extra, and fails the test
+// when it plans anything on one of hosts: the rerun left nothing undone.
+func checkPlansNothing(t *testing.T, e *harness.Env, pb string, hosts []string, prefix string, extra ...string) {
+	t.Helper()
+	check := e.MustApply(t, pb, append([]string{"--check"}, extra...)...)
+	for _, h := range hosts {
+		if acts, diffs := check.Planned(h); len(acts)+len(diffs) > 0 {
+			t.Errorf("%s--check after the rerun still plans on %s: %v %v", prefix, h, acts, diffs)
+		}
+	}
+}
+
 // noTwoDown fails the test when two members' last down windows overlap.
 func noTwoDown(t *testing.T, prefix string, units map[string]rollUnit, hosts []string) {
 	t.Helper()
@@ -426,12 +438,7 @@ func TestRollingRestartRerunWaitsForMemberMidRestart(t *testing.T) {
 	}
 	noTwoDown(t, "", after, hosts)
 	waitHealthy(t, e)
-	check := e.MustApply(t, pb, "--check", "-e", tuned)
-	for _, h := range hosts {
-		if acts, diffs := check.Planned(h); len(acts)+len(diffs) > 0 {
-			t.Errorf("--check after the rerun still plans on %s: %v %v", h, acts, diffs)
-		}
-	}
+	checkPlansNothing(t, e, pb, hosts, "", "-e", tuned)
 }
 
 // TestRollingRestartResumesAfterControllerKilled: the controller is
@@ -460,11 +467,6 @@ func TestRollingRestartResumesAfterControllerKilled(t *testing.T) {
 			}
 		}
 		noTwoDown(t, fmt.Sprintf("killed at step %d: ", step), after, hosts)
-		check := e.MustApply(t, pb, "--check", "-e", tuned)
-		for _, h := range hosts {
-			if acts, diffs := check.Planned(h); len(acts)+len(diffs) > 0 {
-				t.Errorf("killed at step %d: --check after the re-run still plans on %s: %v %v", step, h, acts, diffs)
-			}
-		}
+		checkPlansNothing(t, e, pb, hosts, fmt.Sprintf("killed at step %d: ", step), "-e", tuned)
 	}
 }
