@@ -18,13 +18,20 @@ const ClusterName = "etcd"
 
 // PKIDir is where etcdplay keeps the cluster's certificates on the
 // controller.
-func (e *Env) PKIDir() string { return filepath.Join(e.StateDir, ClusterName, "pki") }
+func (e *Env) PKIDir() string { return e.pkiDirOf(ClusterName) }
+
+func (e *Env) pkiDirOf(cluster string) string { return filepath.Join(e.StateDir, cluster, "pki") }
 
 // ClientTLS loads the client certificate etcdplay issued for itself, plus
 // the cluster CA, straight from the state directory's files.
 func (e *Env) ClientTLS(t testing.TB) *tls.Config {
 	t.Helper()
-	dir := e.PKIDir()
+	return e.clientTLSOf(t, ClusterName)
+}
+
+func (e *Env) clientTLSOf(t testing.TB, cluster string) *tls.Config {
+	t.Helper()
+	dir := e.pkiDirOf(cluster)
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-etcdplay.crt"), filepath.Join(dir, "client-etcdplay.key"))
 	if err != nil {
 		t.Fatalf("client certificate: %v", err)
@@ -56,9 +63,17 @@ func (e *Env) Client(t testing.TB, endpoints ...string) *clientv3.Client {
 	if len(endpoints) == 0 {
 		endpoints = e.Endpoints()
 	}
+	return e.ClientOf(t, ClusterName, endpoints...)
+}
+
+// ClientOf is Client for the cluster whose etcd_cluster_name is cluster,
+// with that cluster's CA and client certificate (an inventory may hold
+// several clusters).
+func (e *Env) ClientOf(t testing.TB, cluster string, endpoints ...string) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
-		TLS:         e.ClientTLS(t),
+		TLS:         e.clientTLSOf(t, cluster),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

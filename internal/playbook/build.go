@@ -11,13 +11,25 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 )
 
-// batch adds the nodes and edges of one serial batch of a play.
-func (c *compiler) batch(ps *PlaySpec, play *Play, b int, hosts []string, vars map[string]map[string]any) {
-	g := c.out.Graph
-	suffix := ""
-	if b > 1 {
-		suffix = fmt.Sprintf(".b%d", b)
+// batchRef names a serial batch of a play's partition (both 1-based in
+// node ids, where the first of either is left out).
+type batchRef struct{ part, batch int }
+
+func (b batchRef) suffix() string {
+	s := ""
+	if b.part > 0 {
+		s = fmt.Sprintf(".c%d", b.part+1)
 	}
+	if b.batch > 1 {
+		s += fmt.Sprintf(".b%d", b.batch)
+	}
+	return s
+}
+
+// batch adds the nodes and edges of one serial batch of a play.
+func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, vars map[string]map[string]any) {
+	g := c.out.Graph
+	suffix := b.suffix()
 	// Create every node first, so needs may name a later task.
 	type slot struct {
 		once  string            // run_once node id
@@ -27,13 +39,13 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b int, hosts []string, vars m
 		s := slot{hosts: map[string]string{}}
 		if t.RunOnce {
 			id := fmt.Sprintf("p%d.%s%d.once%s", play.Index, kind, t.Index, suffix)
-			c.add(ps, play, t, id, hosts[0], hosts, vars[hosts[0]], handler)
+			c.add(ps, play, t, id, b.part, hosts[0], hosts, vars[hosts[0]], handler)
 			s.once = id
 			return s
 		}
 		for _, h := range hosts {
 			id := fmt.Sprintf("p%d.%s%d.%s", play.Index, kind, t.Index, h)
-			c.add(ps, play, t, id, h, nil, vars[h], handler)
+			c.add(ps, play, t, id, b.part, h, nil, vars[h], handler)
 			s.hosts[h] = id
 		}
 		return s
@@ -146,9 +158,9 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b int, hosts []string, vars m
 // add renders, resolves and validates one task for one host and adds its
 // node. Problems are collected, and the node is still added so the rest of
 // the graph can be checked too.
-func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id, host string, hosts []string, vars map[string]any, handler bool) {
+func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, host string, hosts []string, vars map[string]any, handler bool) {
 	m := ps.meta[t]
-	n := &Node{ID: id, Play: play, Task: t, Host: host, Hosts: hosts, Vars: vars, Handler: handler}
+	n := &Node{ID: id, Play: play, Part: part, Task: t, Host: host, Hosts: hosts, Vars: vars, Handler: handler}
 	if err := c.out.Graph.Add(id, n); err != nil {
 		panic(err) // ids are unique by construction
 	}

@@ -176,19 +176,73 @@ func (c *compiler) play(ps *PlaySpec) {
 
 	c.c.playHosts = len(play.Hosts)
 	fileVars := c.varsFiles(ps, global, field)
-	vars := c.hostVars(ps, play, fileVars, field)
-	play.Serial = batchSizes(ps.Serial, len(play.Hosts))
+	vars := c.hostVars(ps, play.Hosts, fileVars, field)
+	parts := c.partitions(ps, play.Hosts, vars, field)
+	if len(parts) <= 1 {
+		c.part(ps, play, 0, play.Hosts, vars)
+		return
+	}
+	// The partitions hang off the same predecessors and the next play
+	// waits for all of them: they run side by side.
+	play.Parts = parts
+	start := c.prevSinks
+	var sinks []string
+	for k, p := range parts {
+		c.prevSinks = start
+		c.part(ps, play, k, p.Hosts, c.hostVars(ps, p.Hosts, fileVars, field))
+		sinks = appendNew(sinks, c.prevSinks...)
+	}
+	c.prevSinks = sinks
+}
+
+// part adds one partition of a play (every host when it has one): its
+// serial batches in order.
+func (c *compiler) part(ps *PlaySpec, play *Play, k int, hosts []string, vars map[string]map[string]any) {
+	sizes := batchSizes(ps.Serial, len(hosts))
+	if len(sizes) == 1 {
+		sizes = nil // one batch holding every host is no batching at all
+	}
+	if play.Parts == nil {
+		play.Serial = sizes
+	} else {
+		play.Parts[k].Serial = sizes
+	}
 	start := 0
-	for b, size := range play.Serial {
-		c.batch(ps, play, b+1, play.Hosts[start:start+size], vars)
+	for b, size := range sizes {
+		c.batch(ps, play, batchRef{part: k, batch: b + 1}, hosts[start:start+size], vars)
 		start += size
 	}
-	if play.Serial == nil && len(play.Hosts) > 0 {
-		c.batch(ps, play, 1, play.Hosts, vars)
+	if sizes == nil && len(hosts) > 0 {
+		c.batch(ps, play, batchRef{part: k, batch: 1}, hosts, vars)
 	}
-	if len(play.Serial) == 1 && len(play.Hosts) > 0 {
-		play.Serial = nil // one batch holding every host is no batching at all
+}
+
+// partitions splits a play's hosts by partition_by, in inventory order of
+// each partition's first host. A host whose value fails to render is
+// reported and left out.
+func (c *compiler) partitions(ps *PlaySpec, hosts []string, vars map[string]map[string]any, field string) []Partition {
+	if ps.PartitionBy == "" {
+		return nil
 	}
+	index := map[string]int{}
+	var parts []Partition
+	for _, h := range hosts {
+		key, err := tmpl.String(field+".partition_by", ps.PartitionBy, vars[h])
+		if err != nil {
+			if !c.brokenRead(err, h, ps.pos["partition_by"], field+".partition_by") {
+				c.c.hostf(h, ps.pos["partition_by"], field+".partition_by", "", "%v", err)
+			}
+			continue
+		}
+		k, ok := index[key]
+		if !ok {
+			k = len(parts)
+			index[key] = k
+			parts = append(parts, Partition{Key: key})
+		}
+		parts[k].Hosts = append(parts[k].Hosts, h)
+	}
+	return parts
 }
 
 // knownEmpty tells a pattern naming a group that exists but has no hosts
@@ -267,8 +321,8 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 // play_hosts and hostvars. Maps in the result are shared and read-only.
 //
 // A variable whose template fails is left out (see brokenRead).
-func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, field string) map[string]map[string]any {
-	rendered, errs := mergeVars(c.inv, play.Hosts, ps.Vars, fileVars, c.opts.ExtraVars)
+func (c *compiler) hostVars(ps *PlaySpec, playHosts []string, fileVars map[string]any, field string) map[string]map[string]any {
+	rendered, errs := mergeVars(c.inv, playHosts, ps.Vars, fileVars, c.opts.ExtraVars)
 	c.broken = map[string]map[string]*brokenVar{}
 	for host, hostErrs := range errs {
 		// Like Ansible, a variable is only an error when something reads
@@ -282,7 +336,7 @@ func (c *compiler) hostVars(ps *PlaySpec, play *Play, fileVars map[string]any, f
 		}
 	}
 	out := map[string]map[string]any{}
-	for _, h := range play.Hosts {
+	for _, h := range playHosts {
 		out[h] = rendered[h]
 	}
 	return out

@@ -23,12 +23,16 @@ type Compiled struct {
 type Node struct {
 	// ID is stable and readable: "p1.t3.etcd1" (play 1, task 3, host);
 	// "p1.h2.etcd1" for handler 2; "p1.t3.once" for a run_once task
-	// ("p1.t3.once.b2" in the second serial batch).
+	// ("p1.t3.once.b2" in the second serial batch, "p1.t3.once.c2" in the
+	// second partition).
 	ID   string
 	Play *Play
 	Task *Task
 	// Host is the inventory hostname the node runs on.
 	Host string
+	// Part indexes Play.Parts: the partition of the play the node belongs
+	// to (0 when the play is not partitioned).
+	Part int
 	// Hosts is, for a run_once node, every host of the play it acts for.
 	Hosts []string
 	// Args are the module arguments rendered for Host. Read-only: nodes of
@@ -50,14 +54,25 @@ type Node struct {
 
 // Play is a play after validation.
 type Play struct {
-	Index             int // 1-based
-	Name              string
-	Hosts             []string // resolved, limited, in inventory order
-	Serial            []int    // batch sizes resolved to host counts; nil = all at once
-	MaxFailPercentage int      // -1 when unset
+	Index int // 1-based
+	Name  string
+	Hosts []string // resolved, limited, in inventory order
+	// Parts are the play's partitions (see partition_by), each run as an
+	// independent copy of the play; nil when it has one.
+	Parts             []Partition
+	Serial            []int // batch sizes resolved to host counts; nil = all at once or partitioned
+	MaxFailPercentage int   // -1 when unset
 	AnyErrorsFatal    bool
 	Tasks             []*Task
 	Handlers          []*Task
+}
+
+// Partition is one copy of a partitioned play: the hosts whose
+// partition_by rendered to Key.
+type Partition struct {
+	Key    string
+	Hosts  []string
+	Serial []int // as Play.Serial, for this partition's hosts
 }
 
 // Task is a task after validation (templates in Args still unrendered).

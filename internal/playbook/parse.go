@@ -38,6 +38,11 @@ type PlaySpec struct {
 	Hosts     string // the host pattern (a list is joined with ",")
 	Vars      map[string]any
 	VarsFiles []string
+	// PartitionBy is a template rendered per host: hosts with the same
+	// value form an independent copy of the play (its own run_once nodes,
+	// serial batches, handlers and failure policy), and the copies run
+	// side by side. Empty means one copy.
+	PartitionBy string
 	// Serial are the batch sizes as written; nil means all hosts at once.
 	Serial            []SerialStep
 	MaxFailPercentage int // -1 when unset
@@ -78,7 +83,7 @@ type taskMeta struct {
 }
 
 var (
-	playKeys = []string{"name", "hosts", "vars", "vars_files", "serial", "max_fail_percentage",
+	playKeys = []string{"name", "hosts", "vars", "vars_files", "partition_by", "serial", "max_fail_percentage",
 		"any_errors_fatal", "become", "tasks", "handlers", "gather_facts"}
 	taskKeys = []string{"name", "id", "needs", "when", "tags", "notify", "run_once", "retries",
 		"delay", "until", "become", "register", "ignore_errors", "changed_when", "args", "listen", "no_log"}
@@ -319,6 +324,14 @@ func (p *parser) play(idx int, n *yaml.Node) *PlaySpec {
 					node = v.Content[i]
 				}
 				play.pos[fmt.Sprintf("vars_files[%d]", i)] = p.pos(node)
+			}
+		case "partition_by":
+			if s, ok := p.str(v, f); ok {
+				play.PartitionBy = s
+				if !tmpl.Has(s) {
+					p.errf(v, f, "", "%q is not a template: partition_by is rendered per host, such as \"{{ etcd_cluster_name | default('etcd') }}\"", s)
+				}
+				p.checkTemplate(v, f, s)
 			}
 		case "serial":
 			play.Serial = p.serial(v, f)

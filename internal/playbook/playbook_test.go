@@ -128,6 +128,11 @@ func TestGraphEdges(t *testing.T) {
 			edges: []string{"p1.t1.etcd1>p1.t2.once", "p1.t1.etcd3>p1.t2.once", "p1.t2.once>p1.t3.etcd2",
 				"p1.t1.etcd1>p1.t4.once", "p1.t1.etcd2>p1.t4.once", "p1.t4.once>p1.t5.etcd1", "p1.t3.etcd1>p1.t5.etcd1"},
 			independent: []string{"p1.t2.once>p1.t4.once"}},
+		{file: "partition.yml",
+			edges:   []string{"p1.t1.etcd1>p1.t2.once", "p1.t1.etcd4>p1.t2.once.c2", "p1.h1.once>p2.t1.bastion", "p1.h1.once.c2>p2.t1.bastion"},
+			noEdges: []string{"p1.t1.etcd4>p1.t2.once", "p1.t1.etcd1>p1.t2.once.c2"},
+			independent: []string{"p1.t2.once>p1.t2.once.c2", "p1.h1.once>p1.h1.once.c2",
+				"p1.h1.once>p1.t1.etcd4", "p1.h1.once.c2>p1.t2.once"}},
 		{file: "handlers.yml",
 			edges:       []string{"p1.t2.etcd1>p1.h1.etcd1", "p1.h1.etcd1>p1.h2.etcd1", "p1.h2.etcd1>p1.h3.once", "p1.h3.once>p1.t1.etcd2"},
 			noEdges:     []string{"p1.t1.etcd1>p1.h1.etcd1"},
@@ -169,6 +174,38 @@ func TestGraphEdges(t *testing.T) {
 				t.Errorf("cycle %v", g.Cycle())
 			}
 		})
+	}
+}
+
+// TestPartitionPlayHosts: a partition is a play of its own to the
+// templates and modules (ansible_play_hosts, the run_once node's hosts) and
+// to the runner (Node.Part indexes Play.Parts).
+func TestPartitionPlayHosts(t *testing.T) {
+	c, err := Load("testdata/graph/partition.yml", testInventory(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Partition{{Key: "a", Hosts: []string{"etcd1", "etcd2", "etcd3"}}, {Key: "b", Hosts: []string{"etcd4", "etcd5"}}}
+	if got := c.Plays[0].Parts; !reflect.DeepEqual(got, want) {
+		t.Errorf("Parts = %+v, want %+v", got, want)
+	}
+	for id, w := range map[string]struct {
+		part  int
+		hosts string
+	}{"p1.t2.once": {0, "etcd1,etcd2,etcd3"}, "p1.t2.once.c2": {1, "etcd4,etcd5"}} {
+		n, ok := c.Graph.Node(id)
+		if !ok {
+			t.Fatalf("no node %s", id)
+		}
+		if n.Part != w.part || strings.Join(n.Hosts, ",") != w.hosts {
+			t.Errorf("%s: part %d hosts %v, want %d %s", id, n.Part, n.Hosts, w.part, w.hosts)
+		}
+		if cmd := n.Args["cmd"]; cmd != "echo "+w.hosts {
+			t.Errorf("%s: cmd %q, want ansible_play_hosts of its partition (%s)", id, cmd, w.hosts)
+		}
+	}
+	if c.Plays[1].Parts != nil {
+		t.Errorf("play 2 has no partition_by but Parts = %+v", c.Plays[1].Parts)
 	}
 }
 

@@ -31,6 +31,12 @@ func (c *Compiled) Text() string {
 	}
 	for _, p := range c.Plays {
 		fmt.Fprintf(&b, "play %d %q hosts %s", p.Index, p.Name, orNone(strings.Join(p.Hosts, ",")))
+		for _, part := range p.Parts {
+			fmt.Fprintf(&b, " partition %q %s", part.Key, strings.Join(part.Hosts, ","))
+			if part.Serial != nil {
+				fmt.Fprintf(&b, " serial %s", joinInts(part.Serial))
+			}
+		}
 		if p.Serial != nil {
 			fmt.Fprintf(&b, " serial %s", joinInts(p.Serial))
 		}

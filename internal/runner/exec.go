@@ -59,9 +59,9 @@ type run struct {
 	conns       map[string]*transport.Conn // reachable hosts only
 	unreachable map[string]string          // host -> why
 	recap       map[string]*HostRecap
-	notified    map[string]map[string]bool // "play/handler" -> hosts
-	failedHosts map[int]map[string]bool    // play -> hosts with a failure
-	aborted     map[int]bool
+	notified    map[string]map[string]bool        // "play/handler" -> hosts
+	failedHosts map[failureDomain]map[string]bool // hosts with a failure
+	aborted     map[failureDomain]bool
 	registered  map[string]map[string]any // host -> register name -> result
 	futures     map[string]*future        // node id -> speculative plan
 
@@ -87,8 +87,8 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		unreachable: map[string]string{},
 		recap:       map[string]*HostRecap{},
 		notified:    map[string]map[string]bool{},
-		failedHosts: map[int]map[string]bool{},
-		aborted:     map[int]bool{},
+		failedHosts: map[failureDomain]map[string]bool{},
+		aborted:     map[failureDomain]bool{},
 		registered:  map[string]map[string]any{},
 		futures:     map[string]*future{},
 	}

@@ -228,6 +228,16 @@ func TestUnreachableHostSkipsOnlyItself(t *testing.T) {
 	}
 }
 
+// runResults runs c and returns each task's status by "task@host".
+func runResults(t *testing.T, c *playbook.Compiled, inv *inventory.Inventory, opts transport.ConnectOptions) map[string]modules.Status {
+	t.Helper()
+	rec := &recorder{}
+	if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
+		t.Fatal(err)
+	}
+	return rec.results()
+}
+
 func TestAnyErrorsFatalStopsThePlay(t *testing.T) {
 	inv, opts, _ := walkLab(t)
 	c := compile(t, inv, `
@@ -238,17 +248,43 @@ func TestAnyErrorsFatalStopsThePlay(t *testing.T) {
     - name: fails on h1
       sshtest_fail: {fail: "{{ eq inventory_hostname \"h1\" }}"}
 `)
-	rec := &recorder{}
-	if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
-		t.Fatal(err)
-	}
-	got := rec.results()
+	got := runResults(t, c, inv, opts)
 	if got["fails on h1@h1"] != modules.StatusFailed {
 		t.Fatalf("h1: %s", got["fails on h1@h1"])
 	}
 	for _, h := range []string{"h2", "h3"} {
 		if st := got["fails on h1@"+h]; st != modules.StatusSkipped {
 			t.Errorf("%s after a fatal error in an earlier batch: %q, want skipped", h, st)
+		}
+	}
+}
+
+// TestPartitionsAreFailureDomains: a fatal error in one partition of a
+// play (one etcd cluster of site.yml) stops that partition only; the
+// other's serial batches carry on.
+func TestPartitionsAreFailureDomains(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- hosts: all
+  partition_by: "{{ if eq .inventory_hostname \"h1\" }}a{{ else }}b{{ end }}"
+  any_errors_fatal: true
+  serial: 1
+  tasks:
+    - name: fails on h1
+      sshtest_fail: {fail: "{{ eq inventory_hostname \"h1\" }}"}
+    - name: after
+      sshtest_fail: {fail: false}
+`)
+	got := runResults(t, c, inv, opts)
+	if got["fails on h1@h1"] != modules.StatusFailed {
+		t.Fatalf("h1: %s", got["fails on h1@h1"])
+	}
+	if st := got["after@h1"]; st != modules.StatusSkipped {
+		t.Errorf("h1 after its own failure: %q, want skipped", st)
+	}
+	for _, h := range []string{"h2", "h3"} {
+		if st := got["after@"+h]; st != modules.StatusOK {
+			t.Errorf("%s, in the other partition: %q, want ok", h, st)
 		}
 	}
 }

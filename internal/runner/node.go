@@ -36,7 +36,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		emit(modules.StatusSkipped, nil, n.SkipReason)
 		return nil
 	}
-	if r.isAborted(n.Play.Index) {
+	if r.isAborted(n) {
 		emit(modules.StatusSkipped, nil, errPlayAborted.Error())
 		return errPlayAborted
 	}
@@ -55,6 +55,11 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 	var notified []string
 	if n.Handler {
 		notified = r.notifiedHosts(n.Play.Index, n.Task.Name)
+		if n.Play.Parts != nil {
+			// A partition is a copy of the play of its own: its handlers
+			// answer its own hosts' notifications only.
+			notified = slices.DeleteFunc(notified, func(h string) bool { return !slices.Contains(playHosts(n), h) })
+		}
 		if n.Task.RunOnce {
 			if len(notified) == 0 {
 				return nil // not notified: Ansible stays silent too
@@ -161,7 +166,7 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *transport.Con
 		}
 		return conn.Do(ctx, n.Task.Module, n.Args, r.opts.Check)
 	}
-	writers := r.remotes(n.Play.Hosts)
+	writers := r.remotes(playHosts(n))
 	hosts := make(map[string]modules.Host, len(writers))
 	for h, w := range writers {
 		hosts[h] = w
@@ -317,27 +322,44 @@ func (r *run) recordFailure(n *playbook.Node) {
 	if n.Task.IgnoreErrors {
 		return
 	}
-	p := n.Play
+	p, d, hosts := n.Play, domainOf(n), playHosts(n)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.failedHosts[p.Index] == nil {
-		r.failedHosts[p.Index] = map[string]bool{}
+	if r.failedHosts[d] == nil {
+		r.failedHosts[d] = map[string]bool{}
 	}
-	r.failedHosts[p.Index][n.Host] = true
-	failed := len(r.failedHosts[p.Index])
+	r.failedHosts[d][n.Host] = true
+	failed := len(r.failedHosts[d])
 	switch {
 	case p.AnyErrorsFatal:
-		r.aborted[p.Index] = true
-	case p.MaxFailPercentage >= 0 && len(p.Hosts) > 0 &&
-		float64(failed)*100/float64(len(p.Hosts)) > float64(p.MaxFailPercentage):
-		r.aborted[p.Index] = true
+		r.aborted[d] = true
+	case p.MaxFailPercentage >= 0 && len(hosts) > 0 &&
+		float64(failed)*100/float64(len(hosts)) > float64(p.MaxFailPercentage):
+		r.aborted[d] = true
 	}
 }
 
-func (r *run) isAborted(play int) bool {
+// playHosts are the hosts of n's play, or of its partition: a partition
+// is a play of its own to the modules (env.Hosts) and the failure policy.
+func playHosts(n *playbook.Node) []string {
+	if n.Play.Parts != nil {
+		return n.Play.Parts[n.Part].Hosts
+	}
+	return n.Play.Hosts
+}
+
+// failureDomain is what a play's failure policy (any_errors_fatal,
+// max_fail_percentage) acts on: the play, or one partition of it, since
+// partitions are independent (one etcd cluster's failure does not stop
+// another's roll).
+type failureDomain struct{ play, part int }
+
+func domainOf(n *playbook.Node) failureDomain { return failureDomain{n.Play.Index, n.Part} }
+
+func (r *run) isAborted(n *playbook.Node) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.aborted[play]
+	return r.aborted[domainOf(n)]
 }
 
 // skipped is the walker's callback for nodes whose dependency failed.

@@ -415,10 +415,12 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 }
 
 // ownHosts narrows the etcd group to this cluster's members: an inventory
-// may hold several clusters, told apart by etcd_cluster_name. A run acts
-// on one of them: a play whose hosts span several would, in its run_once
+// may hold several clusters, told apart by etcd_cluster_name. A play acts
+// on one of them: one whose hosts span several would, in its run_once
 // steps (preflight, health, membership, restore), act on the first
-// host's cluster only, so it is refused before anything runs.
+// host's cluster only, so it is refused before anything runs. A play
+// partitioned by etcd_cluster_name (site.yml) is one play per cluster:
+// ansible_play_hosts is the partition's hosts.
 func (c *Cluster) ownHosts(vars map[string]any, hosts []string, hostvars map[string]any, errs *[]error) []string {
 	clusterOf := func(h string) string {
 		hv, _ := hostvars[h].(map[string]any)
@@ -461,7 +463,7 @@ func (c *Cluster) ownHosts(vars map[string]any, hosts []string, hostvars map[str
 			parts = append(parts, fmt.Sprintf("%s (%s)", n, strings.Join(inPlay[n], ", ")))
 		}
 		*errs = append(*errs, &VarError{Var: "etcd_cluster_name", Msg: fmt.Sprintf(
-			"the play's hosts belong to %d etcd clusters: %s. A run acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps)",
+			"the play's hosts belong to %d etcd clusters: %s. This runbook acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps); site.yml converges several side by side",
 			len(playClusters), strings.Join(parts, "; "))})
 	}
 	return own

@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/integration/harness"
+	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/internal/runner"
+)
+
+// TestTwoClustersInOneRun exercises site.yml's partition_by on six lab
+// hosts holding two clusters in one inventory (etcd_cluster_name blue on
+// etcd1-3, green on etcd4-6): one run bootstraps both side by side, each
+// with its own CA; a change to green's config rolls green only. Checked
+// with etcd's own client (member lists, cluster ids, each cluster's
+// certificates refused by the other) and systemd (blue's etcd processes
+// untouched by green's roll).
+func TestTwoClustersInOneRun(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Name: "multi", Block: 92, Hosts: 6})
+	e := bootEnv(t, l)
+	clusterOf := map[string]string{"etcd1": "blue", "etcd2": "blue", "etcd3": "blue", "etcd4": "green", "etcd5": "green", "etcd6": "green"}
+	hostsOf := map[string][]string{"blue": {"etcd1", "etcd2", "etcd3"}, "green": {"etcd4", "etcd5", "etcd6"}}
+	withClusters := func(extra map[string]map[string]any) string {
+		return editInventory(t, l.InventoryFile, func(inv map[string]any) {
+			all, _ := inv["all"].(map[string]any)
+			children, _ := all["children"].(map[string]any)
+			etcd, _ := children["etcd"].(map[string]any)
+			hosts, _ := etcd["hosts"].(map[string]any)
+			for h, c := range clusterOf {
+				hv, _ := hosts[h].(map[string]any)
+				if hv == nil {
+					t.Fatalf("lab inventory has no host %s", h)
+				}
+				hv["etcd_cluster_name"] = c
+				for k, v := range extra[c] {
+					hv[k] = v
+				}
+			}
+		})
+	}
+	e.Inventory = withClusters(nil)
+	pb := harness.Playbook("site.yml")
+	o := e.MustApply(t, pb)
+
+	ids := map[string]uint64{}
+	for c, hosts := range hostsOf {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := e.ClientOf(t, c, e.Endpoints(hosts...)...).MemberList(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: member list: %v", c, err)
+		}
+		var names []string
+		for _, m := range resp.Members {
+			names = append(names, m.Name)
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != strings.Join(hosts, ",") {
+			t.Errorf("cluster %s has members %v, want %v", c, names, hosts)
+		}
+		ids[c] = resp.Header.ClusterId
+	}
+	if ids["blue"] == ids["green"] {
+		t.Errorf("blue and green share cluster id %x", ids["blue"])
+	}
+	// Each cluster has a CA of its own: a client of blue's (blue's CA and
+	// client certificate) gets nowhere with a green member.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err := e.ClientOf(t, "blue", e.Endpoints("etcd4")...).Put(ctx, "/it/cross", "x")
+	cancel()
+	if err == nil {
+		t.Error("blue's client certificate could write to green's etcd4")
+	}
+
+	// Side by side: each cluster's work in the play spans the other's.
+	spans := clusterSpans(o.Events, clusterOf)
+	b, g := spans["blue"], spans["green"]
+	if !(b[0].Before(g[1]) && g[0].Before(b[1])) {
+		t.Errorf("the clusters ran one after the other: blue %s..%s, green %s..%s",
+			b[0].Format(time.StampMilli), b[1].Format(time.StampMilli), g[0].Format(time.StampMilli), g[1].Format(time.StampMilli))
+	}
+
+	// A change to green only rolls green: blue's partition has no
+	// notification of its own, so its handler does not run.
+	before := bootPIDs(t, e, hostsOf["blue"])
+	greenBefore := bootPIDs(t, e, hostsOf["green"])
+	e.Inventory = withClusters(map[string]map[string]any{"green": {"etcd_heartbeat_interval": 150}})
+	e.MustApply(t, pb)
+	if after := bootPIDs(t, e, hostsOf["blue"]); !maps2Equal(before, after) {
+		t.Errorf("blue's members restarted for green's change: etcd PIDs %v -> %v", before, after)
+	}
+	for h, pid := range bootPIDs(t, e, hostsOf["green"]) {
+		if pid == greenBefore[h] {
+			t.Errorf("green member %s was not restarted for its new heartbeat interval (PID %d)", h, pid)
+		}
+	}
+	if o := e.MustApply(t, pb); o.Changed() != 0 {
+		t.Errorf("the re-run changed %d things:\n%s", o.Changed(), o.Summary())
+	}
+}
+
+// clusterSpans is, for each cluster, the start of its first and the end of
+// its last task in the run's first play.
+func clusterSpans(events []runner.Event, clusterOf map[string]string) map[string][2]time.Time {
+	out := map[string][2]time.Time{}
+	for _, ev := range events {
+		c := clusterOf[ev.Host]
+		if ev.Type != runner.EventNodeDone || c == "" || !strings.HasPrefix(ev.Node, "p1.") {
+			continue
+		}
+		start := ev.Time.Add(-time.Duration(ev.Elapsed * float64(time.Second)))
+		s, ok := out[c]
+		if !ok || start.Before(s[0]) {
+			s[0] = start
+		}
+		if ev.Time.After(s[1]) {
+			s[1] = ev.Time
+		}
+		out[c] = s
+	}
+	return out
+}
