@@ -185,13 +185,23 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, h
 	if !ok {
 		return // reported by Parse
 	}
-	r, err := tmpl.Render("args", t.Args, vars)
-	if err != nil {
-		c.templateErr(m, t, err, vars, host)
-		return
+	templated := hasTemplate(t.Args)
+	_, resolves := mod.(modules.Resolver)
+	var args modules.Args
+	if !templated && !resolves && t.Args != nil {
+		// Nothing to render or resolve: the arguments as written, shared
+		// read-only by every host's node (see c.shared).
+		args = t.Args
+	} else {
+		r, err := tmpl.Render("args", t.Args, vars)
+		if err != nil {
+			c.templateErr(m, t, err, vars, host)
+			return
+		}
+		args = modules.Args(r.(map[string]any))
 	}
-	args := modules.Args(r.(map[string]any))
 	if res, ok := mod.(modules.Resolver); ok {
+		var err error
 		rc := &modules.ResolveContext{BaseDir: c.pb.Dir, Host: host, Vars: vars, StateDir: c.opts.StateDir,
 			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
 		args, err = res.Resolve(args, rc)
@@ -205,9 +215,8 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, h
 		return
 	}
 	n.Args = args
-	_, resolves := mod.(modules.Resolver)
 	_, alike := mod.(modules.ResolvesAlike)
-	if (!resolves || alike) && !hasTemplate(t.Args) {
+	if (!resolves || alike) && !templated {
 		c.shared[t] = args
 	}
 }

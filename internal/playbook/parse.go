@@ -265,18 +265,80 @@ func (p *parser) errf(n *yaml.Node, field, hint, format string, args ...any) {
 
 // pairs returns a mapping's key/value nodes, reporting duplicate keys.
 func (p *parser) pairs(n *yaml.Node, field string) [][2]*yaml.Node {
-	var out [][2]*yaml.Node
-	seen := map[string]bool{}
+	out := make([][2]*yaml.Node, 0, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
-		if seen[k.Value] {
+		if hasKey(out, k.Value) {
 			p.errf(k, field, "", "key %q written twice", k.Value)
 			continue
 		}
-		seen[k.Value] = true
 		out = append(out, [2]*yaml.Node{k, resolveAlias(n.Content[i+1])})
 	}
 	return out
+}
+
+// hasKey is a linear search: a task or its arguments have a handful of
+// keys, and a map per mapping costs more than it saves.
+func hasKey(pairs [][2]*yaml.Node, key string) bool {
+	for _, kv := range pairs {
+		if kv[0].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeValue is what n.Decode into an any, then inventory.Normalize, gives,
+// without a decoder per value for the common shapes (plain strings, and
+// mappings and lists of them): a large playbook has a value per argument.
+// Anything else (numbers, booleans, anchors, merge keys, tags, duplicate
+// keys) is left to yaml.v3.
+func nodeValue(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.ShortTag() == "!!str" {
+			return n.Value, nil
+		}
+	case yaml.MappingNode:
+		if n.ShortTag() != "!!map" {
+			break
+		}
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if _, dup := out[k.Value]; dup || k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" || k.Value == "<<" {
+				return decodeNode(n)
+			}
+			v, err := nodeValue(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = v
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		if n.ShortTag() != "!!seq" {
+			break
+		}
+		out := make([]any, len(n.Content))
+		for i, e := range n.Content {
+			v, err := nodeValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	return decodeNode(n)
+}
+
+func decodeNode(n *yaml.Node) (any, error) {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, err
+	}
+	return inventory.Normalize(v), nil
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {
@@ -534,9 +596,8 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 		t.Args = p.moduleArgs(t.Module, mk.v, field+"."+t.Module, m)
 		if extraArgs != nil && t.Args != nil {
 			for _, kv := range p.pairs(extraArgs, field+".args") {
-				var val any
-				if err := kv[1].Decode(&val); err == nil {
-					t.Args[kv[0].Value] = inventory.Normalize(val)
+				if val, err := nodeValue(kv[1]); err == nil {
+					t.Args[kv[0].Value] = val
 					p.argPositions("args."+kv[0].Value, kv[1], m.args)
 					p.checkTemplates(kv[1], field+".args."+kv[0].Value)
 				}
@@ -570,12 +631,12 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 	case v.Kind == yaml.MappingNode:
 		out := map[string]any{}
 		for _, kv := range p.pairs(v, field) {
-			var val any
-			if err := kv[1].Decode(&val); err != nil {
+			val, err := nodeValue(kv[1])
+			if err != nil {
 				p.errf(kv[1], field+"."+kv[0].Value, "", "%s", err)
 				continue
 			}
-			out[kv[0].Value] = inventory.Normalize(val)
+			out[kv[0].Value] = val
 			m.args["args."+kv[0].Value] = p.pos(kv[0])
 			p.argPositions("args."+kv[0].Value, kv[1], m.args)
 			p.checkTemplates(kv[1], field+"."+kv[0].Value)
@@ -712,12 +773,12 @@ func (p *parser) vars(n *yaml.Node, field, prefix string, pos map[string]Pos) ma
 		return out
 	}
 	for _, kv := range p.pairs(n, field) {
-		var val any
-		if err := kv[1].Decode(&val); err != nil {
+		val, err := nodeValue(kv[1])
+		if err != nil {
 			p.errf(kv[1], field+"."+kv[0].Value, "", "%s", err)
 			continue
 		}
-		out[kv[0].Value] = inventory.Normalize(val)
+		out[kv[0].Value] = val
 		pos[prefix+"."+kv[0].Value] = p.pos(kv[1])
 		p.checkTemplates(kv[1], field+"."+kv[0].Value)
 	}

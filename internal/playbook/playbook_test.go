@@ -13,6 +13,8 @@ import (
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/modules"
+
+	"gopkg.in/yaml.v3"
 )
 
 func testInventory(t *testing.T) *inventory.Inventory {
@@ -206,6 +208,31 @@ func TestPartitionPlayHosts(t *testing.T) {
 	}
 	if c.Plays[1].Parts != nil {
 		t.Errorf("play 2 has no partition_by but Parts = %+v", c.Plays[1].Parts)
+	}
+}
+
+// TestNodeValueMatchesDecode: the parser's fast path gives what yaml.v3's
+// Decode (normalised) gives, for every shape a playbook value takes.
+func TestNodeValueMatchesDecode(t *testing.T) {
+	for _, src := range []string{
+		`plain`, `"quoted"`, `'0755'`, `0755`, `0o755`, `42`, `-1`, `1.5`, `true`, `yes`, `no`, `~`, `null`, ``,
+		`2024-01-02`, `!!str 12`, `!!binary aGk=`, `"{{ x }}"`, `a: b`, `{a: 1, b: [x, 2, true]}`,
+		`[a, {b: c}, [d]]`, "x: &a {k: v}\ny: *a", "base: &b {k: v}\nm: {<<: *b, j: w}", `{1: a}`, `{a: 1, a: 2}`,
+		"- !!set {a, b}", "|\n  text\n", `[]`, `{}`,
+	} {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		n := doc.Content[0]
+		got, gotErr := nodeValue(n)
+		want, wantErr := decodeNode(n)
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: nodeValue = %#v, %v; Decode = %#v, %v", src, got, gotErr, want, wantErr)
+		}
 	}
 }
 

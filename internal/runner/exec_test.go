@@ -135,11 +135,7 @@ func TestRunWalksTheGraph(t *testing.T) {
       sshtest_set: {have: x, want: y}
 `
 	c := compile(t, inv, src)
-	rec := &recorder{}
-	sum, err := Run(context.Background(), c, inv, Options{Forks: 4, Connect: opts, Sink: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, sum := runRecorded(t, c, inv, Options{Forks: 4, Connect: opts})
 	got := rec.results()
 	want := map[string]modules.Status{
 		"change@h1": "changed", "same@h1": "ok", "only when unchanged@h1": "changed",
@@ -177,10 +173,7 @@ func TestCheckModeAppliesNothingAndNotifies(t *testing.T) {
       sshtest_set: {have: x, want: y}
       run_once: true
 `)
-	rec := &recorder{}
-	if _, err := Run(context.Background(), c, inv, Options{Check: true, Connect: opts, Sink: rec}); err != nil {
-		t.Fatal(err)
-	}
+	rec, _ := runRecorded(t, c, inv, Options{Check: true, Connect: opts})
 	handlers := 0
 	for _, e := range rec.events {
 		if e.Type != EventNodeDone {
@@ -209,11 +202,7 @@ func TestUnreachableHostSkipsOnlyItself(t *testing.T) {
     - name: two
       sshtest_set: {have: a, want: b}
 `)
-	rec := &recorder{}
-	sum, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, sum := runRecorded(t, c, inv, Options{Connect: opts})
 	got := rec.results()
 	if got["one@h2"] != modules.StatusUnreachable || got["two@h2"] != modules.StatusSkipped {
 		t.Errorf("h2: one=%s two=%s", got["one@h2"], got["two@h2"])
@@ -228,13 +217,23 @@ func TestUnreachableHostSkipsOnlyItself(t *testing.T) {
 	}
 }
 
+// runRecorded runs c with o (its Sink a new recorder) and returns the
+// recorder and the summary.
+func runRecorded(t *testing.T, c *playbook.Compiled, inv *inventory.Inventory, o Options) (*recorder, *Summary) {
+	t.Helper()
+	rec := &recorder{}
+	o.Sink = rec
+	sum, err := Run(context.Background(), c, inv, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, sum
+}
+
 // runResults runs c and returns each task's status by "task@host".
 func runResults(t *testing.T, c *playbook.Compiled, inv *inventory.Inventory, opts transport.ConnectOptions) map[string]modules.Status {
 	t.Helper()
-	rec := &recorder{}
-	if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
-		t.Fatal(err)
-	}
+	rec, _ := runRecorded(t, c, inv, Options{Connect: opts})
 	return rec.results()
 }
 
@@ -334,10 +333,7 @@ func TestSpeculativePlansNeverGoStale(t *testing.T) {
 	fmt.Fprintf(&b, "    - name: recreate\n      sshtest_file: {path: %q, state: present}\n", dir+"/{{ inventory_hostname }}")
 	c := compile(t, inv, b.String())
 	for round := 0; round < 3; round++ {
-		rec := &recorder{}
-		if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
-			t.Fatal(err)
-		}
+		rec, _ := runRecorded(t, c, inv, Options{Connect: opts})
 		got := rec.results()
 		for _, h := range []string{"h1", "h2", "h3"} {
 			if got["noop 3@"+h] != modules.StatusOK || got["remove@"+h] != modules.StatusChanged || got["recreate@"+h] != modules.StatusChanged {
@@ -369,10 +365,7 @@ func TestNoLogHidesWhatATaskPrints(t *testing.T) {
       ignore_errors: true
 `)
 	for _, check := range []bool{true, false} {
-		rec := &recorder{}
-		if _, err := Run(context.Background(), c, inv, Options{Check: check, Connect: opts, Sink: rec}); err != nil {
-			t.Fatal(err)
-		}
+		rec, _ := runRecorded(t, c, inv, Options{Check: check, Connect: opts})
 		all, err := json.Marshal(rec.events)
 		if err != nil {
 			t.Fatal(err)
@@ -427,10 +420,7 @@ func TestWhenOnRegisteredResults(t *testing.T) {
       sshtest_set: {have: a, want: c}
       when: "`+tt.cond+`"
 `)
-		rec := &recorder{}
-		if _, err := Run(context.Background(), c, inv, Options{Connect: opts, Sink: rec}); err != nil {
-			t.Fatal(err)
-		}
+		rec, _ := runRecorded(t, c, inv, Options{Connect: opts})
 		if got := rec.results()["b@h1"]; got != tt.want {
 			t.Errorf("when: %s: %s, want %s", tt.cond, got, tt.want)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 func TestSplit(t *testing.T) {
@@ -53,29 +54,17 @@ func TestSplit(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		args    modules.Args
-		wantArg string // "" for valid
-	}{
-		{modules.Args{"cmd": "true"}, ""},
-		{modules.Args{"cmd": []any{"echo", "a b"}}, ""},
-		{modules.Args{"argv": []any{"echo"}}, ""},
-		{modules.Args{}, "cmd"},
-		{modules.Args{"cmd": ""}, "cmd"},
-		{modules.Args{"cmd": "echo 'x"}, "cmd"},
-		{modules.Args{"cmd": "x", "argv": []any{"y"}}, "argv"},
-		{modules.Args{"cmd": "x", "creates": "/a", "chdr": "/"}, "chdr"},
+	tests := []moduletest.ArgCase{
+		{Args: modules.Args{"cmd": "true"}, WantArg: ""},
+		{Args: modules.Args{"cmd": []any{"echo", "a b"}}, WantArg: ""},
+		{Args: modules.Args{"argv": []any{"echo"}}, WantArg: ""},
+		{Args: modules.Args{}, WantArg: "cmd"},
+		{Args: modules.Args{"cmd": ""}, WantArg: "cmd"},
+		{Args: modules.Args{"cmd": "echo 'x"}, WantArg: "cmd"},
+		{Args: modules.Args{"cmd": "x", "argv": []any{"y"}}, WantArg: "argv"},
+		{Args: modules.Args{"cmd": "x", "creates": "/a", "chdr": "/"}, WantArg: "chdr"},
 	}
-	for _, tt := range tests {
-		err := Module{}.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, Module{}, tests)
 	err := Module{}.Validate(modules.Args{"cmd": "x", "chdr": "/"})
 	if ae := (*modules.ArgError)(nil); !errors.As(err, &ae) || ae.Hint != "chdir" {
 		t.Errorf("no did-you-mean for chdr: %v", err)

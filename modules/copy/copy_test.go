@@ -2,7 +2,6 @@ package copy
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +9,8 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/internal/hostfile"
-	"github.com/etcdplay/etcdplay/internal/hostfile/hostfiletest"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 const key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----\n"
@@ -64,20 +63,9 @@ func TestPlanApply(t *testing.T) {
 			}
 			args["dest"] = filepath.Join(root, tt.args["dest"].(string))
 			m := Module{}
-			must(t, m.Validate(args))
-
-			before := hostfiletest.Snapshot(t, root)
-			c, err := m.Plan(context.Background(), &modules.Env{Check: true}, args)
-			must(t, err)
-			if after := hostfiletest.Snapshot(t, root); after != before {
-				t.Fatalf("check-mode Plan changed the tree:\n%s\n---\n%s", before, after)
-			}
-			var got []string
-			for _, a := range c.Actions {
-				got = append(got, strings.ReplaceAll(a.String(), root, "R"))
-			}
-			if strings.Join(got, "\n") != strings.Join(tt.actions, "\n") {
-				t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.actions, "\n"))
+			c, got := moduletest.CheckPlan(t, m, root, args)
+			if want := strings.Join(tt.actions, "\n"); got != want {
+				t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
 			}
 			if tt.diff != "" {
 				var rendered string
@@ -89,11 +77,7 @@ func TestPlanApply(t *testing.T) {
 				}
 			}
 			if !c.Empty() {
-				res, err := m.Apply(context.Background(), &modules.Env{}, c)
-				must(t, err)
-				if res.Status != modules.StatusChanged {
-					t.Errorf("status %s", res.Status)
-				}
+				moduletest.ApplyChanged(t, m, c)
 			}
 			dest, _ := filepath.EvalSymlinks(args["dest"].(string))
 			st, err := hostfile.State(dest)
@@ -101,15 +85,7 @@ func TestPlanApply(t *testing.T) {
 			if st.Perm() != tt.wantMode || st.UID != tt.wantOwner || string(st.Content) != tt.wantData {
 				t.Errorf("after apply: mode %v uid %d content %q; want %v %d %q", st.Perm(), st.UID, st.Content, tt.wantMode, tt.wantOwner, tt.wantData)
 			}
-			before = hostfiletest.Snapshot(t, root)
-			c, err = m.Plan(context.Background(), &modules.Env{}, args)
-			must(t, err)
-			if !c.Empty() {
-				t.Errorf("not idempotent, second plan: %v", c.Actions)
-			}
-			if after := hostfiletest.Snapshot(t, root); after != before {
-				t.Errorf("second plan changed the tree")
-			}
+			moduletest.PlansNothing(t, m, root, args)
 		})
 	}
 }
@@ -206,30 +182,18 @@ func TestBinaryDiffIsHashed(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		args    modules.Args
-		wantArg string
-	}{
-		{modules.Args{"dest": "/x", "content": ""}, ""},
-		{modules.Args{"dest": "/x", "content": "a", "mode": "0600", "owner": "root", "backup": true}, ""},
-		{modules.Args{"content": "a"}, "dest"},
-		{modules.Args{"dest": "x", "content": "a"}, "dest"},
-		{modules.Args{"dest": "/x/", "content": "a"}, "dest"},
-		{modules.Args{"dest": "/x"}, "content"},
-		{modules.Args{"dest": "/x", "src": "a"}, "src"},
-		{modules.Args{"dest": "/x", "content": "a", "mode": "rw"}, "mode"},
-		{modules.Args{"dest": "/x", "contents": "a"}, "contents"},
+	tests := []moduletest.ArgCase{
+		{Args: modules.Args{"dest": "/x", "content": ""}, WantArg: ""},
+		{Args: modules.Args{"dest": "/x", "content": "a", "mode": "0600", "owner": "root", "backup": true}, WantArg: ""},
+		{Args: modules.Args{"content": "a"}, WantArg: "dest"},
+		{Args: modules.Args{"dest": "x", "content": "a"}, WantArg: "dest"},
+		{Args: modules.Args{"dest": "/x/", "content": "a"}, WantArg: "dest"},
+		{Args: modules.Args{"dest": "/x"}, WantArg: "content"},
+		{Args: modules.Args{"dest": "/x", "src": "a"}, WantArg: "src"},
+		{Args: modules.Args{"dest": "/x", "content": "a", "mode": "rw"}, WantArg: "mode"},
+		{Args: modules.Args{"dest": "/x", "contents": "a"}, WantArg: "contents"},
 	}
-	for _, tt := range tests {
-		err := Module{}.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, Module{}, tests)
 }
 
 func short(s string) string { return diff.Hash(s)[:len("sha256:")+16] + "..." }

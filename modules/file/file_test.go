@@ -2,15 +2,14 @@ package file
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
-	"github.com/etcdplay/etcdplay/internal/hostfile/hostfiletest"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 // setup builds a small tree: f (0644 file), d/ (0755 dir with d/x), l -> f.
@@ -71,36 +70,18 @@ func TestPlanApplyIdempotent(t *testing.T) {
 			root := setup(t)
 			args := absArgs(root, tt.args)
 			m := Module{}
-			must(t, m.Validate(args))
-			before := hostfiletest.Snapshot(t, root)
-			c, err := m.Plan(context.Background(), &modules.Env{Check: true}, args)
-			must(t, err)
-			if after := hostfiletest.Snapshot(t, root); after != before {
-				t.Fatalf("Plan changed the tree:\n%s\n---\n%s", before, after)
-			}
-			var got []string
-			for _, a := range c.Actions {
-				got = append(got, strings.ReplaceAll(a.String(), root, "R"))
-			}
-			if strings.Join(got, "\n") != strings.Join(tt.actions, "\n") {
-				t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.actions, "\n"))
+			c, got := moduletest.CheckPlan(t, m, root, args)
+			if want := strings.Join(tt.actions, "\n"); got != want {
+				t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
 			}
 			if c.Empty() {
 				return
 			}
-			res, err := m.Apply(context.Background(), &modules.Env{}, c)
-			must(t, err)
-			if res.Status != modules.StatusChanged {
-				t.Errorf("status %s", res.Status)
-			}
+			moduletest.ApplyChanged(t, m, c)
 			if tt.check != nil {
 				tt.check(t, root)
 			}
-			c, err = m.Plan(context.Background(), &modules.Env{}, args)
-			must(t, err)
-			if !c.Empty() {
-				t.Errorf("not idempotent, second plan: %v", c.Actions)
-			}
+			moduletest.PlansNothing(t, m, root, args)
 		})
 	}
 }
@@ -131,34 +112,22 @@ func TestPlanErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		args    modules.Args
-		wantArg string
-	}{
-		{modules.Args{"path": "/x", "state": "directory", "mode": "0755"}, ""},
-		{modules.Args{"dest": "/x", "state": "absent"}, ""},
-		{modules.Args{"path": "/x", "state": "link", "src": "/y"}, ""},
-		{modules.Args{"state": "directory"}, "path"},
-		{modules.Args{"path": "rel"}, "path"},
-		{modules.Args{"path": "/x", "dest": "/y"}, "path"},
-		{modules.Args{"path": "/x", "state": "dir"}, "state"},
-		{modules.Args{"path": "/x", "mode": "0899"}, "mode"},
-		{modules.Args{"path": "/x", "state": "link"}, "src"},
-		{modules.Args{"path": "/x", "state": "file", "src": "/y"}, "src"},
-		{modules.Args{"path": "/x", "state": "file", "recurse": true}, "recurse"},
-		{modules.Args{"path": "/", "state": "absent"}, "path"},
-		{modules.Args{"path": "/x", "ownr": "root"}, "ownr"},
+	tests := []moduletest.ArgCase{
+		{Args: modules.Args{"path": "/x", "state": "directory", "mode": "0755"}, WantArg: ""},
+		{Args: modules.Args{"dest": "/x", "state": "absent"}, WantArg: ""},
+		{Args: modules.Args{"path": "/x", "state": "link", "src": "/y"}, WantArg: ""},
+		{Args: modules.Args{"state": "directory"}, WantArg: "path"},
+		{Args: modules.Args{"path": "rel"}, WantArg: "path"},
+		{Args: modules.Args{"path": "/x", "dest": "/y"}, WantArg: "path"},
+		{Args: modules.Args{"path": "/x", "state": "dir"}, WantArg: "state"},
+		{Args: modules.Args{"path": "/x", "mode": "0899"}, WantArg: "mode"},
+		{Args: modules.Args{"path": "/x", "state": "link"}, WantArg: "src"},
+		{Args: modules.Args{"path": "/x", "state": "file", "src": "/y"}, WantArg: "src"},
+		{Args: modules.Args{"path": "/x", "state": "file", "recurse": true}, WantArg: "recurse"},
+		{Args: modules.Args{"path": "/", "state": "absent"}, WantArg: "path"},
+		{Args: modules.Args{"path": "/x", "ownr": "root"}, WantArg: "ownr"},
 	}
-	for _, tt := range tests {
-		err := Module{}.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, Module{}, tests)
 }
 
 func absArgs(root string, a modules.Args) modules.Args {

@@ -2,7 +2,6 @@ package systemd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 // The .show files are `systemctl show -p Id,LoadState,ActiveState,SubState,
@@ -119,29 +119,17 @@ func TestUnitName(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		args    modules.Args
-		wantArg string
-	}{
-		{modules.Args{"name": "etcd", "state": "started", "enabled": "yes"}, ""},
-		{modules.Args{"daemon_reload": true}, ""},
-		{modules.Args{}, "name"},
-		{modules.Args{"state": "started"}, "name"},
-		{modules.Args{"name": "etcd", "state": "running"}, "state"},
-		{modules.Args{"name": "etcd", "enabled": "maybe"}, "enabled"},
-		{modules.Args{"name": "etcd", "masked": true, "state": "started"}, "masked"},
-		{modules.Args{"name": "etcd", "daemon-reload": true}, "daemon-reload"},
+	tests := []moduletest.ArgCase{
+		{Args: modules.Args{"name": "etcd", "state": "started", "enabled": "yes"}, WantArg: ""},
+		{Args: modules.Args{"daemon_reload": true}, WantArg: ""},
+		{Args: modules.Args{}, WantArg: "name"},
+		{Args: modules.Args{"state": "started"}, WantArg: "name"},
+		{Args: modules.Args{"name": "etcd", "state": "running"}, WantArg: "state"},
+		{Args: modules.Args{"name": "etcd", "enabled": "maybe"}, WantArg: "enabled"},
+		{Args: modules.Args{"name": "etcd", "masked": true, "state": "started"}, WantArg: "masked"},
+		{Args: modules.Args{"name": "etcd", "daemon-reload": true}, WantArg: "daemon-reload"},
 	}
-	for _, tt := range tests {
-		err := Module{}.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, Module{}, tests)
 }
 
 // TestRealSystemd drives a throwaway unit through the real systemctl.

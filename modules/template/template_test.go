@@ -2,7 +2,6 @@ package template
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/internal/hostfile/hostfiletest"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 func render(vars map[string]any) func(name, text string) (string, error) {
@@ -127,26 +127,14 @@ func TestPlanApplyIdempotent(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		args    modules.Args
-		wantArg string
-	}{
-		{modules.Args{"dest": "/x", ArgContent: "a"}, ""},
-		{modules.Args{"dest": "/x"}, "src"},
-		{modules.Args{"dest": "/x", "src": "a.tmpl"}, "src"},
-		{modules.Args{ArgContent: "a"}, "dest"},
-		{modules.Args{"dest": "/x", ArgContent: "a", "mdoe": "0644"}, "mdoe"},
+	tests := []moduletest.ArgCase{
+		{Args: modules.Args{"dest": "/x", ArgContent: "a"}, WantArg: ""},
+		{Args: modules.Args{"dest": "/x"}, WantArg: "src"},
+		{Args: modules.Args{"dest": "/x", "src": "a.tmpl"}, WantArg: "src"},
+		{Args: modules.Args{ArgContent: "a"}, WantArg: "dest"},
+		{Args: modules.Args{"dest": "/x", ArgContent: "a", "mdoe": "0644"}, WantArg: "mdoe"},
 	}
-	for _, tt := range tests {
-		err := Module{}.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, Module{}, tests)
 }
 
 func must(t *testing.T, err error) {

@@ -2,7 +2,6 @@ package user
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/moduletest"
 )
 
 func useRecorded(t *testing.T) {
@@ -116,31 +116,19 @@ func TestGroupPlan(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		m       modules.Module
-		args    modules.Args
-		wantArg string
-	}{
-		{UserModule{}, modules.Args{"name": "etcd", "system": "yes", "shell": "/usr/sbin/nologin", "uid": 998}, ""},
-		{UserModule{}, modules.Args{}, "name"},
-		{UserModule{}, modules.Args{"name": "a:b"}, "name"},
-		{UserModule{}, modules.Args{"name": "etcd", "state": "gone"}, "state"},
-		{UserModule{}, modules.Args{"name": "etcd", "uid": "x"}, "uid"},
-		{UserModule{}, modules.Args{"name": "etcd", "shel": "/bin/sh"}, "shel"},
-		{UserModule{}, modules.Args{"name": "etcd", "create_home": true, "createhome": false}, "createhome"},
-		{GroupModule{}, modules.Args{"name": "etcd", "gid": 998, "system": true}, ""},
-		{GroupModule{}, modules.Args{"name": "etcd", "shell": "/bin/sh"}, "shell"},
-	}
-	for _, tt := range tests {
-		err := tt.m.Validate(tt.args)
-		var ae *modules.ArgError
-		switch {
-		case tt.wantArg == "" && err != nil:
-			t.Errorf("Validate(%v) = %v", tt.args, err)
-		case tt.wantArg != "" && (!errors.As(err, &ae) || ae.Arg != tt.wantArg):
-			t.Errorf("Validate(%v) = %v, want error on %q", tt.args, err, tt.wantArg)
-		}
-	}
+	moduletest.CheckValidate(t, UserModule{}, []moduletest.ArgCase{
+		{Args: modules.Args{"name": "etcd", "system": "yes", "shell": "/usr/sbin/nologin", "uid": 998}, WantArg: ""},
+		{Args: modules.Args{}, WantArg: "name"},
+		{Args: modules.Args{"name": "a:b"}, WantArg: "name"},
+		{Args: modules.Args{"name": "etcd", "state": "gone"}, WantArg: "state"},
+		{Args: modules.Args{"name": "etcd", "uid": "x"}, WantArg: "uid"},
+		{Args: modules.Args{"name": "etcd", "shel": "/bin/sh"}, WantArg: "shel"},
+		{Args: modules.Args{"name": "etcd", "create_home": true, "createhome": false}, WantArg: "createhome"},
+	})
+	moduletest.CheckValidate(t, GroupModule{}, []moduletest.ArgCase{
+		{Args: modules.Args{"name": "etcd", "gid": 998, "system": true}, WantArg: ""},
+		{Args: modules.Args{"name": "etcd", "shell": "/bin/sh"}, WantArg: "shell"},
+	})
 }
 
 // TestRealAccounts creates, changes and removes a throwaway group and user
