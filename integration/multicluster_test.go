@@ -2,6 +2,10 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -9,13 +13,15 @@ import (
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
+	"github.com/etcdplay/etcdplay/internal/etcdstatus"
 	"github.com/etcdplay/etcdplay/internal/runner"
 )
 
 // TestTwoClustersInOneRun exercises site.yml's partition_by on six lab
 // hosts holding two clusters in one inventory (etcd_cluster_name blue on
 // etcd1-3, green on etcd4-6): one run bootstraps both side by side, each
-// with its own CA; a change to green's config rolls green only. Checked
+// with its own CA; `status --cluster` reports each; backup.yml snapshots
+// each into its own directory; a change to green's config rolls green only. Checked
 // with etcd's own client (member lists, cluster ids, each cluster's
 // certificates refused by the other) and systemd (blue's etcd processes
 // untouched by green's roll).
@@ -82,6 +88,51 @@ func TestTwoClustersInOneRun(t *testing.T) {
 	if !(b[0].Before(g[1]) && g[0].Before(b[1])) {
 		t.Errorf("the clusters ran one after the other: blue %s..%s, green %s..%s",
 			b[0].Format(time.StampMilli), b[1].Format(time.StampMilli), g[0].Format(time.StampMilli), g[1].Format(time.StampMilli))
+	}
+
+	// status (and ctl, backups) picks one cluster with --cluster, and
+	// without it says which there are.
+	if o := e.Etcdplay(t, "status", "-o", "json"); o.Code != 4 || !strings.Contains(o.Stderr, "pass --cluster NAME") {
+		t.Errorf("status on two clusters without --cluster: exit %d, %s", o.Code, o.Stderr)
+	}
+	for c, hosts := range hostsOf {
+		o := e.Etcdplay(t, "status", "--cluster", c, "-o", "json")
+		var r etcdstatus.Report
+		if err := json.Unmarshal([]byte(o.Stdout), &r); o.Code != 0 || err != nil {
+			t.Fatalf("status --cluster %s: exit %d, %v\n%s\n%s", c, o.Code, err, o.Stdout, o.Stderr)
+		}
+		var names []string
+		for _, m := range r.Members {
+			names = append(names, m.Name)
+		}
+		sort.Strings(names)
+		if !r.Healthy || r.Cluster != c || strings.Join(names, ",") != strings.Join(hosts, ",") {
+			t.Errorf("status --cluster %s: cluster %s healthy %v members %v, want %v", c, r.Cluster, r.Healthy, names, hosts)
+		}
+	}
+
+	// backup.yml snapshots each cluster into its own directory, from
+	// that cluster (etcd's cluster id in the metadata).
+	e.MustApply(t, harness.Playbook("backup.yml"))
+	for c := range hostsOf {
+		metas, _ := filepath.Glob(filepath.Join(e.StateDir, "backups", c, "*-rev*.json"))
+		if len(metas) != 1 {
+			t.Fatalf("backups of %s: %v, want one snapshot's metadata", c, metas)
+		}
+		b, err := os.ReadFile(metas[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct {
+			Cluster   string `json:"cluster"`
+			ClusterID string `json:"cluster_id"`
+		}
+		if err := json.Unmarshal(b, &meta); err != nil {
+			t.Fatalf("%s: %v", metas[0], err)
+		}
+		if want := fmt.Sprintf("%x", ids[c]); meta.Cluster != c || meta.ClusterID != want {
+			t.Errorf("%s: cluster %q id %s, want %q %s", metas[0], meta.Cluster, meta.ClusterID, c, want)
+		}
 	}
 
 	// A change to green only rolls green: blue's partition has no

@@ -114,7 +114,7 @@ func TestStatusClusterRendersTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := clusterFromInventory(in, map[string]any{"base_port": 12379})
+	c, _, err := clusterFromInventory(in, map[string]any{"base_port": 12379}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +124,58 @@ func TestStatusClusterRendersTemplates(t *testing.T) {
 	if m, err := c.Member("etcd2"); err != nil || m.ClientPort != 12379 {
 		t.Errorf("etcd2 client port from an extra var through a template: %+v %v", m, err)
 	}
-	if _, _, err := clusterFromInventory(in, nil); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
+	if _, _, err := clusterFromInventory(in, nil, ""); err == nil || !strings.Contains(err.Error(), "etcd_client_port") {
 		t.Errorf("a template that cannot render must say which variable: %v", err)
+	}
+}
+
+// TestClusterFromInventoryPicksOneCluster: status, ctl and backups on an
+// inventory holding several clusters act on the one --cluster names, and
+// say which there are when it is missing or wrong.
+func TestClusterFromInventoryPicksOneCluster(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "inv.yml")
+	inv := `all:
+  children:
+    etcd:
+      hosts:
+        a1: {ansible_host: 127.0.1.1, etcd_cluster_name: blue}
+        a2: {ansible_host: 127.0.1.2, etcd_cluster_name: blue}
+        b1: {ansible_host: 127.0.2.1, etcd_cluster_name: green}
+`
+	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := inventory.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cluster, wantMembers, wantErr string
+	}{
+		{"", "", "holds 2 clusters: blue (a1, a2); green (b1); pass --cluster NAME"},
+		{"green", "b1", ""},
+		{"blue", "a1,a2", ""},
+		{"red", "", "--cluster red: no host of " + p + "'s etcd group has etcd_cluster_name red; it holds blue (a1, a2); green (b1)"},
+	}
+	for _, tt := range tests {
+		c, _, err := clusterFromInventory(in, nil, tt.cluster)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("--cluster %q: error %v, want %q", tt.cluster, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("--cluster %q: %v", tt.cluster, err)
+			continue
+		}
+		var got []string
+		for _, m := range c.Members {
+			got = append(got, m.Host)
+		}
+		if c.Name != tt.cluster || strings.Join(got, ",") != tt.wantMembers {
+			t.Errorf("--cluster %q: cluster %s members %v, want %s", tt.cluster, c.Name, got, tt.wantMembers)
+		}
 	}
 }
 

@@ -25,6 +25,9 @@ type loadFlags struct {
 	skipTags    []string
 	extraVars   []string
 	stateDir    string
+	// cluster picks one etcd_cluster_name of an inventory holding several
+	// (status, ctl, backups).
+	cluster string
 }
 
 func (f *loadFlags) register(cmd *cobra.Command) {
@@ -77,6 +80,7 @@ func resolveLimit(limit string) (string, error) {
 func (f *loadFlags) registerCluster(cmd *cobra.Command) {
 	f.registerInventory(cmd)
 	cmd.Flags().StringArrayVarP(&f.extraVars, "extra-vars", "e", nil, "extra variables: key=value, @file.yml or a JSON object")
+	cmd.Flags().StringVar(&f.cluster, "cluster", "", "the cluster (etcd_cluster_name) to act on, when the inventory's etcd group holds several")
 	f.registerStateDir(cmd)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,7 +107,7 @@ func (lf *loadFlags) loadMemberVars() (*inventory.Inventory, *etcd.Cluster, map[
 	if err != nil {
 		return nil, nil, nil, invalid(err)
 	}
-	c, vars, err := clusterFromInventory(inv, extra)
+	c, vars, err := clusterFromInventory(inv, extra, lf.cluster)
 	if err != nil {
 		return nil, nil, nil, invalid(err)
 	}
@@ -115,8 +116,10 @@ func (lf *loadFlags) loadMemberVars() (*inventory.Inventory, *etcd.Cluster, map[
 
 // clusterFromInventory builds the cluster model the way a play over the etcd
 // group sees it: the first member's variables, merged and rendered by the
-// compiler's own code, with the facts.
-func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd.Cluster, map[string]map[string]any, error) {
+// compiler's own code, with the facts. When the group holds several
+// clusters (etcd_cluster_name), name picks one, as a play partitioned by
+// cluster would see it.
+func clusterFromInventory(inv *inventory.Inventory, extra map[string]any, name string) (*etcd.Cluster, map[string]map[string]any, error) {
 	members := inv.Groups()["etcd"]
 	if len(members) == 0 {
 		return nil, nil, fmt.Errorf("%s: no hosts in group \"etcd\"", inv.File)
@@ -124,6 +127,33 @@ func clusterFromInventory(inv *inventory.Inventory, extra map[string]any) (*etcd
 	vars, err := playbook.HostVars(inv, members, extra)
 	if err != nil {
 		return nil, nil, err
+	}
+	byName := map[string][]string{}
+	var names []string
+	for _, h := range members {
+		n := etcd.DefaultClusterName
+		if v, ok := vars[h]["etcd_cluster_name"]; ok && v != nil && fmt.Sprint(v) != "" {
+			n = fmt.Sprint(v)
+		}
+		if byName[n] == nil {
+			names = append(names, n)
+		}
+		byName[n] = append(byName[n], h)
+	}
+	var list []string
+	for _, n := range names {
+		list = append(list, fmt.Sprintf("%s (%s)", n, strings.Join(byName[n], ", ")))
+	}
+	switch {
+	case name != "" && byName[name] == nil:
+		return nil, nil, fmt.Errorf("--cluster %s: no host of %s's etcd group has etcd_cluster_name %s; it holds %s", name, inv.File, name, strings.Join(list, "; "))
+	case name == "" && len(names) > 1:
+		return nil, nil, fmt.Errorf("%s's etcd group holds %d clusters: %s; pass --cluster NAME", inv.File, len(names), strings.Join(list, "; "))
+	case name != "" && len(names) > 1:
+		members = byName[name]
+		if vars, err = playbook.HostVars(inv, members, extra); err != nil {
+			return nil, nil, err
+		}
 	}
 	c, err := etcd.FromVars(vars[members[0]])
 	return c, vars, err

@@ -463,7 +463,7 @@ func (c *Cluster) ownHosts(vars map[string]any, hosts []string, hostvars map[str
 			parts = append(parts, fmt.Sprintf("%s (%s)", n, strings.Join(inPlay[n], ", ")))
 		}
 		*errs = append(*errs, &VarError{Var: "etcd_cluster_name", Msg: fmt.Sprintf(
-			"the play's hosts belong to %d etcd clusters: %s. This runbook acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps); site.yml converges several side by side",
+			"the play's hosts belong to %d etcd clusters: %s. This runbook acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps); site.yml, backup.yml and maintenance.yml handle several side by side",
 			len(playClusters), strings.Join(parts, "; "))})
 	}
 	return own

@@ -224,10 +224,10 @@ func (j *job) read(ctx context.Context, env *modules.Env) (*live, *etcdclient.He
 	}
 	if l.cutOff(h) == nil && !h.Healthy() {
 		// A run killed during a restart leaves that member starting:
-		// give it the time a roll gives a member before refusing.
-		env.Logf("etcd_enable_tls: the cluster is not healthy yet (%s); waiting up to %s", strings.Join(h.Problems(), "; "), j.timeout)
-		if w, werr := etcdclient.WaitHealthy(ctx, c, env.StateDir, etcdclient.Dialer(c, env), etcdclient.WaitOptions{Timeout: j.timeout}); werr == nil {
-			h = w
+		// the health a rolling module's plan judges waits for it (a
+		// member stopped for good is judged at once, --check never waits).
+		if h, err = etcdclient.Preflight(ctx, c, env, etcdclient.CheckOptions{}, j.timeout); err != nil {
+			return nil, nil, fmt.Errorf("etcd_enable_tls: %w", err)
 		}
 	}
 	l.down = l.cutOff(h)
