@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
 	"github.com/etcdplay/etcdplay/internal/etcdstatus"
@@ -21,7 +23,8 @@ import (
 // hosts holding two clusters in one inventory (etcd_cluster_name blue on
 // etcd1-3, green on etcd4-6): one run bootstraps both side by side, each
 // with its own CA; `status --cluster` reports each; backup.yml snapshots
-// each into its own directory; a change to green's config rolls green only. Checked
+// each into its own directory; maintenance.yml compacts each; a change to
+// green's config rolls green only. Checked
 // with etcd's own client (member lists, cluster ids, each cluster's
 // certificates refused by the other) and systemd (blue's etcd processes
 // untouched by green's roll).
@@ -132,6 +135,29 @@ func TestTwoClustersInOneRun(t *testing.T) {
 		}
 		if want := fmt.Sprintf("%x", ids[c]); meta.Cluster != c || meta.ClusterID != want {
 			t.Errorf("%s: cluster %q id %s, want %q %s", metas[0], meta.Cluster, meta.ClusterID, c, want)
+		}
+	}
+
+	// maintenance.yml compacts each cluster (its own operation lock, its
+	// own revisions): an old revision is gone from both afterwards.
+	for c, hosts := range hostsOf {
+		cli := e.ClientOf(t, c, e.Endpoints(hosts...)...)
+		for i := range 40 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := cli.Put(ctx, "/it/"+c, fmt.Sprint(i))
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: put: %v", c, err)
+			}
+		}
+	}
+	e.MustApply(t, harness.Playbook("maintenance.yml"), "-e", "etcd_compact_keep=10")
+	for c, hosts := range hostsOf {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := e.ClientOf(t, c, e.Endpoints(hosts...)...).Get(ctx, "/it/"+c, clientv3.WithRev(2))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "compacted") {
+			t.Errorf("%s: revision 2 after maintenance.yml: %v, want it compacted", c, err)
 		}
 	}
 
