@@ -10,8 +10,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/etcdplay/etcdplay/integration/flock"
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
 // Versions are the etcd releases the project tests against: the latest
@@ -100,7 +99,7 @@ func verify(dir, version string) error {
 	if err != nil {
 		return err
 	}
-	got, err := fileSHA256(filepath.Join(dir, TarballName(version)))
+	got, err := hostfile.FileSumHex(filepath.Join(dir, TarballName(version)))
 	if err != nil {
 		return err
 	}
@@ -118,19 +117,6 @@ func sumFor(sums []byte, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("SHA256SUMS has no line for %s", name)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // wrapper mains: `go install` refuses the etcd modules because they carry
@@ -243,7 +229,7 @@ func build(ctx context.Context, version, cacheDir string) error {
 	if err := writeTarball(tgz, filepath.Dir(out), relName); err != nil {
 		return err
 	}
-	sum, err := fileSHA256(tgz)
+	sum, err := hostfile.FileSumHex(tgz)
 	if err != nil {
 		return err
 	}

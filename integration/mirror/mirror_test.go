@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
 // fakeRelease lays out a release of version in cache with tiny "binaries",
@@ -40,7 +42,7 @@ func fakeRelease(t *testing.T, cache, version string) {
 	if err := writeTarball(tgz, filepath.Dir(src), rel); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := fileSHA256(tgz)
+	sum, err := hostfile.FileSumHex(tgz)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(stri
 				// need to hash 20+ MB again on every run.
 				return &Release{Path: tarPath, SHA256: want, Files: idx.Files}, nil
 			}
-			if got, err := fileSHA256(tarPath); err == nil && got == want {
+			if got, err := hostfile.FileSumHex(tarPath); err == nil && got == want {
 				return withFiles(tarPath, want)
 			} else if err == nil {
 				logf("cached %s does not match SHA256SUMS, downloading again", tarPath)
@@ -202,19 +202,6 @@ func sumFor(sums []byte, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("SHA256SUMS has no entry for %s", name)
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // filesIndex caches the per-binary digests beside the tarball, so a warm
