@@ -147,16 +147,23 @@ func clientv3WithPrefixCount() []clientv3.OpOption {
 func inventoryWithHostVars(t testing.TB, path, host string, vars map[string]any) string {
 	t.Helper()
 	return editInventory(t, path, func(inv map[string]any) {
-		all, _ := inv["all"].(map[string]any)
-		children, _ := all["children"].(map[string]any)
-		etcd, _ := children["etcd"].(map[string]any)
-		hosts, _ := etcd["hosts"].(map[string]any)
-		h, ok := hosts[host].(map[string]any)
-		if !ok {
-			t.Fatalf("inventory %s has no host %s in group etcd", path, host)
-		}
-		maps.Copy(h, vars)
+		maps.Copy(etcdHostVars(t, inv, host), vars)
 	})
+}
+
+// etcdHostVars is the variables map of host in the etcd group of a YAML
+// inventory read by editInventory (changes to it are written out).
+func etcdHostVars(t testing.TB, inv map[string]any, host string) map[string]any {
+	t.Helper()
+	all, _ := inv["all"].(map[string]any)
+	children, _ := all["children"].(map[string]any)
+	etcd, _ := children["etcd"].(map[string]any)
+	hosts, _ := etcd["hosts"].(map[string]any)
+	h, ok := hosts[host].(map[string]any)
+	if !ok {
+		t.Fatalf("inventory has no host %s in group etcd", host)
+	}
+	return h
 }
 
 // inventoryWithVars copies the YAML inventory at path with vars added to

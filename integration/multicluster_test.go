@@ -35,15 +35,8 @@ func TestTwoClustersInOneRun(t *testing.T) {
 	hostsOf := map[string][]string{"blue": {"etcd1", "etcd2", "etcd3"}, "green": {"etcd4", "etcd5", "etcd6"}}
 	withClusters := func(extra map[string]map[string]any) string {
 		return editInventory(t, l.InventoryFile, func(inv map[string]any) {
-			all, _ := inv["all"].(map[string]any)
-			children, _ := all["children"].(map[string]any)
-			etcd, _ := children["etcd"].(map[string]any)
-			hosts, _ := etcd["hosts"].(map[string]any)
 			for h, c := range clusterOf {
-				hv, _ := hosts[h].(map[string]any)
-				if hv == nil {
-					t.Fatalf("lab inventory has no host %s", h)
-				}
+				hv := etcdHostVars(t, inv, h)
 				hv["etcd_cluster_name"] = c
 				for k, v := range extra[c] {
 					hv[k] = v

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -128,29 +128,15 @@ func clusterFromInventory(inv *inventory.Inventory, extra map[string]any, name s
 	if err != nil {
 		return nil, nil, err
 	}
-	byName := map[string][]string{}
-	var names []string
-	for _, h := range members {
-		n := etcd.DefaultClusterName
-		if v, ok := vars[h]["etcd_cluster_name"]; ok && v != nil && fmt.Sprint(v) != "" {
-			n = fmt.Sprint(v)
-		}
-		if byName[n] == nil {
-			names = append(names, n)
-		}
-		byName[n] = append(byName[n], h)
-	}
-	var list []string
-	for _, n := range names {
-		list = append(list, fmt.Sprintf("%s (%s)", n, strings.Join(byName[n], ", ")))
-	}
+	groups := etcd.GroupByCluster(members, func(h string) map[string]any { return vars[h] })
+	i := slices.IndexFunc(groups, func(g etcd.ClusterHosts) bool { return g.Name == name })
 	switch {
-	case name != "" && byName[name] == nil:
-		return nil, nil, fmt.Errorf("--cluster %s: no host of %s's etcd group has etcd_cluster_name %s; it holds %s", name, inv.File, name, strings.Join(list, "; "))
-	case name == "" && len(names) > 1:
-		return nil, nil, fmt.Errorf("%s's etcd group holds %d clusters: %s; pass --cluster NAME", inv.File, len(names), strings.Join(list, "; "))
-	case name != "" && len(names) > 1:
-		members = byName[name]
+	case name != "" && i < 0:
+		return nil, nil, fmt.Errorf("--cluster %s: no host of %s's etcd group has etcd_cluster_name %s; it holds %s", name, inv.File, name, etcd.ClusterList(groups))
+	case name == "" && len(groups) > 1:
+		return nil, nil, fmt.Errorf("%s's etcd group holds %d clusters: %s; pass --cluster NAME", inv.File, len(groups), etcd.ClusterList(groups))
+	case name != "" && len(groups) > 1:
+		members = groups[i].Hosts
 		if vars, err = playbook.HostVars(inv, members, extra); err != nil {
 			return nil, nil, err
 		}

@@ -52,6 +52,16 @@ type Node struct {
 	Handler bool
 }
 
+// PlayHosts are the hosts of n's play, or of its partition: a partition
+// is a play of its own to the modules (env.Hosts), its handlers and the
+// failure policy.
+func (n *Node) PlayHosts() []string {
+	if n.Play.Parts != nil {
+		return n.Play.Parts[n.Part].Hosts
+	}
+	return n.Play.Hosts
+}
+
 // Play is a play after validation.
 type Play struct {
 	Index int // 1-based

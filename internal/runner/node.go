@@ -58,7 +58,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		if n.Play.Parts != nil {
 			// A partition is a copy of the play of its own: its handlers
 			// answer its own hosts' notifications only.
-			notified = slices.DeleteFunc(notified, func(h string) bool { return !slices.Contains(playHosts(n), h) })
+			notified = slices.DeleteFunc(notified, func(h string) bool { return !slices.Contains(n.PlayHosts(), h) })
 		}
 		if n.Task.RunOnce {
 			if len(notified) == 0 {
@@ -166,7 +166,7 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *transport.Con
 		}
 		return conn.Do(ctx, n.Task.Module, n.Args, r.opts.Check)
 	}
-	writers := r.remotes(playHosts(n))
+	writers := r.remotes(n.PlayHosts())
 	hosts := make(map[string]modules.Host, len(writers))
 	for h, w := range writers {
 		hosts[h] = w
@@ -322,7 +322,7 @@ func (r *run) recordFailure(n *playbook.Node) {
 	if n.Task.IgnoreErrors {
 		return
 	}
-	p, d, hosts := n.Play, domainOf(n), playHosts(n)
+	p, d, hosts := n.Play, domainOf(n), n.PlayHosts()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failedHosts[d] == nil {
@@ -337,15 +337,6 @@ func (r *run) recordFailure(n *playbook.Node) {
 		float64(failed)*100/float64(len(hosts)) > float64(p.MaxFailPercentage):
 		r.aborted[d] = true
 	}
-}
-
-// playHosts are the hosts of n's play, or of its partition: a partition
-// is a play of its own to the modules (env.Hosts) and the failure policy.
-func playHosts(n *playbook.Node) []string {
-	if n.Play.Parts != nil {
-		return n.Play.Parts[n.Part].Hosts
-	}
-	return n.Play.Hosts
 }
 
 // failureDomain is what a play's failure policy (any_errors_fatal,

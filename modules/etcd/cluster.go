@@ -422,51 +422,68 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 // partitioned by etcd_cluster_name (site.yml) is one play per cluster:
 // ansible_play_hosts is the partition's hosts.
 func (c *Cluster) ownHosts(vars map[string]any, hosts []string, hostvars map[string]any, errs *[]error) []string {
-	clusterOf := func(h string) string {
+	varsOf := func(h string) map[string]any {
 		hv, _ := hostvars[h].(map[string]any)
-		if v, ok := hv["etcd_cluster_name"]; ok && v != nil && fmt.Sprint(v) != "" {
-			return fmt.Sprint(v)
-		}
-		return DefaultClusterName
+		return hv
 	}
-	var own []string
-	byCluster := map[string][]string{}
-	var names []string
-	for _, h := range hosts {
-		n := clusterOf(h)
-		if n == c.Name {
-			own = append(own, h)
-		}
-		if byCluster[n] == nil {
-			names = append(names, n)
-		}
-		byCluster[n] = append(byCluster[n], h)
-	}
-	if len(names) == 1 {
+	groups := GroupByCluster(hosts, varsOf)
+	if len(groups) == 1 {
 		return hosts
 	}
-	inPlay := map[string][]string{}
-	var playClusters []string
+	var inPlay []string
 	for _, h := range stringList(vars["ansible_play_hosts"]) {
-		if !oneOf(h, hosts) {
-			continue
+		if oneOf(h, hosts) {
+			inPlay = append(inPlay, h)
 		}
-		n := clusterOf(h)
-		if inPlay[n] == nil {
-			playClusters = append(playClusters, n)
-		}
-		inPlay[n] = append(inPlay[n], h)
 	}
-	if len(playClusters) > 1 {
-		var parts []string
-		for _, n := range playClusters {
-			parts = append(parts, fmt.Sprintf("%s (%s)", n, strings.Join(inPlay[n], ", ")))
-		}
+	if play := GroupByCluster(inPlay, varsOf); len(play) > 1 {
 		*errs = append(*errs, &VarError{Var: "etcd_cluster_name", Msg: fmt.Sprintf(
 			"the play's hosts belong to %d etcd clusters: %s. This runbook acts on one cluster: --limit it to one cluster's hosts (a group per cluster helps); site.yml, backup.yml and maintenance.yml handle several side by side",
-			len(playClusters), strings.Join(parts, "; "))})
+			len(play), ClusterList(play))})
 	}
-	return own
+	for _, g := range groups {
+		if g.Name == c.Name {
+			return g.Hosts
+		}
+	}
+	return nil
+}
+
+// ClusterHosts are the hosts of one cluster of an inventory.
+type ClusterHosts struct {
+	Name  string
+	Hosts []string
+}
+
+// GroupByCluster groups hosts by their etcd_cluster_name
+// (DefaultClusterName when unset or empty), in order of each cluster's
+// first host.
+func GroupByCluster(hosts []string, varsOf func(host string) map[string]any) []ClusterHosts {
+	var out []ClusterHosts
+	index := map[string]int{}
+	for _, h := range hosts {
+		name := DefaultClusterName
+		if v, ok := varsOf(h)["etcd_cluster_name"]; ok && v != nil && fmt.Sprint(v) != "" {
+			name = fmt.Sprint(v)
+		}
+		k, ok := index[name]
+		if !ok {
+			k = len(out)
+			index[name] = k
+			out = append(out, ClusterHosts{Name: name})
+		}
+		out[k].Hosts = append(out[k].Hosts, h)
+	}
+	return out
+}
+
+// ClusterList is "blue (etcd1, etcd2); green (etcd3)", for messages.
+func ClusterList(groups []ClusterHosts) string {
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("%s (%s)", g.Name, strings.Join(g.Hosts, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // groupHosts reads groups[name] whatever list type the engine used.
