@@ -66,27 +66,35 @@ func BenchmarkFleet200(b *testing.B) {
 	forks := fmt.Sprint(n)
 	cold := e.MustApply(b, pb, "--forks", forks)
 	printColdBreakdown(cold)
+	w := medianWarm(b, e, pb, "--forks", forks)
+	printFleetRun("generic-demo cold", n, cold, "")
+	printFleetRun("generic-demo warm", n, w, "; target <= 3s and <= 300 MB")
+	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
+	b.ReportMetric(w.Elapsed.Seconds(), "s/warm")
+	b.ReportMetric(float64(w.MaxRSS)/1e6, "MB/warm-rss")
+}
+
+// medianWarm applies pb three more times, each changing nothing, and
+// returns the median run.
+func medianWarm(b *testing.B, e *harness.Env, pb string, args ...string) *harness.Outcome {
 	var warm []*harness.Outcome
 	for r := 0; r < 3; r++ {
-		o := e.MustApply(b, pb, "--forks", forks)
+		o := e.MustApply(b, pb, args...)
 		if c := o.Changed(); c != 0 {
 			b.Fatalf("warm run changed %d", c)
 		}
 		warm = append(warm, o)
 	}
 	sort.Slice(warm, func(i, j int) bool { return warm[i].Elapsed < warm[j].Elapsed })
-	w := warm[1]
-	for _, x := range []struct {
-		what string
-		o    *harness.Outcome
-		tgt  string
-	}{{"cold", cold, ""}, {"warm", w, "; target <= 3s and <= 300 MB"}} {
-		fmt.Printf("BENCH generic-demo %s, %d hosts: %.2fs wall, controller %.2fs CPU, peak RSS %.0f MB (%.2f MB per host)%s\n",
-			x.what, n, x.o.Elapsed.Seconds(), x.o.CPU.Seconds(), float64(x.o.MaxRSS)/1e6, float64(x.o.MaxRSS)/1e6/float64(n), x.tgt)
-	}
-	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
-	b.ReportMetric(w.Elapsed.Seconds(), "s/warm")
-	b.ReportMetric(float64(w.MaxRSS)/1e6, "MB/warm-rss")
+	return warm[1]
+}
+
+// printFleetRun prints one fleet run's controller costs, in total and
+// per host.
+func printFleetRun(what string, hosts int, o *harness.Outcome, target string) {
+	fmt.Printf("BENCH %s, %d hosts: %.2fs wall, controller %.2fs CPU (%.1f ms per host), peak RSS %.0f MB (%.2f MB per host)%s\n",
+		what, hosts, o.Elapsed.Seconds(), o.CPU.Seconds(), o.CPU.Seconds()*1000/float64(hosts),
+		float64(o.MaxRSS)/1e6, float64(o.MaxRSS)/1e6/float64(hosts), target)
 }
 
 // benchCase is one piece of work done by etcdplay and by Ansible on

@@ -207,6 +207,9 @@ func (e *Env) MustApply(t testing.TB, playbook string, extra ...string) *Outcome
 // sshdLogs is the end of sshd's journal on each host the run could not
 // reach: the server's side of a refused or dropped connection.
 func (e *Env) sshdLogs(o *Outcome) string {
+	if e.Lab == nil {
+		return ""
+	}
 	var b strings.Builder
 	seen := map[string]bool{}
 	for _, ev := range o.Events {

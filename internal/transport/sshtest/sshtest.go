@@ -197,6 +197,17 @@ func (s *Server) Kill() {
 	}
 }
 
+// AnswerGlobalRequests answers a server connection's global requests as
+// sshd does: yes to keepalives (the controller's liveness check), no to
+// the rest.
+func AnswerGlobalRequests(reqs <-chan *ssh.Request) {
+	for r := range reqs {
+		if r.WantReply {
+			r.Reply(r.Type == "keepalive@openssh.com", nil)
+		}
+	}
+}
+
 func (s *Server) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
@@ -204,13 +215,7 @@ func (s *Server) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 		return
 	}
 	defer sc.Close()
-	go func() {
-		for r := range reqs {
-			if r.WantReply {
-				r.Reply(r.Type == "keepalive@openssh.com", nil)
-			}
-		}
-	}()
+	go AnswerGlobalRequests(reqs)
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
