@@ -32,21 +32,32 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, v
 	suffix := b.suffix()
 	// Create every node first, so needs may name a later task.
 	type slot struct {
-		once  string            // run_once node id
-		hosts map[string]string // host -> node id
+		once string   // run_once node id
+		ids  []string // else one node per host, in the order of hosts
+	}
+	hostIndex := make(map[string]int, len(hosts))
+	for i, h := range hosts {
+		hostIndex[h] = i
+	}
+	nodeOf := func(s slot, h string) string {
+		if i, ok := hostIndex[h]; ok && s.ids != nil {
+			return s.ids[i]
+		}
+		return ""
 	}
 	mk := func(t *Task, kind string, handler bool) slot {
-		s := slot{hosts: map[string]string{}}
+		var s slot
 		if t.RunOnce {
 			id := fmt.Sprintf("p%d.%s%d.once%s", play.Index, kind, t.Index, suffix)
 			c.add(ps, play, t, id, b.part, hosts[0], hosts, vars[hosts[0]], handler)
 			s.once = id
 			return s
 		}
-		for _, h := range hosts {
+		s.ids = make([]string, len(hosts))
+		for i, h := range hosts {
 			id := fmt.Sprintf("p%d.%s%d.%s", play.Index, kind, t.Index, h)
 			c.add(ps, play, t, id, b.part, h, nil, vars[h], handler)
-			s.hosts[h] = id
+			s.ids[i] = id
 		}
 		return s
 	}
@@ -76,23 +87,20 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, v
 		}
 	}
 	place := func(s slot, t *Task) {
-		targets := map[string][]string{} // node -> hosts it covers
-		if s.once != "" {
-			targets[s.once] = hosts
-		} else {
-			for _, h := range hosts {
-				targets[s.hosts[h]] = []string{h}
-			}
+		// The slot's nodes, each with the hosts it covers, in host order.
+		type target struct {
+			id    string
+			hosts []string
 		}
-		order := []string{s.once}
+		targets := []target{{s.once, hosts}}
 		if s.once == "" {
-			order = order[:0]
-			for _, h := range hosts {
-				order = append(order, s.hosts[h])
+			targets = make([]target, len(hosts))
+			for i := range hosts {
+				targets[i] = target{s.ids[i], hosts[i : i+1 : i+1]}
 			}
 		}
-		for _, id := range order {
-			hs := targets[id]
+		for _, tg := range targets {
+			id, hs := tg.id, tg.hosts
 			var deps []string
 			if t.Needs == nil {
 				for _, h := range hs {
@@ -110,7 +118,7 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, v
 						continue
 					}
 					for _, h := range hs {
-						deps = appendNew(deps, ns.hosts[h])
+						deps = appendNew(deps, nodeOf(ns, h))
 					}
 				}
 			}
@@ -247,10 +255,10 @@ func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
 					return
 				}
 			}
-			if c.brokenRead(err, n.Host, m.key["when"], m.field+".when") {
+			if c.brokenRead(err, n.Host, m.key.get("when"), m.field+".when") {
 				return
 			}
-			c.c.hostf(n.Host, m.key["when"], m.field+".when", undefinedHint(err, vars), "%v", err)
+			c.c.hostf(n.Host, m.key.get("when"), m.field+".when", undefinedHint(err, vars), "%v", err)
 			return
 		}
 		if !truthy(v) {
@@ -337,9 +345,9 @@ func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string, vars 
 				continue // already reported for an earlier task or host
 			}
 			c.varSeen[ve.Error()] = true
-			pos, msg := m.key["module"], ve.Error()
+			pos, msg := m.key.get("module"), ve.Error()
 			if at, ok := c.valuePos(ve, host, vars); ok {
-				pos, msg = at, fmt.Sprintf("%s (read by %s)", msg, m.key["module"])
+				pos, msg = at, fmt.Sprintf("%s (read by %s)", msg, m.key.get("module"))
 			}
 			c.c.addf(pos, "vars."+ve.Variable(), "", "%s", msg)
 		}
@@ -354,17 +362,17 @@ func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string, vars 
 	for _, e := range errs {
 		var ae *modules.ArgError
 		if errors.As(e, &ae) {
-			pos := m.key["module"]
-			if p, ok := m.args["args."+ae.Arg]; ok && !m.freeForm {
+			pos := m.key.get("module")
+			if p, ok := m.args.lookup("args." + ae.Arg); ok && !m.freeForm {
 				pos = p
 			}
 			c.c.hostf(host, pos, m.field+"."+t.Module+"."+ae.Arg, ae.Hint, "%s", ae.Msg)
 			continue
 		}
-		if c.brokenRead(e, host, m.key["module"], m.field+"."+t.Module) {
+		if c.brokenRead(e, host, m.key.get("module"), m.field+"."+t.Module) {
 			continue
 		}
-		c.c.hostf(host, m.key["module"], m.field+"."+t.Module, "", "%v", e)
+		c.c.hostf(host, m.key.get("module"), m.field+"."+t.Module, "", "%v", e)
 	}
 }
 
@@ -372,12 +380,12 @@ func (c *compiler) moduleErr(m *taskMeta, t *Task, err error, host string, vars 
 // walking up ("args.env.X" -> "args.env" -> "args").
 func argPos(m *taskMeta, name string) Pos {
 	for {
-		if p, ok := m.args[name]; ok {
+		if p, ok := m.args.lookup(name); ok {
 			return p
 		}
 		i := strings.LastIndexAny(name, ".[")
 		if i < 0 {
-			return m.key["module"]
+			return m.key.get("module")
 		}
 		name = name[:i]
 	}

@@ -73,13 +73,42 @@ func (s SerialStep) String() string {
 
 // taskMeta is what the compiler needs to point errors at a task's parts.
 type taskMeta struct {
-	field string         // "p1.t3" or "p1.h2"
-	key   map[string]Pos // position of each task key's value, and of the module key under "module"
-	args  map[string]Pos // "args", "args.dest", "args.env.X", "args.list[0]"
+	field string    // "p1.t3" or "p1.h2"
+	key   positions // position of each task key's value, and of the module key under "module"
+	args  positions // "args", "args.dest", "args.env.X", "args.list[0]"
 	// freeForm is set when the arguments were written as one string.
 	freeForm bool
 	listen   []string
 	whenList []string // when as written (a list means all must hold)
+}
+
+// positions records where the parts of one task were written, in the
+// order parsed; the first record of a name is the one that counts. A task
+// has a handful, read only to point an error at them, so a slice serves
+// better than a map (the maps were a third of what a 20,000-task playbook
+// allocated).
+type positions []namedPos
+
+type namedPos struct {
+	name string
+	pos  Pos
+}
+
+// add records name at p; an earlier record of the same name still wins.
+func (ps *positions) add(name string, p Pos) { *ps = append(*ps, namedPos{name, p}) }
+
+func (ps positions) lookup(name string) (Pos, bool) {
+	for _, np := range ps {
+		if np.name == name {
+			return np.pos, true
+		}
+	}
+	return Pos{}, false
+}
+
+func (ps positions) get(name string) Pos {
+	p, _ := ps.lookup(name)
+	return p
 }
 
 var (
@@ -469,14 +498,14 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 		return nil
 	}
 	t := &Task{Index: idx, Pos: p.pos(n)}
-	m := &taskMeta{field: field, key: map[string]Pos{}, args: map[string]Pos{}}
+	m := &taskMeta{field: field, key: make(positions, 0, len(n.Content)/2+1)}
 	type modKey struct{ k, v *yaml.Node }
 	var mods []modKey
 	var extraArgs *yaml.Node
 	for _, kv := range p.pairs(n, field) {
 		k, v := kv[0], kv[1]
 		f := field + "." + k.Value
-		m.key[k.Value] = p.pos(v)
+		m.key.add(k.Value, p.pos(v))
 		switch k.Value {
 		case "name":
 			t.Name, _ = p.str(v, f)
@@ -592,13 +621,13 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 	case len(real) == 1:
 		mk := real[0]
 		t.Module = ModuleName(mk.k.Value)
-		m.key["module"] = p.pos(mk.k)
+		m.key.add("module", p.pos(mk.k))
 		t.Args = p.moduleArgs(t.Module, mk.v, field+"."+t.Module, m)
 		if extraArgs != nil && t.Args != nil {
 			for _, kv := range p.pairs(extraArgs, field+".args") {
 				if val, err := nodeValue(kv[1]); err == nil {
 					t.Args[kv[0].Value] = val
-					p.argPositions("args."+kv[0].Value, kv[1], m.args)
+					p.argPositions("args."+kv[0].Value, kv[1], &m.args)
 					p.checkTemplates(kv[1], field+".args."+kv[0].Value)
 				}
 			}
@@ -609,10 +638,10 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 	}
 	// Ansible's defaults for until without retries or delay.
 	if t.Until != "" {
-		if _, ok := m.key["retries"]; !ok {
+		if _, ok := m.key.lookup("retries"); !ok {
 			t.Retries = 3
 		}
-		if _, ok := m.key["delay"]; !ok {
+		if _, ok := m.key.lookup("delay"); !ok {
 			t.Delay = 5
 		}
 	}
@@ -624,7 +653,8 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 // or Ansible's one-line form, "cmd line" for command and "k=v k2=v2" for
 // the others.
 func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMeta) map[string]any {
-	m.args["args"] = p.pos(v)
+	m.args = make(positions, 0, len(v.Content)/2+1)
+	m.args.add("args", p.pos(v))
 	switch {
 	case isNull(v):
 		return map[string]any{}
@@ -637,8 +667,8 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 				continue
 			}
 			out[kv[0].Value] = val
-			m.args["args."+kv[0].Value] = p.pos(kv[0])
-			p.argPositions("args."+kv[0].Value, kv[1], m.args)
+			m.args.add("args."+kv[0].Value, p.pos(kv[0]))
+			p.argChildPositions("args."+kv[0].Value, kv[1], &m.args)
 			p.checkTemplates(kv[1], field+"."+kv[0].Value)
 		}
 		return out
@@ -651,7 +681,7 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 			return nil
 		}
 		for k := range args {
-			m.args["args."+k] = p.pos(v)
+			m.args.add("args."+k, p.pos(v))
 		}
 		return args
 	}
@@ -661,11 +691,15 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 
 // argPositions records where every nested argument value was written,
 // named the way tmpl.Render names them.
-func (p *parser) argPositions(name string, n *yaml.Node, out map[string]Pos) {
+func (p *parser) argPositions(name string, n *yaml.Node, out *positions) {
+	out.add(name, p.pos(resolveAlias(n)))
+	p.argChildPositions(name, n, out)
+}
+
+// argChildPositions records the positions of what n (the argument name)
+// holds, not of n itself.
+func (p *parser) argChildPositions(name string, n *yaml.Node, out *positions) {
 	n = resolveAlias(n)
-	if _, ok := out[name]; !ok {
-		out[name] = p.pos(n)
-	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -991,7 +1025,7 @@ func (p *parser) checkIDs() {
 			}
 			m := play.meta[t]
 			if prev, dup := ids[t.ID]; dup {
-				p.c.addf(m.key["id"], m.field+".id", "", "duplicate task id %q (first used at %s)", t.ID, prev.play.meta[prev.task].key["id"])
+				p.c.addf(m.key.get("id"), m.field+".id", "", "duplicate task id %q (first used at %s)", t.ID, prev.play.meta[prev.task].key.get("id"))
 				continue
 			}
 			ids[t.ID] = where{play, t}
@@ -1016,10 +1050,10 @@ func (p *parser) checkIDs() {
 					continue
 				}
 				if w, ok := ids[need]; ok && w.play != play {
-					p.c.addf(m.key["needs"], m.field+".needs", "", "task %q is in play %d: needs only names tasks of the same play (plays already run in order)", need, w.play.Index)
+					p.c.addf(m.key.get("needs"), m.field+".needs", "", "task %q is in play %d: needs only names tasks of the same play (plays already run in order)", need, w.play.Index)
 					continue
 				}
-				p.c.addf(m.key["needs"], m.field+".needs", modules.Closest(need, idNames), "no task with id %q in this play", need)
+				p.c.addf(m.key.get("needs"), m.field+".needs", modules.Closest(need, idNames), "no task with id %q in this play", need)
 			}
 		}
 		p.checkCycle(play, local)
@@ -1101,7 +1135,7 @@ func (p *parser) checkCycle(play *PlaySpec, byID map[string]*Task) {
 		}
 	}
 	m := play.meta[first]
-	p.c.addf(m.key["needs"], m.field+".needs", "", "dependency cycle: %s", strings.Join(names, " -> "))
+	p.c.addf(m.key.get("needs"), m.field+".needs", "", "dependency cycle: %s", strings.Join(names, " -> "))
 }
 
 func (p *parser) checkNotify(play *PlaySpec) {
@@ -1121,7 +1155,7 @@ func (p *parser) checkNotify(play *PlaySpec) {
 		for _, n := range t.Notify {
 			hs, ok := topics[n]
 			if !ok {
-				p.c.addf(m.key["notify"], m.field+".notify", modules.Closest(n, names), "no handler named %q in this play", n)
+				p.c.addf(m.key.get("notify"), m.field+".notify", modules.Closest(n, names), "no handler named %q in this play", n)
 				continue
 			}
 			for _, h := range hs {
