@@ -2,7 +2,6 @@ package etcd_install
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +19,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/klauspost/compress/gzip"
 )
 
 // InstallArgs are etcd_install's arguments. The controller (etcd_binary)

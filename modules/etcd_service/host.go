@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/systemd"
+	"gopkg.in/yaml.v3"
 )
 
 // account is one line of /etc/passwd or /etc/group, the fields we manage.
@@ -101,6 +102,10 @@ type hostState struct {
 	UnitSeen bool
 	Systemd  unitState
 	Marker   []byte // the restore marker's content; nil without one
+	// NewClusterMember: the data dir holds no member yet and etcd.yaml
+	// says initial-cluster-state new, so etcd will ask its peers before
+	// it bootstraps.
+	NewClusterMember bool
 }
 
 func gatherState(ctx context.Context, w *want) (*hostState, error) {
@@ -147,7 +152,29 @@ func gatherState(ctx context.Context, w *want) (*hostState, error) {
 		}
 	}
 	st.Systemd, err = showUnit(ctx, w.Name)
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	if len(w.StartAfter) > 0 && !st.Systemd.Running() && !memberDataExists(w.DataDir) {
+		st.NewClusterMember = initialClusterNew(w.ConfigFile)
+	}
+	return st, nil
+}
+
+// initialClusterNew reports whether the etcd config file says
+// initial-cluster-state: new (etcd's default when it is unset).
+func initialClusterNew(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var cfg struct {
+		State string `yaml:"initial-cluster-state"`
+	}
+	if yaml.Unmarshal(b, &cfg) != nil {
+		return false
+	}
+	return cfg.State == "" || cfg.State == "new"
 }
 
 // showUnit asks systemd about the unit in one exec (the no-op path of a

@@ -22,6 +22,10 @@ type want struct {
 	Enabled  bool
 	State    string // started, present, stopped
 	Marker   string // a restore's in-progress marker; "" checks none
+
+	StartAfter []string // peer URLs of the members before this one
+	DataDir    string
+	ConfigFile string
 }
 
 // step is one thing Apply does, in order.
@@ -44,6 +48,9 @@ const (
 type payload struct {
 	Want  *want
 	Steps []step
+	// WaitFor are the peer URLs to wait for before starting a new
+	// cluster's member.
+	WaitFor []string
 }
 
 // plan compares st with w. It is pure so every branch is table-tested.
@@ -148,7 +155,13 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		// Type=notify: a blocking start of the first member of a new
 		// cluster would wait for a quorum that cannot form until its
 		// peers start too.
-		add(stepStart, "!", "start "+w.Name, "without waiting (--no-block); etcd_health waits for the cluster")
+		detail := "without waiting (--no-block); etcd_health waits for the cluster"
+		if st.NewClusterMember && len(w.StartAfter) > 0 {
+			p.WaitFor = w.StartAfter
+			detail = fmt.Sprintf("once %s serve (a new cluster's members start in order; at most %s), without waiting (--no-block); etcd_health waits for the cluster",
+				strings.Join(w.StartAfter, ", "), startAfterLimit)
+		}
+		add(stepStart, "!", "start "+w.Name, detail)
 	case w.State == "stopped" && st.Systemd.Running():
 		add(stepStop, "!", "stop "+w.Name, "")
 	}

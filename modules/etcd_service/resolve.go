@@ -64,7 +64,17 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 	if c.WALDir != "" {
 		dirs = append(dirs, c.WALDir)
 	}
+	before := []any{} // not nil: arguments travel to the agent as JSON
+	for _, o := range c.Members {
+		if o.Host == m.Host {
+			break
+		}
+		before = append(before, o.PeerURL)
+	}
 	out["unit"] = unit
+	out["start_after"] = before
+	out["data_dir"] = c.DataDir
+	out["config_file"] = c.Paths.ConfigFile
 	setDefault(out, "unit_path", DefaultUnitPath)
 	setDefault(out, "name", "etcd.service")
 	setDefault(out, "user", data.User)

@@ -42,6 +42,12 @@ var spec = modules.Spec{
 	// restore_marker is etcd.HostPaths.RestoreMarker: while it exists a
 	// restore has this member stopped, and starting it is refused.
 	"restore_marker": {Kind: modules.String},
+	// start_after are the peer URLs of the members before this one; a new
+	// cluster's member starts once they serve (see peers.go). data_dir
+	// and config_file tell whether this member is new.
+	"start_after": {Kind: modules.List},
+	"data_dir":    {Kind: modules.String},
+	"config_file": {Kind: modules.String},
 }
 
 // Validate checks the resolved arguments.
@@ -67,6 +73,10 @@ func wantFrom(args modules.Args) *want {
 		Enabled:  args.Bool("enabled", true),
 		State:    args.Str("state", "started"),
 		Marker:   args.Str("restore_marker", ""),
+
+		StartAfter: args.Strings("start_after"),
+		DataDir:    args.Str("data_dir", ""),
+		ConfigFile: args.Str("config_file", ""),
 	}
 	if u, ok := args["unit"]; ok {
 		w.Unit = []byte(fmt.Sprint(u))
@@ -116,6 +126,9 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepDisable:
 			err = run(ctx, "systemctl", "disable", "--quiet", w.Name)
 		case stepStart:
+			if p.WaitFor != nil {
+				waitForPeers(ctx, p.WaitFor, startAfterLimit)
+			}
 			err = run(ctx, "systemctl", "start", "--no-block", w.Name)
 		case stepStop:
 			err = run(ctx, "systemctl", "stop", w.Name)

@@ -63,6 +63,7 @@ func TestPlan(t *testing.T) {
 		mutate  func(*hostState, *want)
 		actions []string
 		steps   []step
+		waitFor []string
 		wantErr string
 	}{
 		{name: "converged", mutate: func(*hostState, *want) {}},
@@ -136,6 +137,27 @@ func TestPlan(t *testing.T) {
 			steps:   []step{stepEnable},
 		},
 		{
+			name: "a new cluster's member starts after the members before it",
+			mutate: func(st *hostState, w *want) {
+				st.Systemd.ActiveState = "inactive"
+				st.NewClusterMember = true
+				w.StartAfter = []string{"https://10.0.0.1:2380", "https://10.0.0.2:2380"}
+			},
+			actions: []string{"! start etcd.service: once https://10.0.0.1:2380, https://10.0.0.2:2380 serve " +
+				"(a new cluster's members start in order; at most 3s), without waiting (--no-block); etcd_health waits for the cluster"},
+			steps:   []step{stepStart},
+			waitFor: []string{"https://10.0.0.1:2380", "https://10.0.0.2:2380"},
+		},
+		{
+			name: "a member with data, or joining a cluster, starts at once",
+			mutate: func(st *hostState, w *want) {
+				st.Systemd.ActiveState = "inactive"
+				w.StartAfter = []string{"https://10.0.0.1:2380"}
+			},
+			actions: []string{"! start etcd.service: without waiting (--no-block); etcd_health waits for the cluster"},
+			steps:   []step{stepStart},
+		},
+		{
 			name:    "data dir is a file",
 			mutate:  func(st *hostState, w *want) { st.Dirs["/var/lib/etcd"] = dirState{Exists: true} },
 			wantErr: "not a directory",
@@ -176,6 +198,9 @@ func TestPlan(t *testing.T) {
 				if p.Steps[i] != tt.steps[i] {
 					t.Errorf("steps %v, want %v", p.Steps, tt.steps)
 				}
+			}
+			if strings.Join(p.WaitFor, " ") != strings.Join(tt.waitFor, " ") {
+				t.Errorf("waits for %v, want %v", p.WaitFor, tt.waitFor)
 			}
 		})
 	}
