@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/etcdplay/etcdplay/internal/agent"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	// The agent serves every module the shipped binary has.
 	_ "github.com/etcdplay/etcdplay/modules/all"
@@ -200,9 +202,6 @@ func (f *Fleet) serveConn(c net.Conn, cfg *ssh.ServerConfig, root string, agentS
 	}
 }
 
-// probeMagic is the header the transport's probe script prints first.
-const probeMagic = "etcdplay-probe"
-
 func (f *Fleet) session(ch ssh.Channel, reqs <-chan *ssh.Request, root string, agentSize int64) {
 	defer ch.Close()
 	for r := range reqs {
@@ -215,7 +214,7 @@ func (f *Fleet) session(ch ssh.Channel, reqs <-chan *ssh.Request, root string, a
 		var p struct{ Cmd string }
 		_ = ssh.Unmarshal(r.Payload, &p)
 		code := uint32(0)
-		if !strings.Contains(p.Cmd, probeMagic) {
+		if !transport.IsProbe(p.Cmd) {
 			// Only the agent's own session is simulated: anything else
 			// would need a shell.
 			r.Reply(true, nil)
@@ -223,10 +222,9 @@ func (f *Fleet) session(ch ssh.Channel, reqs <-chan *ssh.Request, root string, a
 			code = 127
 		} else {
 			r.Reply(true, nil)
-			// The probe's header for a host whose agent is installed,
-			// root-owned and verified: the script execs it next.
-			dir := "/var/lib/etcdplay/agent"
-			fmt.Fprintf(ch, "%s\tLinux x86_64\t%s\t%s\t0\t0\t%d 0 755\tyes\tyes\n", probeMagic, root, dir, agentSize)
+			// A host whose agent is installed and verified: the probe
+			// script would exec it next.
+			io.WriteString(ch, transport.InstalledAgentHeader(root, "/var/lib/etcdplay/agent", 0, 0, agentSize))
 			if err := agent.Serve(f.ctx, ch, ch); err != nil {
 				code = 1
 			}

@@ -229,6 +229,19 @@ if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi`
 
 const probeMagic = "etcdplay-probe"
 
+// IsProbe reports whether an exec request's command is the transport's
+// probe script (the session that becomes the agent's).
+func IsProbe(command string) bool { return strings.Contains(command, probeMagic) }
+
+// InstalledAgentHeader is the header line the probe prints on a Linux
+// x86_64 host whose agent (agentSize bytes, root-owned, mode 0755) is
+// installed in dir and verified, just before the script execs it: what a
+// simulated host (integration/fleetsim) answers before it serves the
+// agent protocol itself.
+func InstalledAgentHeader(home, dir string, uid, gid int, agentSize int64) string {
+	return fmt.Sprintf("%s\tLinux x86_64\t%s\t%s\t%d\t%d\t%d 0 755\tyes\tyes\n", probeMagic, home, dir, uid, gid, agentSize)
+}
+
 // parseProbe reads the header line probeCommand prints. started reports
 // whether the agent was exec'd after it.
 func parseProbe(line string) (p *probe, started bool, err error) {

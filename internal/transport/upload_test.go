@@ -287,3 +287,19 @@ func TestProgressReader(t *testing.T) {
 		t.Error("a small transfer was wrapped")
 	}
 }
+
+// The simulated fleet answers with InstalledAgentHeader; the transport
+// must read it as an installed, reusable agent it can talk to at once.
+func TestInstalledAgentHeaderParses(t *testing.T) {
+	b := &agentBin{size: 27_934_882, sha256: strings.Repeat("ab", 32)}
+	if !IsProbe(probeCommand("/var/lib/etcdplay/agent", b.remoteName(), b, "")) {
+		t.Fatal("IsProbe does not recognise the probe command")
+	}
+	p, started, err := parseProbe(InstalledAgentHeader("/sim/h1", "/var/lib/etcdplay/agent", 0, 0, b.size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !started || !p.reusable(b) || !p.gunzip || p.platform != "linux/amd64" || p.home != "/sim/h1" {
+		t.Errorf("started %v, probe %+v: want an installed, reusable linux/amd64 agent", started, p)
+	}
+}
