@@ -47,6 +47,11 @@ func (p HostPaths) InstallDir(v Version) string {
 	return p.InstallRoot + "/" + v.String()
 }
 
+// MemberDir is where etcd keeps a member's state inside its data dir. etcd
+// creates it when the member bootstraps; while it is absent, etcd still
+// reads the initial-cluster settings (and asks its peers) on start.
+func MemberDir(dataDir string) string { return filepath.Join(dataDir, "member") }
+
 // Binaries are the release's executables, installed and linked.
 var Binaries = []string{"etcd", "etcdctl", "etcdutl"}
 

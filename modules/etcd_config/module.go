@@ -170,7 +170,7 @@ func bootstrappedOnly(args modules.Args) (string, bool) {
 	if dataDir == "" {
 		return "", false
 	}
-	if st, err := os.Stat(filepath.Join(dataDir, "member")); err != nil || !st.IsDir() {
+	if st, err := os.Stat(etcd.MemberDir(dataDir)); err != nil || !st.IsDir() {
 		return "", false
 	}
 	cur, err := os.ReadFile(args.Str("dest", ""))

@@ -7,9 +7,10 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
 // A new cluster whose members all start at once loses about a second per
@@ -108,6 +109,6 @@ func memberDataExists(dataDir string) bool {
 	if dataDir == "" {
 		return true
 	}
-	_, err := os.Stat(filepath.Join(dataDir, "member"))
+	_, err := os.Stat(etcd.MemberDir(dataDir))
 	return !errors.Is(err, os.ErrNotExist)
 }
