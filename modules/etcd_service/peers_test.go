@@ -76,7 +76,7 @@ func TestProbePeer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := probePeer(context.Background(), tt.url, 200*time.Millisecond); got != tt.want {
+			if got := probePeer(context.Background(), tt.url, time.Second); got != tt.want {
 				t.Errorf("probePeer(%s) = %v, want %v", tt.url, got, tt.want)
 			}
 		})
