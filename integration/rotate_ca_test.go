@@ -26,8 +26,9 @@ import (
 
 // TestRotateCA: a 3-member TLS cluster with 1,000 keys and a client host
 // whose grpc-proxy serves local clients. rotate-ca.yml --check changes
-// nothing; then it is killed during the first step's restarts and during
-// the second step's re-issues, and run again to the end, while two clients
+// nothing; then it is killed during the first step's restarts, during the
+// second step's re-issues and right after the third step's promotion of
+// the new CA, and run again to the end, while two clients
 // write every 20 ms: one through the proxy (an application on the client
 // host), one straight to the members that follows the rotation (it trusts
 // what the state dir's CA files hold and presents the controller's current
@@ -69,9 +70,15 @@ func TestRotateCA(t *testing.T) {
 	direct := harness.StartWriteLoop(cli, "during-ca-rotation", 20*time.Millisecond, 400*time.Millisecond)
 	viaProxy := harness.StartWriteLoop(m.proxyClient(proxy.Addr, false), "via-proxy-during-ca-rotation", 20*time.Millisecond, 400*time.Millisecond)
 	since := time.Now()
-	for _, marker := range []string{"restart of", "serves its new server certificate"} {
-		o := e.SignalWhen(t, rb, marker, 300*time.Millisecond, os.Kill)
-		t.Logf("killed after %q: exit %d", marker, o.Code)
+	// Killed in each step: during the first's restarts, the second's
+	// re-issues, and the third's right after the new CA became the CA on
+	// the controller while every host still trusts the old one too.
+	for _, kill := range []struct {
+		marker string
+		delay  time.Duration
+	}{{"restart of", 300 * time.Millisecond}, {"serves its new server certificate", 0}, {"the new CA is ", 0}} {
+		o := e.SignalWhen(t, rb, kill.marker, kill.delay, os.Kill)
+		t.Logf("killed after %q: exit %d", kill.marker, o.Code)
 	}
 	o := e.MustApply(t, rb)
 	t.Logf("rotate-ca finished in %.1fs", o.Elapsed.Seconds())
@@ -121,8 +128,10 @@ func TestRotateCA(t *testing.T) {
 	} else if kept, _ := os.ReadFile(retired[0]); !bytes.Equal(kept, oldCA) {
 		t.Errorf("%s is not the old CA", retired[0])
 	}
-	if _, err := os.Stat(filepath.Join(pki, "ca-next.crt")); err == nil {
-		t.Errorf("ca-next.crt left in the state dir after the rotation")
+	for _, f := range []string{"ca-next.crt", "ca-rotation-finishing"} {
+		if _, err := os.Stat(filepath.Join(pki, f)); err == nil {
+			t.Errorf("%s left in the state dir after the rotation", f)
+		}
 	}
 	if got := e.HostFile(t, proxy.Name, "/etc/etcd-proxy/pki/ca.crt"); !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(newCA)) {
 		t.Errorf("the proxy on %s trusts:\n%s\nwant the new CA alone", proxy.Name, got)

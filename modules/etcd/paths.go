@@ -76,6 +76,12 @@ const UnitName = "etcd.service"
 func (s StatePKI) NextCACert() string { return filepath.Join(s.Dir, "ca-next.crt") }
 func (s StatePKI) NextCAKey() string  { return filepath.Join(s.Dir, "ca-next.key") }
 
+// RotationFinishing marks a CA rotation whose new CA is already CACert
+// while hosts may still trust the old one beside it: from the promotion
+// in rotate-ca.yml's last step until the playbook's end. A run killed in
+// between is finished by the next, rather than a new CA made.
+func (s StatePKI) RotationFinishing() string { return filepath.Join(s.Dir, "ca-rotation-finishing") }
+
 // Server, Peer and Client return a certificate and its key.
 func (s StatePKI) Server(member string) (crt, key string) { return s.pair("server-" + member) }
 func (s StatePKI) Peer(member string) (crt, key string)   { return s.pair("peer-" + member) }

@@ -36,8 +36,10 @@ var spec = modules.Spec{
 	// current one: hosts trust both, leaves stay), reissue (leaves from
 	// the new CA, hosts still trust both), finish (the new CA replaces the
 	// current one on the controller, the old one kept aside; hosts trust
-	// the new one only).
-	"ca_rotation": {Kind: modules.String, OneOf: []string{"trust", "reissue", "finish"}},
+	// the new one only), done (the playbook's last task, on the controller
+	// only: the rotation is recorded as finished, so that the next run
+	// starts another rather than finishing this one).
+	"ca_rotation": {Kind: modules.String, OneOf: []string{"trust", "reissue", "finish", "done"}},
 }
 
 func (Module) Validate(args modules.Args) error {
@@ -80,6 +82,7 @@ type plan struct {
 	next     *CA
 	nextNew  bool
 	promote  bool
+	done     bool // the rotation's end: drop its finishing mark
 	caPaths  [2]string
 	items    []item
 	hostArgs modules.Args
@@ -131,9 +134,13 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if p.caNew && owner {
 		ch.Add("+", pki.CACert(), fmt.Sprintf("new CA %q on the controller (valid until %s)", p.ca.cert.Subject.CommonName, p.ca.cert.NotAfter.UTC().Format("2006-01-02")))
 	}
-	signing, trusted, err := p.rotationStep(st, c, pki, args.Str("ca_rotation", ""), owner, ch)
+	step := args.Str("ca_rotation", "")
+	signing, trusted, err := p.rotationStep(st, c, pki, step, owner, ch)
 	if err != nil {
 		return fail(err)
+	}
+	if step == "done" {
+		return ch, nil // the controller's bookkeeping only
 	}
 
 	if m != nil {
@@ -250,6 +257,9 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err := persist(p, env); err != nil {
 		return nil, fmt.Errorf("etcd_pki on %s: %w", env.Host, err)
 	}
+	if p.hostArgs == nil {
+		return &modules.Result{Status: modules.StatusChanged, Change: ch}, nil
+	}
 	w, err := env.Writer(env.Host)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_pki: %w", err)
@@ -275,7 +285,7 @@ func persist(p *plan, env *modules.Env) error {
 	st := storeFor(p.dir)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !p.caNew && !anyIssued(p) && !p.nextNew && !p.promote {
+	if !p.caNew && !anyIssued(p) && !p.nextNew && !p.promote && !p.done {
 		return nil
 	}
 	unlock, err := lockDir(p.dir)

@@ -559,3 +559,70 @@ func mustRead(t *testing.T, p string) []byte {
 	must(t, err)
 	return b
 }
+
+// A rotation killed after its last step promoted the new CA on the
+// controller but before every host dropped the old one: the rerun from
+// the start finishes that rotation (no third CA, one retired), and only
+// the playbook's done task lets the next run start another.
+func TestCARotationKilledAfterPromotion(t *testing.T) {
+	l := newLab(t)
+	l.runAll(t, false)
+	pkiDir := filepath.Join(l.state, "etcd", "pki")
+	oldCA := mustRead(t, filepath.Join(pkiDir, "ca.crt"))
+	for _, step := range []string{"trust", "reissue"} {
+		l.caRotation = step
+		l.runAll(t, false)
+	}
+	next := mustRead(t, filepath.Join(pkiDir, "ca-next.crt"))
+
+	// finish reaches etcd1 only: the controller promotes, etcd2 and etcd3
+	// still trust both CAs.
+	l.caRotation = "finish"
+	env, args, writers := l.envWriters("etcd1", false)
+	if _, err := modules.Run(context.Background(), "etcd_pki", Module{}, env, args, writers); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, filepath.Join(l.pki("etcd2"), "ca.crt")); !bytes.Contains(got, bytes.TrimSpace(oldCA)) {
+		t.Fatalf("etcd2 already dropped the old CA")
+	}
+
+	l.caRotation = "trust"
+	plan := l.runAll(t, true)
+	if p := strings.Join(plan["etcd1"], "\n"); !strings.Contains(p, "is finished: hosts trust it alone") || strings.Contains(p, "ca-next.crt") {
+		t.Errorf("trust after a promotion, etcd1 plans:\n%s", p)
+	}
+	for _, step := range []string{"trust", "reissue", "finish"} {
+		l.caRotation = step
+		l.runAll(t, false)
+		if _, err := os.Stat(filepath.Join(pkiDir, "ca-next.crt")); err == nil {
+			t.Fatalf("step %s after a promotion made another new CA", step)
+		}
+		for _, h := range hosts {
+			if got := mustRead(t, filepath.Join(l.pki(h), "ca.crt")); !bytes.Equal(got, next) {
+				t.Errorf("%s trusts %s after step %s, want the promoted CA alone", h, got, step)
+			}
+		}
+	}
+	if cur := mustRead(t, filepath.Join(pkiDir, "ca.crt")); !bytes.Equal(cur, next) {
+		t.Error("the state dir's CA is not the promoted one")
+	}
+	if retired, _ := filepath.Glob(filepath.Join(pkiDir, "ca-retired-*.crt")); len(retired) != 1 || !bytes.Equal(mustRead(t, retired[0]), oldCA) {
+		t.Errorf("retired CAs %v, want the old one alone", retired)
+	}
+
+	l.caRotation = "done"
+	// Whichever host's plan comes first drops it (run_once in the playbook).
+	if p := l.runAll(t, false); !strings.Contains(fmt.Sprint(p), "ca-rotation-finishing: the rotation is finished") {
+		t.Errorf("done planned %v", p)
+	}
+	if _, err := os.Stat(filepath.Join(pkiDir, "ca-rotation-finishing")); err == nil {
+		t.Error("done left the finishing mark")
+	}
+	if p := l.runAll(t, false); len(p["etcd1"]) != 0 {
+		t.Errorf("done again planned %v", p["etcd1"])
+	}
+	l.caRotation = "trust"
+	if p := strings.Join(l.runAll(t, true)["etcd1"], "\n"); !strings.Contains(p, "ca-next.crt: new CA") {
+		t.Errorf("trust after done, etcd1 plans:\n%s", p)
+	}
+}

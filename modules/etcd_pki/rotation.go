@@ -27,8 +27,11 @@ import (
 //     CA only, and the members are restarted again.
 //
 // The step is the playbook's; what is done is read from the state dir
-// (ca-next present or not) and the hosts' files, so a killed run is
-// finished by running rotate-ca.yml again from the start.
+// (ca-next present or not, the finishing mark) and the hosts' files, so a
+// killed run is finished by running rotate-ca.yml again from the start.
+// Past the promotion, a rerun's first two steps find no ca-next but the
+// mark: they finish that rotation (hosts trust the new CA alone) instead
+// of starting another, and the playbook's last task (done) drops the mark.
 
 // rotationStep picks the CA that signs leaves and the trust bundle hosts
 // get for step (none: the current CA for both).
@@ -42,12 +45,35 @@ func (p *plan) rotationStep(st *store, c *etcd.Cluster, pki etcd.StatePKI, step 
 	if p.caNew {
 		return nil, nil, errors.New("there is no CA to rotate yet: site.yml makes the cluster's first one")
 	}
-	if p.next, p.nextNew, err = st.loadNextCA(c, pki, step == "trust"); err != nil {
+	finishing, err := exists(pki.RotationFinishing())
+	if err != nil {
 		return nil, nil, err
 	}
+	if p.next, p.nextNew, err = st.loadNextCA(c, pki, step == "trust" && !finishing); err != nil {
+		return nil, nil, err
+	}
+	if step == "done" {
+		// Under --check a pending ca-next is this run's own plan of the
+		// earlier steps, which would have promoted it.
+		if p.next != nil && !p.nextNew {
+			return nil, nil, fmt.Errorf("%s is still there: the rotation's last step (ca_rotation: finish) has not made it the CA; run rotate-ca.yml again", pki.NextCACert())
+		}
+		if finishing {
+			p.done = true
+			ch.Add("-", pki.RotationFinishing(), "the rotation is finished: every host trusts the new CA alone")
+		}
+		return p.ca, p.ca.Cert, nil
+	}
 	if p.next == nil {
-		if step == "finish" {
+		switch {
+		case step == "finish":
 			return p.ca, p.ca.Cert, nil // done: the new CA is the CA
+		case finishing:
+			if owner && step == "trust" {
+				ch.Add("~", pki.CACert(), fmt.Sprintf("a rotation killed after CA %q (serial %x) became the CA is finished: hosts trust it alone; run rotate-ca.yml again for another new CA",
+					p.ca.cert.Subject.CommonName, p.ca.cert.SerialNumber))
+			}
+			return p.ca, p.ca.Cert, nil
 		}
 		return nil, nil, fmt.Errorf("no new CA in %s: the rotation's first step (ca_rotation: trust) makes it", pki.NextCACert())
 	}
@@ -102,6 +128,13 @@ func persistRotation(p *plan, pki etcd.StatePKI, logf func(string, ...any)) erro
 			logf("created the rotation's new CA %s", pki.NextCACert())
 		}
 	}
+	if p.done {
+		if err := os.Remove(pki.RotationFinishing()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		logf("the CA rotation is finished")
+		return nil
+	}
 	if !p.promote {
 		return nil
 	}
@@ -115,6 +148,12 @@ func persistRotation(p *plan, pki etcd.StatePKI, logf func(string, ...any)) erro
 		// CA as retired and leave the old one's copy as the only proof;
 		// settle the promotion instead.
 		return settlePromotion(pki)
+	}
+	// The mark goes first: once ca.crt is the new CA, a rerun must find
+	// the rotation unfinished rather than start another.
+	if err := writeAtomic(pki.RotationFinishing(), []byte(fmt.Sprintf("CA serial %x became %s; rotate-ca.yml's last task removes this file once every host trusts it alone\n",
+		p.next.cert.SerialNumber, pki.CACert())), 0o644); err != nil {
+		return err
 	}
 	retired := retiredName(pki, p.ca)
 	if _, err := os.Stat(retired); errors.Is(err, fs.ErrNotExist) {
@@ -155,4 +194,12 @@ func settlePromotion(pki etcd.StatePKI) error {
 		}
 	}
 	return nil
+}
+
+func exists(p string) (bool, error) {
+	_, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
