@@ -1,7 +1,6 @@
 package etcd_service
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,62 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
-	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/systemd"
+	"github.com/etcdplay/etcdplay/modules/user"
 	"gopkg.in/yaml.v3"
 )
-
-// account is one line of /etc/passwd or /etc/group, the fields we manage.
-type account struct {
-	Name  string
-	ID    int
-	GID   int // passwd only
-	Home  string
-	Shell string
-}
-
-// parsePasswd reads /etc/passwd-format text. Parsing the file ourselves
-// (rather than os/user) gives us the login shell, which os/user hides.
-func parsePasswd(data []byte) map[string]account {
-	out := map[string]account{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out[f[0]] = account{Name: f[0], ID: uid, GID: gid, Home: f[5], Shell: f[6]}
-	}
-	return out
-}
-
-// parseGroup reads /etc/group-format text.
-func parseGroup(data []byte) map[string]account {
-	out := map[string]account{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		gid, err := strconv.Atoi(f[2])
-		if err != nil {
-			continue
-		}
-		out[f[0]] = account{Name: f[0], ID: gid}
-	}
-	return out
-}
 
 // dirState is what we know of one directory we manage.
 type dirState struct {
@@ -95,8 +45,8 @@ func (u unitState) Running() bool {
 // hostState is everything Plan looks at, gathered in one pass so the plan
 // itself is a pure function (and table-testable).
 type hostState struct {
-	Users    map[string]account
-	Groups   map[string]account
+	User     *user.Account // nil when absent
+	Group    *user.Group   // nil when absent
 	Dirs     map[string]dirState
 	Unit     []byte // nil when the unit file does not exist
 	UnitSeen bool
@@ -110,16 +60,16 @@ type hostState struct {
 
 func gatherState(ctx context.Context, w *want) (*hostState, error) {
 	st := &hostState{Dirs: map[string]dirState{}}
-	passwd, err := os.ReadFile("/etc/passwd")
-	if err != nil {
+	if a, ok, err := user.LookupAccount(w.User); err != nil {
 		return nil, err
+	} else if ok {
+		st.User = &a
 	}
-	st.Users = parsePasswd(passwd)
-	group, err := os.ReadFile("/etc/group")
-	if err != nil {
+	if g, ok, err := user.LookupGroup(w.Group); err != nil {
 		return nil, err
+	} else if ok {
+		st.Group = &g
 	}
-	st.Groups = parseGroup(group)
 	for _, d := range w.Dirs {
 		fi, err := os.Stat(d)
 		switch {
@@ -215,13 +165,4 @@ func run(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return nil
-}
-
-// writeAtomic replaces path with data (hostfile.WriteAtomic), creating
-// its directory, so systemd never reads a half-written unit.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return hostfile.WriteAtomic(path, data, mode, -1, -1)
 }

@@ -62,12 +62,11 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		c.Add(op, target, detail)
 	}
 
-	grp, haveGroup := st.Groups[w.Group]
-	if !haveGroup {
+	grp, usr := st.Group, st.User
+	if grp == nil {
 		add(stepGroup, "+", "group "+w.Group, "system group")
 	}
-	usr, haveUser := st.Users[w.User]
-	if !haveUser {
+	if usr == nil {
 		add(stepUserAdd, "+", "user "+w.User, fmt.Sprintf("system user, group %s, home %s, shell %s", w.Group, w.Home, w.Shell))
 	} else {
 		var d []string
@@ -77,7 +76,7 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		if usr.Shell != w.Shell {
 			d = append(d, fmt.Sprintf("shell %s->%s", usr.Shell, w.Shell))
 		}
-		if haveGroup && usr.GID != grp.ID {
+		if grp != nil && usr.GID != grp.GID {
 			d = append(d, "primary group ->"+w.Group)
 		}
 		if len(d) > 0 {
@@ -100,10 +99,10 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		if ds.Mode != 0o700 {
 			d = append(d, fmt.Sprintf("mode %04o->0700", uint32(ds.Mode)))
 		}
-		if !haveUser || ds.UID != usr.ID {
+		if usr == nil || ds.UID != usr.UID {
 			d = append(d, "owner ->"+w.User)
 		}
-		if !haveGroup || ds.GID != grp.ID {
+		if grp == nil || ds.GID != grp.GID {
 			d = append(d, "group ->"+w.Group)
 		}
 		if len(d) > 0 {

@@ -12,9 +12,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
+	"path/filepath"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/user"
 )
 
 func init() { modules.Register("etcd_service", Module{}) }
@@ -118,7 +120,10 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepDirs:
 			err = ensureDirs(w)
 		case stepUnit:
-			err = writeAtomic(w.UnitPath, w.Unit, 0o644)
+			// Atomic, so systemd never reads a half-written unit.
+			if err = os.MkdirAll(filepath.Dir(w.UnitPath), 0o755); err == nil {
+				err = hostfile.WriteAtomic(w.UnitPath, w.Unit, 0o644, -1, -1)
+			}
 		case stepReload:
 			err = run(ctx, "systemctl", "daemon-reload")
 		case stepEnable:
@@ -143,21 +148,19 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 // ensureDirs creates the data directories 0700 owned by the etcd user
 // (looked up again: the user may have been created a step earlier).
 func ensureDirs(w *want) error {
-	passwd, err := os.ReadFile("/etc/passwd")
+	u, ok, err := user.LookupAccount(w.User)
+	if err == nil && !ok {
+		err = fmt.Errorf("user %s does not exist", w.User)
+	}
 	if err != nil {
 		return err
 	}
-	group, err := os.ReadFile("/etc/group")
+	g, ok, err := user.LookupGroup(w.Group)
+	if err == nil && !ok {
+		err = fmt.Errorf("group %s does not exist", w.Group)
+	}
 	if err != nil {
 		return err
-	}
-	u, ok := parsePasswd(passwd)[w.User]
-	if !ok {
-		return fmt.Errorf("user %s does not exist", w.User)
-	}
-	g, ok := parseGroup(group)[w.Group]
-	if !ok {
-		return fmt.Errorf("group %s does not exist", w.Group)
 	}
 	for _, d := range w.Dirs {
 		if err := os.MkdirAll(d, dirMode); err != nil {
@@ -166,8 +169,8 @@ func ensureDirs(w *want) error {
 		if err := os.Chmod(d, dirMode); err != nil {
 			return err
 		}
-		if err := os.Chown(d, u.ID, g.ID); err != nil {
-			return fmt.Errorf("chown %s to %s:%s (uid %s): %w", d, w.User, w.Group, strconv.Itoa(u.ID), err)
+		if err := os.Chown(d, u.UID, g.GID); err != nil {
+			return fmt.Errorf("chown %s to %s:%s (uid %d): %w", d, w.User, w.Group, u.UID, err)
 		}
 	}
 	return nil

@@ -8,27 +8,8 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/user"
 )
-
-func TestParsePasswd(t *testing.T) {
-	got := parsePasswd([]byte("root:x:0:0:root:/root:/bin/bash\n#c\nbad line\netcd:x:998:997:etcd:/var/lib/etcd:/usr/sbin/nologin\n"))
-	want := map[string]account{
-		"root": {Name: "root", ID: 0, GID: 0, Home: "/root", Shell: "/bin/bash"},
-		"etcd": {Name: "etcd", ID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %v", got)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s: got %+v want %+v", k, got[k], v)
-		}
-	}
-	g := parseGroup([]byte("root:x:0:\netcd:x:997:\n"))
-	if g["etcd"].ID != 997 || len(g) != 2 {
-		t.Errorf("groups: %v", g)
-	}
-}
 
 func TestParseShow(t *testing.T) {
 	u := parseShow([]byte("LoadState=loaded\nActiveState=activating\nUnitFileState=enabled\nNeedDaemonReload=yes\n"))
@@ -47,8 +28,8 @@ func converged() (*hostState, *want) {
 	w := &want{Name: "etcd.service", UnitPath: DefaultUnitPath, Unit: []byte("unit\n"), User: "etcd", Group: "etcd",
 		Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin", Dirs: []string{"/var/lib/etcd"}, Enabled: true, State: "started"}
 	st := &hostState{
-		Users:    map[string]account{"etcd": {Name: "etcd", ID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"}},
-		Groups:   map[string]account{"etcd": {Name: "etcd", ID: 997}},
+		User:     &user.Account{Name: "etcd", UID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"},
+		Group:    &user.Group{Name: "etcd", GID: 997},
 		Dirs:     map[string]dirState{"/var/lib/etcd": {Exists: true, IsDir: true, Mode: 0o700, UID: 998, GID: 997}},
 		Unit:     []byte("unit\n"),
 		UnitSeen: true,
@@ -70,7 +51,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "bare host",
 			mutate: func(st *hostState, w *want) {
-				*st = hostState{Users: map[string]account{}, Groups: map[string]account{}, Dirs: map[string]dirState{},
+				*st = hostState{Dirs: map[string]dirState{},
 					Systemd: unitState{LoadState: "not-found", ActiveState: "inactive"}}
 			},
 			actions: []string{
@@ -117,9 +98,7 @@ func TestPlan(t *testing.T) {
 			name: "wrong dir mode and owner, wrong shell",
 			mutate: func(st *hostState, w *want) {
 				st.Dirs["/var/lib/etcd"] = dirState{Exists: true, IsDir: true, Mode: 0o755, UID: 0, GID: 0}
-				u := st.Users["etcd"]
-				u.Shell = "/bin/bash"
-				st.Users["etcd"] = u
+				st.User.Shell = "/bin/bash"
 			},
 			actions: []string{"~ user etcd: shell /bin/bash->/usr/sbin/nologin", "~ /var/lib/etcd: mode 0755->0700, owner ->etcd, group ->etcd"},
 			steps:   []step{stepUserMod, stepDirs},
