@@ -51,6 +51,9 @@ type payload struct {
 	// WaitFor are the peer URLs to wait for before starting a new
 	// cluster's member.
 	WaitFor []string
+	// NewUnit: the unit file is new to systemd, which should load it
+	// without a daemon-reload; Apply makes sure.
+	NewUnit bool
 }
 
 // plan compares st with w. It is pure so every branch is table-tested.
@@ -114,32 +117,34 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		p.Steps = append(p.Steps, stepDirs)
 	}
 
-	unitChanged := false
+	// A unit file systemd has never loaded is read when first asked for,
+	// without a daemon-reload (which costs systemd about 0.3 s of CPU on
+	// every host of a cold run); Apply checks that it did and reloads if
+	// not. A unit systemd holds already, from this file or another of the
+	// same name, needs the reload.
+	reload := st.Systemd.NeedDaemonReload
 	if w.Unit != nil && (!st.UnitSeen || !bytes.Equal(st.Unit, w.Unit)) {
-		op, detail := "+", "systemd unit"
-		if st.UnitSeen {
-			op, detail = "~", "systemd unit changed"
+		op, detail := "~", "systemd unit changed"
+		switch {
+		case !st.UnitSeen && st.Systemd.LoadState == "not-found":
+			op, detail = "+", "systemd unit (a new unit needs no daemon-reload: systemd reads it when first asked)"
+			p.NewUnit = true
+		case !st.UnitSeen:
+			op, detail = "+", "systemd unit, in place of the "+w.Name+" systemd has loaded"
+			reload = true
+		default:
+			reload = true
 		}
 		add(stepUnit, op, w.UnitPath, detail)
 		c.Diffs = append(c.Diffs, modules.FileDiff{Path: w.UnitPath, Before: string(st.Unit), After: string(w.Unit)})
-		unitChanged = true
 	}
-	enabled := st.Systemd.UnitFileState == "enabled"
-	enabling := w.Enabled && !enabled
-	reload := unitChanged || st.Systemd.NeedDaemonReload
-	// `systemctl enable` reloads systemd itself (a daemon-reload costs
-	// about half a second), so a separate reload is only for units
-	// that stay enabled.
-	if reload && !enabling {
+	if reload {
 		add(stepReload, "!", "systemctl daemon-reload", "")
 	}
+	enabled := st.Systemd.UnitFileState == "enabled"
 	switch {
-	case enabling:
-		detail := "start at boot"
-		if reload {
-			detail += " (enable reloads systemd, which picks up the unit)"
-		}
-		add(stepEnable, "!", "enable "+w.Name, detail)
+	case w.Enabled && !enabled:
+		add(stepEnable, "!", "enable "+w.Name, "start at boot")
 	case !w.Enabled && enabled:
 		add(stepDisable, "!", "disable "+w.Name, "")
 	}

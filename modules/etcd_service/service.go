@@ -120,16 +120,14 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepDirs:
 			err = ensureDirs(w)
 		case stepUnit:
-			// Atomic, so systemd never reads a half-written unit.
-			if err = os.MkdirAll(filepath.Dir(w.UnitPath), 0o755); err == nil {
-				err = hostfile.WriteAtomic(w.UnitPath, w.Unit, 0o644, -1, -1)
-			}
+			err = writeUnit(ctx, w, p.NewUnit)
 		case stepReload:
 			err = run(ctx, "systemctl", "daemon-reload")
 		case stepEnable:
-			err = run(ctx, "systemctl", "enable", "--quiet", w.Name)
+			// Any reload the unit needs was planned before this one.
+			err = run(ctx, "systemctl", "enable", "--quiet", "--no-reload", w.Name)
 		case stepDisable:
-			err = run(ctx, "systemctl", "disable", "--quiet", w.Name)
+			err = run(ctx, "systemctl", "disable", "--quiet", "--no-reload", w.Name)
 		case stepStart:
 			if p.WaitFor != nil {
 				waitForPeers(ctx, p.WaitFor, startAfterLimit)
@@ -143,6 +141,26 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		}
 	}
 	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
+}
+
+// writeUnit writes the unit atomically, so systemd never reads half of
+// it. A unit new to systemd should then show as loaded, with nothing to
+// reload; a systemd that still holds "not found" for it gets the reload.
+func writeUnit(ctx context.Context, w *want, isNew bool) error {
+	if err := os.MkdirAll(filepath.Dir(w.UnitPath), 0o755); err != nil {
+		return err
+	}
+	if err := hostfile.WriteAtomic(w.UnitPath, w.Unit, 0o644, -1, -1); err != nil || !isNew {
+		return err
+	}
+	u, err := showUnit(ctx, w.Name)
+	if err != nil {
+		return err
+	}
+	if u.LoadState == "loaded" && !u.NeedDaemonReload {
+		return nil
+	}
+	return run(ctx, "systemctl", "daemon-reload")
 }
 
 // ensureDirs creates the data directories 0700 owned by the etcd user

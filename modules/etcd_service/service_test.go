@@ -58,8 +58,8 @@ func TestPlan(t *testing.T) {
 				"+ group etcd: system group",
 				"+ user etcd: system user, group etcd, home /var/lib/etcd, shell /usr/sbin/nologin",
 				"+ /var/lib/etcd: directory 0700 etcd:etcd",
-				"+ /etc/systemd/system/etcd.service: systemd unit",
-				"! enable etcd.service: start at boot (enable reloads systemd, which picks up the unit)",
+				"+ /etc/systemd/system/etcd.service: systemd unit (a new unit needs no daemon-reload: systemd reads it when first asked)",
+				"! enable etcd.service: start at boot",
 				"! start etcd.service: without waiting (--no-block); etcd_health waits for the cluster",
 			},
 			steps: []step{stepGroup, stepUserAdd, stepDirs, stepUnit, stepEnable, stepStart},
@@ -69,6 +69,20 @@ func TestPlan(t *testing.T) {
 			mutate:  func(st *hostState, w *want) { w.Unit = []byte("unit v2\n") },
 			actions: []string{"~ /etc/systemd/system/etcd.service: systemd unit changed", "! systemctl daemon-reload"},
 			steps:   []step{stepUnit, stepReload},
+		},
+		{
+			name: "a unit of the same name loaded from elsewhere (a distribution's package) is reloaded",
+			mutate: func(st *hostState, w *want) {
+				st.Unit, st.UnitSeen = nil, false
+				st.Systemd = unitState{LoadState: "loaded", ActiveState: "inactive", UnitFileState: "disabled"}
+				w.State = "present"
+			},
+			actions: []string{
+				"+ /etc/systemd/system/etcd.service: systemd unit, in place of the etcd.service systemd has loaded",
+				"! systemctl daemon-reload",
+				"! enable etcd.service: start at boot",
+			},
+			steps: []step{stepUnit, stepReload, stepEnable},
 		},
 		{
 			name:    "stopped member is started",
