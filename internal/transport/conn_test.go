@@ -33,7 +33,8 @@ func connected(t *testing.T) (*sshtest.Client, *sshtest.Server, *Conn) {
 }
 
 // The first connect streams the agent gzipped into ~/.cache/etcdplay
-// under its hash (probe, upload, agent: three sessions, no SFTP); the
+// under its hash (probe, unpack, agent: three exec sessions, the upload
+// over SFTP, staged in the login user's cache and removed after); the
 // next one reuses it: a single session that probes and execs the agent.
 func TestAgentUploadAndReuse(t *testing.T) {
 	c := sshtest.NewClient(t)
@@ -50,8 +51,11 @@ func TestAgentUploadAndReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Execs.Load() != 3 || s.SFTPs.Load() != 0 {
-		t.Errorf("first connect: %d execs, %d sftp sessions; want 3 and 0", s.Execs.Load(), s.SFTPs.Load())
+	if s.Execs.Load() != 3 || s.SFTPs.Load() != 1 {
+		t.Errorf("first connect: %d execs, %d sftp sessions; want 3 and 1", s.Execs.Load(), s.SFTPs.Load())
+	}
+	if staged, _ := filepath.Glob(filepath.Join(s.Home, ".cache", "etcdplay", "stage", "*")); len(staged) != 0 {
+		t.Errorf("left in the staging dir: %v", staged)
 	}
 	if !strings.Contains(conn.Uploaded(), "gzipped") {
 		t.Errorf("upload described as %q", conn.Uploaded())
@@ -71,8 +75,8 @@ func TestAgentUploadAndReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Execs.Load() != 4 || s.SFTPs.Load() != 0 || conn2.Uploaded() != "" {
-		t.Errorf("second connect: %d execs, %d sftp sessions in all (upload %q); want 4 and 0", s.Execs.Load(), s.SFTPs.Load(), conn2.Uploaded())
+	if s.Execs.Load() != 4 || s.SFTPs.Load() != 1 || conn2.Uploaded() != "" {
+		t.Errorf("second connect: %d execs, %d sftp sessions in all (upload %q); want 4 and 1", s.Execs.Load(), s.SFTPs.Load(), conn2.Uploaded())
 	}
 	if r, err := conn2.Do(context.Background(), "sshtest_set", modules.Args{"want": 1}, false); err != nil || r.Status != modules.StatusChanged {
 		t.Fatalf("Do: %+v %v", r, err)

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestUnamePlatform(t *testing.T) {
@@ -187,10 +188,11 @@ func TestParseProbe(t *testing.T) {
 	}
 }
 
-// TestStreamCommandRefusesForeignDir runs the upload script with the
+// TestUnpackCommandRefusesForeignDir runs the unpack script with the
 // local sh: a symlinked or foreign-owned agent directory is refused and
-// nothing is written through it; a good upload lands 0755 with its stamp.
-func TestStreamCommandRefusesForeignDir(t *testing.T) {
+// nothing is written through it; a good upload lands 0755 with its stamp;
+// the staged file goes in every case.
+func TestUnpackCommandRefusesForeignDir(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to make a directory owned by another user")
 	}
@@ -203,10 +205,15 @@ func TestStreamCommandRefusesForeignDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	staged := filepath.Join(t.TempDir(), "agent.gz")
 	runStream := func(dir, sha string) (string, error) {
-		cmd := exec.Command("sh", "-c", streamCommand(dir, b.remoteName(), sha))
-		cmd.Stdin = bytes.NewReader(gz)
-		out, err := cmd.CombinedOutput()
+		if err := os.WriteFile(staged, gz, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("sh", "-c", unpackCommand(dir, b.remoteName(), sha, staged)).CombinedOutput()
+		if _, serr := os.Stat(staged); serr == nil {
+			t.Errorf("the staged agent was left behind (%v)", err)
+		}
 		return string(out), err
 	}
 	run := func(dir string) (string, error) { return runStream(dir, b.sha256) }
@@ -301,5 +308,16 @@ func TestInstalledAgentHeaderParses(t *testing.T) {
 	}
 	if !started || !p.reusable(b) || !p.gunzip || p.platform != "linux/amd64" || p.home != "/sim/h1" {
 		t.Errorf("started %v, probe %+v: want an installed, reusable linux/amd64 agent", started, p)
+	}
+}
+
+func TestWritesInFlight(t *testing.T) {
+	for _, c := range []struct {
+		rtt  time.Duration
+		want int
+	}{{0, 16}, {200 * time.Microsecond, 16}, {4 * time.Millisecond, 17}, {8 * time.Millisecond, 33}, {20 * time.Millisecond, 64}, {time.Second, 64}} {
+		if got := writesInFlight(c.rtt); got != c.want {
+			t.Errorf("writesInFlight(%s) = %d, want %d", c.rtt, got, c.want)
+		}
 	}
 }
