@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -63,6 +64,21 @@ func NewFileDiff(path, before, after string, secret bool) modules.FileDiff {
 		return modules.FileDiff{Path: path, Before: maskSide(before), After: maskSide(after), Secret: true}
 	}
 	return modules.FileDiff{Path: path, Before: before, After: after}
+}
+
+// OfHostFile is NewFileDiff for a host file as hostfile.State read it
+// (cur) and the content it is to get: a side too large to hold in memory
+// (hostfile.MaxContent) is shown by its hash, like a secret; a diff of
+// megabytes helps no one reading a plan.
+func OfHostFile(path string, cur hostfile.FileState, after []byte, secret bool) modules.FileDiff {
+	if (cur.Exists && !cur.HasContent) || len(after) > hostfile.MaxContent {
+		before := ""
+		if cur.Exists {
+			before = "sha256:" + cur.SHA256
+		}
+		return modules.FileDiff{Path: path, Before: before, After: "sha256:" + hostfile.SumHex(after), Secret: true}
+	}
+	return NewFileDiff(path, string(cur.Content), string(after), secret)
 }
 
 func maskSide(s string) string {

@@ -98,12 +98,12 @@ func PlanWrite(env *modules.Env, w Write) (*modules.Change, error) {
 		}
 		p.write = true
 		c.Add("+", path, fmt.Sprintf("file, %d bytes, mode %s", len(w.Content), hostfile.FormatMode(p.want.Mode)))
-		c.Diffs = append(c.Diffs, fileDiff(path, hostfile.FileState{HasContent: true}, w.Content, secret))
+		c.Diffs = append(c.Diffs, diff.OfHostFile(path, cur, w.Content, secret))
 	case cur.SHA256 != newSum && w.Force:
 		p.write = true
 		details := append([]string{"content"}, want.Diff(cur)...)
 		c.Add("~", path, strings.Join(details, ", "))
-		c.Diffs = append(c.Diffs, fileDiff(path, cur, w.Content, secret))
+		c.Diffs = append(c.Diffs, diff.OfHostFile(path, cur, w.Content, secret))
 	default:
 		if d := want.Diff(cur); len(d) > 0 {
 			c.Add("~", path, strings.Join(d, ", "))
@@ -111,19 +111,6 @@ func PlanWrite(env *modules.Env, w Write) (*modules.Change, error) {
 	}
 	c.Payload = p
 	return c, nil
-}
-
-// fileDiff shows a file too large to keep in memory by hash only, like a
-// secret: a diff of megabytes helps no one reading a plan.
-func fileDiff(path string, cur hostfile.FileState, content []byte, secret bool) modules.FileDiff {
-	if !cur.HasContent || len(content) > hostfile.MaxContent {
-		before := ""
-		if cur.Exists {
-			before = "sha256:" + cur.SHA256
-		}
-		return modules.FileDiff{Path: path, Before: before, After: "sha256:" + hostfile.SumHex(content), Secret: true}
-	}
-	return diff.NewFileDiff(path, string(cur.Content), string(content), secret)
 }
 
 // ApplyWrite carries out a change from PlanWrite.

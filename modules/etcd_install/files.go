@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 )
@@ -172,26 +173,10 @@ func PlanSet(s Set) (*modules.Change, error) {
 			c.Add("~", f.Path, strings.Join(details, ", "))
 		}
 		if !cur.Exists || cur.SHA256 != want {
-			c.Diffs = append(c.Diffs, fileDiff(f, cur, want))
+			c.Diffs = append(c.Diffs, diff.OfHostFile(f.Path, cur, []byte(f.Content), f.Secret))
 		}
 	}
 	return c, nil
-}
-
-func fileDiff(f File, cur hostfile.FileState, want string) modules.FileDiff {
-	d := modules.FileDiff{Path: f.Path, Secret: f.Secret}
-	if f.Secret {
-		if cur.Exists {
-			d.Before = "sha256:" + cur.SHA256
-		}
-		d.After = "sha256:" + want
-		return d
-	}
-	if cur.HasContent {
-		d.Before = string(cur.Content)
-	}
-	d.After = f.Content
-	return d
 }
 
 // ApplySet converges the host to the set: directories, then each file

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -136,7 +137,7 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 			reload = true
 		}
 		add(stepUnit, op, w.UnitPath, detail)
-		c.Diffs = append(c.Diffs, modules.FileDiff{Path: w.UnitPath, Before: string(st.Unit), After: string(w.Unit)})
+		c.Diffs = append(c.Diffs, diff.NewFileDiff(w.UnitPath, string(st.Unit), string(w.Unit), false))
 	}
 	if reload {
 		add(stepReload, "!", "systemctl daemon-reload", "")

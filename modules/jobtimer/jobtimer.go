@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
@@ -196,12 +197,12 @@ func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*mod
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			add(f.s, "+", f.path, "")
-			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, After: after})
+			ch.Diffs = append(ch.Diffs, diff.NewFileDiff(f.path, "", after, false))
 		case err != nil:
 			return nil, err
 		case !bytes.Equal(cur, []byte(f.want)):
 			add(f.s, "~", f.path, "content")
-			ch.Diffs = append(ch.Diffs, modules.FileDiff{Path: f.path, Before: before, After: after})
+			ch.Diffs = append(ch.Diffs, diff.NewFileDiff(f.path, before, after, false))
 		default:
 			continue
 		}
