@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
 // prober is the host side of etcd_tune: it measures, it never changes
@@ -34,20 +35,25 @@ var probeSpec = modules.Spec{
 	"binary":        {Kind: modules.String},
 	"peers":         {Kind: modules.List},
 	"fsync_samples": {Kind: modules.Int},
-	"rtt_samples":   {Kind: modules.Int},
-	"timeout_ms":    {Kind: modules.Int},
+	// fsync_new_only: no samples where the data dir holds a member.
+	"fsync_new_only": {Kind: modules.Bool},
+	"rtt_samples":    {Kind: modules.Int},
+	"timeout_ms":     {Kind: modules.Int},
 }
 
 // probeResult is what the probe reports.
 type probeResult struct {
-	Now       time.Time                  `json:"now"`
-	DiskPath  string                     `json:"disk_path,omitempty"`
-	FreeBytes uint64                     `json:"free_bytes,omitempty"`
-	Fsync     []time.Duration            `json:"fsync,omitempty"`
-	FsyncErr  string                     `json:"fsync_error,omitempty"`
-	Ports     []portReport               `json:"ports,omitempty"`
-	RTT       map[string][]time.Duration `json:"rtt,omitempty"`
-	RTTErr    map[string]string          `json:"rtt_error,omitempty"`
+	Now       time.Time       `json:"now"`
+	DiskPath  string          `json:"disk_path,omitempty"`
+	FreeBytes uint64          `json:"free_bytes,omitempty"`
+	Fsync     []time.Duration `json:"fsync,omitempty"`
+	FsyncErr  string          `json:"fsync_error,omitempty"`
+	// FsyncSkipped: the data dir holds a member already, and sampling
+	// was asked for new members only.
+	FsyncSkipped bool                       `json:"fsync_skipped,omitempty"`
+	Ports        []portReport               `json:"ports,omitempty"`
+	RTT          map[string][]time.Duration `json:"rtt,omitempty"`
+	RTTErr       map[string]string          `json:"rtt_error,omitempty"`
 }
 
 func (prober) Probe(ctx context.Context, args modules.Args) (any, error) {
@@ -69,7 +75,9 @@ func measure(ctx context.Context, args modules.Args, r *probeResult) error {
 		return err
 	}
 	r.DiskPath, r.FreeBytes = dir, free
-	if n := args.Int("fsync_samples", 10); n > 0 {
+	_, statErr := os.Stat(etcd.MemberDir(args.Str("data_dir", "/var/lib/etcd")))
+	r.FsyncSkipped = args.Bool("fsync_new_only", false) && statErr == nil
+	if n := args.Int("fsync_samples", 10); n > 0 && !r.FsyncSkipped {
 		r.Fsync, err = fsyncLatency(dir, n)
 		if err != nil {
 			r.FsyncErr = err.Error()

@@ -202,6 +202,29 @@ func TestFsyncAndAncestor(t *testing.T) {
 	}
 }
 
+// A data dir that holds a member is sampled only when fsync_samples was
+// asked for explicitly (fsync_new_only false).
+func TestFsyncNewMembersOnly(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		member, newOnly bool
+		samples         int
+	}{{false, true, 3}, {true, true, 0}, {true, false, 3}} {
+		if c.member {
+			if err := os.MkdirAll(filepath.Join(dir, "member"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var r probeResult
+		if err := measure(context.Background(), modules.Args{"data_dir": dir, "fsync_samples": 3, "fsync_new_only": c.newOnly}, &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Fsync) != c.samples || r.FsyncSkipped != (c.samples == 0) {
+			t.Errorf("member %v, new only %v: %d samples, skipped %v; want %d", c.member, c.newOnly, len(r.Fsync), r.FsyncSkipped, c.samples)
+		}
+	}
+}
+
 func TestConnectRTT(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
