@@ -39,6 +39,19 @@ type ControllerSide interface {
 	RunsOnController()
 }
 
+// Preparer is a ControllerSide module with slow controller-only work that
+// depends on nothing but its arguments and variables (a release download
+// and its verification). The runner starts Prepare for each of the
+// module's tasks while it is still connecting to the hosts, so that work
+// overlaps the handshakes instead of following them. Prepare gets no host
+// handle (env.Remote and env.Hosts are nil), must be safe to run
+// concurrently with itself and with Plan, and leaves only what Plan would
+// have made; Plan finds it done, and reports any error itself, so
+// Prepare's errors are dropped.
+type Preparer interface {
+	Prepare(ctx context.Context, env *Env, args Args)
+}
+
 // Env is what a module sees of the run it is part of.
 type Env struct {
 	// Host is the inventory hostname the task runs for.

@@ -96,8 +96,10 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 	for _, h := range hosts {
 		r.recap[h] = &HostRecap{Host: h}
 	}
+	prepared := r.prepare(ctx, c)
 	r.connectAll(ctx, inv, c, hosts)
 	defer r.closeAll()
+	defer prepared.Wait()
 
 	walkErr := c.Graph.Walk(ctx, opts.Forks, r.node, r.skipped)
 	_ = walkErr // every failure has been reported as an event already
@@ -114,6 +116,27 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		return s, fmt.Errorf("run interrupted: %w", err)
 	}
 	return s, nil
+}
+
+// prepare starts the controller-side preparation of every task whose
+// module has some (modules.Preparer), to run while hosts connect. The
+// returned group is done when all of it has finished.
+func (r *run) prepare(ctx context.Context, c *playbook.Compiled) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, id := range c.Graph.IDs() {
+		n, _ := c.Graph.Node(id)
+		if n.Skip || n.Handler || n.Task.WhenAtRuntime {
+			continue
+		}
+		m, ok := modules.Lookup(n.Task.Module)
+		p, isPreparer := m.(modules.Preparer)
+		if !ok || !isPreparer || !modules.OnController(m) {
+			continue
+		}
+		env := &modules.Env{Host: n.Host, Vars: n.Vars, Check: r.opts.Check, StateDir: r.opts.StateDir}
+		wg.Go(func() { p.Prepare(ctx, env, n.Args) })
+	}
+	return &wg
 }
 
 // hostsOf lists every host some node runs on, in play order.

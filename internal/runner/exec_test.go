@@ -426,3 +426,72 @@ func TestWhenOnRegisteredResults(t *testing.T) {
 		}
 	}
 }
+
+// prepareModule is controller-side and a modules.Preparer: it records when
+// Prepare ran for which host, and what it was handed.
+type prepareModule struct{}
+
+var prepared = struct {
+	sync.Mutex
+	start, end map[string]time.Time
+	remote     bool
+}{start: map[string]time.Time{}, end: map[string]time.Time{}}
+
+func init() { modules.Register("sshtest_prepare", prepareModule{}) }
+
+func (prepareModule) RunsOnController()           {}
+func (prepareModule) Validate(modules.Args) error { return nil }
+func (prepareModule) Plan(context.Context, *modules.Env, modules.Args) (*modules.Change, error) {
+	return &modules.Change{}, nil
+}
+func (prepareModule) Apply(context.Context, *modules.Env, *modules.Change) (*modules.Result, error) {
+	return &modules.Result{}, nil
+}
+func (prepareModule) Prepare(_ context.Context, env *modules.Env, args modules.Args) {
+	key := args.Str("id", "") + "@" + env.Host
+	prepared.Lock()
+	prepared.start[key] = time.Now()
+	prepared.remote = prepared.remote || env.Remote != nil || env.Hosts != nil
+	prepared.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	prepared.Lock()
+	prepared.end[key] = time.Now()
+	prepared.Unlock()
+}
+
+// TestPrepareOverlapsConnecting: a Preparer's controller-side work starts
+// before any host has connected, gets no host handle, is not started for
+// a task the compiler skipped, and has finished when Run returns.
+func TestPrepareOverlapsConnecting(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- name: prepare
+  hosts: all
+  tasks:
+    - name: fetch
+      sshtest_prepare: {id: fetch}
+    - name: never
+      sshtest_prepare: {id: never}
+      when: false
+`)
+	rec, _ := runRecorded(t, c, inv, Options{Forks: 4, Connect: opts})
+	prepared.Lock()
+	defer prepared.Unlock()
+	var firstConnect time.Time
+	for _, e := range rec.events {
+		if e.Type == EventHostConnect && (firstConnect.IsZero() || e.Time.Before(firstConnect)) {
+			firstConnect = e.Time
+		}
+	}
+	if len(prepared.start) != 3 || len(prepared.end) != 3 {
+		t.Fatalf("prepared %v, finished %v: want fetch@h1..h3", prepared.start, prepared.end)
+	}
+	for h, s := range prepared.start {
+		if !s.Before(firstConnect) {
+			t.Errorf("%s: prepare started at %v, after the first host connected at %v", h, s, firstConnect)
+		}
+	}
+	if prepared.remote {
+		t.Error("Prepare was handed a host handle")
+	}
+}

@@ -41,6 +41,14 @@ func (Module) Validate(args modules.Args) error {
 	return nil
 }
 
+// Prepare fetches, verifies and repacks the release while the runner is
+// still connecting to hosts; Plan then finds it in the cache.
+func (Module) Prepare(ctx context.Context, env *modules.Env, args modules.Args) {
+	if c, err := cluster(env, args); err == nil && env.StateDir != "" {
+		_, _ = Fetch(ctx, c, env.StateDir, nil)
+	}
+}
+
 // plan is the payload Plan hands to Apply.
 type plan struct {
 	rel    *Release
@@ -65,7 +73,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 	}
 	paths := c.Paths
-	p := &plan{rel: rel, remote: filepath.Join(args.Str("upload_dir", paths.UploadDir), c.Tarball())}
+	p := &plan{rel: rel, remote: filepath.Join(args.Str("upload_dir", paths.UploadDir), rel.HostName())}
 	p.args = etcd_install.InstallArgs{
 		Version:     c.Version.String(),
 		Tarball:     p.remote,
@@ -91,7 +99,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 			}
 		}
 		if p.upload {
-			ch.Add("+", p.remote, fmt.Sprintf("upload %s (sha256 %s)", c.Tarball(), rel.SHA256[:12]))
+			ch.Add("+", p.remote, fmt.Sprintf("upload the binaries of %s (sha256 %s)", c.Tarball(), rel.SHA256[:12]))
 		}
 		ch.Actions = append(ch.Actions, res.Change.Actions...)
 	}
@@ -114,7 +122,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			}
 			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 		}
-		f, err := os.Open(p.rel.Path)
+		f, err := os.Open(p.rel.Repack)
 		if err != nil {
 			return nil, fmt.Errorf("etcd_binary on %s: %w", env.Host, err)
 		}

@@ -126,7 +126,7 @@ func TestInstallThenNoop(t *testing.T) {
 	}
 	got := strings.ReplaceAll(strings.Join(lines, "\n"), f.root, "ROOT")
 	for _, want := range []string{
-		"+ ROOT/var/tmp/etcdplay/etcd-v3.6.16-linux-amd64.tar.gz: upload",
+		"+ ROOT/var/tmp/etcdplay/etcd-v3.6.16-linux-amd64.etcdplay.tar.zst: upload the binaries of etcd-v3.6.16-linux-amd64.tar.gz",
 		"+ ROOT/opt/etcd/v3.6.16: install etcd v3.6.16 (etcd, etcdctl, etcdutl)",
 		"+ ROOT/usr/local/bin/etcdctl: link -> ROOT/opt/etcd/v3.6.16/etcdctl",
 	} {
@@ -157,7 +157,7 @@ func TestInstallThenNoop(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.root, "opt/etcd", version, "README.md")); !os.IsNotExist(err) {
 		t.Error("only the three binaries belong in the install dir")
 	}
-	if _, err := os.Stat(filepath.Join(f.root, "var/tmp/etcdplay/etcd-v3.6.16-linux-amd64.tar.gz")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(f.root, "var/tmp/etcdplay/etcd-v3.6.16-linux-amd64.etcdplay.tar.zst")); !os.IsNotExist(err) {
 		t.Error("uploaded tarball left behind")
 	}
 
@@ -242,6 +242,34 @@ func TestCorruptCacheIsFetchedAgain(t *testing.T) {
 	b, _ := os.ReadFile(cached)
 	if !bytes.Equal(b, tb) {
 		t.Error("cache not repaired")
+	}
+}
+
+// The repack is rebuilt from the verified tarball whenever it is not as
+// indexed, without downloading again; hosts install from it.
+func TestEditedRepackIsRebuilt(t *testing.T) {
+	tb := fakeRelease(t, "a")
+	m := newMirror(t, tb, tb)
+	f := newFixture(t)
+	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
+		t.Fatal(err)
+	}
+	repack := filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst")
+	good, err := os.ReadFile(repack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(repack, good[:len(good)/2], 0o644))
+	must(t, os.RemoveAll(filepath.Join(f.root, "opt")))
+	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.downloads.Load(); n != 1 {
+		t.Errorf("downloads = %d, want 1 (the repack is rebuilt from the cached tarball)", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(f.root, "opt/etcd", version, "etcd"))
+	if !bytes.Contains(b, []byte("echo etcd")) {
+		t.Errorf("etcd not installed from the rebuilt repack: %q", b)
 	}
 }
 

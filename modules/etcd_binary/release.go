@@ -7,7 +7,6 @@ package etcd_binary
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Release is a verified release tarball in the controller's cache.
@@ -33,7 +34,16 @@ type Release struct {
 	Path   string            // the cached tarball
 	SHA256 string            // the tarball's digest, as SHA256SUMS lists it
 	Files  map[string]string // etcd, etcdctl, etcdutl -> hex SHA-256
+	// Repack holds the same three binaries as a zstd tar: hosts unpack it
+	// about four times faster than upstream's gzip, for much the same
+	// bytes on the wire. Hosts check each binary against Files, so the
+	// repack is trusted no more than the upload itself.
+	Repack string
 }
+
+// HostName is the release's file name on a host while it is being
+// installed.
+func (r *Release) HostName() string { return filepath.Base(r.Repack) }
 
 // ErrChecksum is returned (wrapped) when a download does not match
 // SHA256SUMS.
@@ -96,10 +106,10 @@ func fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(stri
 	// SHA256SUMS; anything else (truncated, corrupt, edited) is fetched again.
 	if sums, err := os.ReadFile(sumsPath); err == nil {
 		if want, err := sumFor(sums, c.Tarball()); err == nil {
-			if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == want && idx.Stamp == stamp(tarPath) {
+			if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == want && idx.fresh(tarPath) {
 				// Unchanged since verified (size, mtime, ctime, inode): no
 				// need to hash 20+ MB again on every run.
-				return &Release{Path: tarPath, SHA256: want, Files: idx.Files}, nil
+				return idx.release(tarPath), nil
 			}
 			if got, err := hostfile.FileSumHex(tarPath); err == nil && got == want {
 				return withFiles(tarPath, want)
@@ -210,6 +220,7 @@ type filesIndex struct {
 	TarballSHA256 string            `json:"tarball_sha256"`
 	Stamp         string            `json:"stamp"` // the tarball's stat when it was verified
 	Files         map[string]string `json:"files"`
+	RepackStamp   string            `json:"repack_stamp"` // the repack's stat when it was written
 }
 
 func readIndex(tarPath string) (filesIndex, bool) {
@@ -219,6 +230,21 @@ func readIndex(tarPath string) (filesIndex, bool) {
 		return idx, false
 	}
 	return idx, true
+}
+
+// fresh says the tarball and its repack are both as they were indexed.
+func (idx filesIndex) fresh(tarPath string) bool {
+	return idx.Stamp == stamp(tarPath) && idx.RepackStamp != "" && idx.RepackStamp == stamp(repackPath(tarPath))
+}
+
+func (idx filesIndex) release(tarPath string) *Release {
+	return &Release{Path: tarPath, SHA256: idx.TarballSHA256, Files: idx.Files, Repack: repackPath(tarPath)}
+}
+
+// repackPath names the repack after the release it came from, so hosts
+// and operators can tell which release a staged file is.
+func repackPath(tarPath string) string {
+	return strings.TrimSuffix(tarPath, ".tar.gz") + ".etcdplay.tar.zst"
 }
 
 // stamp identifies a file's current content without reading it: any write
@@ -235,9 +261,12 @@ func stamp(p string) string {
 	return fmt.Sprintf("%d:%d:%d.%d:%d.%d", st.Ino, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 }
 
+// withFiles indexes a verified tarball: it hashes the three binaries and
+// writes their repack in one pass over the tarball, unless the index
+// already holds both for this tarball.
 func withFiles(tarPath, sum string) (*Release, error) {
 	idxPath := tarPath + ".files.json"
-	if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == sum {
+	if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == sum && idx.RepackStamp != "" && idx.RepackStamp == stamp(repackPath(tarPath)) {
 		if idx.Stamp != stamp(tarPath) {
 			idx.Stamp = stamp(tarPath)
 			b, _ := json.Marshal(idx)
@@ -245,36 +274,53 @@ func withFiles(tarPath, sum string) (*Release, error) {
 				return nil, err
 			}
 		}
-		return &Release{Path: tarPath, SHA256: sum, Files: idx.Files}, nil
+		return idx.release(tarPath), nil
 	}
-	files, err := binaryDigests(tarPath)
+	files, err := repack(tarPath, repackPath(tarPath))
 	if err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal(filesIndex{TarballSHA256: sum, Stamp: stamp(tarPath), Files: files})
+	idx := filesIndex{TarballSHA256: sum, Stamp: stamp(tarPath), Files: files, RepackStamp: stamp(repackPath(tarPath))}
+	b, _ := json.Marshal(idx)
 	if err := hostfile.WriteAtomic(idxPath, b, 0o644, -1, -1); err != nil {
 		return nil, err
 	}
-	return &Release{Path: tarPath, SHA256: sum, Files: files}, nil
+	return idx.release(tarPath), nil
 }
 
-// binaryDigests hashes etcd, etcdctl and etcdutl inside the tarball (the
-// top-level directory's entries, as upstream lays them out).
-func binaryDigests(tarPath string) (map[string]string, error) {
+// repack hashes etcd, etcdctl and etcdutl inside the tarball (the
+// top-level directory's entries, as upstream lays them out) and writes
+// them to dst as a zstd tar under the same names. dst only appears once
+// complete.
+func repack(tarPath, dst string) (map[string]string, error) {
 	f, err := os.Open(tarPath)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", tarPath, err)
 	}
+	out, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	// Fastest still makes it smaller than upstream's gzip, and keeps the
+	// controller's one-time cost below the gzip decompression it rides on.
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return nil, err
+	}
+	defer zw.Close()
+	tw := tar.NewWriter(zw)
 	want := map[string]bool{}
 	for _, b := range etcd.Binaries {
 		want[b] = true
 	}
-	out := map[string]string{}
+	files := map[string]string{}
 	tr := tar.NewReader(gz)
 	for {
 		h, err := tr.Next()
@@ -288,16 +334,34 @@ func binaryDigests(tarPath string) (map[string]string, error) {
 		if h.Typeflag != tar.TypeReg || !want[name] || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
 			continue
 		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(strings.TrimSuffix(filepath.Base(tarPath), ".tar.gz"), name), Size: h.Size, Mode: 0o755, ModTime: h.ModTime, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
 		d := sha256.New()
-		if _, err := io.Copy(d, tr); err != nil {
+		if _, err := io.Copy(io.MultiWriter(d, tw), tr); err != nil {
 			return nil, fmt.Errorf("%s: %w", tarPath, err)
 		}
-		out[name] = hex.EncodeToString(d.Sum(nil))
+		files[name] = hex.EncodeToString(d.Sum(nil))
 	}
 	for _, b := range etcd.Binaries {
-		if out[b] == "" {
+		if files[b] == "" {
 			return nil, fmt.Errorf("%s has no %s in its top-level directory", tarPath, b)
 		}
 	}
-	return out, nil
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if err := out.Sync(); err != nil {
+		return nil, err
+	}
+	if err := out.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(out.Name(), dst); err != nil {
+		return nil, err
+	}
+	return files, nil
 }

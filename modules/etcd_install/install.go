@@ -2,6 +2,8 @@ package etcd_install
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +22,7 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // InstallArgs are etcd_install's arguments. The controller (etcd_binary)
@@ -171,12 +174,10 @@ func (installModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change)
 	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
 }
 
-// unpack extracts the three binaries into a temp dir beside the versioned
+// Unpack extracts the three binaries into a temp dir beside the versioned
 // dir, checks each against the controller's digest, then renames the dir
 // into place, so a half-written or tampered release is never installed.
-// Unpack unpacks the release's binaries into InstallRoot/<version>,
-// each checked against its verified digest, the directory swapped in
-// whole. The controller uses it too, for the etcdctl of `etcdplay ctl`.
+// The controller uses it too, for the etcdctl of `etcdplay ctl`.
 func Unpack(a InstallArgs) error { return unpack(a) }
 
 func unpack(a InstallArgs) error {
@@ -185,10 +186,11 @@ func unpack(a InstallArgs) error {
 		return fmt.Errorf("etcd release tarball: %w", err)
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	payload, err := decompress(f)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Tarball, err)
 	}
+	defer payload.Close()
 	if err := os.MkdirAll(a.InstallRoot, 0o755); err != nil {
 		return err
 	}
@@ -198,7 +200,7 @@ func unpack(a InstallArgs) error {
 	}
 	defer os.RemoveAll(tmp)
 	found := map[string]bool{}
-	tr := tar.NewReader(gz)
+	tr := tar.NewReader(payload)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -249,6 +251,24 @@ func unpack(a InstallArgs) error {
 		return err
 	}
 	return hostfile.SyncDir(a.InstallRoot)
+}
+
+// decompress reads upstream's gzip tarball or the controller's zstd
+// repack of it, told apart by their magic numbers.
+func decompress(f *os.File) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(f, 1<<20)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("not a release archive: %w", err)
+	}
+	if bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return gzip.NewReader(br)
 }
 
 // stampFile records, per installed binary, its digest and its stat when it

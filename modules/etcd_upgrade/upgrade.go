@@ -314,7 +314,7 @@ func checkStaged(ctx context.Context, env *modules.Env, c *etcd.Cluster, j *job)
 			return fmt.Errorf("%s is not reachable in this play", s.Member.Host)
 		}
 		args := etcd_install.InstallArgs{
-			Version: c.Version.String(), Tarball: filepath.Join(c.Paths.UploadDir, c.Tarball()), SHA256: rel.Files,
+			Version: c.Version.String(), Tarball: filepath.Join(c.Paths.UploadDir, rel.HostName()), SHA256: rel.Files,
 			InstallRoot: c.Paths.InstallRoot, BinDir: c.Paths.BinDir,
 		}.Args()
 		res, err := r.Plan(ctx, "etcd_install", args)
