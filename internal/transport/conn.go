@@ -638,7 +638,7 @@ func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32)
 				}
 			}
 		}
-		if err := sftpPut(ctx, sc, r, dst, mode, uid, gid); err != nil {
+		if err := sftpPut(ctx, sc, r, dst, mode, uid, gid, true); err != nil {
 			return c.connErr(fmt.Errorf("on %s: %w", c.target.label(), err))
 		}
 		return nil
@@ -647,7 +647,7 @@ func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32)
 		return c.connErr(fmt.Errorf("upload %s to %s: %w", dst, c.target.label(), err))
 	}
 	staged := path.Join(c.stageDir(), "up-"+randName())
-	if err := sftpPut(ctx, sc, r, staged, 0o600, -1, -1); err != nil {
+	if err := sftpPut(ctx, sc, r, staged, 0o600, -1, -1, false); err != nil {
 		return c.connErr(fmt.Errorf("on %s: %w", c.target.label(), err))
 	}
 	err = c.agentCopy(ctx, &agent.CopySpec{Src: staged, Dst: dst, Mode: mode, UID: -1, GID: -1, RemoveSrc: true})

@@ -12,12 +12,15 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/klauspost/compress/gzip"
 	"github.com/pkg/sftp"
 )
@@ -52,9 +55,16 @@ type agentBin struct {
 
 // compressed is the agent gzipped, made once per process and shared by
 // every host of a run: a third of the bytes to move, and gzip is on every
-// Linux host (zstd would be smaller but is not).
+// Linux host (zstd would be smaller but is not). It is kept in the user's
+// cache dir under the agent's digest, so only the first cold run of a
+// build pays for compressing 28 MB.
 func (b *agentBin) compressed() ([]byte, error) {
 	b.gzOnce.Do(func() {
+		cached := agentCachePath(b.sha256)
+		if gz, ok := readCachedAgent(cached); ok {
+			b.gz = gz
+			return
+		}
 		f, err := os.Open(b.path)
 		if err != nil {
 			b.gzErr = fmt.Errorf("agent binary: %w", err)
@@ -72,8 +82,67 @@ func (b *agentBin) compressed() ([]byte, error) {
 			return
 		}
 		b.gz = buf.Bytes()
+		writeCachedAgent(cached, b.gz)
 	})
 	return b.gz, b.gzErr
+}
+
+// agentCachePath is where the gzipped agent with digest sha is kept, or ""
+// when the user has no cache dir.
+func agentCachePath(sha string) string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "etcdplay", "agent-"+sha+".gz")
+}
+
+// readCachedAgent returns a cached gzipped agent if it is whole: the file
+// ends with the SHA-256 of what precedes it, so a truncated or edited copy
+// is made again instead of failing on every host's digest check.
+func readCachedAgent(p string) ([]byte, bool) {
+	if p == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) < sha256.Size {
+		return nil, false
+	}
+	gz, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if got := sha256.Sum256(gz); !bytes.Equal(got[:], sum) {
+		return nil, false
+	}
+	return gz, true
+}
+
+// writeCachedAgent keeps gz for the next run; the cache is an optimisation,
+// so failing to write it is not an error.
+func writeCachedAgent(p string, gz []byte) {
+	if p == "" || os.MkdirAll(filepath.Dir(p), 0o700) != nil {
+		return
+	}
+	sum := sha256.Sum256(gz)
+	if hostfile.WriteAtomic(p, append(gz[:len(gz):len(gz)], sum[:]...), 0o600, -1, -1) != nil {
+		return
+	}
+	// Keep the few newest builds' agents, not one per build ever run.
+	old, _ := filepath.Glob(filepath.Join(filepath.Dir(p), "agent-*.gz"))
+	sort.Slice(old, func(i, j int) bool { return modTime(old[i]).After(modTime(old[j])) })
+	for _, f := range old[min(len(old), keepCachedAgents):] {
+		if f != p {
+			os.Remove(f)
+		}
+	}
+}
+
+const keepCachedAgents = 3
+
+func modTime(p string) time.Time {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }
 
 func (b *agentBin) remoteName() string { return "etcdplay-agent-" + b.sha256[:16] }
@@ -284,7 +353,9 @@ func randName() string {
 // sftpPut writes r to dst through a temp file in the same directory, then
 // renames it into place, so dst is never seen half-written. uid/gid >= 0
 // set the owner (used when preserving an existing file's owner as root).
-func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode uint32, uid, gid int) (err error) {
+// A durable file is fsynced before the rename; a staged one, read once and
+// removed within the same run, is not worth a flush of its bytes.
+func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode uint32, uid, gid int, durable bool) (err error) {
 	tmp := path.Join(path.Dir(dst), "."+path.Base(dst)+".etcdplay-"+randName())
 	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
@@ -309,9 +380,11 @@ func sftpPut(ctx context.Context, c *sftp.Client, r io.Reader, dst string, mode 
 	}
 	// fsync@openssh.com: not every server has it; the rename is then
 	// only as durable as the server makes it.
-	if serr := f.Sync(); serr != nil && !isUnsupported(serr) {
-		err = fmt.Errorf("upload %s: fsync: %w", dst, serr)
-		return err
+	if durable {
+		if serr := f.Sync(); serr != nil && !isUnsupported(serr) {
+			err = fmt.Errorf("upload %s: fsync: %w", dst, serr)
+			return err
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("upload %s: %w", dst, explainFull(c, tmp, err))
@@ -397,8 +470,10 @@ func (c *Conn) sendAgent(ctx context.Context, b *agentBin) error {
 	if err != nil {
 		return err
 	}
-	staged := path.Join(c.stageDir(), b.remoteName()+".gz")
-	if err := sftpPut(ctx, sc, withProgress(bytes.NewReader(gz), "agent", int64(len(gz)), c.opts.OnProgress), staged, 0o600, -1, -1); err != nil {
+	// Named per upload: two runs (or two connections of one run) starting
+	// on a host at once each unpack, and remove, their own copy.
+	staged := path.Join(c.stageDir(), b.remoteName()+"."+randName()+".gz")
+	if err := sftpPut(ctx, sc, withProgress(bytes.NewReader(gz), "agent", int64(len(gz)), c.opts.OnProgress), staged, 0o600, -1, -1, false); err != nil {
 		return fmt.Errorf("uploading agent: %w", err)
 	}
 	sess, err := c.client.NewSession()
@@ -438,7 +513,7 @@ func installAgent(ctx context.Context, c *sftp.Client, dir string, b *agentBin, 
 		return fmt.Errorf("agent binary: %w", err)
 	}
 	defer f.Close()
-	if err := sftpPut(ctx, c, withProgress(f, "agent", b.size, report), dst, 0o755, -1, -1); err != nil {
+	if err := sftpPut(ctx, c, withProgress(f, "agent", b.size, report), dst, 0o755, -1, -1, true); err != nil {
 		return fmt.Errorf("uploading agent: %w", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
@@ -319,5 +320,92 @@ func TestWritesInFlight(t *testing.T) {
 		if got := writesInFlight(c.rtt); got != c.want {
 			t.Errorf("writesInFlight(%s) = %d, want %d", c.rtt, got, c.want)
 		}
+	}
+}
+
+// TestCompressedAgentCache: the gzipped agent is kept in the user's cache
+// dir and reused by the next process; a cut or edited copy is made again,
+// never sent; only the newest few builds are kept.
+func TestCompressedAgentCache(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	exe, _ := os.Executable()
+	fresh := func() *agentBin {
+		b, err := loadAgentBin(exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &agentBin{path: b.path, sha256: b.sha256, size: b.size, platform: b.platform}
+	}
+	agent, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gunzip := func(gz []byte) []byte {
+		r, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	b := fresh()
+	cached := agentCachePath(b.sha256)
+	for _, f := range []string{"agent-old1.gz", "agent-old2.gz", "agent-old3.gz"} {
+		if err := os.MkdirAll(filepath.Dir(cached), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(cached), f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		before func()
+		reused bool
+	}{
+		{"first run compresses and keeps it", func() {}, false},
+		{"next process reuses it", func() {}, true},
+		{"a cut copy is made again", func() {
+			data, _ := os.ReadFile(cached)
+			if err := os.WriteFile(cached, data[:len(data)/2], 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"an edited copy is made again", func() {
+			data, _ := os.ReadFile(cached)
+			data[100] ^= 0xff
+			if err := os.WriteFile(cached, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.before()
+			before, _ := os.Stat(cached)
+			gz, err := fresh().compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(gunzip(gz), agent) {
+				t.Fatal("the gzipped agent is not the agent")
+			}
+			if g, ok := readCachedAgent(cached); !ok || !bytes.Equal(g, gz) {
+				t.Fatal("the cache does not hold what was sent")
+			}
+			fi, err := os.Stat(cached)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("cache file: %v %v", fi, err)
+			}
+			if reused := before != nil && os.SameFile(before, fi); reused != tt.reused {
+				t.Errorf("cache reused: %v, want %v", reused, tt.reused)
+			}
+		})
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(cached), "agent-*.gz"))
+	if len(left) != keepCachedAgents {
+		t.Errorf("cache holds %d agents, want %d: %v", len(left), keepCachedAgents, left)
 	}
 }
