@@ -58,6 +58,15 @@ type hostState struct {
 	NewClusterMember bool
 }
 
+// lookupGroup finds a group among those gathered: the plan stays a pure
+// function of the state.
+func (st *hostState) lookupGroup(name string) (user.Group, bool, error) {
+	if st.Group != nil && st.Group.Name == name {
+		return *st.Group, true, nil
+	}
+	return user.Group{}, false, nil
+}
+
 func gatherState(ctx context.Context, w *want) (*hostState, error) {
 	st := &hostState{Dirs: map[string]dirState{}}
 	if a, ok, err := user.LookupAccount(w.User); err != nil {

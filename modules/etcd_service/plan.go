@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/diff"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/user"
 )
 
 // want is the desired state, from the resolved arguments.
@@ -33,9 +34,7 @@ type want struct {
 type step int
 
 const (
-	stepGroup step = iota
-	stepUserAdd
-	stepUserMod
+	stepAccounts step = iota
 	stepDirs
 	stepUnit
 	stepReload
@@ -55,6 +54,9 @@ type payload struct {
 	// NewUnit: the unit file is new to systemd, which should load it
 	// without a daemon-reload; Apply makes sure.
 	NewUnit bool
+	// Accounts are the user module's changes for etcd's group and user,
+	// applied in order by stepAccounts.
+	Accounts []*modules.Change
 }
 
 // plan compares st with w. It is pure so every branch is table-tested.
@@ -67,25 +69,22 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 	}
 
 	grp, usr := st.Group, st.User
-	if grp == nil {
-		add(stepGroup, "+", "group "+w.Group, "system group")
+	group := user.PlanGroup(modules.Args{"name": w.Group, "system": true}, grp)
+	// The account is the user module's, so etcd's user is made and kept
+	// as a playbook's `user` task would make it.
+	account, err := user.PlanAccount(modules.Args{"name": w.User, "system": true, "group": w.Group,
+		"home": w.Home, "create_home": false, "shell": w.Shell}, usr, st.lookupGroup, grp == nil)
+	if err != nil {
+		return nil, err
 	}
-	if usr == nil {
-		add(stepUserAdd, "+", "user "+w.User, fmt.Sprintf("system user, group %s, home %s, shell %s", w.Group, w.Home, w.Shell))
-	} else {
-		var d []string
-		if usr.Home != w.Home {
-			d = append(d, fmt.Sprintf("home %s->%s", usr.Home, w.Home))
+	for _, ch := range []*modules.Change{group, account} {
+		if !ch.Empty() {
+			p.Accounts = append(p.Accounts, ch)
+			c.Actions = append(c.Actions, ch.Actions...)
 		}
-		if usr.Shell != w.Shell {
-			d = append(d, fmt.Sprintf("shell %s->%s", usr.Shell, w.Shell))
-		}
-		if grp != nil && usr.GID != grp.GID {
-			d = append(d, "primary group ->"+w.Group)
-		}
-		if len(d) > 0 {
-			add(stepUserMod, "~", "user "+w.User, strings.Join(d, ", "))
-		}
+	}
+	if len(p.Accounts) > 0 {
+		p.Steps = append(p.Steps, stepAccounts)
 	}
 
 	dirsChange := false

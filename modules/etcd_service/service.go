@@ -110,13 +110,8 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 	for _, s := range p.Steps {
 		var err error
 		switch s {
-		case stepGroup:
-			err = run(ctx, "groupadd", "--system", w.Group)
-		case stepUserAdd:
-			err = run(ctx, "useradd", "--system", "--gid", w.Group, "--home-dir", w.Home,
-				"--no-create-home", "--shell", w.Shell, "--comment", "etcd", w.User)
-		case stepUserMod:
-			err = run(ctx, "usermod", "--home", w.Home, "--shell", w.Shell, "--gid", w.Group, w.User)
+		case stepAccounts:
+			err = user.ApplyAccounts(ctx, p.Accounts...)
 		case stepDirs:
 			err = ensureDirs(w)
 		case stepUnit:

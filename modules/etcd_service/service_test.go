@@ -55,14 +55,14 @@ func TestPlan(t *testing.T) {
 					Systemd: unitState{LoadState: "not-found", ActiveState: "inactive"}}
 			},
 			actions: []string{
-				"+ group etcd: system group",
-				"+ user etcd: system user, group etcd, home /var/lib/etcd, shell /usr/sbin/nologin",
+				"+ group etcd: system",
+				"+ user etcd: system, group etcd, home /var/lib/etcd, shell /usr/sbin/nologin",
 				"+ /var/lib/etcd: directory 0700 etcd:etcd",
 				"+ /etc/systemd/system/etcd.service: systemd unit (a new unit needs no daemon-reload: systemd reads it when first asked)",
 				"! enable etcd.service: start at boot",
 				"! start etcd.service: without waiting (--no-block); etcd_health waits for the cluster",
 			},
-			steps: []step{stepGroup, stepUserAdd, stepDirs, stepUnit, stepEnable, stepStart},
+			steps: []step{stepAccounts, stepDirs, stepUnit, stepEnable, stepStart},
 		},
 		{
 			name:    "unit changed on a running member: no restart here",
@@ -115,7 +115,16 @@ func TestPlan(t *testing.T) {
 				st.User.Shell = "/bin/bash"
 			},
 			actions: []string{"~ user etcd: shell /bin/bash->/usr/sbin/nologin", "~ /var/lib/etcd: mode 0755->0700, owner ->etcd, group ->etcd"},
-			steps:   []step{stepUserMod, stepDirs},
+			steps:   []step{stepAccounts, stepDirs},
+		},
+		{
+			name: "a user whose group is gone gets it back as its primary group",
+			mutate: func(st *hostState, w *want) {
+				st.Group = nil
+				st.User.GID = 4242 // a gid no group has on the test machine
+			},
+			actions: []string{"+ group etcd: system", "~ user etcd: group 4242->etcd", "~ /var/lib/etcd: group ->etcd"},
+			steps:   []step{stepAccounts, stepDirs},
 		},
 		{
 			name:    "daemon reload pending",

@@ -31,22 +31,33 @@ func (m GroupModule) Plan(ctx context.Context, env *modules.Env, args modules.Ar
 	if err := m.Validate(args); err != nil {
 		return nil, err
 	}
-	name := args.Str("name", "")
-	cur, exists, err := lookupGroupByName(name)
+	cur, exists, err := lookupGroupByName(args.Str("name", ""))
 	if err != nil {
 		return nil, err
 	}
+	var have *Group
+	if exists {
+		have = &cur
+	}
+	return PlanGroup(args, have), nil
+}
+
+// PlanGroup plans the group args describe (the group module's arguments)
+// against cur, nil when there is none: a groupadd, groupmod or groupdel,
+// or nothing. ApplyAccounts applies it.
+func PlanGroup(args modules.Args, cur *Group) *modules.Change {
+	name := args.Str("name", "")
 	c := &modules.Change{}
 	target := "group " + name
 	_, hasGID := args["gid"]
 	gid := args.Int("gid", -1)
 	switch {
 	case args.Str("state", "present") == "absent":
-		if exists {
+		if cur != nil {
 			c.Add("-", target, "")
 			c.Payload = []run{{[]string{"groupdel", name}}}
 		}
-	case !exists:
+	case cur == nil:
 		argv := []string{"groupadd"}
 		detail := ""
 		if args.Bool("system", false) {
@@ -66,7 +77,7 @@ func (m GroupModule) Plan(ctx context.Context, env *modules.Env, args modules.Ar
 		c.Add("~", target, fmt.Sprintf("gid %d->%d", cur.GID, gid))
 		c.Payload = []run{{[]string{"groupmod", "-g", strconv.Itoa(gid), name}}}
 	}
-	return c, nil
+	return c
 }
 
 // lookupGroupByName is LookupGroup without the numeric fallback: a group
@@ -81,5 +92,5 @@ func lookupGroupByName(name string) (Group, bool, error) {
 
 // Apply runs the planned group command.
 func (GroupModule) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
-	return apply(ctx, c)
+	return UserModule{}.Apply(ctx, env, c)
 }

@@ -65,15 +65,29 @@ func (m UserModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 	if err := m.Validate(args); err != nil {
 		return nil, err
 	}
-	name := args.Str("name", "")
-	cur, exists, err := LookupAccount(name)
+	cur, exists, err := LookupAccount(args.Str("name", ""))
 	if err != nil {
 		return nil, err
 	}
+	var have *Account
+	if exists {
+		have = &cur
+	}
+	return PlanAccount(args, have, LookupGroup, env.Check)
+}
+
+// PlanAccount plans the account args describe (the user module's
+// arguments) against cur, nil when there is none: a useradd, usermod or
+// userdel, or nothing. group looks up a primary group by name; one it
+// does not find is an error unless groupPending (under --check, or when
+// an earlier step of the same plan creates it). Modules that own an
+// account build on it and apply the change with ApplyAccounts.
+func PlanAccount(args modules.Args, cur *Account, group func(string) (Group, bool, error), groupPending bool) (*modules.Change, error) {
+	name := args.Str("name", "")
 	c := &modules.Change{}
 	target := "user " + name
 	if args.Str("state", "present") == "absent" {
-		if exists {
+		if cur != nil {
 			argv := []string{"userdel"}
 			if args.Bool("remove", false) {
 				argv = append(argv, "-r")
@@ -83,13 +97,13 @@ func (m UserModule) Plan(ctx context.Context, env *modules.Env, args modules.Arg
 		}
 		return c, nil
 	}
-	if !exists {
+	if cur == nil {
 		argv, detail := useradd(args)
 		c.Add("+", target, detail)
 		c.Payload = []run{{argv}}
 		return c, nil
 	}
-	flags, changes, err := usermod(args, cur, env.Check)
+	flags, changes, err := usermod(args, *cur, group, groupPending)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", name, err)
 	}
@@ -139,7 +153,7 @@ func useradd(args modules.Args) (argv []string, detail string) {
 }
 
 // usermod lists the flags that bring cur to args and the plan details.
-func usermod(args modules.Args, cur Account, check bool) (flags, changes []string, err error) {
+func usermod(args modules.Args, cur Account, group func(string) (Group, bool, error), groupPending bool) (flags, changes []string, err error) {
 	if v, ok := args["uid"]; ok && v != nil {
 		if uid := args.Int("uid", -1); uid != cur.UID {
 			flags = append(flags, "-u", strconv.Itoa(uid))
@@ -147,11 +161,11 @@ func usermod(args modules.Args, cur Account, check bool) (flags, changes []strin
 		}
 	}
 	if g := args.Str("group", ""); g != "" {
-		grp, ok, err := LookupGroup(g)
+		grp, ok, err := group(g)
 		switch {
 		case err != nil:
 			return nil, nil, err
-		case !ok && !check:
+		case !ok && !groupPending:
 			return nil, nil, fmt.Errorf("group %s does not exist", g)
 		case !ok || grp.GID != cur.GID:
 			flags = append(flags, "-g", g)
@@ -176,21 +190,35 @@ func usermod(args modules.Args, cur Account, check bool) (flags, changes []strin
 
 // Apply runs the planned account command.
 func (UserModule) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*modules.Result, error) {
-	return apply(ctx, c)
+	if err := ApplyAccounts(ctx, c); err != nil {
+		return nil, err
+	}
+	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
 }
 
-func apply(ctx context.Context, c *modules.Change) (*modules.Result, error) {
+// ApplyAccounts runs the commands of changes made by PlanAccount and
+// PlanGroup, in order.
+func ApplyAccounts(ctx context.Context, changes ...*modules.Change) error {
+	for _, c := range changes {
+		if err := applyOne(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, c *modules.Change) error {
 	runs, ok := c.Payload.([]run)
 	if !ok {
-		return nil, errors.New("change has no plan payload")
+		return errors.New("change has no plan payload")
 	}
 	for _, r := range runs {
 		cmd := exec.CommandContext(ctx, r.argv[0], r.argv[1:]...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("%s: %w: %s", strings.Join(r.argv, " "), err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("%s: %w: %s", strings.Join(r.argv, " "), err, strings.TrimSpace(stderr.String()))
 		}
 	}
-	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
+	return nil
 }
