@@ -1,14 +1,10 @@
 package etcd_service
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 
 	"github.com/etcdplay/etcdplay/modules/systemd"
@@ -24,24 +20,6 @@ type dirState struct {
 	UID, GID int
 }
 
-// unitState is the part of `systemctl show` we act on.
-type unitState struct {
-	LoadState        string // loaded, not-found
-	ActiveState      string // active, activating, inactive, failed, ...
-	UnitFileState    string // enabled, disabled, "" when not found
-	NeedDaemonReload bool
-}
-
-// Running reports whether etcd is up or on its way up (a bootstrapping
-// member waits in "activating" until the cluster has quorum).
-func (u unitState) Running() bool {
-	switch u.ActiveState {
-	case "active", "activating", "reloading":
-		return true
-	}
-	return false
-}
-
 // hostState is everything Plan looks at, gathered in one pass so the plan
 // itself is a pure function (and table-testable).
 type hostState struct {
@@ -50,7 +28,7 @@ type hostState struct {
 	Dirs     map[string]dirState
 	Unit     []byte // nil when the unit file does not exist
 	UnitSeen bool
-	Systemd  unitState
+	Systemd  systemd.UnitState
 	Marker   []byte // the restore marker's content; nil without one
 	// NewClusterMember: the data dir holds no member yet and etcd.yaml
 	// says initial-cluster-state new, so etcd will ask its peers before
@@ -110,11 +88,11 @@ func gatherState(ctx context.Context, w *want) (*hostState, error) {
 			return nil, err
 		}
 	}
-	st.Systemd, err = showUnit(ctx, w.Name)
+	st.Systemd, err = systemd.Show(ctx, w.Name)
 	if err != nil {
 		return nil, err
 	}
-	if len(w.StartAfter) > 0 && !st.Systemd.Running() && !memberDataExists(w.DataDir) {
+	if len(w.StartAfter) > 0 && !st.Systemd.Active() && !memberDataExists(w.DataDir) {
 		st.NewClusterMember = initialClusterNew(w.ConfigFile)
 	}
 	return st, nil
@@ -134,44 +112,4 @@ func initialClusterNew(path string) bool {
 		return false
 	}
 	return cfg.State == "" || cfg.State == "new"
-}
-
-// showUnit asks systemd about the unit in one exec (the no-op path of a
-// warm apply is dominated by process starts, so keep them few).
-func showUnit(ctx context.Context, name string) (unitState, error) {
-	out, err := exec.CommandContext(ctx, "systemctl", "show", name,
-		"-p", "LoadState", "-p", "ActiveState", "-p", "UnitFileState", "-p", "NeedDaemonReload").Output()
-	if err != nil {
-		return unitState{}, fmt.Errorf("systemctl show %s: %w%s", name, err, stderrOf(err))
-	}
-	return parseShow(out), nil
-}
-
-func parseShow(out []byte) unitState {
-	u := systemd.ParseShow(string(out))
-	return unitState{LoadState: u.LoadState, ActiveState: u.ActiveState,
-		UnitFileState: u.UnitFileState, NeedDaemonReload: u.NeedDaemonReload}
-}
-
-func stderrOf(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return ": " + strings.TrimSpace(string(ee.Stderr))
-	}
-	return ""
-}
-
-// run executes one command of an Apply step, with its stderr in the error.
-func run(ctx context.Context, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg != "" {
-			return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
-		}
-		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
-	}
-	return nil
 }

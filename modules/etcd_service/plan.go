@@ -150,12 +150,12 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 	}
 
 	switch {
-	case w.State == "started" && !st.Systemd.Running() && st.Marker != nil:
+	case w.State == "started" && !st.Systemd.Active() && st.Marker != nil:
 		return nil, fmt.Errorf("not starting etcd: a restore stopped this member and did not finish (its controller was killed or cut off), "+
 			"so members may hold different data and would start as two clusters. %s says: %s. "+
 			"Run the restore again with the same snapshot to finish it (it re-stages every member), or, to go back, put the old data dir back on every host and remove %s",
 			w.Marker, bytes.Join(bytes.Fields(st.Marker), []byte(" ")), w.Marker)
-	case w.State == "started" && !st.Systemd.Running():
+	case w.State == "started" && !st.Systemd.Active():
 		// Type=notify: a blocking start of the first member of a new
 		// cluster would wait for a quorum that cannot form until its
 		// peers start too.
@@ -166,7 +166,7 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 				strings.Join(w.StartAfter, ", "), startAfterLimit)
 		}
 		add(stepStart, "!", "start "+w.Name, detail)
-	case w.State == "stopped" && st.Systemd.Running():
+	case w.State == "stopped" && st.Systemd.Active():
 		add(stepStop, "!", "stop "+w.Name, "")
 	}
 

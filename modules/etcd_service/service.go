@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/systemd"
 	"github.com/etcdplay/etcdplay/modules/user"
 )
 
@@ -117,19 +118,19 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepUnit:
 			err = writeUnit(ctx, w, p.NewUnit)
 		case stepReload:
-			err = run(ctx, "systemctl", "daemon-reload")
+			err = systemctl(ctx, "daemon-reload")
 		case stepEnable:
 			// Any reload the unit needs was planned before this one.
-			err = run(ctx, "systemctl", "enable", "--quiet", "--no-reload", w.Name)
+			err = systemctl(ctx, "enable", "--quiet", "--no-reload", w.Name)
 		case stepDisable:
-			err = run(ctx, "systemctl", "disable", "--quiet", "--no-reload", w.Name)
+			err = systemctl(ctx, "disable", "--quiet", "--no-reload", w.Name)
 		case stepStart:
 			if p.WaitFor != nil {
 				waitForPeers(ctx, p.WaitFor, startAfterLimit)
 			}
-			err = run(ctx, "systemctl", "start", "--no-block", w.Name)
+			err = systemctl(ctx, "start", "--no-block", w.Name)
 		case stepStop:
-			err = run(ctx, "systemctl", "stop", w.Name)
+			err = systemctl(ctx, "stop", w.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
@@ -148,14 +149,19 @@ func writeUnit(ctx context.Context, w *want, isNew bool) error {
 	if err := hostfile.WriteAtomic(w.UnitPath, w.Unit, 0o644, -1, -1); err != nil || !isNew {
 		return err
 	}
-	u, err := showUnit(ctx, w.Name)
+	u, err := systemd.Show(ctx, w.Name)
 	if err != nil {
 		return err
 	}
 	if u.LoadState == "loaded" && !u.NeedDaemonReload {
 		return nil
 	}
-	return run(ctx, "systemctl", "daemon-reload")
+	return systemctl(ctx, "daemon-reload")
+}
+
+func systemctl(ctx context.Context, args ...string) error {
+	_, err := systemd.Systemctl(ctx, args...)
+	return err
 }
 
 // ensureDirs creates the data directories 0700 owned by the etcd user

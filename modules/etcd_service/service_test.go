@@ -8,21 +8,9 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/golden"
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/etcdplay/etcdplay/modules/systemd"
 	"github.com/etcdplay/etcdplay/modules/user"
 )
-
-func TestParseShow(t *testing.T) {
-	u := parseShow([]byte("LoadState=loaded\nActiveState=activating\nUnitFileState=enabled\nNeedDaemonReload=yes\n"))
-	if u != (unitState{LoadState: "loaded", ActiveState: "activating", UnitFileState: "enabled", NeedDaemonReload: true}) {
-		t.Errorf("got %+v", u)
-	}
-	if !u.Running() {
-		t.Error("activating must count as running (a bootstrapping member waits for quorum)")
-	}
-	if (unitState{ActiveState: "failed"}).Running() {
-		t.Error("failed is not running")
-	}
-}
 
 func converged() (*hostState, *want) {
 	w := &want{Name: "etcd.service", UnitPath: DefaultUnitPath, Unit: []byte("unit\n"), User: "etcd", Group: "etcd",
@@ -33,7 +21,7 @@ func converged() (*hostState, *want) {
 		Dirs:     map[string]dirState{"/var/lib/etcd": {Exists: true, IsDir: true, Mode: 0o700, UID: 998, GID: 997}},
 		Unit:     []byte("unit\n"),
 		UnitSeen: true,
-		Systemd:  unitState{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled"},
+		Systemd:  systemd.UnitState{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled"},
 	}
 	return st, w
 }
@@ -52,7 +40,7 @@ func TestPlan(t *testing.T) {
 			name: "bare host",
 			mutate: func(st *hostState, w *want) {
 				*st = hostState{Dirs: map[string]dirState{},
-					Systemd: unitState{LoadState: "not-found", ActiveState: "inactive"}}
+					Systemd: systemd.UnitState{LoadState: "not-found", ActiveState: "inactive"}}
 			},
 			actions: []string{
 				"+ group etcd: system",
@@ -74,7 +62,7 @@ func TestPlan(t *testing.T) {
 			name: "a unit of the same name loaded from elsewhere (a distribution's package) is reloaded",
 			mutate: func(st *hostState, w *want) {
 				st.Unit, st.UnitSeen = nil, false
-				st.Systemd = unitState{LoadState: "loaded", ActiveState: "inactive", UnitFileState: "disabled"}
+				st.Systemd = systemd.UnitState{LoadState: "loaded", ActiveState: "inactive", UnitFileState: "disabled"}
 				w.State = "present"
 			},
 			actions: []string{

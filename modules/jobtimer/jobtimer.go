@@ -109,7 +109,7 @@ func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*mod
 		p.Steps = append(p.Steps, s)
 		ch.Add(op, target, detail)
 	}
-	unit, err := show(ctx, j.timerName())
+	unit, err := systemd.Show(ctx, j.timerName())
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: %w", j.Module, env.Host, err)
 	}
@@ -121,7 +121,7 @@ func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*mod
 				installed = true
 			}
 		}
-		if unit.active() || unit.enabled() {
+		if unit.Active() || unit.UnitFileState == "enabled" {
 			add(stepStopDisable, "!", "stop and disable "+j.timerName(), "no "+j.ScheduleVar+" for this member")
 		}
 		if installed {
@@ -209,17 +209,17 @@ func Plan(ctx context.Context, env *modules.Env, j Job, args modules.Args) (*mod
 		if f.unitFile {
 			unitChanged = true
 		}
-		if f.restartTimer && unit.active() {
+		if f.restartTimer && unit.Active() {
 			add(stepRestart, "!", "restart "+j.timerName(), "new schedule")
 		}
 	}
 	if unitChanged || unit.NeedDaemonReload {
 		add(stepReload, "!", "systemctl daemon-reload", "")
 	}
-	if !unit.enabled() {
+	if unit.UnitFileState != "enabled" {
 		add(stepEnable, "!", "enable "+j.timerName(), "")
 	}
-	if !unit.active() {
+	if !unit.Active() {
 		add(stepStart, "!", "start "+j.timerName(), schedule+": "+args.Str("start_detail", j.Name))
 	}
 	return finish(ch, p), nil
@@ -318,31 +318,8 @@ func (j Job) do(ctx context.Context, s step, args modules.Args) error {
 }
 
 func systemctl(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, "systemctl", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
-}
-
-// unitState is the part of `systemctl show` the plan needs.
-type unitState struct {
-	ActiveState, UnitFileState string
-	NeedDaemonReload           bool
-}
-
-func (u unitState) active() bool  { return u.ActiveState == "active" || u.ActiveState == "activating" }
-func (u unitState) enabled() bool { return u.UnitFileState == "enabled" }
-
-func show(ctx context.Context, name string) (unitState, error) {
-	out, err := exec.CommandContext(ctx, "systemctl", "show", name, "-p", "ActiveState", "-p", "UnitFileState", "-p", "NeedDaemonReload").Output()
-	if err != nil {
-		return unitState{}, fmt.Errorf("systemctl show %s: %w", name, err)
-	}
-	s := systemd.ParseShow(string(out))
-	return unitState{ActiveState: s.ActiveState, UnitFileState: s.UnitFileState, NeedDaemonReload: s.NeedDaemonReload}, nil
+	_, err := systemd.Systemctl(ctx, args...)
+	return err
 }
 
 // Module is a job timer as a module: the job, its arguments, and those

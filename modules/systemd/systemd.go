@@ -114,11 +114,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		}
 		st.NeedDaemonReload = AnyNeedsReload(out)
 	} else {
-		out, err := Systemctl(ctx, "show", "--property="+strings.Join(showProps, ","), w.unit)
-		if err != nil {
+		if st, err = Show(ctx, w.unit); err != nil {
 			return nil, err
 		}
-		st = ParseShow(out)
 	}
 	steps, replan, err := PlanSteps(w, st, env.Check)
 	if err != nil {
@@ -144,13 +142,13 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 			return nil, err
 		}
 		if s.verb == "daemon-reload" && p.replan {
-			out, err := Systemctl(ctx, "show", "--property="+strings.Join(showProps, ","), p.w.unit)
+			now, err := Show(ctx, p.w.unit)
 			if err != nil {
 				return nil, err
 			}
 			w := p.w
 			w.daemonReload = false
-			rest, _, err := PlanSteps(w, ParseShow(out), false)
+			rest, _, err := PlanSteps(w, now, false)
 			if err != nil {
 				return nil, fmt.Errorf("systemd %s: %w", p.w.unit, err)
 			}
@@ -170,6 +168,16 @@ var Systemctl = func(ctx context.Context, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// Show is the unit's state, from one `systemctl show`: the one way every
+// module reads a unit.
+func Show(ctx context.Context, unit string) (UnitState, error) {
+	out, err := Systemctl(ctx, "show", "--property="+strings.Join(showProps, ","), unit)
+	if err != nil {
+		return UnitState{}, err
+	}
+	return ParseShow(out), nil
 }
 
 func (s step) run(ctx context.Context) error {

@@ -36,6 +36,20 @@ func TestParseShow(t *testing.T) {
 	}
 }
 
+// TestActive: a unit on its way up counts as running (a bootstrapping
+// etcd member waits in "activating" until its cluster has quorum, and
+// etcd_service must not start it twice); a failed one does not.
+func TestActive(t *testing.T) {
+	for state, want := range map[string]bool{
+		"active": true, "activating": true, "reloading": true, "refreshing": true,
+		"inactive": false, "failed": false, "deactivating": false, "": false,
+	} {
+		if got := (UnitState{ActiveState: state}).Active(); got != want {
+			t.Errorf("ActiveState %q: Active() = %v, want %v", state, got, want)
+		}
+	}
+}
+
 func TestPlanSteps(t *testing.T) {
 	tests := []struct {
 		name   string
