@@ -25,7 +25,7 @@ import (
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	"github.com/klauspost/compress/gzip"
+	"github.com/etcdplay/etcdplay/modules/etcd_install"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -293,15 +293,6 @@ func withFiles(tarPath, sum string) (*Release, error) {
 // them to dst as a zstd tar under the same names. dst only appears once
 // complete.
 func repack(tarPath, dst string) (map[string]string, error) {
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tarPath, err)
-	}
 	out, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
 		return nil, err
@@ -316,37 +307,23 @@ func repack(tarPath, dst string) (map[string]string, error) {
 	}
 	defer zw.Close()
 	tw := tar.NewWriter(zw)
-	want := map[string]bool{}
-	for _, b := range etcd.Binaries {
-		want[b] = true
-	}
+	dir := strings.TrimSuffix(filepath.Base(tarPath), ".tar.gz")
 	files := map[string]string{}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", tarPath, err)
-		}
+	err = etcd_install.EachBinary(tarPath, func(h *tar.Header, r io.Reader) error {
 		name := path.Base(h.Name)
-		if h.Typeflag != tar.TypeReg || !want[name] || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
-			continue
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(strings.TrimSuffix(filepath.Base(tarPath), ".tar.gz"), name), Size: h.Size, Mode: 0o755, ModTime: h.ModTime, Format: tar.FormatPAX}); err != nil {
-			return nil, err
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: path.Join(dir, name), Size: h.Size, Mode: 0o755, ModTime: h.ModTime, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
 		}
 		d := sha256.New()
-		if _, err := io.Copy(io.MultiWriter(d, tw), tr); err != nil {
-			return nil, fmt.Errorf("%s: %w", tarPath, err)
+		if _, err := io.Copy(io.MultiWriter(d, tw), r); err != nil {
+			return fmt.Errorf("%s: %w", tarPath, err)
 		}
 		files[name] = hex.EncodeToString(d.Sum(nil))
-	}
-	for _, b := range etcd.Binaries {
-		if files[b] == "" {
-			return nil, fmt.Errorf("%s has no %s in its top-level directory", tarPath, b)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

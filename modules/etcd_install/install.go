@@ -14,7 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -181,16 +181,6 @@ func (installModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change)
 func Unpack(a InstallArgs) error { return unpack(a) }
 
 func unpack(a InstallArgs) error {
-	f, err := os.Open(a.Tarball)
-	if err != nil {
-		return fmt.Errorf("etcd release tarball: %w", err)
-	}
-	defer f.Close()
-	payload, err := decompress(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", a.Tarball, err)
-	}
-	defer payload.Close()
 	if err := os.MkdirAll(a.InstallRoot, 0o755); err != nil {
 		return err
 	}
@@ -199,38 +189,19 @@ func unpack(a InstallArgs) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	found := map[string]bool{}
-	tr := tar.NewReader(payload)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.Tarball, err)
-		}
+	err = EachBinary(a.Tarball, func(h *tar.Header, r io.Reader) error {
 		name := path.Base(h.Name)
-		if h.Typeflag != tar.TypeReg || a.SHA256[name] == "" || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
-			continue
-		}
-		sum, err := writeExec(filepath.Join(tmp, name), tr)
+		sum, err := writeExec(filepath.Join(tmp, name), r)
 		if err != nil {
 			return err
 		}
 		if sum != a.SHA256[name] {
 			return fmt.Errorf("%s in %s has SHA-256 %s, the verified release has %s: refusing to install", name, a.Tarball, sum, a.SHA256[name])
 		}
-		found[name] = true
-	}
-	var missing []string
-	for _, b := range etcd.Binaries {
-		if !found[b] {
-			missing = append(missing, b)
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return fmt.Errorf("%s has no %s", a.Tarball, strings.Join(missing, ", "))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
@@ -251,6 +222,52 @@ func unpack(a InstallArgs) error {
 		return err
 	}
 	return hostfile.SyncDir(a.InstallRoot)
+}
+
+// EachBinary calls fn with each of etcd's binaries (etcd.Binaries) in a
+// release archive, upstream's tar.gz or the controller's zstd repack: the
+// regular files of the archive's top-level directory, as upstream lays
+// them out. It fails naming any the archive lacks.
+func EachBinary(archive string, fn func(h *tar.Header, r io.Reader) error) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return fmt.Errorf("etcd release archive: %w", err)
+	}
+	defer f.Close()
+	payload, err := decompress(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", archive, err)
+	}
+	defer payload.Close()
+	found := map[string]bool{}
+	tr := tar.NewReader(payload)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", archive, err)
+		}
+		name := path.Base(h.Name)
+		if h.Typeflag != tar.TypeReg || !slices.Contains(etcd.Binaries, name) || found[name] || strings.Count(strings.Trim(h.Name, "/"), "/") != 1 {
+			continue
+		}
+		if err := fn(h, tr); err != nil {
+			return err
+		}
+		found[name] = true
+	}
+	var missing []string
+	for _, b := range etcd.Binaries {
+		if !found[b] {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s has no %s in its top-level directory", archive, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // decompress reads upstream's gzip tarball or the controller's zstd

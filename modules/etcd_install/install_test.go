@@ -7,12 +7,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/etcdplay/etcdplay/modules"
+	"github.com/klauspost/compress/zstd"
 )
 
 func tarball(t *testing.T, files map[string]string) []byte {
@@ -145,4 +148,62 @@ func actions(c *modules.Change) []string {
 		out = append(out, a.String())
 	}
 	return out
+}
+
+// TestEachBinary: the binaries of a release archive are the regular files
+// of its top-level directory named in etcd.Binaries, in upstream's tar.gz
+// or the controller's zstd repack alike; an archive without one of them
+// is refused, naming what it lacks.
+func TestEachBinary(t *testing.T) {
+	const dir = "etcd-v3.6.16-linux-amd64/"
+	whole := map[string]string{dir + "etcd": "e", dir + "etcdctl": "c", dir + "etcdutl": "u",
+		dir + "README.md": "docs", dir + "Documentation/etcd": "not a binary", "etcd": "not in the directory"}
+	zst := func(gz []byte) []byte {
+		r, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		w, _ := zstd.NewWriter(&buf)
+		if _, err := io.Copy(w, r); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		return buf.Bytes()
+	}
+	without := func(name string) map[string]string {
+		m := maps.Clone(whole)
+		delete(m, name)
+		return m
+	}
+	for _, tt := range []struct {
+		name    string
+		archive []byte
+		want    string // the binaries seen, or the error
+	}{
+		{"upstream gzip", tarball(t, whole), "etcd=e etcdctl=c etcdutl=u"},
+		{"zstd repack", zst(tarball(t, whole)), "etcd=e etcdctl=c etcdutl=u"},
+		{"no etcdutl", tarball(t, without(dir+"etcdutl")), "has no etcdutl in its top-level directory"},
+		{"not an archive", []byte("<html>404</html>"), "gzip: invalid header"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "release")
+			if err := os.WriteFile(p, tt.archive, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var seen []string
+			err := EachBinary(p, func(h *tar.Header, r io.Reader) error {
+				b, err := io.ReadAll(r)
+				seen = append(seen, filepath.Base(h.Name)+"="+string(b))
+				return err
+			})
+			got := strings.Join(seen, " ")
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
