@@ -182,6 +182,15 @@ func Show(ctx context.Context, unit string) (UnitState, error) {
 
 func (s step) run(ctx context.Context) error {
 	args := []string{s.verb}
+	if s.verb == "enable" || s.verb == "disable" {
+		// Without --no-reload each of these is a daemon-reload too: about
+		// 0.3 s of systemd's CPU per host, 8 s for 30 lab hosts on two
+		// cores. The links are on disk for the next boot, and start and
+		// stop are explicit steps; only new Alias= names wait for the
+		// next daemon-reload. (mask and unmask keep theirs: systemd must
+		// see a masked unit as masked at once.)
+		args = append(args, "--no-reload")
+	}
 	if s.unit != "" {
 		args = append(args, s.unit)
 	}
