@@ -64,6 +64,7 @@ type run struct {
 	aborted     map[failureDomain]bool
 	registered  map[string]map[string]any // host -> register name -> result
 	futures     map[string]*future        // node id -> speculative plan
+	converging  map[string]bool           // hosts whose last task changed them
 
 	gen atomic.Int64 // bumped whenever a task may have changed a host
 }
@@ -91,6 +92,7 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 		aborted:     map[failureDomain]bool{},
 		registered:  map[string]map[string]any{},
 		futures:     map[string]*future{},
+		converging:  map[string]bool{},
 	}
 	hosts := hostsOf(c)
 	for _, h := range hosts {

@@ -495,3 +495,58 @@ func TestPrepareOverlapsConnecting(t *testing.T) {
 		t.Error("Prepare was handed a host handle")
 	}
 }
+
+// planCountModule always has a change to make, and appends a line to its
+// log file each time it is planned.
+type planCountModule struct{}
+
+func init() { modules.Register("sshtest_plancount", planCountModule{}) }
+
+func (planCountModule) Validate(modules.Args) error { return nil }
+func (planCountModule) Plan(_ context.Context, env *modules.Env, a modules.Args) (*modules.Change, error) {
+	f, err := os.OpenFile(a.Str("log", ""), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, env.Host); err != nil {
+		return nil, err
+	}
+	c := &modules.Change{}
+	c.Add("~", a.Str("log", ""), "always")
+	return c, nil
+}
+func (planCountModule) Apply(_ context.Context, _ *modules.Env, c *modules.Change) (*modules.Result, error) {
+	return &modules.Result{Status: modules.StatusChanged, Change: c}, nil
+}
+
+// TestNoSpeculationWhileConverging: a host whose tasks keep changing it is
+// not planned ahead after its first change, since every such plan would
+// be thrown away (before, each of n tasks re-planned all that followed).
+func TestNoSpeculationWhileConverging(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	log := filepath.Join(t.TempDir(), "plans")
+	const tasks = 8
+	var b strings.Builder
+	b.WriteString("- hosts: all\n  tasks:\n")
+	for i := range tasks {
+		fmt.Fprintf(&b, "    - name: change %d\n      sshtest_plancount: {log: %q}\n", i, log)
+	}
+	rec, _ := runRecorded(t, compile(t, inv, b.String()), inv, Options{Connect: opts})
+	for task, st := range rec.results() {
+		if st != modules.StatusChanged {
+			t.Errorf("%s: %s", task, st)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each task is planned once to run, plus the plans asked ahead of the
+	// first one: 2*tasks-1 at most, against tasks*(tasks+1)/2 before.
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if n := strings.Count(string(data), h+"\n"); n < tasks || n > 2*tasks-1 {
+			t.Errorf("%s planned %d times for %d tasks that all changed it, want %d to %d", h, n, tasks, tasks, 2*tasks-1)
+		}
+	}
+}

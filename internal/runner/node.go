@@ -103,7 +103,7 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 		}
 	}
 	r.register(n, res)
-	r.changed(res.Status)
+	r.changed(n.Host, res.Status)
 	emit(res.Status, res, res.Msg)
 	if res.Status == modules.StatusChanged {
 		for _, h := range n.Task.Notify {
@@ -159,7 +159,9 @@ func (r *run) execute(ctx context.Context, n *playbook.Node, conn *transport.Con
 	}
 	if !modules.OnController(m) {
 		if speculatable(n) {
-			r.prefetch(ctx, n, conn)
+			if r.speculating(n.Host) {
+				r.prefetch(ctx, n, conn)
+			}
 			if res, ok := r.speculated(ctx, n); ok {
 				return res, nil
 			}
