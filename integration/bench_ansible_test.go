@@ -143,7 +143,7 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 				c.setup(e)
 			}
 			runs[tool] = func() (time.Duration, int) {
-				o := e.MustApply(b, c.etcdplay, "--forks", fmt.Sprint(max(n, 50)))
+				o := e.MustApply(b, c.etcdplay, "--forks", fmt.Sprint(max(n, 50)), "--timeout", "120s")
 				if o.Changed() > 0 {
 					printColdBreakdown(o)
 				}
@@ -228,6 +228,10 @@ func runAnsible(t testing.TB, ansible, inv, pb, knownHosts string, forks int, mi
 		"ANSIBLE_RETRY_FILES_ENABLED=False",
 		"ANSIBLE_NOCOLOR=1",
 		"ANSIBLE_LOCAL_TEMP="+t.TempDir(),
+		// As etcdplay's --timeout: 90 lab hosts on two cores can take
+		// longer than the default 10 s to answer a handshake, and that is
+		// the machine, not the hosts.
+		"ANSIBLE_TIMEOUT=120",
 	)
 	if mitogen {
 		cmd.Env = append(cmd.Env, "ANSIBLE_STRATEGY_PLUGINS="+mitogenStrategy(), "ANSIBLE_STRATEGY=mitogen_linear")
