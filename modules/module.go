@@ -45,9 +45,9 @@ type ControllerSide interface {
 // module's tasks while it is still connecting to the hosts, so that work
 // overlaps the handshakes instead of following them. Prepare gets no host
 // handle (env.Remote and env.Hosts are nil), must be safe to run
-// concurrently with itself and with Plan, and leaves only what Plan would
-// have made; Plan finds it done, and reports any error itself, so
-// Prepare's errors are dropped.
+// concurrently with itself and with Plan, ends when its context does, and
+// leaves only what Plan would have made; Plan finds it done, and reports
+// any error itself, so Prepare's errors are dropped.
 type Preparer interface {
 	Prepare(ctx context.Context, env *Env, args Args)
 }

@@ -98,13 +98,17 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 	for _, h := range hosts {
 		r.recap[h] = &HostRecap{Host: h}
 	}
-	prepared := r.prepare(ctx, c)
+	pctx, stopPreparing := context.WithCancel(ctx)
+	prepared := r.prepare(pctx, c)
 	r.connectAll(ctx, inv, c, hosts)
 	defer r.closeAll()
-	defer prepared.Wait()
 
 	walkErr := c.Graph.Walk(ctx, opts.Forks, r.node, r.skipped)
 	_ = walkErr // every failure has been reported as an event already
+	// Preparation no task is left to use (every host unreachable, say) is
+	// not waited for: a slow download would hold the run's end.
+	stopPreparing()
+	prepared.Wait()
 
 	s := &Summary{Elapsed: time.Since(r.start)}
 	for _, h := range hosts {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -548,5 +549,38 @@ func TestNoSpeculationWhileConverging(t *testing.T) {
 		if n := strings.Count(string(data), h+"\n"); n < tasks || n > 2*tasks-1 {
 			t.Errorf("%s planned %d times for %d tasks that all changed it, want %d to %d", h, n, tasks, tasks, 2*tasks-1)
 		}
+	}
+}
+
+// blockingPrepare's Prepare returns only when its context ends.
+type blockingPrepare struct{ prepareModule }
+
+var preparesCancelled atomic.Int32
+
+func init() { modules.Register("sshtest_prepare_blocking", blockingPrepare{}) }
+
+func (blockingPrepare) Prepare(ctx context.Context, _ *modules.Env, _ modules.Args) {
+	<-ctx.Done()
+	preparesCancelled.Add(1)
+}
+
+// TestRunEndsPreparation: once the walk is done, preparation no task is
+// left to use is cancelled, not waited for (a slow download would hold the
+// end of a run whose hosts were all unreachable).
+func TestRunEndsPreparation(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, "- hosts: all\n  tasks:\n    - name: fetch\n      sshtest_prepare_blocking: {}\n")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runRecorded(t, c, inv, Options{Connect: opts})
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run is still waiting for a Prepare after its walk")
+	}
+	if n := preparesCancelled.Load(); n != 3 {
+		t.Errorf("%d of 3 Prepare calls saw their context end", n)
 	}
 }
