@@ -464,6 +464,9 @@ func (prepareModule) Prepare(_ context.Context, env *modules.Env, args modules.A
 // before any host has connected, gets no host handle, is not started for
 // a task the compiler skipped, and has finished when Run returns.
 func TestPrepareOverlapsConnecting(t *testing.T) {
+	prepared.Lock()
+	prepared.start, prepared.end, prepared.remote = map[string]time.Time{}, map[string]time.Time{}, false
+	prepared.Unlock()
 	inv, opts, _ := walkLab(t)
 	c := compile(t, inv, `
 - name: prepare
@@ -568,6 +571,7 @@ func (blockingPrepare) Prepare(ctx context.Context, _ *modules.Env, _ modules.Ar
 // left to use is cancelled, not waited for (a slow download would hold the
 // end of a run whose hosts were all unreachable).
 func TestRunEndsPreparation(t *testing.T) {
+	preparesCancelled.Store(0)
 	inv, opts, _ := walkLab(t)
 	c := compile(t, inv, "- hosts: all\n  tasks:\n    - name: fetch\n      sshtest_prepare_blocking: {}\n")
 	done := make(chan struct{})
