@@ -118,19 +118,19 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepUnit:
 			err = writeUnit(ctx, w, p.NewUnit)
 		case stepReload:
-			err = systemctl(ctx, "daemon-reload")
+			_, err = systemd.Systemctl(ctx, "daemon-reload")
 		case stepEnable:
 			// Any reload the unit needs was planned before this one.
-			err = systemctl(ctx, "enable", "--quiet", "--no-reload", w.Name)
+			_, err = systemd.Systemctl(ctx, "enable", "--quiet", "--no-reload", w.Name)
 		case stepDisable:
-			err = systemctl(ctx, "disable", "--quiet", "--no-reload", w.Name)
+			_, err = systemd.Systemctl(ctx, "disable", "--quiet", "--no-reload", w.Name)
 		case stepStart:
 			if p.WaitFor != nil {
 				waitForPeers(ctx, p.WaitFor, startAfterLimit)
 			}
-			err = systemctl(ctx, "start", "--no-block", w.Name)
+			_, err = systemd.Systemctl(ctx, "start", "--no-block", w.Name)
 		case stepStop:
-			err = systemctl(ctx, "stop", w.Name)
+			_, err = systemd.Systemctl(ctx, "stop", w.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
@@ -156,11 +156,7 @@ func writeUnit(ctx context.Context, w *want, isNew bool) error {
 	if u.LoadState == "loaded" && !u.NeedDaemonReload {
 		return nil
 	}
-	return systemctl(ctx, "daemon-reload")
-}
-
-func systemctl(ctx context.Context, args ...string) error {
-	_, err := systemd.Systemctl(ctx, args...)
+	_, err = systemd.Systemctl(ctx, "daemon-reload")
 	return err
 }
 
