@@ -29,6 +29,7 @@ func (b batchRef) suffix() string {
 // batch adds the nodes and edges of one serial batch of a play.
 func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, vars map[string]map[string]any) {
 	g := c.out.Graph
+	first := g.Len()
 	suffix := b.suffix()
 	// Create every node first, so needs may name a later task.
 	type slot struct {
@@ -45,32 +46,42 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, v
 		}
 		return ""
 	}
-	mk := func(t *Task, kind string, handler bool) slot {
-		var s slot
-		if t.RunOnce {
-			id := fmt.Sprintf("p%d.%s%d.once%s", play.Index, kind, t.Index, suffix)
-			c.add(ps, play, t, id, b.part, hosts[0], hosts, vars[hosts[0]], handler)
-			s.once = id
-			return s
+	// Tasks are built concurrently (see node); the graph and the problems
+	// take them in task order, as if built one by one.
+	all := make([]*Task, 0, len(play.Tasks)+len(play.Handlers))
+	all = append(append(all, play.Tasks...), play.Handlers...)
+	built := inChunks(len(all), func(lo, hi int) [][]builtNode {
+		out := make([][]builtNode, 0, hi-lo)
+		for i, t := range all[lo:hi] {
+			out = append(out, c.taskNodes(ps, play, t, b.part, suffix, hosts, vars, lo+i >= len(play.Tasks)))
 		}
-		s.ids = make([]string, len(hosts))
-		for i, h := range hosts {
-			id := fmt.Sprintf("p%d.%s%d.%s", play.Index, kind, t.Index, h)
-			c.add(ps, play, t, id, b.part, h, nil, vars[h], handler)
-			s.ids[i] = id
-		}
-		return s
-	}
-	first := g.Len()
+		return out
+	})
 	g.Grow((len(play.Tasks) + len(play.Handlers)) * len(hosts))
-	tasks := make([]slot, len(play.Tasks))
-	for i, t := range play.Tasks {
-		tasks[i] = mk(t, "t", false)
+	slots := make([]slot, 0, len(all))
+	for _, chunk := range built {
+		for _, nodes := range chunk {
+			var s slot
+			for _, bn := range nodes {
+				if err := g.Add(bn.n.ID, bn.n); err != nil {
+					panic(err) // ids are unique by construction
+				}
+				for _, report := range bn.reports {
+					report()
+				}
+				if bn.share != nil {
+					c.shared[bn.n.Task] = bn.share
+				}
+				if bn.n.Hosts != nil {
+					s.once = bn.n.ID
+				} else {
+					s.ids = append(s.ids, bn.n.ID)
+				}
+			}
+			slots = append(slots, s)
+		}
 	}
-	handlers := make([]slot, len(play.Handlers))
-	for i, t := range play.Handlers {
-		handlers[i] = mk(t, "h", true)
-	}
+	tasks, handlers := slots[:len(play.Tasks)], slots[len(play.Tasks):]
 	byID := map[string]int{}
 	for i, t := range play.Tasks {
 		if t.ID != "" {
@@ -163,35 +174,73 @@ func (c *compiler) batch(ps *PlaySpec, play *Play, b batchRef, hosts []string, v
 	}
 }
 
-// add renders, resolves and validates one task for one host and adds its
-// node. Problems are collected, and the node is still added so the rest of
-// the graph can be checked too.
-func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, host string, hosts []string, vars map[string]any, handler bool) {
+// builtNode is a node built apart from the graph: what to report about it
+// and the arguments every later host of its task can share.
+type builtNode struct {
+	n       *Node
+	reports []func()
+	share   modules.Args
+}
+
+// taskNodes builds one task's nodes: one per host, or one for run_once.
+// It runs concurrently with other tasks': it reads the compiler and
+// writes only t, leaving the graph, the problems and c.shared to the
+// caller, in task order.
+func (c *compiler) taskNodes(ps *PlaySpec, play *Play, t *Task, part int, suffix string, hosts []string, vars map[string]map[string]any, handler bool) []builtNode {
 	m := ps.meta[t]
-	n := &Node{ID: id, Play: play, Part: part, Task: t, Host: host, Hosts: hosts, Vars: vars, Handler: handler}
-	if err := c.out.Graph.Add(id, n); err != nil {
-		panic(err) // ids are unique by construction
+	kind := "t"
+	if handler {
+		kind = "h"
 	}
-	if !handler {
+	shared, isShared := c.shared[t]
+	if t.RunOnce {
+		id := fmt.Sprintf("p%d.%s%d.once%s", play.Index, kind, t.Index, suffix)
+		n := &Node{ID: id, Play: play, Part: part, Task: t, Host: hosts[0], Hosts: hosts, Vars: vars[hosts[0]], Handler: handler}
+		bn := builtNode{n: n}
+		bn.share, bn.reports = c.node(n, m, shared, isShared)
+		return []builtNode{bn}
+	}
+	out := make([]builtNode, len(hosts))
+	for i, h := range hosts {
+		id := fmt.Sprintf("p%d.%s%d.%s", play.Index, kind, t.Index, h)
+		n := &Node{ID: id, Play: play, Part: part, Task: t, Host: h, Vars: vars[h], Handler: handler}
+		out[i].n = n
+		out[i].share, out[i].reports = c.node(n, m, shared, isShared)
+		if out[i].share != nil {
+			shared, isShared = out[i].share, true
+		}
+	}
+	return out
+}
+
+// node decides whether n runs and renders, resolves and validates its
+// arguments. Problems come back as reports, so the caller can report them
+// in task order; n is still built so the rest of the graph can be checked
+// too. share is set when n's arguments are every host's.
+func (c *compiler) node(n *Node, m *taskMeta, shared modules.Args, isShared bool) (share modules.Args, reports []func()) {
+	t, host, vars := n.Task, n.Host, n.Vars
+	if !n.Handler {
 		if skip, why := tagSkip(t.Tags, c.opts.Tags, c.opts.SkipTags); skip {
 			n.Skip, n.SkipReason = true, why
 		}
 	}
 	if len(m.whenList) > 0 && !n.Skip {
-		c.when(n, m, vars)
+		if report := c.when(n, m, vars); report != nil {
+			reports = append(reports, report)
+		}
 	}
 	if t.Module == "" || n.Skip {
 		// A task skipped whatever its arguments say is not rendered: its
 		// variables may well be undefined on purpose (when: x is defined).
-		return
+		return nil, reports
 	}
-	if args, ok := c.shared[t]; ok {
-		n.Args = args
-		return
+	if isShared {
+		n.Args = shared
+		return nil, reports
 	}
 	mod, ok := modules.Lookup(t.Module)
 	if !ok {
-		return // reported by Parse
+		return nil, reports // reported by Parse
 	}
 	templated := hasTemplate(t.Args)
 	_, resolves := mod.(modules.Resolver)
@@ -203,8 +252,7 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, h
 	} else {
 		r, err := tmpl.Render("args", t.Args, vars)
 		if err != nil {
-			c.templateErr(m, t, err, vars, host)
-			return
+			return nil, append(reports, func() { c.templateErr(m, t, err, vars, host) })
 		}
 		args = modules.Args(r.(map[string]any))
 	}
@@ -214,31 +262,29 @@ func (c *compiler) add(ps *PlaySpec, play *Play, t *Task, id string, part int, h
 			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
 		args, err = res.Resolve(args, rc)
 		if err != nil {
-			c.moduleErr(m, t, err, host, vars)
-			return
+			return nil, append(reports, func() { c.moduleErr(m, t, err, host, vars) })
 		}
 	}
 	if err := mod.Validate(args); err != nil {
-		c.moduleErr(m, t, err, host, vars)
-		return
+		return nil, append(reports, func() { c.moduleErr(m, t, err, host, vars) })
 	}
 	n.Args = args
-	_, alike := mod.(modules.ResolvesAlike)
-	if (!resolves || alike) && !templated {
-		c.shared[t] = args
+	if _, alike := mod.(modules.ResolvesAlike); (!resolves || alike) && !templated {
+		return args, reports
 	}
+	return nil, reports
 }
 
 // when decides the task's when at compile time: all conditions true runs
 // it, a false one skips it. A condition reading a registered result is
 // left to the runner.
-func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
+func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) (report func()) {
 	for _, cond := range m.whenList {
 		// Not only an undefined registered name: "out is defined" or
 		// "out.rc is defined" renders at compile time too, and wrongly.
 		if c.readsRegistered(cond) {
 			n.Task.WhenAtRuntime = true
-			return
+			return nil
 		}
 	}
 	for _, cond := range m.whenList {
@@ -246,26 +292,27 @@ func (c *compiler) when(n *Node, m *taskMeta, vars map[string]any) {
 		if err != nil {
 			var te *tmpl.Error
 			if errors.As(err, &te) && te.Syntax {
-				return // reported by Parse
+				return nil // reported by Parse
 			}
 			if errors.As(err, &te) && te.Undefined != "" {
 				root, _, _ := strings.Cut(te.Undefined, ".")
 				if c.registered[root] {
 					n.Task.WhenAtRuntime = true
-					return
+					return nil
 				}
 			}
-			if c.brokenRead(err, n.Host, m.key.get("when"), m.field+".when") {
-				return
+			return func() {
+				if !c.brokenRead(err, n.Host, m.key.get("when"), m.field+".when") {
+					c.c.hostf(n.Host, m.key.get("when"), m.field+".when", undefinedHint(err, vars), "%v", err)
+				}
 			}
-			c.c.hostf(n.Host, m.key.get("when"), m.field+".when", undefinedHint(err, vars), "%v", err)
-			return
 		}
 		if !truthy(v) {
 			n.Skip, n.SkipReason = true, fmt.Sprintf("when: %s is false", cond)
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 var (

@@ -479,23 +479,42 @@ func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, 
 		p.errf(n, playField+"."+section, "", "must be a list of tasks, got %s", kindName(n))
 		return nil
 	}
-	var out []*Task
-	for i, tn := range n.Content {
-		letter := "t"
-		if handlers {
-			letter = "h"
+	letter := "t"
+	if handlers {
+		letter = "h"
+	}
+	// Tasks are read apart from each other, each chunk with a parser of
+	// its own; their problems join in task order, as if read one by one.
+	tasks := make([]*Task, len(n.Content))
+	metas := make([]*taskMeta, len(n.Content))
+	chunks := inChunks(len(n.Content), func(lo, hi int) *parser {
+		cp := &parser{pb: p.pb, file: p.file}
+		for i := lo; i < hi; i++ {
+			tasks[i], metas[i] = cp.task(i+1, resolveAlias(n.Content[i]), fmt.Sprintf("%s.%s%d", playField, letter, i+1), handlers)
 		}
-		if t := p.task(play, i+1, resolveAlias(tn), fmt.Sprintf("%s.%s%d", playField, letter, i+1), handlers); t != nil {
+		return cp
+	})
+	for _, cp := range chunks {
+		for _, e := range cp.c.errs {
+			p.c.add(e)
+		}
+	}
+	var out []*Task
+	for i, t := range tasks {
+		if t != nil {
+			play.meta[t] = metas[i]
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handler bool) *Task {
+// task reads one task and where its keys were written. It reads only n
+// and writes only p's collector, so tasks can be read concurrently.
+func (p *parser) task(idx int, n *yaml.Node, field string, handler bool) (*Task, *taskMeta) {
 	if n.Kind != yaml.MappingNode {
 		p.errf(n, field, "", "a task is a mapping (name, a module, ...), got %s", kindName(n))
-		return nil
+		return nil, nil
 	}
 	t := &Task{Index: idx, Pos: p.pos(n)}
 	m := &taskMeta{field: field, key: make(positions, 0, len(n.Content)/2+1)}
@@ -645,8 +664,7 @@ func (p *parser) task(play *PlaySpec, idx int, n *yaml.Node, field string, handl
 			t.Delay = 5
 		}
 	}
-	play.meta[t] = m
-	return t
+	return t, m
 }
 
 // moduleArgs decodes a module's arguments: a mapping, null (no arguments),

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,9 +27,22 @@ func testInventory(t *testing.T) *inventory.Inventory {
 	return inv
 }
 
+// chunkings runs f with tasks read and built in chunks as large as
+// playbooks of this size get (one chunk), then in chunks of one task: the
+// result must not depend on it.
+func chunkings(t *testing.T, f func(t *testing.T)) {
+	defer func(was int) { minChunk = was }(minChunk)
+	for _, size := range []int{minChunk, 1} {
+		minChunk = size
+		t.Run(fmt.Sprintf("chunk%d", size), f)
+	}
+}
+
 // TestGraphGolden compiles each testdata/graph/*.yml and compares the
 // graph listing with its golden file.
-func TestGraphGolden(t *testing.T) {
+func TestGraphGolden(t *testing.T) { chunkings(t, testGraphGolden) }
+
+func testGraphGolden(t *testing.T) {
 	inv := testInventory(t)
 	files, _ := filepath.Glob("testdata/graph/*.yml")
 	if len(files) == 0 {
@@ -47,7 +61,9 @@ func TestGraphGolden(t *testing.T) {
 
 // TestErrorGolden compiles each bad playbook in testdata/errors and
 // compares the error text with its golden file.
-func TestErrorGolden(t *testing.T) {
+func TestErrorGolden(t *testing.T) { chunkings(t, testErrorGolden) }
+
+func testErrorGolden(t *testing.T) {
 	inv := testInventory(t)
 	files, _ := filepath.Glob("testdata/errors/*.yml")
 	if len(files) < 15 {

@@ -1,0 +1,28 @@
+package playbook
+
+import (
+	"runtime"
+	"sync"
+)
+
+// minChunk is the fewest items worth a goroutine of their own (a
+// variable so tests can make every chunk one item).
+var minChunk = 256
+
+// inChunks splits [0, n) into contiguous chunks, at most one per CPU, runs
+// f on each concurrently and returns f's results in chunk order. Few items
+// run inline.
+func inChunks[R any](n int, f func(lo, hi int) R) []R {
+	k := min(runtime.GOMAXPROCS(0), (n+minChunk-1)/minChunk)
+	if k <= 1 {
+		return []R{f(0, n)}
+	}
+	out := make([]R, k)
+	var wg sync.WaitGroup
+	for i := range k {
+		lo, hi := i*n/k, (i+1)*n/k
+		wg.Go(func() { out[i] = f(lo, hi) })
+	}
+	wg.Wait()
+	return out
+}
