@@ -27,7 +27,9 @@ const PendingID = -2
 type Want struct {
 	Mode     os.FileMode
 	UID, GID int
-	// Owner and Group name a PendingID for plan messages.
+	// Owner and Group name the ids for plan messages: a PendingID has no
+	// other name, and the name a task asked for reads better than the
+	// one its id maps to on the controller running a table test.
 	Owner, Group string
 }
 
@@ -77,14 +79,22 @@ func (w Want) Diff(cur FileState) []string {
 	if w.UID == PendingID {
 		out = append(out, fmt.Sprintf("owner %s->%s (not yet created)", UserName(cur.UID), w.Owner))
 	} else if w.UID >= 0 && cur.UID != w.UID {
-		out = append(out, fmt.Sprintf("owner %s->%s", UserName(cur.UID), UserName(w.UID)))
+		out = append(out, fmt.Sprintf("owner %s->%s", UserName(cur.UID), or(w.Owner, UserName, w.UID)))
 	}
 	if w.GID == PendingID {
 		out = append(out, fmt.Sprintf("group %s->%s (not yet created)", GroupName(cur.GID), w.Group))
 	} else if w.GID >= 0 && cur.GID != w.GID {
-		out = append(out, fmt.Sprintf("group %s->%s", GroupName(cur.GID), GroupName(w.GID)))
+		out = append(out, fmt.Sprintf("group %s->%s", GroupName(cur.GID), or(w.Group, GroupName, w.GID)))
 	}
 	return out
+}
+
+// or is name, or else what lookup calls id.
+func or(name string, lookup func(int) string, id int) string {
+	if name != "" {
+		return name
+	}
+	return lookup(id)
 }
 
 // Set applies w to path (no following of a final symlink for the owner;

@@ -5,27 +5,19 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"syscall"
 
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules/systemd"
 	"github.com/etcdplay/etcdplay/modules/user"
 	"gopkg.in/yaml.v3"
 )
-
-// dirState is what we know of one directory we manage.
-type dirState struct {
-	Exists   bool
-	IsDir    bool
-	Mode     fs.FileMode
-	UID, GID int
-}
 
 // hostState is everything Plan looks at, gathered in one pass so the plan
 // itself is a pure function (and table-testable).
 type hostState struct {
 	User     *user.Account // nil when absent
 	Group    *user.Group   // nil when absent
-	Dirs     map[string]dirState
+	Dirs     map[string]hostfile.FileState
 	Unit     []byte // nil when the unit file does not exist
 	UnitSeen bool
 	Systemd  systemd.UnitState
@@ -46,7 +38,7 @@ func (st *hostState) lookupGroup(name string) (user.Group, bool, error) {
 }
 
 func gatherState(ctx context.Context, w *want) (*hostState, error) {
-	st := &hostState{Dirs: map[string]dirState{}}
+	st := &hostState{Dirs: map[string]hostfile.FileState{}}
 	if a, ok, err := user.LookupAccount(w.User); err != nil {
 		return nil, err
 	} else if ok {
@@ -58,19 +50,11 @@ func gatherState(ctx context.Context, w *want) (*hostState, error) {
 		st.Group = &g
 	}
 	for _, d := range w.Dirs {
-		fi, err := os.Stat(d)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			st.Dirs[d] = dirState{}
-		case err != nil:
+		ds, err := hostfile.StateFollow(d)
+		if err != nil {
 			return nil, err
-		default:
-			ds := dirState{Exists: true, IsDir: fi.IsDir(), Mode: fi.Mode().Perm(), UID: -1, GID: -1}
-			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-				ds.UID, ds.GID = int(sys.Uid), int(sys.Gid)
-			}
-			st.Dirs[d] = ds
 		}
+		st.Dirs[d] = ds
 	}
 	unit, err := os.ReadFile(w.UnitPath)
 	switch {

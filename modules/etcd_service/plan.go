@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/diff"
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/user"
 )
@@ -87,30 +88,28 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 		p.Steps = append(p.Steps, stepAccounts)
 	}
 
+	// The ids of an account the accounts step makes are not known yet.
+	dir := hostfile.Want{Mode: dirMode, UID: hostfile.PendingID, GID: hostfile.PendingID, Owner: w.User, Group: w.Group}
+	if usr != nil {
+		dir.UID = usr.UID
+	}
+	if grp != nil {
+		dir.GID = grp.GID
+	}
 	dirsChange := false
-	for _, dir := range w.Dirs {
-		ds := st.Dirs[dir]
-		if ds.Exists && !ds.IsDir {
-			return nil, fmt.Errorf("%s exists and is not a directory", dir)
-		}
-		if !ds.Exists {
-			c.Add("+", dir, fmt.Sprintf("directory 0700 %s:%s", w.User, w.Group))
+	for _, d := range w.Dirs {
+		cur := st.Dirs[d]
+		switch {
+		case cur.Exists && !cur.IsDir():
+			return nil, fmt.Errorf("%s exists and is not a directory", d)
+		case !cur.Exists:
+			c.Add("+", d, fmt.Sprintf("directory %s %s:%s", hostfile.FormatMode(dirMode), w.User, w.Group))
 			dirsChange = true
-			continue
-		}
-		var d []string
-		if ds.Mode != 0o700 {
-			d = append(d, fmt.Sprintf("mode %04o->0700", uint32(ds.Mode)))
-		}
-		if usr == nil || ds.UID != usr.UID {
-			d = append(d, "owner ->"+w.User)
-		}
-		if grp == nil || ds.GID != grp.GID {
-			d = append(d, "group ->"+w.Group)
-		}
-		if len(d) > 0 {
-			c.Add("~", dir, strings.Join(d, ", "))
-			dirsChange = true
+		default:
+			if diffs := dir.Diff(cur); len(diffs) > 0 {
+				c.Add("~", d, strings.Join(diffs, ", "))
+				dirsChange = true
+			}
 		}
 	}
 	if dirsChange {

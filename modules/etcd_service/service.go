@@ -177,15 +177,13 @@ func ensureDirs(w *want) error {
 	if err != nil {
 		return err
 	}
+	dir := hostfile.Want{Mode: dirMode, UID: u.UID, GID: g.GID}
 	for _, d := range w.Dirs {
 		if err := os.MkdirAll(d, dirMode); err != nil {
 			return err
 		}
-		if err := os.Chmod(d, dirMode); err != nil {
+		if err := dir.Set(d); err != nil {
 			return err
-		}
-		if err := os.Chown(d, u.UID, g.GID); err != nil {
-			return fmt.Errorf("chown %s to %s:%s (uid %d): %w", d, w.User, w.Group, u.UID, err)
 		}
 	}
 	return nil

@@ -1,24 +1,29 @@
 package etcd_service
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/etcdplay/etcdplay/internal/golden"
+	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/systemd"
 	"github.com/etcdplay/etcdplay/modules/user"
 )
 
+// converged is a host where etcd_service has nothing to do. Its ids are
+// ones no account has on a test machine, so plan lines that name the
+// current owner read the same everywhere.
 func converged() (*hostState, *want) {
 	w := &want{Name: "etcd.service", UnitPath: DefaultUnitPath, Unit: []byte("unit\n"), User: "etcd", Group: "etcd",
 		Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin", Dirs: []string{"/var/lib/etcd"}, Enabled: true, State: "started"}
 	st := &hostState{
-		User:     &user.Account{Name: "etcd", UID: 998, GID: 997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"},
-		Group:    &user.Group{Name: "etcd", GID: 997},
-		Dirs:     map[string]dirState{"/var/lib/etcd": {Exists: true, IsDir: true, Mode: 0o700, UID: 998, GID: 997}},
+		User:     &user.Account{Name: "etcd", UID: 4998, GID: 4997, Home: "/var/lib/etcd", Shell: "/usr/sbin/nologin"},
+		Group:    &user.Group{Name: "etcd", GID: 4997},
+		Dirs:     map[string]hostfile.FileState{"/var/lib/etcd": {Exists: true, Mode: fs.ModeDir | 0o700, UID: 4998, GID: 4997}},
 		Unit:     []byte("unit\n"),
 		UnitSeen: true,
 		Systemd:  systemd.UnitState{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled"},
@@ -39,7 +44,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "bare host",
 			mutate: func(st *hostState, w *want) {
-				*st = hostState{Dirs: map[string]dirState{},
+				*st = hostState{Dirs: map[string]hostfile.FileState{},
 					Systemd: systemd.UnitState{LoadState: "not-found", ActiveState: "inactive"}}
 			},
 			actions: []string{
@@ -99,10 +104,10 @@ func TestPlan(t *testing.T) {
 		{
 			name: "wrong dir mode and owner, wrong shell",
 			mutate: func(st *hostState, w *want) {
-				st.Dirs["/var/lib/etcd"] = dirState{Exists: true, IsDir: true, Mode: 0o755, UID: 0, GID: 0}
+				st.Dirs["/var/lib/etcd"] = hostfile.FileState{Exists: true, Mode: fs.ModeDir | 0o755, UID: 0, GID: 0}
 				st.User.Shell = "/bin/bash"
 			},
-			actions: []string{"~ user etcd: shell /bin/bash->/usr/sbin/nologin", "~ /var/lib/etcd: mode 0755->0700, owner ->etcd, group ->etcd"},
+			actions: []string{"~ user etcd: shell /bin/bash->/usr/sbin/nologin", "~ /var/lib/etcd: mode 0755->0700, owner root->etcd, group root->etcd"},
 			steps:   []step{stepAccounts, stepDirs},
 		},
 		{
@@ -111,7 +116,7 @@ func TestPlan(t *testing.T) {
 				st.Group = nil
 				st.User.GID = 4242 // a gid no group has on the test machine
 			},
-			actions: []string{"+ group etcd: system", "~ user etcd: group 4242->etcd", "~ /var/lib/etcd: group ->etcd"},
+			actions: []string{"+ group etcd: system", "~ user etcd: group 4242->etcd", "~ /var/lib/etcd: group 4997->etcd (not yet created)"},
 			steps:   []step{stepAccounts, stepDirs},
 		},
 		{
@@ -149,7 +154,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name:    "data dir is a file",
-			mutate:  func(st *hostState, w *want) { st.Dirs["/var/lib/etcd"] = dirState{Exists: true} },
+			mutate:  func(st *hostState, w *want) { st.Dirs["/var/lib/etcd"] = hostfile.FileState{Exists: true} },
 			wantErr: "not a directory",
 		},
 	}
