@@ -70,12 +70,13 @@ func (prober) Probe(ctx context.Context, args modules.Args) (any, error) {
 }
 
 func measure(ctx context.Context, args modules.Args, r *probeResult) error {
-	free, dir, err := hostfile.FreeBytes(args.Str("data_dir", "/var/lib/etcd"))
+	dataDir := args.Str("data_dir", "/var/lib/etcd")
+	free, dir, err := hostfile.FreeBytes(dataDir)
 	if err != nil {
 		return err
 	}
 	r.DiskPath, r.FreeBytes = dir, free
-	_, statErr := os.Stat(etcd.MemberDir(args.Str("data_dir", "/var/lib/etcd")))
+	_, statErr := os.Stat(etcd.MemberDir(dataDir))
 	r.FsyncSkipped = args.Bool("fsync_new_only", false) && statErr == nil
 	if n := args.Int("fsync_samples", 10); n > 0 && !r.FsyncSkipped {
 		r.Fsync, err = fsyncLatency(dir, n)
