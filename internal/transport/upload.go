@@ -14,13 +14,13 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
+	"github.com/etcdplay/etcdplay/internal/usercache"
 	"github.com/klauspost/compress/gzip"
 	"github.com/pkg/sftp"
 )
@@ -90,11 +90,11 @@ func (b *agentBin) compressed() ([]byte, error) {
 // agentCachePath is where the gzipped agent with digest sha is kept, or ""
 // when the user has no cache dir.
 func agentCachePath(sha string) string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
+	dir := usercache.Dir()
+	if dir == "" {
 		return ""
 	}
-	return filepath.Join(dir, "etcdplay", "agent-"+sha+".gz")
+	return filepath.Join(dir, "agent-"+sha+".gz")
 }
 
 // readCachedAgent returns a cached gzipped agent if it is whole: the file
@@ -118,7 +118,7 @@ func readCachedAgent(p string) ([]byte, bool) {
 // writeCachedAgent keeps gz for the next run; the cache is an optimisation,
 // so failing to write it is not an error.
 func writeCachedAgent(p string, gz []byte) {
-	if p == "" || os.MkdirAll(filepath.Dir(p), 0o700) != nil {
+	if p == "" {
 		return
 	}
 	sum := sha256.Sum256(gz)
@@ -126,24 +126,10 @@ func writeCachedAgent(p string, gz []byte) {
 		return
 	}
 	// Keep the few newest builds' agents, not one per build ever run.
-	old, _ := filepath.Glob(filepath.Join(filepath.Dir(p), "agent-*.gz"))
-	sort.Slice(old, func(i, j int) bool { return modTime(old[i]).After(modTime(old[j])) })
-	for _, f := range old[min(len(old), keepCachedAgents):] {
-		if f != p {
-			os.Remove(f)
-		}
-	}
+	usercache.Prune(filepath.Dir(p), "agent-*.gz", keepCachedAgents, p)
 }
 
 const keepCachedAgents = 3
-
-func modTime(p string) time.Time {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return time.Time{}
-	}
-	return fi.ModTime()
-}
 
 func (b *agentBin) remoteName() string { return "etcdplay-agent-" + b.sha256[:16] }
 

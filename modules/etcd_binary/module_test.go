@@ -78,6 +78,8 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) fixture {
+	// The controller's user cache (see fromShared), one per test.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	root := t.TempDir()
 	return fixture{state: t.TempDir(), root: root, args: modules.Args{
 		"install_root": filepath.Join(root, "opt/etcd"),
@@ -232,16 +234,65 @@ func TestCorruptCacheIsFetchedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	cached := filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.tar.gz")
-	must(t, os.WriteFile(cached, tb[:len(tb)/2], 0o644))
-	if _, err := run(t, f.env("etcd2", m.URL), f.args); err != nil {
+	shared := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "etcdplay", "releases", hex.EncodeToString(sha256Of(tb)), "etcd-v3.6.16-linux-amd64.tar.gz")
+	for _, tt := range []struct {
+		corrupt   []string
+		downloads int32
+	}{
+		{[]string{cached}, 1},         // repaired from the user cache
+		{[]string{cached, shared}, 2}, // both corrupt: fetched again
+	} {
+		for _, p := range tt.corrupt {
+			must(t, os.WriteFile(p, tb[:len(tb)/2], 0o600))
+		}
+		if _, err := run(t, f.env("etcd2", m.URL), f.args); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.downloads.Load(); n != tt.downloads {
+			t.Errorf("%d corrupt: downloads = %d, want %d", len(tt.corrupt), n, tt.downloads)
+		}
+		b, _ := os.ReadFile(cached)
+		if !bytes.Equal(b, tb) {
+			t.Errorf("%d corrupt: cache not repaired", len(tt.corrupt))
+		}
+	}
+}
+
+// A second state dir (another cluster, a new operator's checkout) takes
+// the release from the controller's user cache: no download, no repack,
+// and hosts install the same verified binaries.
+func TestSecondStateDirUsesUserCache(t *testing.T) {
+	tb := fakeRelease(t, "a")
+	m := newMirror(t, tb, tb)
+	f := newFixture(t)
+	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.downloads.Load(); n != 2 {
-		t.Errorf("downloads = %d, want 2 (the corrupt cache fetched again)", n)
+	first, err := os.ReadFile(filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(cached)
-	if !bytes.Equal(b, tb) {
-		t.Error("cache not repaired")
+	cache := os.Getenv("XDG_CACHE_HOME")
+	g := newFixture(t) // another state dir and install root
+	t.Setenv("XDG_CACHE_HOME", cache)
+	if _, err := run(t, g.env("etcd1", m.URL), g.args); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.downloads.Load(); n != 1 {
+		t.Errorf("downloads = %d, want 1 (the second state dir uses the user cache)", n)
+	}
+	second, err := os.ReadFile(filepath.Join(g.state, "cache", version, "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst"))
+	if err != nil || !bytes.Equal(first, second) {
+		t.Errorf("the second state dir's repack differs from the first's (err %v)", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(g.root, "opt/etcd", version, "etcd"))
+	if !bytes.Contains(b, []byte("echo etcd")) {
+		t.Errorf("etcd not installed from the user cache's release: %q", b)
+	}
+	if fi, err := os.Stat(filepath.Join(cache, "etcdplay", "releases")); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("user cache of releases has mode %v, want 0700", fi.Mode().Perm())
 	}
 }
 
@@ -306,6 +357,11 @@ func assertNothingInstalled(t *testing.T, f fixture) {
 			t.Errorf("%s exists after a refused install", p)
 		}
 	}
+}
+
+func sha256Of(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
 
 func must(t *testing.T, err error) {

@@ -69,7 +69,8 @@ type fetchCall struct {
 }
 
 // Fetch returns the verified release for c, downloading it into
-// <stateDir>/cache/<version>/ unless a verified copy is there already.
+// <stateDir>/cache/<version>/ unless a verified copy is there already, or
+// in the controller's user cache (see fromShared).
 func Fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(string, ...any)) (*Release, error) {
 	key := filepath.Join(c.CacheDir(stateDir), c.Tarball())
 	fetches.Lock()
@@ -87,6 +88,9 @@ func Fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(stri
 	fetches.Unlock()
 
 	call.rel, call.err = fetch(ctx, c, stateDir, logf)
+	if call.err == nil {
+		toShared(call.rel)
+	}
 	fetches.Lock()
 	delete(fetches.m, key)
 	fetches.Unlock()
@@ -129,6 +133,13 @@ func fetch(ctx context.Context, c *etcd.Cluster, stateDir string, logf func(stri
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	if rel, ok := fromShared(want, tarPath); ok {
+		logf("%s from the controller's cache (verified against %s)", c.Tarball(), c.SumsURL())
+		if err := hostfile.WriteAtomic(sumsPath, sums, 0o644, -1, -1); err != nil {
+			return nil, err
+		}
+		return rel, nil
 	}
 	logf("downloading %s", c.TarballURL())
 	got, err := download(ctx, c.TarballURL(), tarPath)
