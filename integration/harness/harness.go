@@ -115,6 +115,11 @@ type Env struct {
 	// Ask leaves disruptive steps to be confirmed (no ETCDPLAY_YES): the
 	// runs have no terminal, so they refuse them (exit 4).
 	Ask bool
+	// UserCache, when set, is the controller's user cache for the runs
+	// (XDG_CACHE_HOME): a test that must see a release downloaded gives
+	// it an empty one, since the runs of other tests have filled the
+	// default.
+	UserCache string
 }
 
 // New wraps a lab with a fresh controller state directory.
@@ -182,6 +187,9 @@ func (e *Env) environ() []string {
 	env := os.Environ()
 	if !e.Ask {
 		env = append(env, "ETCDPLAY_YES=1")
+	}
+	if e.UserCache != "" {
+		env = append(env, "XDG_CACHE_HOME="+e.UserCache)
 	}
 	return env
 }
