@@ -140,12 +140,17 @@ func plan(st *hostState, w *want) (*modules.Change, error) {
 	if reload {
 		add(stepReload, "!", "systemctl daemon-reload", "")
 	}
-	enabled := st.Systemd.UnitFileState == "enabled"
-	switch {
-	case w.Enabled && !enabled:
-		add(stepEnable, "!", "enable "+w.Name, "start at boot")
-	case !w.Enabled && enabled:
-		add(stepDisable, "!", "disable "+w.Name, "")
+	// A static, generated or alias unit has no enablement to change (as
+	// the systemd module decides it). A member must come back after a
+	// reboot, so only "enabled" is: enabled-runtime is made persistent.
+	if fixed, _ := st.Systemd.Enabledness(); !fixed {
+		enabled := st.Systemd.UnitFileState == "enabled"
+		switch {
+		case w.Enabled && !enabled:
+			add(stepEnable, "!", "enable "+w.Name, "start at boot")
+		case !w.Enabled && enabled:
+			add(stepDisable, "!", "disable "+w.Name, "")
+		}
 	}
 
 	switch {

@@ -126,6 +126,22 @@ func TestPlan(t *testing.T) {
 			steps:   []step{stepReload},
 		},
 		{
+			name:   "a static unit has no enablement to change",
+			mutate: func(st *hostState, w *want) { st.Systemd.UnitFileState = "static" },
+		},
+		{
+			name:    "enabled for this boot only is enabled for every boot",
+			mutate:  func(st *hostState, w *want) { st.Systemd.UnitFileState = "enabled-runtime" },
+			actions: []string{"! enable etcd.service: start at boot"},
+			steps:   []step{stepEnable},
+		},
+		{
+			name:    "enabled, and to be disabled",
+			mutate:  func(st *hostState, w *want) { w.Enabled = false },
+			actions: []string{"! disable etcd.service"},
+			steps:   []step{stepDisable},
+		},
+		{
 			name:    "disabled",
 			mutate:  func(st *hostState, w *want) { st.Systemd.UnitFileState = "disabled" },
 			actions: []string{"! enable etcd.service: start at boot"},

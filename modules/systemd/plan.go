@@ -79,11 +79,11 @@ func (st UnitState) Active() bool {
 	return false
 }
 
-// enabledness is whether enable/disable apply and, if so, the current
+// Enabledness is whether enable/disable apply and, if so, the current
 // setting. Static, generated, transient, alias and indirect units have no
 // [Install] choice to make: asking to enable or disable them is a no-op, as
 // it is for systemctl itself.
-func (st UnitState) enabledness() (fixed, enabled bool) {
+func (st UnitState) Enabledness() (fixed, enabled bool) {
 	switch st.UnitFileState {
 	case "enabled", "enabled-runtime", "linked", "linked-runtime":
 		return false, true
@@ -132,7 +132,7 @@ func PlanSteps(w want, st UnitState, check bool) (steps []step, replan bool, err
 		return nil, false, errors.New("unit is masked (set masked: no to unmask it)")
 	}
 	if w.enabled != nil {
-		if fixed, on := st.enabledness(); !fixed && on != *w.enabled {
+		if fixed, on := st.Enabledness(); !fixed && on != *w.enabled {
 			verb := "enable"
 			if !*w.enabled {
 				verb = "disable"
