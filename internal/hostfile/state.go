@@ -59,19 +59,9 @@ func State(path string) (FileState, error) { return state(path, os.Lstat) }
 func StateFollow(path string) (FileState, error) { return state(path, os.Stat) }
 
 func state(path string, stat func(string) (os.FileInfo, error)) (FileState, error) {
-	st := FileState{Path: path, UID: -1, GID: -1}
-	fi, err := stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("stat %s: %w", path, err)
-	}
-	st.Exists = true
-	st.Mode = fi.Mode()
-	st.Size = fi.Size()
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.UID, st.GID = int(sys.Uid), int(sys.Gid)
+	st, fi, err := statOnly(path, stat)
+	if err != nil || !st.Exists {
+		return st, err
 	}
 	switch {
 	case fi.Mode()&os.ModeSymlink != 0:
@@ -84,6 +74,30 @@ func state(path string, stat func(string) (os.FileInfo, error)) (FileState, erro
 		}
 	}
 	return st, nil
+}
+
+// statFollow is StateFollow without the content: type, mode, size, owner.
+func statFollow(path string) (FileState, error) {
+	st, _, err := statOnly(path, os.Stat)
+	return st, err
+}
+
+func statOnly(path string, stat func(string) (os.FileInfo, error)) (FileState, os.FileInfo, error) {
+	st := FileState{Path: path, UID: -1, GID: -1}
+	fi, err := stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil, nil
+	}
+	if err != nil {
+		return st, nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	st.Exists = true
+	st.Mode = fi.Mode()
+	st.Size = fi.Size()
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.UID, st.GID = int(sys.Uid), int(sys.Gid)
+	}
+	return st, fi, nil
 }
 
 func (s *FileState) readContent() error {

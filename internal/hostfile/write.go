@@ -29,7 +29,9 @@ func WriteAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error
 // WriteAtomicFrom is WriteAtomic streaming from r: for content too big to
 // hold in memory (a snapshot).
 func WriteAtomicFrom(path string, r io.Reader, mode os.FileMode, uid, gid int) error {
-	cur, err := StateFollow(path)
+	// Only the current mode and owner matter: StateFollow would also read
+	// and hash what is about to be replaced (a whole snapshot or release).
+	cur, err := statFollow(path)
 	if err != nil {
 		return err
 	}
