@@ -185,28 +185,27 @@ func open(ctx context.Context, url string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// download streams url into dst through a temp file, returning its digest.
-// dst only appears once complete.
+// download streams url into dst, returning its digest. dst only appears
+// once complete.
 func download(ctx context.Context, url, dst string) (string, error) {
 	body, err := open(ctx, url)
 	if err != nil {
 		return "", err
 	}
 	defer body.Close()
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
+	sum, err := writeHashed(dst, body)
 	if err != nil {
-		return "", err
-	}
-	defer os.Remove(f.Name())
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
-		f.Close()
 		return "", fmt.Errorf("download %s: %w", url, err)
 	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
+	return sum, nil
+}
+
+// writeHashed writes r to dst atomically (hostfile.WriteAtomicFrom) and
+// returns its SHA-256: one pass for a download and for a copy out of the
+// user cache alike.
+func writeHashed(dst string, r io.Reader) (string, error) {
+	h := sha256.New()
+	if err := hostfile.WriteAtomicFrom(dst, io.TeeReader(r, h), 0o600, -1, -1); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -1,10 +1,7 @@
 package etcd_binary
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -112,9 +109,5 @@ func copyHashed(src, dst string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if err := hostfile.WriteAtomicFrom(dst, io.TeeReader(f, h), 0o600, -1, -1); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return writeHashed(dst, f)
 }
