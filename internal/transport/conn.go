@@ -220,9 +220,15 @@ func (c *Conn) startAgent(ctx context.Context) error {
 	}
 	c.facts = *resp.Facts
 	c.facts.SHA256 = bin.sha256
-	if got := c.facts.OS + "/" + c.facts.Arch; got != c.probe.platform {
+	// A probe that started the agent did not run uname: the binary it
+	// started is the one built for the platform we expect.
+	want, source := c.probe.platform, "uname says"
+	if want == "" {
+		want, source = bin.platform, "its binary is built for"
+	}
+	if got := c.facts.OS + "/" + c.facts.Arch; got != want {
 		c.fail(errors.New("platform mismatch"))
-		return fmt.Errorf("%s: the agent reports %s but uname says %s", host, got, c.probe.platform)
+		return fmt.Errorf("%s: the agent reports %s but %s %s", host, got, source, want)
 	}
 	return nil
 }

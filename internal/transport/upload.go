@@ -264,20 +264,30 @@ type probe struct {
 // nanosecond). Any write or replacement changes the change time, and only
 // the owner of the private directory can write the stamp; a file whose
 // stamp does not match is hashed again before it runs.
+//
+// Every program the script starts costs a busy host milliseconds (8 ms
+// each on a lab host), on every connect: a warm probe starts one, a stat
+// of /proc/self and of the agent file. /proc/self is that stat process,
+// which runs as the login user, so its owner is our uid and gid; where it
+// is missing (no procfs) id(1) says instead. The stamp is read by the
+// shell itself, and uname(1) runs only when the agent must be sent (a
+// started agent reports its own platform: "-" stands for it).
 func probeCommand(dirExpr, name string, b *agentBin, sudo string) string {
-	return `d=` + dirExpr + `; f="$d/` + name + `"; u=$(id -u); g=$(id -g); x=no; z=no
-s=$(stat -c '%s %u %a' -- "$f" 2>/dev/null) || s=missing
-set -- $s
-if [ "$1" = ` + strconv.FormatInt(b.size, 10) + ` ] && { [ "$2" = "$u" ] || [ "$2" = 0 ]; }; then
-case "$3" in *[1357][0145][0145])
-v=$(stat -c '%i %s %z' -- "$f")
-if [ "$(cat -- "$f.ok" 2>/dev/null)" = "$v" ]; then x=yes
+	return `d=` + dirExpr + `; f="$d/` + name + `"; x=no; z=no; s=missing; m=-
+set -- $(stat -c '%u %g %s %a %i %z' -- /proc/self "$f" 2>/dev/null)
+if [ $# -ge 8 ] && [ "$3" = 0 ]; then u=$1; g=$2; shift 8; else u=$(id -u); g=$(id -g); set --; fi
+if [ $# = 8 ]; then s="$3 $1 $4"; fi
+if [ "$s" != missing ] && [ "$3" = ` + strconv.FormatInt(b.size, 10) + ` ] && { [ "$1" = "$u" ] || [ "$1" = 0 ]; }; then
+case "$4" in *[1357][0145][0145])
+v="$5 $3 $6 $7 $8"; o=
+{ read -r o < "$f.ok"; } 2>/dev/null
+if [ "$o" = "$v" ]; then x=yes
 else h=$(sha256sum < "$f") && [ "${h%% *}" = ` + b.sha256 + ` ] && { printf '%s\n' "$v" > "$f.ok"; x=yes; }
 fi;;
 esac
 fi
-command -v gzip >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1 && z=yes
-printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(uname -sm)" "$HOME" "$d" "$u" "$g" "$s" "$x" "$z"
+if [ "$x" = no ]; then m=$(uname -sm); command -v gzip >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1 && z=yes; fi
+printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$HOME" "$d" "$u" "$g" "$s" "$x" "$z"
 if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi`
 }
 
@@ -287,13 +297,13 @@ const probeMagic = "etcdplay-probe"
 // probe script (the session that becomes the agent's).
 func IsProbe(command string) bool { return strings.Contains(command, probeMagic) }
 
-// InstalledAgentHeader is the header line the probe prints on a Linux
-// x86_64 host whose agent (agentSize bytes, root-owned, mode 0755) is
-// installed in dir and verified, just before the script execs it: what a
+// InstalledAgentHeader is the header line the probe prints on a host
+// whose agent (agentSize bytes, root-owned, mode 0755) is installed in dir
+// and verified, just before the script execs it: what a
 // simulated host (integration/fleetsim) answers before it serves the
 // agent protocol itself.
 func InstalledAgentHeader(home, dir string, uid, gid int, agentSize int64) string {
-	return fmt.Sprintf("%s\tLinux x86_64\t%s\t%s\t%d\t%d\t%d 0 755\tyes\tyes\n", probeMagic, home, dir, uid, gid, agentSize)
+	return fmt.Sprintf("%s\t-\t%s\t%s\t%d\t%d\t%d 0 755\tyes\tyes\n", probeMagic, home, dir, uid, gid, agentSize)
 }
 
 // parseProbe reads the header line probeCommand prints. started reports
@@ -303,7 +313,10 @@ func parseProbe(line string) (p *probe, started bool, err error) {
 	if len(f) != 9 || f[0] != probeMagic {
 		return nil, false, fmt.Errorf("probing host: unexpected output %q", line)
 	}
-	p = &probe{platform: unamePlatform(f[1]), home: f[2], dir: f[3], size: -1, gunzip: f[8] == "yes"}
+	p = &probe{home: f[2], dir: f[3], size: -1, gunzip: f[8] == "yes"}
+	if f[1] != "-" {
+		p.platform = unamePlatform(f[1])
+	}
 	if p.uid, err = strconv.Atoi(f[4]); err != nil {
 		return nil, false, fmt.Errorf("probing host: id -u: %q", f[4])
 	}

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
 )
 
 func TestUnamePlatform(t *testing.T) {
@@ -161,11 +164,14 @@ func TestParseProbe(t *testing.T) {
 		wantMode    uint32
 		wantStarted bool
 		wantGunzip  bool
-		wantErr     string
+		// wantPlatform is "-" for none, else "linux/amd64"
+		wantPlatform string
+		wantErr      string
 	}{
 		{name: "absent agent, host can gunzip", in: line("missing", "no", "yes"), wantSize: -1, wantGunzip: true},
 		{name: "agent there and started", in: line("24117248 0 755", "yes", "yes"), wantSize: 24117248, wantMode: 0o755, wantStarted: true, wantGunzip: true},
 		{name: "no gzip or sha256sum", in: line("missing", "no", "no"), wantSize: -1},
+		{name: "started without uname", in: strings.Replace(line("24117248 0 755", "yes", "no"), "Linux x86_64", "-", 1), wantSize: 24117248, wantMode: 0o755, wantStarted: true, wantPlatform: "-"},
 		{name: "old 8-field probe", in: strings.Join([]string{probeMagic, "Linux x86_64", "/root", "/d", "0", "0", "missing", "no"}, "\t"), wantErr: "unexpected output"},
 		{name: "motd in front", in: "Welcome!", wantErr: "unexpected output"},
 		{name: "uid not a number", in: strings.Replace(line("missing", "no", "yes"), "\t0\t0\t", "\tx\t0\t", 1), wantErr: "id -u"},
@@ -184,6 +190,13 @@ func TestParseProbe(t *testing.T) {
 			}
 			if p.size != tt.wantSize || p.mode != tt.wantMode || started != tt.wantStarted || p.gunzip != tt.wantGunzip {
 				t.Errorf("got size %d mode %o started %v gunzip %v", p.size, p.mode, started, p.gunzip)
+			}
+			wantPlatform := map[string]string{"-": ""}[tt.wantPlatform]
+			if tt.wantPlatform == "" {
+				wantPlatform = "linux/amd64"
+			}
+			if p.platform != wantPlatform {
+				t.Errorf("platform %q, want %q", p.platform, wantPlatform)
 			}
 		})
 	}
@@ -307,8 +320,8 @@ func TestInstalledAgentHeaderParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !started || !p.reusable(b) || !p.gunzip || p.platform != "linux/amd64" || p.home != "/sim/h1" {
-		t.Errorf("started %v, probe %+v: want an installed, reusable linux/amd64 agent", started, p)
+	if !started || !p.reusable(b) || !p.gunzip || p.platform != "" || p.home != "/sim/h1" {
+		t.Errorf("started %v, probe %+v: want an installed, reusable agent (its platform unprobed)", started, p)
 	}
 }
 
@@ -407,5 +420,93 @@ func TestCompressedAgentCache(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(filepath.Dir(cached), "agent-*.gz"))
 	if len(left) != keepCachedAgents {
 		t.Errorf("cache holds %d agents, want %d: %v", len(left), keepCachedAgents, left)
+	}
+}
+
+// TestProbeScript runs the probe with the local sh on a stand-in agent (a
+// script that says it ran): a missing agent gets the platform probed and
+// is not started; a file without a stamp is hashed, stamped and started; a
+// stamped one is started without being hashed again; a stamp that no
+// longer matches the file sends it back to the hash, which refuses it.
+func TestProbeScript(t *testing.T) {
+	agentScript := []byte("#!/bin/sh\necho \"ran $1\"\n")
+	sum := sha256.Sum256(agentScript)
+	b := &agentBin{size: int64(len(agentScript)), sha256: hex.EncodeToString(sum[:])}
+	dir := t.TempDir()
+	agentFile := filepath.Join(dir, b.remoteName())
+	// A sha256sum that leaves a trace, so the test sees whether the probe
+	// hashed the file or trusted its stamp.
+	shims := t.TempDir()
+	hashed := filepath.Join(shims, "hashed")
+	real, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Skip("no sha256sum")
+	}
+	if err := os.WriteFile(filepath.Join(shims, "sha256sum"), []byte("#!/bin/sh\necho >> "+hashed+"\nexec "+real+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T) (header string, p *probe, started bool, hashes int, rest string) {
+		t.Helper()
+		os.Remove(hashed)
+		cmd := exec.Command("sh", "-c", probeCommand(shellQuote(dir), b.remoteName(), b, ""))
+		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("probe: %v\n%s", err, out)
+		}
+		header, rest, _ = strings.Cut(string(out), "\n")
+		p, started, err = parseProbe(header + "\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.uid != os.Getuid() || p.gid != os.Getgid() {
+			t.Errorf("probe says uid %d gid %d, want %d %d", p.uid, p.gid, os.Getuid(), os.Getgid())
+		}
+		if data, err := os.ReadFile(hashed); err == nil {
+			hashes = bytes.Count(data, []byte("\n"))
+		}
+		return header, p, started, hashes, rest
+	}
+	steps := []struct {
+		name        string
+		setup       func(t *testing.T)
+		wantStarted bool
+		wantHashes  int
+	}{
+		{"missing", func(*testing.T) {}, false, 0},
+		{"unstamped", func(t *testing.T) {
+			if err := os.WriteFile(agentFile, agentScript, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, true, 1},
+		{"stamped", func(*testing.T) {}, true, 0},
+		{"stamp of another file", func(t *testing.T) {
+			time.Sleep(10 * time.Millisecond) // a change time the stamp cannot hold
+			swapped := bytes.ToUpper(agentScript)
+			if err := os.WriteFile(agentFile, swapped, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, false, 1},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.setup(t)
+			header, p, started, hashes, rest := run(t)
+			if started != st.wantStarted || hashes != st.wantHashes {
+				t.Fatalf("started %v after %d hashes, want %v after %d\n%s", started, hashes, st.wantStarted, st.wantHashes, header)
+			}
+			if started {
+				if rest != "ran agent\n" || p.platform != "" {
+					t.Errorf("started agent printed %q, platform %q; want it run and uname not", rest, p.platform)
+				}
+				return
+			}
+			if want := runtime.GOOS + "/" + runtime.GOARCH; p.platform != want {
+				t.Errorf("platform %q, want %q", p.platform, want)
+			}
+			if rest != "" {
+				t.Errorf("an agent not to be trusted ran: %q", rest)
+			}
+		})
 	}
 }
