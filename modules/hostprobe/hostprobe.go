@@ -177,34 +177,12 @@ func (prober) Probe(ctx context.Context, args modules.Args) (any, error) {
 	return f, nil
 }
 
-// startLayout is systemd's --timestamp=us+utc format.
-const startLayout = "Mon 2006-01-02 15:04:05.000000 MST"
-
 func unitState(ctx context.Context, unit string) (Unit, error) {
-	// systemctl show only reads; it is the one stable interface to a
-	// unit's state (the D-Bus API needs a client library on the host).
-	out, err := systemd.Systemctl(ctx, "show", unit, "--timestamp=us+utc",
-		"-p", "LoadState,ActiveState,UnitFileState,ExecMainStartTimestamp")
+	st, err := systemd.Show(ctx, unit)
 	if err != nil {
 		return Unit{}, err
 	}
-	return parseShow(out)
-}
-
-func parseShow(out string) (Unit, error) {
-	st := systemd.ParseShow(out)
-	u := Unit{Load: st.LoadState, Active: st.ActiveState, Enabled: st.UnitFileState}
-	if u.Active == "" || u.Load == "" {
-		return u, fmt.Errorf("systemctl show gave no LoadState/ActiveState: %q", out)
-	}
-	if v := st.MainStarted; v != "" && v != "n/a" {
-		t, err := time.Parse(startLayout, v)
-		if err != nil {
-			return u, fmt.Errorf("systemd start time %q: %w", v, err)
-		}
-		u.Started = t
-	}
-	return u, nil
+	return Unit{Load: st.LoadState, Active: st.ActiveState, Enabled: st.UnitFileState, Started: st.MainStarted}, nil
 }
 
 func pathState(p string) (Path, error) {

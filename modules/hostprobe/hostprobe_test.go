@@ -10,31 +10,6 @@ import (
 	"github.com/etcdplay/etcdplay/modules"
 )
 
-func TestParseShow(t *testing.T) {
-	for _, tc := range []struct {
-		name, out string
-		want      Unit
-		err       bool
-	}{
-		{"running", "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\nExecMainStartTimestamp=Wed 2026-12-02 14:01:02.123456 UTC\n",
-			Unit{Load: "loaded", Active: "active", Enabled: "enabled", Started: time.Date(2026, 12, 2, 14, 1, 2, 123456000, time.UTC)}, false},
-		{"not installed", "LoadState=not-found\nActiveState=inactive\nUnitFileState=\nExecMainStartTimestamp=n/a\n",
-			Unit{Load: "not-found", Active: "inactive"}, false},
-		{"garbage", "hello\n", Unit{}, true},
-		{"bad time", "LoadState=loaded\nActiveState=active\nExecMainStartTimestamp=yesterday\n", Unit{}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseShow(tc.out)
-			if (err != nil) != tc.err {
-				t.Fatalf("err = %v, want error %v", err, tc.err)
-			}
-			if !tc.err && got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
 // TestProbePathsUsersFree runs the probe as the agent does (through
 // modules.RunProbe and its JSON answer) on this machine's filesystem.
 func TestProbePathsUsersFree(t *testing.T) {

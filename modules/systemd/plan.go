@@ -2,13 +2,15 @@ package systemd
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 )
 
-// showProps are the properties Plan reads.
-var showProps = []string{"Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload"}
+// showProps are the properties Show reads.
+var showProps = []string{"Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload", "ExecMainStartTimestamp"}
 
-// UnitState is a unit as `systemctl show` reports it.
+// UnitState is a unit as systemd reports it.
 type UnitState struct {
 	ID               string
 	LoadState        string // loaded, not-found, masked, ...
@@ -16,13 +18,18 @@ type UnitState struct {
 	SubState         string
 	UnitFileState    string // enabled, disabled, static, masked, ...
 	NeedDaemonReload bool
-	// MainStarted is ExecMainStartTimestamp as systemctl printed it
-	// ("n/a" or empty when the main process never started).
-	MainStarted string
+	// MainStarted is when the service's main process last started
+	// (ExecMainStartTimestamp, to the microsecond, UTC); zero when it
+	// never did or the unit is not a service.
+	MainStarted time.Time
 }
 
-// ParseShow reads `systemctl show` output (Key=Value lines).
-func ParseShow(out string) UnitState {
+// startLayout is how `systemctl show --timestamp=us+utc` prints a time.
+const startLayout = "Mon 2006-01-02 15:04:05.000000 MST"
+
+// ParseShow reads `systemctl show --timestamp=us+utc` output (Key=Value
+// lines).
+func ParseShow(out string) (UnitState, error) {
 	var st UnitState
 	for line := range strings.SplitSeq(out, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
@@ -43,10 +50,20 @@ func ParseShow(out string) UnitState {
 		case "NeedDaemonReload":
 			st.NeedDaemonReload = v == "yes"
 		case "ExecMainStartTimestamp":
-			st.MainStarted = v
+			if v == "" || v == "n/a" {
+				continue
+			}
+			t, err := time.Parse(startLayout, v)
+			if err != nil {
+				return st, fmt.Errorf("systemd start time %q: %w", v, err)
+			}
+			st.MainStarted = t
 		}
 	}
-	return st
+	if st.LoadState == "" || st.ActiveState == "" {
+		return st, fmt.Errorf("systemctl show gave no LoadState/ActiveState: %q", out)
+	}
+	return st, nil
 }
 
 // AnyNeedsReload reads `systemctl show -p Id,NeedDaemonReload '*'` output

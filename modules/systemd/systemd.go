@@ -1,7 +1,7 @@
 // Package systemd is the "systemd" module: daemon-reload, enable or
 // disable, mask, and start, stop, restart or reload a unit, with Ansible's
-// systemd module arguments. Plan reads the unit's state with `systemctl
-// show`; Apply acts with systemctl.
+// systemd module arguments. Plan reads the unit's state (Show); Apply acts
+// with systemctl.
 package systemd
 
 import (
@@ -170,14 +170,22 @@ var Systemctl = func(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// Show is the unit's state, from one `systemctl show`: the one way every
-// module reads a unit.
+// Show is the unit's state: the one way every module reads a unit. It
+// asks systemd over its own socket when it can (showBus), else runs
+// `systemctl show`; both give the same state.
 func Show(ctx context.Context, unit string) (UnitState, error) {
-	out, err := Systemctl(ctx, "show", "--property="+strings.Join(showProps, ","), unit)
+	if st, ok := showBus(ctx, unit); ok {
+		return st, nil
+	}
+	return showSystemctl(ctx, unit)
+}
+
+func showSystemctl(ctx context.Context, unit string) (UnitState, error) {
+	out, err := Systemctl(ctx, "show", "--timestamp=us+utc", "--property="+strings.Join(showProps, ","), unit)
 	if err != nil {
 		return UnitState{}, err
 	}
-	return ParseShow(out), nil
+	return ParseShow(out)
 }
 
 func (s step) run(ctx context.Context) error {

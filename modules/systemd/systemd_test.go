@@ -22,7 +22,11 @@ func loadShow(t *testing.T, name string) UnitState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ParseShow(string(b))
+	st, err := ParseShow(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func TestParseShow(t *testing.T) {
@@ -33,6 +37,28 @@ func TestParseShow(t *testing.T) {
 	}
 	if st := loadShow(t, "not-found"); st.LoadState != "not-found" || st.UnitFileState != "" {
 		t.Errorf("not-found: %+v", st)
+	}
+	for _, tc := range []struct {
+		name, out string
+		want      UnitState
+		err       bool
+	}{
+		{"running", "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\nExecMainStartTimestamp=Wed 2026-12-02 14:01:02.123456 UTC\n",
+			UnitState{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled", MainStarted: time.Date(2026, 12, 2, 14, 1, 2, 123456000, time.UTC)}, false},
+		{"never started", "LoadState=not-found\nActiveState=inactive\nUnitFileState=\nExecMainStartTimestamp=n/a\n",
+			UnitState{LoadState: "not-found", ActiveState: "inactive"}, false},
+		{"garbage", "hello\n", UnitState{}, true},
+		{"bad time", "LoadState=loaded\nActiveState=active\nExecMainStartTimestamp=yesterday\n", UnitState{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseShow(tc.out)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v, want error %v", err, tc.err)
+			}
+			if !tc.err && got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -196,5 +222,69 @@ func TestRealSystemd(t *testing.T) {
 	run(down)
 	if acts := run(down); len(acts) != 0 {
 		t.Errorf("second stop not empty: %v", acts)
+	}
+}
+
+// TestShowOverBusMatchesSystemctl reads units in every state over
+// systemd's socket and with systemctl, and wants the same UnitState. It
+// needs a running systemd and root; the lab integration test
+// TestUnitStateOverBus runs this test binary on a real host.
+func TestShowOverBusMatchesSystemctl(t *testing.T) {
+	if _, err := os.Stat(privateSocket); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and a running systemd (" + privateSocket + "); TestUnitStateOverBus runs this on a lab host")
+	}
+	ctx := context.Background()
+	tag := fmt.Sprintf("etcdplay-bus-%d", time.Now().UnixNano()%1e6)
+	running, masked := tag+"-running.service", tag+"-masked.service"
+	path := filepath.Join("/etc/systemd/system", running)
+	if err := os.WriteFile(path, []byte("[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		Systemctl(ctx, "unmask", masked)
+		Systemctl(ctx, "disable", "--now", running)
+		os.Remove(path)
+		Systemctl(ctx, "daemon-reload")
+	})
+	for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", running}, {"mask", masked}} {
+		if _, err := Systemctl(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	units := []string{
+		running,
+		strings.TrimSuffix(running, ".service"), // systemctl's default type
+		masked,
+		tag + "-none.service", // no unit file: loaded as not-found
+		"systemd-journald.service",
+		"multi-user.target",
+		"systemd-tmpfiles-clean.timer",
+	}
+	check := func(t *testing.T) {
+		for _, u := range units {
+			want, err := showSystemctl(ctx, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := showBus(ctx, u)
+			if !ok {
+				t.Fatalf("%s: the bus was not used", u)
+			}
+			if got != want {
+				t.Errorf("%s:\nbus       %+v\nsystemctl %+v", u, got, want)
+			}
+		}
+	}
+	check(t)
+	if st, _ := showBus(ctx, running); st.MainStarted.IsZero() || st.ActiveState != "active" || st.UnitFileState != "enabled" {
+		t.Errorf("the running unit reads %+v", st)
+	}
+	// A unit file changed on disk: both see that a daemon-reload is due.
+	if err := os.WriteFile(path, []byte("[Service]\nExecStart=/bin/sleep 1000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check(t)
+	if st, _ := showBus(ctx, running); !st.NeedDaemonReload {
+		t.Errorf("a changed unit file reads %+v", st)
 	}
 }
