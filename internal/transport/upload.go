@@ -57,7 +57,9 @@ type agentBin struct {
 // every host of a run: a third of the bytes to move, and gzip is on every
 // Linux host (zstd would be smaller but is not). It is kept in the user's
 // cache dir under the agent's digest, so only the first cold run of a
-// build pays for compressing 28 MB.
+// build pays for compressing 28 MB. The default level: 11% fewer bytes
+// than the fastest (11.0 MB, not 12.4) for 0.15 s more, once per build;
+// level 9 saves 0.3% more for 2 s.
 func (b *agentBin) compressed() ([]byte, error) {
 	b.gzOnce.Do(func() {
 		cached := agentCachePath(b.sha256)
@@ -72,7 +74,7 @@ func (b *agentBin) compressed() ([]byte, error) {
 		}
 		defer f.Close()
 		var buf bytes.Buffer
-		w, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		w, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 		if _, err := io.Copy(w, f); err != nil {
 			b.gzErr = fmt.Errorf("agent binary %s: %w", b.path, err)
 			return
