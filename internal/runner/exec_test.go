@@ -65,8 +65,7 @@ func (r *recorder) results() map[string]modules.Status {
 // TestMain lets the test binary be the agent the in-process SSH servers
 // run.
 func TestMain(m *testing.M) {
-	sshtest.Main()
-	os.Exit(m.Run())
+	sshtest.Main(m)
 }
 
 // walkLab is three in-process SSH servers running the real agent (this test

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -11,8 +10,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	sshtest.Main()
-	os.Exit(m.Run())
+	sshtest.Main(m)
 }
 
 func targetOf(s *sshtest.Server) Target {

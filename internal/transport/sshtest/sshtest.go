@@ -36,10 +36,12 @@ import (
 // TestMain).
 const SFTPServerEnv = "ETCDPLAY_TEST_SFTP_SERVER"
 
-// Main makes the test binary what the servers run: an sftp server when
-// started as one by a Server, the agent when run as `<binary> agent`.
-// Call it first in TestMain, then os.Exit(m.Run()).
-func Main() {
+// Main is the TestMain of a package whose tests connect to Servers. It
+// makes the test binary what the servers run: an sftp server when started
+// as one by a Server, the agent when run as `<binary> agent`. Otherwise it
+// runs the tests with a user cache dir of their own, so the agents they
+// upload neither land in nor prune the real one, and exits.
+func Main(m *testing.M) {
 	// Here, not in an init: the test package's own test modules are
 	// registered by then.
 	if len(os.Args) > 1 && os.Args[1] == "agent" {
@@ -62,6 +64,15 @@ func Main() {
 		}
 		os.Exit(0)
 	}
+	cache, err := os.MkdirTemp("", "etcdplay-test-cache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CACHE_HOME", cache)
+	code := m.Run()
+	os.RemoveAll(cache)
+	os.Exit(code)
 }
 
 func init() {
