@@ -17,6 +17,8 @@ import (
 // to as root.
 const privateSocket = "/run/systemd/private"
 
+const busTimeout = 25 * time.Second
+
 // The agent asks systemd for a unit's state over privateSocket, on one
 // connection per agent process. `systemctl show` is the same question
 // plus a program start: about 20 ms of a busy host's CPU, three times per
@@ -51,6 +53,10 @@ func showBus(ctx context.Context, unit string) (st UnitState, ok bool) {
 		}
 		bus.conn = c
 	}
+	// systemctl's own limit for a method call: a PID 1 that does not
+	// answer is an error, not a hung agent.
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
 	st, err := unitState(ctx, bus.conn, unitName(unit))
 	if err != nil {
 		// A closed connection (systemd re-executed) is dialled again on
@@ -62,18 +68,38 @@ func showBus(ctx context.Context, unit string) (st UnitState, ok bool) {
 	return st, true
 }
 
+// dialBus connects to privateSocket. The connection outlives ctx (it
+// serves every later Show of this agent), so ctx only bounds the wait.
 func dialBus(ctx context.Context) (*dbus.Conn, error) {
-	c, err := dbus.Dial("unix:path="+privateSocket, dbus.WithContext(ctx))
-	if err != nil {
-		return nil, err
+	type result struct {
+		c   *dbus.Conn
+		err error
 	}
-	// systemd's socket takes EXTERNAL authentication and no Hello (there
-	// is no bus daemon to greet).
-	if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		c.Close()
-		return nil, err
+	done := make(chan result, 1)
+	go func() {
+		c, err := dbus.Dial("unix:path=" + privateSocket)
+		if err == nil {
+			// systemd's socket takes EXTERNAL authentication and no
+			// Hello (there is no bus daemon to greet).
+			if err = c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+				c.Close()
+			}
+		}
+		done <- result{c, err}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
 	}
-	return c, nil
 }
 
 // unitState reads the properties showProps names. Asking for a unit

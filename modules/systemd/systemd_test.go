@@ -275,6 +275,19 @@ func TestShowOverBusMatchesSystemctl(t *testing.T) {
 			}
 		}
 	}
+	// The connection is the agent's, not the first caller's: it outlives
+	// the context of the Show that dialled it.
+	closeBus()
+	first, cancel := context.WithCancel(ctx)
+	if _, ok := showBus(first, running); !ok {
+		t.Fatal("the bus was not used")
+	}
+	cancel()
+	time.Sleep(50 * time.Millisecond) // time for a context watcher to close the connection
+	conn := bus.conn
+	if _, ok := showBus(ctx, running); !ok || bus.conn != conn {
+		t.Fatal("the connection did not outlive the context of the Show that dialled it")
+	}
 	check(t)
 	if st, _ := showBus(ctx, running); st.MainStarted.IsZero() || st.ActiveState != "active" || st.UnitFileState != "enabled" {
 		t.Errorf("the running unit reads %+v", st)
@@ -286,5 +299,15 @@ func TestShowOverBusMatchesSystemctl(t *testing.T) {
 	check(t)
 	if st, _ := showBus(ctx, running); !st.NeedDaemonReload {
 		t.Errorf("a changed unit file reads %+v", st)
+	}
+}
+
+// closeBus drops the agent's connection, so the next Show dials again.
+func closeBus() {
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if bus.conn != nil {
+		bus.conn.Close()
+		bus.conn = nil
 	}
 }
