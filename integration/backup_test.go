@@ -318,6 +318,17 @@ func TestBackupTimer(t *testing.T) {
 	e := bkLab(t, "bk-timer", 32)
 	ctx := context.Background()
 	e.MustApply(t, harness.Playbook("site.yml"))
+	// site.yml runs nothing that needs etcdplay whole: every member got
+	// the lean agent. backup.yml's timer installs its agent as the job's
+	// program, so its hosts get etcdplay itself (and the timer's runs
+	// below prove that program is whole: the lean agent has no
+	// backup-host).
+	lean, full := harness.LeanAgentFileName(t), harness.AgentFileName(t, harness.Binary(t))
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		if got := hostGlob(t, e, h, "var/lib/etcdplay/agent/etcdplay-agent-*[^k]"); len(got) != 1 || filepath.Base(got[0]) != lean {
+			t.Errorf("after site.yml, %s has agents %v, want only the lean one %s", h, got, lean)
+		}
+	}
 	putKeys(t, e.Client(t), 100, "t", 0)
 	plain := e.Inventory
 	e.Inventory = inventoryWithHostVars(t, plain, "etcd2", map[string]any{
@@ -328,6 +339,11 @@ func TestBackupTimer(t *testing.T) {
 	o := e.MustApply(t, harness.Playbook("backup.yml"))
 	if r := o.Recap["etcd1"]; r.Failed != 0 {
 		t.Fatalf("recap %+v", o.Recap)
+	}
+	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
+		if got := hostGlob(t, e, h, "var/lib/etcdplay/agent/"+full); len(got) != 1 {
+			t.Errorf("after backup.yml, %s has no full agent %s", h, full)
+		}
 	}
 
 	// Wait for at least 5 runs, then exactly 3 files must remain.

@@ -385,6 +385,42 @@ func OnController(m Module) bool {
 	return ok
 }
 
+// FullAgentOnly is a host-side module the lean agent (cmd/etcdplay-agent,
+// built from modules/hostside) cannot serve, because it needs what that
+// build leaves out: etcd_backup_timer installs the agent's own executable
+// as its job's program, which must be etcdplay whole. The runner sends
+// the full binary as the agent of any host that runs one.
+type FullAgentOnly interface {
+	NeedsFullAgent()
+}
+
+// NeedsFullAgent reports whether m can only run in the full agent.
+func NeedsFullAgent(m Module) bool {
+	_, ok := m.(FullAgentOnly)
+	return ok
+}
+
+// HostSideNames lists what an agent built with the linked-in modules
+// serves, sorted: its host-side modules (internal ones included) and, as
+// "probe:NAME", its probes.
+func HostSideNames() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	var names []string
+	for _, tab := range []map[string]Module{registry, internal} {
+		for n, m := range tab {
+			if !OnController(m) {
+				names = append(names, n)
+			}
+		}
+	}
+	for n := range probes {
+		names = append(names, "probe:"+n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // VariableError is implemented by errors about a variable's value rather
 // than about the task that read it (a duplicate etcd_name, say). The
 // compiler reports each once per run, however many tasks and hosts read

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -50,13 +52,20 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "etcdplay")
-		// As `make build` does (stripped: the agent is uploaded to
-		// every cold host).
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, "./cmd/etcdplay")
-		cmd.Dir = RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		// As `make build` does: the lean agent first, for etcdplay to
+		// embed, then etcdplay, stripped (it is the agent of hosts that
+		// need it whole).
+		for _, args := range [][]string{
+			{"generate", "./internal/leanagent"},
+			{"build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, "./cmd/etcdplay"},
+		} {
+			cmd := exec.Command("go", args...)
+			cmd.Dir = RepoRoot()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go %s: %v\n%s", args[0], err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {
@@ -301,4 +310,28 @@ func (o *Outcome) parseEvents() {
 			}
 		}
 	}
+}
+
+// AgentFileName is what the transport names the agent file path on a
+// host: etcdplay-agent-<first 16 hex digits of its sha256>.
+func AgentFileName(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return "etcdplay-agent-" + hex.EncodeToString(sum[:])[:16]
+}
+
+// LeanAgentFileName is the name on hosts of the lean agent the binary
+// Binary built embeds (its sha256 as the build recorded it).
+func LeanAgentFileName(t testing.TB) string {
+	t.Helper()
+	Binary(t)
+	b, err := os.ReadFile(filepath.Join(RepoRoot(), "internal", "leanagent", "bin", "etcdplay-agent.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "etcdplay-agent-" + string(b[:16])
 }

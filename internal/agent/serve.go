@@ -124,7 +124,7 @@ func (s *server) run(ctx context.Context, req *Request) *modules.Result {
 		if _, pub := modules.Lookup(req.Module); pub {
 			return failedf("module %s runs on the controller, not in the agent", req.Module)
 		}
-		return failedf("unknown module %q in agent %s", req.Module, Version)
+		return unknown("module", req.Module)
 	}
 	args := req.Args
 	if args == nil {
@@ -150,7 +150,25 @@ func (s *server) probe(ctx context.Context, req *Request) *modules.Result {
 		args = modules.Args{}
 	}
 	Normalize(args)
+	if _, ok := modules.LookupProbe(req.Module); !ok && Lean {
+		return unknown("probe", req.Module)
+	}
 	return modules.RunProbe(ctx, req.Module, args)
+}
+
+// Lean is set by cmd/etcdplay-agent, the agent built with modules/hostside
+// only.
+var Lean bool
+
+// unknown is the answer to a request for a module or probe this agent
+// lacks. The lean agent lacking one means the controller chose the wrong
+// agent for the host (a module missing its modules.FullAgentOnly mark).
+func unknown(what, name string) *modules.Result {
+	if Lean {
+		return failedf("%s %q is not in etcdplay's lean agent: this host needed etcdplay itself as its agent "+
+			"(a bug in etcdplay; as a workaround, pass --agent-binary with the path of etcdplay)", what, name)
+	}
+	return failedf("unknown %s %q in agent %s", what, name, Version)
 }
 
 func failedf(format string, a ...any) *modules.Result {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcdplay/etcdplay/internal/leanagent"
 	"github.com/etcdplay/etcdplay/internal/output"
 	"github.com/etcdplay/etcdplay/internal/runner"
 	"github.com/etcdplay/etcdplay/internal/transport"
@@ -54,6 +55,15 @@ func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
 		} else {
 			o.AgentBinary = spec
 		}
+	}
+	if o.AgentBinary == "" {
+		// Hosts get the lean agent unless they need etcdplay whole; a
+		// build without one embedded sends itself.
+		lean, err := leanagent.Path()
+		if err != nil {
+			return o, err
+		}
+		o.LeanAgent = lean
 	}
 	if f.sshConfig != "" && f.sshConfig != "none" {
 		cfg, err := transport.LoadSSHConfig(expandTilde(f.sshConfig))

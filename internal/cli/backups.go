@@ -130,7 +130,11 @@ func hostBackups(ctx context.Context, stderr io.Writer, inv *inventory.Inventory
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := transport.Connect(ctx, runner.TargetFor(h), o)
+			// The list probe is etcd_backup_timer's, which only the full
+			// agent serves (the members whose timer runs it have that one).
+			t := runner.TargetFor(h)
+			t.FullAgent = true
+			conn, err := transport.Connect(ctx, t, o)
 			if err == nil {
 				defer conn.Close()
 				var es []store.Entry

@@ -163,7 +163,7 @@ func hostsOf(c *playbook.Compiled) []string {
 // connectAll opens one connection per host, at most Forks at once. A host
 // that cannot be reached is recorded; its nodes report unreachable.
 func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playbook.Compiled, hosts []string) {
-	become := becomeHosts(c)
+	become, full := becomeHosts(c), fullAgentHosts(c)
 	sem := make(chan struct{}, r.opts.Forks)
 	var wg sync.WaitGroup
 	for _, name := range hosts {
@@ -179,6 +179,7 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 			defer func() { <-sem }()
 			t := TargetFor(h)
 			t.Become = t.Become || become[name]
+			t.FullAgent = full[name]
 			o := r.opts.Connect
 			o.OnRetry = func(host string, attempt int, err error) {
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventLog, Host: name,
@@ -225,6 +226,21 @@ func becomeHosts(c *playbook.Compiled) map[string]bool {
 	for _, id := range c.Graph.IDs() {
 		n, _ := c.Graph.Node(id)
 		if n.Task.Become != nil && *n.Task.Become {
+			out[n.Host] = true
+		}
+	}
+	return out
+}
+
+// fullAgentHosts finds hosts with a task of a module only the full agent
+// serves (modules.FullAgentOnly), whatever its `when` may decide at run
+// time: they get etcdplay itself as their agent, every other host the
+// lean one.
+func fullAgentHosts(c *playbook.Compiled) map[string]bool {
+	out := map[string]bool{}
+	for _, id := range c.Graph.IDs() {
+		n, _ := c.Graph.Node(id)
+		if m, ok := modules.LookupHostSide(n.Task.Module); ok && modules.NeedsFullAgent(m) {
 			out[n.Host] = true
 		}
 	}

@@ -159,6 +159,9 @@ func (c *Conn) agentDir() string {
 func (c *Conn) startAgent(ctx context.Context) error {
 	host := c.target.label()
 	exe := c.opts.AgentBinary
+	if exe == "" && !c.target.FullAgent {
+		exe = c.opts.LeanAgent
+	}
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {

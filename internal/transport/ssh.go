@@ -34,6 +34,10 @@ type Target struct {
 	// JumpHost is a bastion, "[user@]host[:port]", reached with the same
 	// keys and known_hosts as the target.
 	JumpHost string
+	// FullAgent: the host will be asked for something only the full
+	// agent serves (modules.FullAgentOnly), so ConnectOptions.LeanAgent
+	// is not for it.
+	FullAgent bool
 }
 
 // ConnectOptions apply to every host of a run.
@@ -72,6 +76,10 @@ type ConnectOptions struct {
 	// AgentBinary is the agent executable to upload (os.Executable() when
 	// empty). Its platform is read from its ELF header.
 	AgentBinary string
+	// LeanAgent, when set and AgentBinary is not, is the agent sent to
+	// hosts whose Target does not ask for the full one: etcdplay's lean
+	// build (internal/leanagent), a quarter of its size.
+	LeanAgent string
 	// AgentBinaries maps "os/arch" (as GOOS/GOARCH: "linux/arm64") to an
 	// agent executable for hosts of that platform. Unlisted platforms fall
 	// back to the environment variable ETCDPLAY_AGENT_<OS>_<ARCH>.

@@ -1,7 +1,9 @@
 package all
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/etcdplay/etcdplay/modules"
@@ -49,5 +51,46 @@ func TestInternalModulesHidden(t *testing.T) {
 	}
 	if _, ok := modules.LookupHostSide("etcd_member"); ok {
 		t.Error("a controller-side module is offered to the agent")
+	}
+}
+
+// fullAgentProbes are probes only etcdplay itself serves, each with who
+// asks for it: a caller must connect with transport.Target.FullAgent.
+var fullAgentProbes = map[string]string{
+	"probe:etcd_backup_list": "etcdplay backups (internal/cli/backups.go)",
+}
+
+// TestLeanAgentServesHostSide: the lean agent (modules/hostside, whose
+// registry TestLeanRegistry records) serves everything the full binary's
+// host side does, except modules marked modules.FullAgentOnly, which the
+// runner routes to etcdplay itself, and the probes in fullAgentProbes. A
+// new host-side module or probe missing from modules/hostside fails here
+// rather than on a host.
+func TestLeanAgentServesHostSide(t *testing.T) {
+	b, err := os.ReadFile("../hostside/testdata/lean.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean := strings.Fields(string(b))
+	full := modules.HostSideNames()
+	for _, name := range lean {
+		if !slices.Contains(full, name) {
+			t.Errorf("the lean agent serves %s, which etcdplay does not", name)
+		}
+	}
+	for _, name := range full {
+		if slices.Contains(lean, name) {
+			continue
+		}
+		if m, ok := modules.LookupHostSide(name); ok && modules.NeedsFullAgent(m) {
+			continue
+		}
+		if fullAgentProbes[name] != "" {
+			continue
+		}
+		t.Errorf("%s is not in the lean agent: link its package from modules/hostside, or mark the module modules.FullAgentOnly", name)
+	}
+	if m, _ := modules.LookupHostSide("etcd_backup_timer"); !modules.NeedsFullAgent(m) {
+		t.Error("etcd_backup_timer installs the agent itself as its program: it must be marked FullAgentOnly")
 	}
 }

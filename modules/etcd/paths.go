@@ -96,3 +96,9 @@ func (s StatePKI) pair(base string) (string, string) {
 func (c *Cluster) CacheDir(stateDir string) string {
 	return filepath.Join(stateDir, "cache", c.Version.String())
 }
+
+// OpLockKey is the etcd key of etcdplay's cluster-wide operation lock
+// (modules/etcd/oplock), which a member's defrag timer takes too. It is
+// named here, in the model, so host-side code can use it without linking
+// etcd's client into the agent.
+const OpLockKey = "/etcdplay/locks/operation"

@@ -28,6 +28,11 @@ var module = Module{jobtimer.Module{Job: job, Spec: spec, Required: []string{"se
 // Module is the etcd_backup_timer module: a job timer with its own Resolve.
 type Module struct{ jobtimer.Module }
 
+// NeedsFullAgent: the job's program is the agent's own executable, and
+// `backup-host` (etcd's client, S3, age) is only in etcdplay whole, not
+// in the lean agent; so is the backup list probe (CLI `backups`).
+func (Module) NeedsFullAgent() {}
+
 var spec = modules.Spec{
 	// Playbook-facing (each defaults to its variable).
 	"state":    {Kind: modules.String, OneOf: []string{"present", "absent"}},

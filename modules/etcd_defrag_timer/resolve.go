@@ -8,7 +8,6 @@ import (
 
 	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
-	"github.com/etcdplay/etcdplay/modules/etcd/oplock"
 )
 
 // Templates and defaults.
@@ -56,7 +55,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 		Endpoint: m.ClientURL, Cluster: strings.Join(c.Endpoints(), ","), TLS: c.TLS,
 		CACert: c.Paths.CACert, Cert: c.Paths.ServerCert, Key: c.Paths.ServerKey,
 		FreeAbove: rule.FreeAbove, QuotaLimit: rule.QuotaLimit(),
-		Timeout: timeout, Lock: oplock.Key,
+		Timeout: timeout, Lock: etcd.OpLockKey,
 		Etcdctl: path.Join(c.Paths.BinDir, "etcdctl"), Script: ScriptPath,
 		Schedule: schedule, Spread: args.Str("spread", defaultSpread),
 		Vars: rc.Vars,

@@ -21,10 +21,12 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdplay/etcdplay/modules/etcd"
 )
 
 // Key is where the lock lives.
-const Key = "/etcdplay/locks/operation"
+const Key = etcd.OpLockKey
 
 // TTL is the lease, in seconds: how long the lock outlives a dead holder.
 const TTL = 10
