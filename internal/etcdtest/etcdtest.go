@@ -14,10 +14,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +146,9 @@ func (c *Cluster) Stop(i int) {
 func (c *Cluster) Restart(i int) {
 	if c.servers[i] != nil {
 		c.servers[i].Close()
+		// Nil before a failed start ends the test: Cleanup must not
+		// close it twice (embed panics on a second Close).
+		c.servers[i] = nil
 	}
 	cfg := c.cfgs[i]
 	cfg.ClusterState = embed.ClusterStateFlagExisting
@@ -179,18 +185,34 @@ func (c *Cluster) LeaderIndex() int {
 	return -1
 }
 
-// freePorts picks n distinct free ports. Every listener stays open until
-// all are picked: closed one by one, the kernel may hand the same port out
-// twice (a member's client and peer ports collided that way).
+// freePorts picks n distinct free ports below the kernel's ephemeral
+// range. A member restarted by a test rebinds its ports after they were
+// free for a moment; a port from the ephemeral range could be handed in
+// that moment to any process's bind of port 0 or outgoing connection (in
+// CI, another test package's: "bind: address already in use"). Below the
+// range only another explicit pick can take it. Every listener stays
+// open until all are picked, so no port is picked twice.
 func freePorts(t testing.TB, n int) []int {
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 2048 {
+				low = v
+			}
+		}
+	}
+	base := max(1024, low-16384)
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no %d free ports in %d-%d", n, base, low-1)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+mrand.IntN(low-base)))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
 }
