@@ -163,7 +163,7 @@ func hostsOf(c *playbook.Compiled) []string {
 // connectAll opens one connection per host, at most Forks at once. A host
 // that cannot be reached is recorded; its nodes report unreachable.
 func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playbook.Compiled, hosts []string) {
-	become, full := becomeHosts(c), fullAgentHosts(c)
+	become, full := agentNeeds(c)
 	sem := make(chan struct{}, r.opts.Forks)
 	var wg sync.WaitGroup
 	for _, name := range hosts {
@@ -219,32 +219,23 @@ func TargetFor(h *inventory.Host) transport.Target {
 	}
 }
 
-// becomeHosts finds hosts where some task asks for become: the one agent
-// session per host then runs under sudo.
-func becomeHosts(c *playbook.Compiled) map[string]bool {
-	out := map[string]bool{}
+// agentNeeds reads from the graph, in one pass, what each host's one
+// agent session must be: under sudo where some task asks for become, and
+// etcdplay whole (not the lean agent) where some task's module only the
+// full agent serves (modules.FullAgentOnly), whatever its `when` may
+// decide at run time.
+func agentNeeds(c *playbook.Compiled) (become, full map[string]bool) {
+	become, full = map[string]bool{}, map[string]bool{}
 	for _, id := range c.Graph.IDs() {
 		n, _ := c.Graph.Node(id)
 		if n.Task.Become != nil && *n.Task.Become {
-			out[n.Host] = true
+			become[n.Host] = true
 		}
-	}
-	return out
-}
-
-// fullAgentHosts finds hosts with a task of a module only the full agent
-// serves (modules.FullAgentOnly), whatever its `when` may decide at run
-// time: they get etcdplay itself as their agent, every other host the
-// lean one.
-func fullAgentHosts(c *playbook.Compiled) map[string]bool {
-	out := map[string]bool{}
-	for _, id := range c.Graph.IDs() {
-		n, _ := c.Graph.Node(id)
 		if m, ok := modules.LookupHostSide(n.Task.Module); ok && modules.NeedsFullAgent(m) {
-			out[n.Host] = true
+			full[n.Host] = true
 		}
 	}
-	return out
+	return become, full
 }
 
 func (r *run) markUnreachable(host, why string) {
