@@ -59,11 +59,13 @@ func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
 	if o.AgentBinary == "" {
 		// Hosts get the lean agent unless they need etcdplay whole; a
 		// build without one embedded sends itself.
-		lean, err := leanagent.Path()
+		lean, err := leanagent.Unpacked()
 		if err != nil {
 			return o, err
 		}
-		o.LeanAgent = lean
+		if lean != nil {
+			o.LeanAgent = transport.AgentFile{Path: lean.Path, SHA256: lean.SHA256, Gzipped: lean.Gzipped}
+		}
 	}
 	if f.sshConfig != "" && f.sshConfig != "none" {
 		cfg, err := transport.LoadSSHConfig(expandTilde(f.sshConfig))

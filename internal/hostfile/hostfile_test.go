@@ -188,3 +188,47 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestStampMovesWithEveryChange(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent")
+	if err := os.WriteFile(p, []byte("one"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := Stamp(p)
+	if before == "" || Stamp(p) != before {
+		t.Fatalf("stamp of an unchanged file: %q then %q", before, Stamp(p))
+	}
+	changes := []struct {
+		name   string
+		change func() error
+	}{
+		// mtime set back as a tar extraction would; a same-size write in
+		// the same clock tick as the stamp is the one change it can miss,
+		// so this one grows the file and the test cannot flake.
+		{"rewritten in place, mtime set back", func() error {
+			fi, _ := os.Stat(p)
+			if err := os.WriteFile(p, []byte("three"), 0o755); err != nil {
+				return err
+			}
+			return os.Chtimes(p, fi.ModTime(), fi.ModTime())
+		}},
+		{"chmod", func() error { return os.Chmod(p, 0o644) }},
+		{"replaced", func() error { return WriteAtomic(p, []byte("two"), 0o644, -1, -1) }},
+	}
+	for _, c := range changes {
+		if err := c.change(); err != nil {
+			t.Fatal(err)
+		}
+		if now := Stamp(p); now == before || now == "" {
+			t.Errorf("%s: stamp %q, was %q", c.name, now, before)
+		} else {
+			before = now
+		}
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "missing")} {
+		if s := Stamp(p); s != "" {
+			t.Errorf("Stamp(%s) = %q, want \"\" (not a regular file)", p, s)
+		}
+	}
+}

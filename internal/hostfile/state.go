@@ -133,6 +133,24 @@ func SumHex(data []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// Stamp identifies the content of the regular file at path without
+// reading it: inode, size, mode, mtime and ctime. Any write or chmod moves
+// ctime, which nothing but the clock can set back, so a stamp recorded
+// beside a digest when the file was hashed vouches for that digest until
+// the stamp changes. "" (which matches no recorded stamp) for a missing or
+// irregular file.
+func Stamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%o:%d.%d:%d.%d", st.Ino, fi.Size(), fi.Mode().Perm(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+}
+
 // FileSumHex returns the hex SHA-256 of the file at path, read as a
 // stream (a release tarball, a snapshot).
 func FileSumHex(path string) (string, error) {

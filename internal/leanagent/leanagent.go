@@ -16,6 +16,7 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,31 +57,52 @@ func Embedded() *Agent {
 	return &Agent{SHA256: f[0], Size: size, Platform: f[2], gz: gz}
 }
 
+// File is the lean agent unpacked: an executable in the user's cache
+// dir, verified to hash to SHA256, and the gzipped bytes it came from,
+// which is what a cold host is sent.
+type File struct {
+	Path    string
+	SHA256  string
+	Gzipped []byte
+}
+
 var (
-	pathOnce sync.Once
-	path     string
-	pathErr  error
+	fileOnce sync.Once
+	file     *File
+	fileErr  error
 )
 
-// Path is the lean agent as an executable file in the user's cache dir,
-// unpacked from the build once and checked against its recorded sha256
-// on every run; "" when this build embeds none or there is no cache dir,
-// and the caller sends etcdplay itself.
-func Path() (string, error) {
-	pathOnce.Do(func() {
+// Unpacked is the lean agent as an executable file in the user's cache
+// dir, unpacked from the build once; nil when this build embeds none or
+// there is no cache dir, and the caller sends etcdplay itself.
+func Unpacked() (*File, error) {
+	fileOnce.Do(func() {
 		a := Embedded()
 		dir := usercache.Dir()
 		if a == nil || dir == "" {
 			return
 		}
-		path, pathErr = a.unpack(dir)
+		var p string
+		if p, fileErr = a.unpack(dir); fileErr == nil {
+			file = &File{Path: p, SHA256: a.SHA256, Gzipped: a.gz}
+		}
 	})
-	return path, pathErr
+	return file, fileErr
 }
 
+// unpack writes the agent to dir unless it is there already. A copy is
+// trusted when its stat stamp is the one recorded (in NAME.ok) when it was
+// last hashed, so a warm run costs a stat, not hashing 7 MB; any write to
+// the copy moves its stamp, and it is hashed again and replaced if it
+// differs.
 func (a *Agent) unpack(dir string) (string, error) {
 	p := filepath.Join(dir, "etcdplay-agent-"+a.SHA256[:16])
+	okFile := p + ".ok"
+	if rec, err := os.ReadFile(okFile); err == nil && string(rec) == a.stampRecord(p) {
+		return p, nil
+	}
 	if sum, err := hostfile.FileSumHex(p); err == nil && sum == a.SHA256 {
+		a.recordStamp(p)
 		return p, nil
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(a.gz))
@@ -97,9 +119,26 @@ func (a *Agent) unpack(dir string) (string, error) {
 	if err := hostfile.WriteAtomic(p, raw, 0o755, -1, -1); err != nil {
 		return "", fmt.Errorf("lean agent: %w", err)
 	}
+	a.recordStamp(p)
 	// Keep the few newest builds' agents, not one per build ever run.
-	usercache.Prune(dir, "etcdplay-agent-*", keepBuilds, p)
+	usercache.Prune(dir, "etcdplay-agent-????????????????", keepBuilds, p)
+	usercache.Prune(dir, "etcdplay-agent-*.ok", keepBuilds, okFile)
 	return p, nil
+}
+
+// stampRecord is what NAME.ok holds for the copy at p as it is now; it
+// never matches when p cannot be stat'ed.
+func (a *Agent) stampRecord(p string) string {
+	st := hostfile.Stamp(p)
+	if st == "" {
+		return "\x00"
+	}
+	return a.SHA256 + " " + st + "\n"
+}
+
+// recordStamp is best effort: without it the next run hashes the copy.
+func (a *Agent) recordStamp(p string) {
+	_ = hostfile.WriteAtomic(p+".ok", []byte(a.stampRecord(p)), 0o600, -1, -1)
 }
 
 const keepBuilds = 3

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -37,15 +38,16 @@ func TestLeanAgentUnlessAHostNeedsTheFullOne(t *testing.T) {
 	if err := os.WriteFile(lean, append(b, "lean"...), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	leanBin, err := agentFileName(lean)
+	leanSum, err := fileSum(lean)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fullBin, err := agentFileName(self)
+	fullSum, err := fileSum(self)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.LeanAgent = lean
+	leanBin, fullBin := agentFileName(leanSum), agentFileName(fullSum)
+	opts.LeanAgent = transport.AgentFile{Path: lean, SHA256: leanSum}
 	c := compile(t, inv, `
 - hosts: all
   tasks:
@@ -78,11 +80,13 @@ func TestLeanAgentUnlessAHostNeedsTheFullOne(t *testing.T) {
 
 // agentFileName is the name the transport gives an agent file on a
 // host: its content hash.
-func agentFileName(p string) (string, error) {
+func agentFileName(sum string) string { return "etcdplay-agent-" + sum[:16] }
+
+func fileSum(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(b)
-	return "etcdplay-agent-" + hex.EncodeToString(sum[:])[:16], nil
+	return hex.EncodeToString(sum[:]), nil
 }

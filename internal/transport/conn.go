@@ -158,17 +158,7 @@ func (c *Conn) agentDir() string {
 
 func (c *Conn) startAgent(ctx context.Context) error {
 	host := c.target.label()
-	exe := c.opts.AgentBinary
-	if exe == "" && !c.target.FullAgent {
-		exe = c.opts.LeanAgent
-	}
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("%s: agent binary: %w", host, err)
-		}
-	}
-	native, err := loadAgentBin(exe)
+	native, err := c.nativeAgent()
 	if err != nil {
 		return fmt.Errorf("%s: %w", host, err)
 	}
@@ -234,6 +224,23 @@ func (c *Conn) startAgent(ctx context.Context) error {
 		return fmt.Errorf("%s: the agent reports %s but %s %s", host, got, source, want)
 	}
 	return nil
+}
+
+// nativeAgent is the agent executable for hosts of the controller's own
+// platform: --agent-binary, else the lean agent unless the host needs the
+// full one, else etcdplay itself.
+func (c *Conn) nativeAgent() (*agentBin, error) {
+	switch {
+	case c.opts.AgentBinary != "":
+		return loadAgentBin(c.opts.AgentBinary)
+	case c.opts.LeanAgent.Path != "" && !c.target.FullAgent:
+		return knownAgentBin(c.opts.LeanAgent)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("agent binary: %w", err)
+	}
+	return loadAgentBin(exe)
 }
 
 func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {

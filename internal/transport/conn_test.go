@@ -679,3 +679,54 @@ func TestHandshakesWaitForASlot(t *testing.T) {
 		t.Fatalf("connect after a slot freed, having queued longer than its timeout: %v", err)
 	}
 }
+
+// A lean agent's digest is the caller's word (internal/leanagent verified
+// it), not hashed again: the host still checks what arrives against it,
+// so a file that changed after it was verified is refused, never run, and
+// a right one is sent as the gzipped bytes given.
+func TestKnownAgentFile(t *testing.T) {
+	exe, _ := os.Executable()
+	native, err := loadAgentBin(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := native.compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		file    AgentFile
+		wantErr string
+	}{
+		{"digest right", AgentFile{Path: exe, SHA256: native.sha256, Gzipped: gz}, ""},
+		{"file changed since", AgentFile{Path: exe, SHA256: strings.Repeat("ab", 32), Gzipped: gz}, "sha256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sshtest.NewClient(t)
+			s := sshtest.NewServer(t, c.Pub)
+			c.Trust(t, s)
+			o := optsOf(c)
+			o.LeanAgent = tt.file
+			conn, err := connect(t, c, s, o)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("connect: %v, want an error naming %q", err, tt.wantErr)
+				}
+				t.Log(err)
+				if s.Running.Load() != 0 {
+					t.Fatal("an agent runs on the host")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if f := conn.Facts(); f.SHA256 != native.sha256 || !strings.Contains(conn.Uploaded(), "gzipped") {
+				t.Errorf("facts %+v, upload %q", f, conn.Uploaded())
+			}
+		})
+	}
+}

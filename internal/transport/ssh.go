@@ -76,10 +76,10 @@ type ConnectOptions struct {
 	// AgentBinary is the agent executable to upload (os.Executable() when
 	// empty). Its platform is read from its ELF header.
 	AgentBinary string
-	// LeanAgent, when set and AgentBinary is not, is the agent sent to
-	// hosts whose Target does not ask for the full one: etcdplay's lean
-	// build (internal/leanagent), a quarter of its size.
-	LeanAgent string
+	// LeanAgent, when its Path is set and AgentBinary is not, is the
+	// agent sent to hosts whose Target does not ask for the full one:
+	// etcdplay's lean build (internal/leanagent), a quarter of its size.
+	LeanAgent AgentFile
 	// AgentBinaries maps "os/arch" (as GOOS/GOARCH: "linux/arm64") to an
 	// agent executable for hosts of that platform. Unlisted platforms fall
 	// back to the environment variable ETCDPLAY_AGENT_<OS>_<ARCH>.

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
@@ -244,7 +243,7 @@ func readIndex(tarPath string) (filesIndex, bool) {
 
 // fresh says the tarball and its repack are both as they were indexed.
 func (idx filesIndex) fresh(tarPath string) bool {
-	return idx.Stamp == stamp(tarPath) && idx.RepackStamp != "" && idx.RepackStamp == stamp(repackPath(tarPath))
+	return idx.Stamp == hostfile.Stamp(tarPath) && idx.RepackStamp != "" && idx.RepackStamp == hostfile.Stamp(repackPath(tarPath))
 }
 
 func (idx filesIndex) release(tarPath string) *Release {
@@ -257,28 +256,14 @@ func repackPath(tarPath string) string {
 	return strings.TrimSuffix(tarPath, ".tar.gz") + ".etcdplay.tar.zst"
 }
 
-// stamp identifies a file's current content without reading it: any write
-// changes its ctime, and nothing but the clock can set a ctime back.
-func stamp(p string) string {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return ""
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return ""
-	}
-	return fmt.Sprintf("%d:%d:%d.%d:%d.%d", st.Ino, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
-}
-
 // withFiles indexes a verified tarball: it hashes the three binaries and
 // writes their repack in one pass over the tarball, unless the index
 // already holds both for this tarball.
 func withFiles(tarPath, sum string) (*Release, error) {
 	idxPath := tarPath + ".files.json"
-	if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == sum && idx.RepackStamp != "" && idx.RepackStamp == stamp(repackPath(tarPath)) {
-		if idx.Stamp != stamp(tarPath) {
-			idx.Stamp = stamp(tarPath)
+	if idx, ok := readIndex(tarPath); ok && idx.TarballSHA256 == sum && idx.RepackStamp != "" && idx.RepackStamp == hostfile.Stamp(repackPath(tarPath)) {
+		if idx.Stamp != hostfile.Stamp(tarPath) {
+			idx.Stamp = hostfile.Stamp(tarPath)
 			b, _ := json.Marshal(idx)
 			if err := hostfile.WriteAtomic(idxPath, b, 0o644, -1, -1); err != nil {
 				return nil, err
@@ -290,7 +275,7 @@ func withFiles(tarPath, sum string) (*Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := filesIndex{TarballSHA256: sum, Stamp: stamp(tarPath), Files: files, RepackStamp: stamp(repackPath(tarPath))}
+	idx := filesIndex{TarballSHA256: sum, Stamp: hostfile.Stamp(tarPath), Files: files, RepackStamp: hostfile.Stamp(repackPath(tarPath))}
 	b, _ := json.Marshal(idx)
 	if err := hostfile.WriteAtomic(idxPath, b, 0o644, -1, -1); err != nil {
 		return nil, err

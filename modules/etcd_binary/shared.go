@@ -56,7 +56,7 @@ func fromShared(sum, tarPath string) (rel *Release, ok bool) {
 	if _, err := copyHashed(filepath.Join(src, filepath.Base(repack)), repack); err != nil {
 		return nil, false
 	}
-	idx.Stamp, idx.RepackStamp = stamp(tarPath), stamp(repack)
+	idx.Stamp, idx.RepackStamp = hostfile.Stamp(tarPath), hostfile.Stamp(repack)
 	b, _ = json.Marshal(idx)
 	if hostfile.WriteAtomic(tarPath+".files.json", b, 0o644, -1, -1) != nil {
 		return nil, false

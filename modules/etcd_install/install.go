@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 	"github.com/etcdplay/etcdplay/modules"
@@ -111,7 +110,7 @@ func (installModule) Plan(_ context.Context, _ *modules.Env, args modules.Args) 
 	stamps := readStamps(a.dir())
 	for _, b := range etcd.Binaries {
 		p := filepath.Join(a.dir(), b)
-		if s := stamps[b]; s.SHA256 == a.SHA256[b] && s.Stat != "" && s.Stat == statStamp(p) {
+		if s := stamps[b]; s.SHA256 == a.SHA256[b] && s.Stat != "" && s.Stat == hostfile.Stamp(p) {
 			continue // unchanged since installed and verified
 		}
 		st, err := hostfile.StateFollow(p)
@@ -308,24 +307,10 @@ func readStamps(dir string) map[string]binStamp {
 func writeStamps(dir string, sums map[string]string) error {
 	out := map[string]binStamp{}
 	for _, b := range etcd.Binaries {
-		out[b] = binStamp{SHA256: sums[b], Stat: statStamp(filepath.Join(dir, b))}
+		out[b] = binStamp{SHA256: sums[b], Stat: hostfile.Stamp(filepath.Join(dir, b))}
 	}
 	data, _ := json.Marshal(out)
 	return hostfile.WriteAtomic(filepath.Join(dir, stampFile), data, 0o644, -1, -1)
-}
-
-// statStamp changes whenever the file's content can have: any write moves
-// ctime, which only the clock can set back.
-func statStamp(p string) string {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return ""
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d:%d:%o:%d.%d:%d.%d", st.Ino, fi.Size(), fi.Mode().Perm(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 }
 
 func writeExec(p string, r io.Reader) (string, error) {
