@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,7 @@ type Conn struct {
 
 	sess   *ssh.Session
 	stdin  io.WriteCloser
-	stdout io.Reader
+	stdout *bufio.Reader
 	stderr *tailBuffer
 
 	wmu sync.Mutex // serializes writes to stdin
@@ -173,12 +174,14 @@ func (c *Conn) startAgent(ctx context.Context) error {
 	}
 	bin := native
 	if !started {
-		// Cold host (or another platform): the probe session has ended;
-		// upload, then start the agent in a second session.
+		// Cold host (or another platform): the probe waits on its stdin
+		// while we upload, then unpacks and starts the agent, all in the
+		// one session.
 		if bin, err = agentBinFor(&c.opts, host, c.probe.platform, native); err != nil {
 			return err
 		}
-		if err := c.uploadAgent(ctx, bin); err != nil {
+		unpack, err := c.uploadAgent(ctx, bin)
+		if err != nil {
 			// Keepalive gave up on the host mid-upload: that is the
 			// cause, not the session the closed connection cut.
 			if ue := (*UnreachableError)(nil); errors.As(c.failure(), &ue) {
@@ -186,8 +189,7 @@ func (c *Conn) startAgent(ctx context.Context) error {
 			}
 			return c.connErr(fmt.Errorf("%s: %w", host, err))
 		}
-		cmd := sudo + shellQuote(path.Join(c.probe.dir, bin.remoteName())) + " agent"
-		if _, err := c.startSession("echo " + probeMagic + "-skip; exec " + cmd); err != nil {
+		if err := c.continueProbe(unpack, sudo+shellQuote(path.Join(c.probe.dir, bin.remoteName()))+" agent"); err != nil {
 			return err
 		}
 	}
@@ -243,30 +245,59 @@ func (c *Conn) nativeAgent() (*agentBin, error) {
 	return loadAgentBin(exe)
 }
 
-func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) error {
+// uploadAgent puts bin on the host and returns the shell script, if any,
+// that must run there before it can start (the gzipped upload's unpack).
+func (c *Conn) uploadAgent(ctx context.Context, bin *agentBin) (string, error) {
 	select {
 	case uploadSlots <- struct{}{}:
 		defer func() { <-uploadSlots }()
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return "", context.Cause(ctx)
 	}
 	start := time.Now()
 	if c.probe.gunzip {
-		if err := c.sendAgent(ctx, bin); err != nil {
-			return err
+		unpack, err := c.sendAgent(ctx, bin)
+		if err != nil {
+			return "", err
 		}
 		c.uploaded = fmt.Sprintf("agent sent gzipped (%.1f of %.1f MB) in %s", float64(len(bin.gz))/1e6, float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
-		return nil
+		return unpack, nil
 	}
 	sc, err := c.sftpClient()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := installAgent(ctx, sc, c.probe.dir, bin, c.probe.uid, c.opts.OnProgress); err != nil {
-		return err
+		return "", err
 	}
 	c.uploaded = fmt.Sprintf("agent sent over SFTP (%.1f MB; no gzip or sha256sum on the host) in %s", float64(bin.size)/1e6, time.Since(start).Round(time.Millisecond))
-	return nil
+	return "", nil
+}
+
+// continueProbe sends the waiting probe of a cold host the rest of its
+// work: unpack (in a subshell, so its umask, set -e and cleanup trap stay
+// there) and the agent's start. Two fewer sessions per cold host than an
+// unpack session and an agent session of their own: each costs sshd a
+// fork and a PAM session (about 90 ms on the lab).
+func (c *Conn) continueProbe(unpack, agentCmd string) error {
+	host := c.target.label()
+	var script strings.Builder
+	if unpack != "" {
+		script.WriteString("(\n" + unpack + "\n) || exit 1\n")
+	}
+	script.WriteString("echo " + probeMagic + "-skip\nexec " + agentCmd + "\n" + probeEnd + "\n")
+	if _, err := io.WriteString(c.stdin, script.String()); err != nil {
+		return c.connErr(fmt.Errorf("%s: starting agent: %w", host, err))
+	}
+	line, err := c.stdout.ReadString('\n')
+	if line == probeMagic+"-skip\n" {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("unexpected output %q", line)
+	}
+	c.awaitSessionEnd()
+	return c.connErr(fmt.Errorf("%s: unpacking and starting the agent in %s: %w (stderr: %s)", host, c.probe.dir, err, bytes.TrimSpace(c.stderr.Bytes())))
 }
 
 // uploadSlots bounds the agent uploads in flight from this process. The
@@ -341,13 +372,10 @@ func (c *Conn) startSession(cmd string) (started bool, err error) {
 		}
 		c.probe, started = p, run
 	}
-	if !started {
-		_ = sess.Wait()
-		sess.Close()
-		return false, nil
-	}
+	// Started or not, the session is the agent's: a probe that did not
+	// start it waits on stdin for continueProbe.
 	c.sess, c.stdin, c.stdout = sess, stdin, br
-	return true, nil
+	return started, nil
 }
 
 func (c *Conn) stageDir() string { return path.Join(c.probe.home, ".cache", "etcdplay", "stage") }

@@ -326,8 +326,16 @@ esac
 fi
 if [ "$x" = no ]; then m=$(uname -sm); command -v gzip >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1 && z=yes; fi
 printf '` + probeMagic + `\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$HOME" "$d" "$u" "$g" "$s" "$x" "$z"
-if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi`
+if [ "$x" = yes ]; then exec ` + sudo + `"$f" agent; fi
+c=; while IFS= read -r l && [ "$l" != ` + probeEnd + ` ]; do c="$c$l
+"; done; eval "$c"`
 }
+
+// probeEnd ends the script a cold host's probe reads from its stdin (the
+// agent's unpack and start; see Conn.continueProbe). read takes a byte
+// at a time from a pipe, so nothing after it is consumed: the agent
+// reads its requests from the same stdin.
+const probeEnd = probeMagic + "-end"
 
 const probeMagic = "etcdplay-probe"
 
@@ -493,40 +501,28 @@ stat -c '%i %s %z' -- "$f" > "$f.ok"`
 }
 
 // sendAgent stages the agent gzipped in the login user's staging dir
-// over SFTP, then unpacks it into dir in one exec session. SFTP rather
-// than the exec session's stdin: its writes in flight are ours to bound
-// (writesInFlight), while a session's stdin fills sshd's 2 MB window,
-// and sshd then spends more CPU moving its buffer than gzip spends
-// unpacking (12 MB to three lab hosts: 2.1 s streamed).
-func (c *Conn) sendAgent(ctx context.Context, b *agentBin) error {
+// over SFTP and returns the script that unpacks it into dir, which the
+// probe session runs (Conn.continueProbe): no session of its own. SFTP
+// rather than the exec session's stdin: its writes in flight are ours to
+// bound (writesInFlight), while a session's stdin fills sshd's 2 MB
+// window, and sshd then spends more CPU moving its buffer than gzip
+// spends unpacking (12 MB to three lab hosts: 2.1 s streamed).
+func (c *Conn) sendAgent(ctx context.Context, b *agentBin) (string, error) {
 	gz, err := b.compressed()
 	if err != nil {
-		return err
+		return "", err
 	}
 	sc, err := c.staging()
 	if err != nil {
-		return err
+		return "", err
 	}
 	// Named per upload: two runs (or two connections of one run) starting
 	// on a host at once each unpack, and remove, their own copy.
 	staged := path.Join(c.stageDir(), b.remoteName()+"."+randName()+".gz")
 	if err := sftpPut(ctx, sc, withProgress(bytes.NewReader(gz), "agent", int64(len(gz)), c.opts.OnProgress), staged, 0o600, -1, -1, false); err != nil {
-		return fmt.Errorf("uploading agent: %w", err)
+		return "", fmt.Errorf("uploading agent: %w", err)
 	}
-	sess, err := c.client.NewSession()
-	if err != nil {
-		return fmt.Errorf("unpacking agent: %w", err)
-	}
-	defer sess.Close()
-	var stderr bytes.Buffer
-	sess.Stderr = &stderr
-	if err := sess.Run(unpackCommand(c.probe.dir, b.remoteName(), b.sha256, staged)); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("unpacking agent into %s: %v: %s", c.probe.dir, err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	return unpackCommand(c.probe.dir, b.remoteName(), b.sha256, staged), nil
 }
 
 // installAgent uploads b into dir unless the probe found it there already:
