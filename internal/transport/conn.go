@@ -371,6 +371,9 @@ func (c *Conn) startSession(cmd string) (started bool, err error) {
 			return false, fmt.Errorf("%s: %w", host, err)
 		}
 		c.probe, started = p, run
+		// A cold probe that can take the gzipped agent made the staging
+		// dir for it.
+		c.stageReady = !run && p.gunzip
 	}
 	// Started or not, the session is the agent's: a probe that did not
 	// start it waits on stdin for continueProbe.
@@ -378,7 +381,7 @@ func (c *Conn) startSession(cmd string) (started bool, err error) {
 	return started, nil
 }
 
-func (c *Conn) stageDir() string { return path.Join(c.probe.home, ".cache", "etcdplay", "stage") }
+func (c *Conn) stageDir() string { return path.Join(c.probe.home, stageSubdir) }
 
 // staging returns the SFTP client after making sure the staging directory
 // exists and is the login user's alone: files pass through it on their way

@@ -448,11 +448,12 @@ func TestProbeScript(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(shims, "sha256sum"), []byte("#!/bin/sh\necho >> "+hashed+"\nexec "+real+" \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	home := t.TempDir() // a cold probe makes the staging dir in it
 	run := func(t *testing.T) (header string, p *probe, started bool, hashes int, rest string) {
 		t.Helper()
 		os.Remove(hashed)
 		cmd := exec.Command("sh", "-c", probeCommand(shellQuote(dir), b.remoteName(), b, ""))
-		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
+		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"), "HOME="+home)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("probe: %v\n%s", err, out)
@@ -509,6 +510,10 @@ func TestProbeScript(t *testing.T) {
 			}
 			if rest != "" {
 				t.Errorf("an agent not to be trusted ran: %q", rest)
+			}
+			// Cold: the gzipped upload's staging dir is made, private.
+			if st, err := os.Stat(filepath.Join(home, stageSubdir)); !p.gunzip || err != nil || st.Mode().Perm() != 0o700 {
+				t.Errorf("gzip upload %v, staging dir %v %v; want it there, 0700", p.gunzip, st, err)
 			}
 		})
 	}
