@@ -42,7 +42,7 @@ func (e *Env) SlowLink(t testing.TB, rtt time.Duration) {
 	e.Inventory = filepath.Join(dir, "inventory.yml")
 	e.KnownHosts = filepath.Join(dir, "known_hosts")
 	rewrite(t, e.Lab.InventoryFile, e.Inventory, func(line string) string {
-		if strings.TrimSpace(line) == "" || !strings.HasPrefix(strings.TrimSpace(line), "ansible_host:") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "ansible_host:") {
 			return line
 		}
 		indent := line[:len(line)-len(strings.TrimLeft(line, " "))]

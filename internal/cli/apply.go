@@ -64,7 +64,7 @@ func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
 			return o, err
 		}
 		if lean != nil {
-			o.LeanAgent = transport.AgentFile{Path: lean.Path, SHA256: lean.SHA256, Gzipped: lean.Gzipped}
+			o.LeanAgent = *lean
 		}
 	}
 	if f.sshConfig != "" && f.sshConfig != "none" {

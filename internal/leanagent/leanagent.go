@@ -25,6 +25,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/etcdplay/etcdplay/internal/hostfile"
+	"github.com/etcdplay/etcdplay/internal/transport"
 	"github.com/etcdplay/etcdplay/internal/usercache"
 )
 
@@ -57,25 +58,18 @@ func Embedded() *Agent {
 	return &Agent{SHA256: f[0], Size: size, Platform: f[2], gz: gz}
 }
 
-// File is the lean agent unpacked: an executable in the user's cache
-// dir, verified to hash to SHA256, and the gzipped bytes it came from,
-// which is what a cold host is sent.
-type File struct {
-	Path    string
-	SHA256  string
-	Gzipped []byte
-}
-
 var (
 	fileOnce sync.Once
-	file     *File
+	file     *transport.AgentFile
 	fileErr  error
 )
 
 // Unpacked is the lean agent as an executable file in the user's cache
-// dir, unpacked from the build once; nil when this build embeds none or
-// there is no cache dir, and the caller sends etcdplay itself.
-func Unpacked() (*File, error) {
+// dir, unpacked from the build once, with the digest it was verified
+// against and the gzipped bytes it came from (what a cold host is sent);
+// nil when this build embeds none or there is no cache dir, and the
+// caller sends etcdplay itself.
+func Unpacked() (*transport.AgentFile, error) {
 	fileOnce.Do(func() {
 		a := Embedded()
 		dir := usercache.Dir()
@@ -84,7 +78,7 @@ func Unpacked() (*File, error) {
 		}
 		var p string
 		if p, fileErr = a.unpack(dir); fileErr == nil {
-			file = &File{Path: p, SHA256: a.SHA256, Gzipped: a.gz}
+			file = &transport.AgentFile{Path: p, SHA256: a.SHA256, Gzipped: a.gz}
 		}
 	})
 	return file, fileErr

@@ -236,7 +236,7 @@ func (c *Conn) nativeAgent() (*agentBin, error) {
 	case c.opts.AgentBinary != "":
 		return loadAgentBin(c.opts.AgentBinary)
 	case c.opts.LeanAgent.Path != "" && !c.target.FullAgent:
-		return knownAgentBin(c.opts.LeanAgent)
+		return loadAgentFile(c.opts.LeanAgent)
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -133,40 +133,14 @@ func writeCachedAgent(p string, gz []byte) {
 
 const keepCachedAgents = 3
 
-// AgentFile is an agent executable whose digest the caller has verified
-// (etcdplay's embedded lean agent), so no run hashes it again; Gzipped,
-// when set, is the file gzipped, sent to cold hosts as it is.
+// AgentFile is an agent executable. SHA256, when set, is its digest as
+// the caller verified it (etcdplay's embedded lean agent), so no run
+// hashes it again; Gzipped, when set, is the file gzipped, sent to cold
+// hosts as it is.
 type AgentFile struct {
 	Path    string
 	SHA256  string
 	Gzipped []byte
-}
-
-// knownAgentBin is loadAgentBin for an AgentFile: a stat and the ELF
-// header, not a hash. A file changed since it was verified fails on the
-// host, whose copy is checked against SHA256 after every upload.
-func knownAgentBin(f AgentFile) (*agentBin, error) {
-	key := f.Path + "\x00" + f.SHA256
-	binMu.Lock()
-	defer binMu.Unlock()
-	if b := binCache[key]; b != nil {
-		return b, nil
-	}
-	r, err := os.Open(f.Path)
-	if err != nil {
-		return nil, fmt.Errorf("agent binary: %w", err)
-	}
-	defer r.Close()
-	st, err := r.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("agent binary: %w", err)
-	}
-	b := &agentBin{path: f.Path, sha256: f.SHA256, size: st.Size(), platform: binaryPlatform(r)}
-	if f.Gzipped != nil {
-		b.gzOnce.Do(func() { b.gz = f.Gzipped })
-	}
-	binCache[key] = b
-	return b, nil
 }
 
 func (b *agentBin) remoteName() string { return "etcdplay-agent-" + b.sha256[:16] }
@@ -178,28 +152,39 @@ var (
 
 // loadAgentBin hashes an agent executable once per process (it is tens of
 // megabytes; every host of a run shares the result).
-func loadAgentBin(p string) (*agentBin, error) {
-	st, err := os.Stat(p)
+func loadAgentBin(p string) (*agentBin, error) { return loadAgentFile(AgentFile{Path: p}) }
+
+// loadAgentFile is loadAgentBin for a file whose digest may be known
+// already: then it costs a stat and the ELF header, not a hash. A file
+// changed since its digest was taken fails on the host, whose copy is
+// checked against it after every upload.
+func loadAgentFile(af AgentFile) (*agentBin, error) {
+	st, err := os.Stat(af.Path)
 	if err != nil {
 		return nil, fmt.Errorf("agent binary: %w", err)
 	}
-	key := fmt.Sprintf("%s\x00%d\x00%d", p, st.Size(), st.ModTime().UnixNano())
+	key := fmt.Sprintf("%s\x00%d\x00%d\x00%s", af.Path, st.Size(), st.ModTime().UnixNano(), af.SHA256)
 	binMu.Lock()
 	defer binMu.Unlock()
 	if b := binCache[key]; b != nil {
 		return b, nil
 	}
-	f, err := os.Open(p)
+	f, err := os.Open(af.Path)
 	if err != nil {
 		return nil, fmt.Errorf("agent binary: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("agent binary %s: %w", p, err)
+	b := &agentBin{path: af.Path, sha256: af.SHA256, size: st.Size(), platform: binaryPlatform(f)}
+	if b.sha256 == "" {
+		h := sha256.New()
+		if b.size, err = io.Copy(h, f); err != nil {
+			return nil, fmt.Errorf("agent binary %s: %w", af.Path, err)
+		}
+		b.sha256 = hex.EncodeToString(h.Sum(nil))
 	}
-	b := &agentBin{path: p, sha256: hex.EncodeToString(h.Sum(nil)), size: n, platform: binaryPlatform(f)}
+	if af.Gzipped != nil {
+		b.gzOnce.Do(func() { b.gz = af.Gzipped })
+	}
 	binCache[key] = b
 	return b, nil
 }

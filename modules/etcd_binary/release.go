@@ -294,8 +294,10 @@ func repack(tarPath, dst string) (map[string]string, error) {
 	}
 	defer os.Remove(out.Name())
 	defer out.Close()
-	// Fastest still makes it smaller than upstream's gzip, and keeps the
-	// controller's one-time cost below the gzip decompression it rides on.
+	// Fastest: about upstream's gzip in size (v3.6.16: 24.0 MB against
+	// 23.1), quicker for hosts to unpack (0.22 s against 0.34 s here),
+	// and the controller's one-time cost stays below the gzip
+	// decompression it rides on.
 	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	if err != nil {
 		return nil, err
