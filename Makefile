@@ -64,7 +64,7 @@ test: lint unit-test fuzz integration-test
 # fuzz coordinator and fails a clean run with "context deadline exceeded"
 # (golang/go#75804, fixed in Go 1.27; seen in CI on go1.26.8).
 FUZZTIME ?= 15000x
-FUZZ_TARGETS ?= ./internal/inventory:FuzzLoadYAML ./internal/inventory:FuzzLoadINI ./internal/playbook:FuzzParse ./internal/transport:FuzzKnownHosts
+FUZZ_TARGETS ?= ./internal/inventory:FuzzLoadYAML ./internal/inventory:FuzzLoadINI ./internal/playbook:FuzzParse ./internal/playbook:FuzzParseSplit ./internal/transport:FuzzKnownHosts
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "==> fuzz $${t#*:} ($(FUZZTIME))"; \

@@ -174,8 +174,8 @@ func parse(path string) (*Playbook, error) {
 
 // readPlays parses a playbook file's YAML down to its list of plays.
 func readPlays(path string, data []byte) (*yaml.Node, Errors) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	doc, err := parseYAML(data)
+	if err != nil {
 		line, msg := inventory.YAMLErrorLine(err)
 		return nil, Errors{{Pos: Pos{File: path, Line: line}, Msg: "YAML syntax: " + msg}}
 	}
