@@ -3,6 +3,7 @@ package playbook
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // minChunk is the fewest items worth a goroutine of their own (a
@@ -22,6 +23,24 @@ func inChunks[R any](n int, f func(lo, hi int) R) []R {
 	for i := range k {
 		lo, hi := i*n/k, (i+1)*n/k
 		wg.Go(func() { out[i] = f(lo, hi) })
+	}
+	wg.Wait()
+	return out
+}
+
+// inOrder runs f(0) to f(n-1) on at most one goroutine per CPU, each
+// taking the next index as it finishes one, and returns the results in
+// index order.
+func inOrder[R any](n int, f func(i int) R) []R {
+	out := make([]R, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				out[i] = f(i)
+			}
+		})
 	}
 	wg.Wait()
 	return out

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 
@@ -157,27 +159,65 @@ func Parse(path string) (*Playbook, error) {
 // problems (nil only when the file is not a playbook at all), so Load can
 // go on to report compile problems in the same run.
 func parse(path string) (*Playbook, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Errors{{Pos: Pos{File: path}, Msg: readMsg(err)}}
+	pb, cutWrong, err := parseFile(path, true)
+	if cutWrong {
+		pb, _, err = parseFile(path, false)
 	}
-	pb := &Playbook{File: path, Dir: filepath.Dir(path)}
-	p := &parser{pb: pb, file: path}
-	root, errs := readPlays(path, data)
+	return pb, err
+}
+
+// parseFile reads the playbook at path, cutting long task lists when cut
+// is set; cutWrong reports that a piece did not parse on its own, and
+// the result is then to be thrown away (see split.go).
+func parseFile(path string, cut bool) (pb *Playbook, cutWrong bool, err error) {
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return nil, false, Errors{{Pos: Pos{File: path}, Msg: readMsg(rerr)}}
+	}
+	pb = &Playbook{File: path, Dir: filepath.Dir(path)}
+	p := &parser{pb: pb, file: path, cuts: &cuts{on: cut}}
+	root, errs := p.readPlays(path, data)
 	if errs != nil {
-		return nil, errs
+		return nil, false, errs
 	}
 	p.plays(root, []string{path})
+	if p.cuts.wrong.Load() || p.cuts.read != len(p.cuts.pieces) {
+		// A piece that did not parse alone, or a list that was cut but is
+		// not a play's tasks or handlers (so its pieces went unread).
+		return nil, true, nil
+	}
 	p.checkIDs()
-	return pb, p.c.err()
+	return pb, false, p.c.err()
+}
+
+// cuts are the pieces of the task lists cut in the files being read,
+// keyed by each list's node, shared by the parsers reading tasks; read
+// counts the lists whose pieces were read.
+type cuts struct {
+	on     bool
+	pieces map[*yaml.Node][]*piece
+	read   int
+	wrong  atomic.Bool
 }
 
 // readPlays parses a playbook file's YAML down to its list of plays.
-func readPlays(path string, data []byte) (*yaml.Node, Errors) {
-	doc, err := parseYAML(data)
-	if err != nil {
-		line, msg := inventory.YAMLErrorLine(err)
-		return nil, Errors{{Pos: Pos{File: path, Line: line}, Msg: "YAML syntax: " + msg}}
+func (p *parser) readPlays(path string, data []byte) (*yaml.Node, Errors) {
+	var doc *yaml.Node
+	if p.cuts.on {
+		if cf := cutYAML(data); cf != nil {
+			doc = cf.root
+			if p.cuts.pieces == nil {
+				p.cuts.pieces = map[*yaml.Node][]*piece{}
+			}
+			maps.Copy(p.cuts.pieces, cf.pieces)
+		}
+	}
+	if doc == nil {
+		doc = &yaml.Node{}
+		if err := yaml.Unmarshal(data, doc); err != nil {
+			line, msg := inventory.YAMLErrorLine(err)
+			return nil, Errors{{Pos: Pos{File: path, Line: line}, Msg: "YAML syntax: " + msg}}
+		}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Errors{{Pos: Pos{File: path}, Msg: "empty playbook: want a list of plays"}}
@@ -257,7 +297,7 @@ func (p *parser) importPlaybook(file string, at *yaml.Node, stack []string) {
 		p.errf(at, "import_playbook", "", "%s: %s", path, readMsg(err))
 		return
 	}
-	root, errs := readPlays(path, data)
+	root, errs := p.readPlays(path, data)
 	if errs != nil {
 		p.c.errs = append(p.c.errs, errs...)
 		return
@@ -284,6 +324,7 @@ type parser struct {
 	// file is the file being read: the playbook, or one it imports.
 	file string
 	c    collector
+	cuts *cuts
 }
 
 func (p *parser) pos(n *yaml.Node) Pos { return posOf(p.file, n) }
@@ -483,21 +524,53 @@ func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, 
 	if handlers {
 		letter = "h"
 	}
-	// Tasks are read apart from each other, each chunk with a parser of
-	// its own; their problems join in task order, as if read one by one.
-	tasks := make([]*Task, len(n.Content))
-	metas := make([]*taskMeta, len(n.Content))
-	chunks := inChunks(len(n.Content), func(lo, hi int) *parser {
-		cp := &parser{pb: p.pb, file: p.file}
-		for i := lo; i < hi; i++ {
-			tasks[i], metas[i] = cp.task(i+1, resolveAlias(n.Content[i]), fmt.Sprintf("%s.%s%d", playField, letter, i+1), handlers)
+	// Tasks are read apart from each other, each run of them with a
+	// parser of its own; their problems join in task order, as if read one
+	// by one. A cut list's pieces are parsed here, each just before its
+	// tasks are read.
+	type run struct {
+		first int
+		tasks []*Task
+		metas []*taskMeta
+		p     *parser
+	}
+	read := func(first int, items []*yaml.Node) run {
+		r := run{first: first, tasks: make([]*Task, len(items)), metas: make([]*taskMeta, len(items)),
+			p: &parser{pb: p.pb, file: p.file, cuts: p.cuts}}
+		for j, item := range items {
+			i := first + j
+			r.tasks[j], r.metas[j] = r.p.task(i+1, resolveAlias(item), fmt.Sprintf("%s.%s%d", playField, letter, i+1), handlers)
 		}
-		return cp
-	})
-	for _, cp := range chunks {
-		for _, e := range cp.c.errs {
+		return r
+	}
+	var runs []run
+	if pieces := p.cuts.pieces[n]; pieces != nil {
+		p.cuts.read++
+		runs = inOrder(len(pieces)+1, func(i int) run {
+			if i == 0 {
+				return read(0, n.Content)
+			}
+			items, ok := pieces[i-1].parse()
+			if !ok {
+				p.cuts.wrong.Store(true)
+				return run{}
+			}
+			return read(pieces[i-1].first, items)
+		})
+	} else {
+		runs = inChunks(len(n.Content), func(lo, hi int) run { return read(lo, n.Content[lo:hi]) })
+	}
+	var tasks []*Task
+	var metas []*taskMeta
+	for _, r := range runs {
+		if r.p == nil {
+			continue
+		}
+		for _, e := range r.p.c.errs {
 			p.c.add(e)
 		}
+		tasks = append(tasks, r.tasks...)
+		metas = append(metas, r.metas...)
 	}
 	var out []*Task
 	for i, t := range tasks {
@@ -698,7 +771,7 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 			p.errf(v, field, "", "%v", err)
 			return nil
 		}
-		for k := range args {
+		for _, k := range slices.Sorted(maps.Keys(args)) {
 			m.args.add("args."+k, p.pos(v))
 		}
 		return args

@@ -3,7 +3,6 @@ package playbook
 import (
 	"bytes"
 	"runtime"
-	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -30,23 +29,21 @@ import (
 var (
 	// splitMinLines is the fewest lines of a task list worth cutting, and
 	// the fewest lines per piece; splitPieces is how many pieces to aim
-	// for, 0 meaning one per CPU (variables so tests can cut small files
-	// into many pieces).
+	// for, 0 meaning eight per CPU (variables so tests can cut small
+	// files into many pieces).
 	splitMinLines = 2000
 	splitPieces   = 0
 )
 
-// parseYAML parses data as one YAML document, as yaml.Unmarshal into a
-// Node would (comments aside: a piece's edge can move one).
-func parseYAML(data []byte) (*yaml.Node, error) {
-	if doc := parseSplit(data); doc != nil {
-		return doc, nil
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	return &doc, nil
+// cutFile is a file whose long task lists were cut: the tree of the rest
+// of the file (each cut list holding its first item), and each list's
+// pieces, keyed by the list's node in that tree. The pieces are parsed
+// where their tasks are read (parser.tasks), so each piece's tree is
+// garbage once its tasks are: a fresh process then faults in far less
+// memory, which on a VM costs as much as the parse.
+type cutFile struct {
+	root   *yaml.Node
+	pieces map[*yaml.Node][]*piece
 }
 
 // taskList is a block sequence found in the text: its items' column
@@ -57,16 +54,20 @@ type taskList struct {
 	items []int
 }
 
-// piece is a run of a list's items parsed apart: lines [from, to).
+// piece is a run of a list's items, to be parsed apart: its text, the
+// 0-based line it starts on, and the 0-based index of its first item in
+// the list.
 type piece struct {
-	list     *taskList
-	from, to int
-	nodes    []*yaml.Node
+	text  []byte
+	col   int
+	line  int
+	first int
 }
 
-// parseSplit returns nil when the file is small, has no list worth
-// cutting, or any check fails.
-func parseSplit(data []byte) *yaml.Node {
+// cutYAML returns nil when the file is small, has no list worth cutting,
+// or the rest of the file does not parse with each list where the text
+// put it (then the whole file is parsed instead).
+func cutYAML(data []byte) *cutFile {
 	lines := lineStarts(data)
 	if len(lines) < 2*splitMinLines {
 		return nil
@@ -81,23 +82,28 @@ func parseSplit(data []byte) *yaml.Node {
 	}
 	n := splitPieces
 	if n == 0 {
-		n = runtime.GOMAXPROCS(0)
+		// Several pieces per CPU, so that what one piece allocates can be
+		// reused by the next instead of growing the heap.
+		n = 8 * runtime.GOMAXPROCS(0)
 	}
 	per := max(splitMinLines, total/n+1)
-	var pieces []*piece
+	pieces := map[*taskList][]*piece{}
 	// The skeleton is the file with the pieces' lines emptied, so that
 	// every line keeps its number.
 	skeleton := make([]byte, 0, len(data)/8)
 	kept := 0
 	for _, l := range lists {
 		// The first item stays in the skeleton, so the list is still
-		// there, with its position, when the pieces are spliced in.
-		from := l.items[1]
+		// there, with its position, when the pieces are read.
+		from := 1
 		last := l.items[len(l.items)-1]
 		for i := 1; i < len(l.items)-1; i++ {
-			if to := l.items[i+1]; to-from >= per || to == last {
-				pieces = append(pieces, &piece{list: l, from: from, to: to})
-				from = to
+			if to := l.items[i+1]; to-l.items[from] >= per || to == last {
+				pieces[l] = append(pieces[l], &piece{
+					text: data[lines[l.items[from]]:lineEnd(data, lines, to)],
+					col:  l.col, line: l.items[from], first: from,
+				})
+				from = i + 1
 			}
 		}
 		skeleton = append(skeleton, data[kept:lines[l.items[1]]]...)
@@ -105,57 +111,37 @@ func parseSplit(data []byte) *yaml.Node {
 		kept = lineEnd(data, lines, last)
 	}
 	skeleton = append(skeleton, data[kept:]...)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		ok   = true
-		root yaml.Node
-	)
-	fail := func() { mu.Lock(); ok = false; mu.Unlock() }
-	for _, p := range pieces {
-		wg.Go(func() {
-			if !p.parse(data, lines) {
-				fail()
-			}
-		})
-	}
+	var root yaml.Node
 	if err := yaml.Unmarshal(skeleton, &root); err != nil {
-		fail()
-	}
-	wg.Wait()
-	if !ok {
 		return nil
 	}
 	seqs := listsAt(&root, lists)
+	out := &cutFile{root: &root, pieces: make(map[*yaml.Node][]*piece, len(lists))}
 	for _, l := range lists {
 		if seqs[l] == nil {
 			return nil
 		}
+		out.pieces[seqs[l]] = pieces[l]
 	}
-	for _, p := range pieces {
-		s := seqs[p.list]
-		s.Content = append(s.Content, p.nodes...)
-	}
-	return &root
+	return out
 }
 
 // parse parses the piece's text alone and numbers its nodes' lines as in
-// the whole file.
-func (p *piece) parse(data []byte, lines []int) bool {
+// the whole file. False means the cut was wrong: parse the file whole.
+func (p *piece) parse() ([]*yaml.Node, bool) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data[lines[p.from]:lineEnd(data, lines, p.to)], &doc); err != nil {
-		return false
+	if err := yaml.Unmarshal(p.text, &doc); err != nil {
+		return nil, false
 	}
 	if len(doc.Content) != 1 {
-		return false
+		return nil, false
 	}
 	seq := doc.Content[0]
-	if seq.Kind != yaml.SequenceNode || seq.Column != p.list.col+1 || seq.Anchor != "" || seq.Tag != "!!seq" {
-		return false
+	if seq.Kind != yaml.SequenceNode || seq.Column != p.col+1 || seq.Anchor != "" || seq.Tag != "!!seq" {
+		return nil, false
 	}
-	shiftLines(seq, p.from)
-	p.nodes = seq.Content
-	return true
+	shiftLines(seq, p.line)
+	return seq.Content, true
 }
 
 // listsAt finds, in the skeleton's tree, each list still holding only its

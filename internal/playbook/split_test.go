@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -38,12 +39,34 @@ func sameTree(a, b *yaml.Node, at string) error {
 	return nil
 }
 
-// checkSplit: when parseSplit answers, its tree is yaml.v3's for the
-// whole file; when the whole file is not YAML, it does not answer.
-// It reports whether the file was cut.
+// cutParse is what parsing the file cut amounts to: the skeleton with
+// every piece's items in place; nil when the file was not cut, or a
+// piece did not parse.
+func cutParse(data []byte) *yaml.Node {
+	cf := cutYAML(data)
+	if cf == nil {
+		return nil
+	}
+	for list, pieces := range cf.pieces {
+		for _, p := range pieces {
+			items, ok := p.parse()
+			if !ok {
+				return nil
+			}
+			list.Content = append(list.Content, items...)
+		}
+	}
+	return cf.root
+}
+
+// checkSplit: when the cut parse answers, its tree is yaml.v3's for the
+// whole file, and the playbook read from it (tasks, where each part was
+// written, problems) is the one read whole; when the whole file is not
+// YAML, the cut parse does not answer. It reports whether the file was
+// cut.
 func checkSplit(t *testing.T, data []byte) bool {
 	t.Helper()
-	got := parseSplit(data)
+	got := cutParse(data)
 	var want yaml.Node
 	if err := yaml.Unmarshal(data, &want); err != nil {
 		if got != nil {
@@ -57,7 +80,58 @@ func checkSplit(t *testing.T, data []byte) bool {
 	if err := sameTree(got, &want, "doc"); err != nil {
 		t.Fatalf("cut parse differs from whole parse: %v\n%s", err, data)
 	}
-	return true
+	path := filepath.Join(t.TempDir(), "play.yml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A list cut where no play's tasks are is read whole (wrong), as is
+	// the rest; either way the result is the whole reading.
+	_, wrong, _ := parseFile(path, true)
+	cut, cutErr := parse(path)
+	whole, _, wholeErr := parseFile(path, false)
+	if fmt.Sprint(cutErr) != fmt.Sprint(wholeErr) {
+		t.Fatalf("cut: %v\nwhole: %v", cutErr, wholeErr)
+	}
+	if err := samePlaybook(cut, whole); err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	return !wrong
+}
+
+// samePlaybook compares two readings of one file; tasks' metadata is
+// keyed by the tasks' pointers, so it is compared in task order.
+func samePlaybook(a, b *Playbook) error {
+	if (a == nil) != (b == nil) {
+		return fmt.Errorf("cut playbook %v, whole %v", a, b)
+	}
+	if a == nil {
+		return nil
+	}
+	if len(a.Plays) != len(b.Plays) {
+		return fmt.Errorf("%d plays cut, %d whole", len(a.Plays), len(b.Plays))
+	}
+	for i := range a.Plays {
+		pa, pb := *a.Plays[i], *b.Plays[i]
+		var ma, mb []*taskMeta
+		for _, t := range append(append([]*Task(nil), pa.Tasks...), pa.Handlers...) {
+			ma = append(ma, pa.meta[t])
+		}
+		for _, t := range append(append([]*Task(nil), pb.Tasks...), pb.Handlers...) {
+			mb = append(mb, pb.meta[t])
+		}
+		pa.meta, pb.meta = nil, nil
+		if !reflect.DeepEqual(pa, pb) {
+			return fmt.Errorf("play %d differs:\ncut   %+v\nwhole %+v", i+1, pa, pb)
+		}
+		if !reflect.DeepEqual(ma, mb) {
+			for j := range ma {
+				if !reflect.DeepEqual(ma[j], mb[j]) {
+					return fmt.Errorf("play %d: where the parts of task %d were written differs:\ncut   %+v\nwhole %+v", i+1, j+1, ma[j], mb[j])
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func TestParseSplitMatchesWhole(t *testing.T) {
@@ -85,7 +159,8 @@ func TestParseSplitMatchesWhole(t *testing.T) {
 		{"no final line break", "- hosts: all\n  tasks:\n    - command: a\n    - command: b", true},
 		{"tasks is not a list", "- hosts: all\n  tasks: []\n  vars:\n    - a\n    - b\n", false},
 		{"broken item", "- hosts: all\n  tasks:\n    - command: a\n    - command: [b\n", false},
-		{"tasks in a nested mapping", "- hosts: all\n  vars:\n    tasks:\n      - a\n      - b\n", true},
+		{"tasks in a nested mapping", "- hosts: all\n  vars:\n    tasks:\n      - a\n      - b\n", false},
+		{"tasks in a nested mapping and in the play", "- hosts: all\n  vars:\n    tasks:\n      - a\n      - b\n  tasks:\n    - command: a\n    - command: b\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := checkSplit(t, []byte(tc.src)); got != tc.cut {
