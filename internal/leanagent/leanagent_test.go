@@ -12,21 +12,26 @@ import (
 	"github.com/etcdplay/etcdplay/internal/hostfile"
 )
 
-func testAgent(t *testing.T, raw []byte) *Agent {
+// testAgent is an agent of raw; *reads counts how often its gzip was
+// read out.
+func testAgent(t *testing.T, raw []byte, reads *int) *Agent {
 	t.Helper()
 	var gz bytes.Buffer
 	w := gzip.NewWriter(&gz)
 	w.Write(raw)
 	w.Close()
-	return &Agent{SHA256: hostfile.SumHex(raw), Size: int64(len(raw)), Platform: "linux/amd64", gz: gz.Bytes()}
+	return &Agent{SHA256: hostfile.SumHex(raw), Size: int64(len(raw)), Platform: "linux/amd64",
+		gz: func() []byte { *reads++; return gz.Bytes() }}
 }
 
 // TestUnpack: the agent lands in the cache dir executable and whole; a
-// cached copy that was edited or cut short is replaced, not sent.
+// cached copy is used without reading the gzip out of the build; one
+// that was edited or cut short is replaced, not sent.
 func TestUnpack(t *testing.T) {
 	dir := t.TempDir()
 	raw := []byte("#!/bin/sh\necho lean agent\n")
-	a := testAgent(t, raw)
+	reads := 0
+	a := testAgent(t, raw, &reads)
 	p, err := a.unpack(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +50,13 @@ func TestUnpack(t *testing.T) {
 		}
 	}
 	check()
+	reads = 0
+	if _, err := a.unpack(dir); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 0 {
+		t.Fatal("a warm unpack read the gzipped agent")
+	}
 	for _, bad := range [][]byte{raw[:5], append(append([]byte{}, raw...), "planted"...)} {
 		if err := os.WriteFile(p, bad, 0o755); err != nil {
 			t.Fatal(err)
@@ -60,8 +72,9 @@ func TestUnpack(t *testing.T) {
 // to what the build recorded is never written, let alone sent.
 func TestUnpackRefusesAMismatchedBuild(t *testing.T) {
 	dir := t.TempDir()
-	a := testAgent(t, []byte("one"))
-	a.SHA256 = testAgent(t, []byte("two")).SHA256
+	var reads int
+	a := testAgent(t, []byte("one"), &reads)
+	a.SHA256 = testAgent(t, []byte("two"), &reads).SHA256
 	if _, err := a.unpack(dir); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err = %v", err)
 	}

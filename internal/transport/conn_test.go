@@ -700,8 +700,8 @@ func TestKnownAgentFile(t *testing.T) {
 		file    AgentFile
 		wantErr string
 	}{
-		{"digest right", AgentFile{Path: exe, SHA256: native.sha256, Gzipped: gz}, ""},
-		{"file changed since", AgentFile{Path: exe, SHA256: strings.Repeat("ab", 32), Gzipped: gz}, "sha256"},
+		{"digest right", AgentFile{Path: exe, SHA256: native.sha256, Gzipped: func() []byte { return gz }}, ""},
+		{"file changed since", AgentFile{Path: exe, SHA256: strings.Repeat("ab", 32), Gzipped: func() []byte { return gz }}, "sha256"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
