@@ -33,20 +33,13 @@ type Module struct{ jobtimer.Module }
 // in the lean agent; so is the backup list probe (CLI `backups`).
 func (Module) NeedsFullAgent() {}
 
-var spec = modules.Spec{
+var spec = jobtimer.Spec(modules.Spec{
 	// Playbook-facing (each defaults to its variable).
-	"state":    {Kind: modules.String, OneOf: []string{"present", "absent"}},
-	"schedule": {Kind: modules.String},
-	"dir":      {Kind: modules.String},
-	"keep":     {Kind: modules.Int},
-	"timeout":  {Kind: modules.String},
+	"dir":  {Kind: modules.String},
+	"keep": {Kind: modules.Int},
 	// Filled in by Resolve.
-	"service":      {Kind: modules.String},
-	"timer":        {Kind: modules.String},
-	"user":         {Kind: modules.String},
-	"start_detail": {Kind: modules.String},
-	"files":        {Kind: modules.Map},
-}
+	"files": {Kind: modules.Map},
+})
 
 // job is the script and units.
 var job = jobtimer.Job{

@@ -25,20 +25,12 @@ var module = Module{jobtimer.Module{Job: job, Spec: spec, Required: []string{"se
 // Module is the etcd_defrag_timer module: a job timer with its own Resolve.
 type Module struct{ jobtimer.Module }
 
-var spec = modules.Spec{
+var spec = jobtimer.Spec(modules.Spec{
 	// Playbook-facing (schedule defaults to etcd_defrag_schedule).
-	"state":          {Kind: modules.String, OneOf: []string{"present", "absent"}},
-	"schedule":       {Kind: modules.String},
 	"free_above":     {Kind: modules.String},
 	"quota_fraction": {Kind: modules.String},
-	"timeout":        {Kind: modules.String},
 	"spread":         {Kind: modules.String},
-	// Filled in by Resolve.
-	"service":      {Kind: modules.String},
-	"timer":        {Kind: modules.String},
-	"user":         {Kind: modules.String},
-	"start_detail": {Kind: modules.String},
-}
+})
 
 // job is the script and units.
 var job = jobtimer.Job{

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,6 +321,24 @@ func (j Job) do(ctx context.Context, s step, args modules.Args) error {
 func systemctl(ctx context.Context, args ...string) error {
 	_, err := systemd.Systemctl(ctx, args...)
 	return err
+}
+
+// Spec is a job timer module's arguments: its own, plus the state,
+// schedule and timeout every job timer takes and what every job's Resolve
+// fills in.
+func Spec(own modules.Spec) modules.Spec {
+	s := modules.Spec{
+		"state":    {Kind: modules.String, OneOf: []string{"present", "absent"}},
+		"schedule": {Kind: modules.String},
+		"timeout":  {Kind: modules.String},
+		// Filled in by Resolve.
+		"service":      {Kind: modules.String},
+		"timer":        {Kind: modules.String},
+		"user":         {Kind: modules.String},
+		"start_detail": {Kind: modules.String},
+	}
+	maps.Copy(s, own)
+	return s
 }
 
 // Module is a job timer as a module: the job, its arguments, and those
