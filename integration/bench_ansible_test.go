@@ -190,25 +190,32 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 	return cold["etcdplay"], ep
 }
 
-// printColdBreakdown says where a cold run's time went: how long the
-// slowest host took to connect (SSH handshake, probe, agent upload, agent
-// start) and what the rest of the run took.
+// printColdBreakdown says where a cold run's time went: the run's own
+// timeline (what -v prints), with how long an agent upload took.
 func printColdBreakdown(o *harness.Outcome) {
-	var slowest float64
-	var uploads []string
+	upload := ""
 	for _, ev := range o.Events {
-		if ev.Type != runner.EventHostConnect {
-			continue
-		}
-		if ev.Elapsed > slowest {
-			slowest = ev.Elapsed
-		}
-		if m := uploadRE.FindString(ev.Msg); m != "" && len(uploads) < 1 {
-			uploads = append(uploads, m)
+		if m := uploadRE.FindString(ev.Msg); ev.Type == runner.EventHostConnect && m != "" {
+			upload = "; e.g. " + m
+			break
 		}
 	}
-	fmt.Printf("BENCH   cold run: slowest connect (handshake, probe, agent upload and start) %.2fs; tasks %.2fs; e.g. %s\n",
-		slowest, o.Elapsed.Seconds()-slowest, strings.Join(uploads, ""))
+	for _, ev := range o.Events {
+		if ev.Type != runner.EventRecap {
+			continue
+		}
+		fmt.Printf("BENCH   cold run, where the time went (seconds from its start; steps over 1%% of it):\n")
+		for _, s := range ev.Timeline {
+			if s.Seconds() < ev.Elapsed/100 {
+				continue
+			}
+			note := ""
+			if s.What == "connect" {
+				note = upload
+			}
+			fmt.Printf("BENCH     %5.2f-%5.2f %5.2fs  %s (%d hosts%s)\n", s.Start, s.End, s.Seconds(), s.What, s.Hosts, note)
+		}
+	}
 }
 
 var uploadRE = regexp.MustCompile(`agent sent [^,]*in [0-9.]+m?s`)

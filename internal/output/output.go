@@ -258,7 +258,45 @@ func (t *Text) recap(e runner.Event) {
 		fmt.Fprintf(t.w, "%-*s : ok=%-4d changed=%-4d unreachable=%-4d failed=%-4d skipped=%-4d elapsed=%.2fs\n",
 			width, r.Host, r.OK, r.Changed, r.Unreachable, r.Failed, r.Skipped, r.Elapsed)
 	}
+	if t.verbosity >= 1 && len(e.Timeline) > 0 {
+		t.timeline(e)
+	}
 	fmt.Fprintf(t.w, "\nfinished in %.2fs\n", e.Elapsed)
+}
+
+// timeline says where the run's time went (-v): each step from its first
+// host's start to its last host's end, in seconds from the run's start;
+// steps under 1% of the run (and under 10 ms) are only counted.
+func (t *Text) timeline(e runner.Event) {
+	fmt.Fprintf(t.w, "\nTIMELINE %s\n", strings.Repeat("*", 62))
+	plays := map[string]bool{}
+	for _, s := range e.Timeline {
+		if s.Play != "" {
+			plays[s.Play] = true
+		}
+	}
+	floor := max(0.01, e.Elapsed/100)
+	short := 0
+	for _, s := range e.Timeline {
+		if s.Seconds() < floor {
+			short++
+			continue
+		}
+		what := s.What
+		if len(plays) > 1 && s.Play != "" {
+			what = "[" + s.Play + "] " + what
+		}
+		if s.Hosts > 1 {
+			what += fmt.Sprintf(" (%d hosts)", s.Hosts)
+		}
+		fmt.Fprintf(t.w, "%6.2fs - %6.2fs %6.2fs  %s\n", s.Start, s.End, s.Seconds(), what)
+	}
+	switch {
+	case short == 1:
+		fmt.Fprintf(t.w, "(1 more step, under %.2fs)\n", floor)
+	case short > 1:
+		fmt.Fprintf(t.w, "(%d more steps, each under %.2fs)\n", short, floor)
+	}
 }
 
 func stars(title string) string {

@@ -37,6 +37,12 @@ func events() []runner.Event {
 			{Host: "etcd1", OK: 2, Changed: 2, Elapsed: 1.2},
 			{Host: "etcd2", Failed: 1, Skipped: 1, Elapsed: 1.3},
 			{Host: "etcd3", Unreachable: 1, Elapsed: 0.1},
+		}, Timeline: []runner.Span{
+			{What: "connect", Start: 0, End: 0.41, Hosts: 2},
+			{Play: "etcd cluster", What: "uptime", Start: 0.41, End: 0.415, Hosts: 1},
+			{Play: "etcd cluster", What: "etcd.yaml", Start: 0.42, End: 0.6, Hosts: 1},
+			{Play: "etcd cluster", What: "health", Start: 0.43, End: 1.4, Hosts: 1},
+			{Play: "etcd cluster", What: "TLS certificates", Start: 0.6, End: 1.1, Hosts: 1},
 		}},
 	}
 }

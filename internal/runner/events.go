@@ -40,6 +40,8 @@ type Event struct {
 	Data    map[string]any `json:"data,omitempty"`
 	Elapsed float64        `json:"elapsed_seconds,omitempty"`
 	Recap   []HostRecap    `json:"recap,omitempty"`
+	// Timeline (EventRecap) is where the run's time went.
+	Timeline []Span `json:"timeline,omitempty"`
 	// Transfer is how far a transfer has come (EventProgress).
 	Transfer *transport.Transfer `json:"transfer,omitempty"`
 }

@@ -38,7 +38,10 @@ type Options struct {
 
 // Summary is the outcome of a run.
 type Summary struct {
-	Recap       []HostRecap
+	Recap []HostRecap
+	// Timeline is where the time went: the connections, then each task
+	// from its first host's start to its last host's end.
+	Timeline    []Span
 	Failed      bool // some task failed on some host
 	Unreachable bool // some host could not be reached
 	Elapsed     time.Duration
@@ -67,6 +70,8 @@ type run struct {
 	converging  map[string]bool           // hosts whose last task changed them
 
 	gen atomic.Int64 // bumped whenever a task may have changed a host
+
+	timeline *timeline
 }
 
 // Run connects to every host the compiled playbook needs (one SSH
@@ -79,9 +84,11 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 	if opts.Sink == nil {
 		opts.Sink = SinkFunc(func(Event) {})
 	}
+	start := time.Now()
 	r := &run{
 		opts:        opts,
-		start:       time.Now(),
+		start:       start,
+		timeline:    newTimeline(start),
 		graph:       c.Graph,
 		inv:         inv,
 		conns:       map[string]*transport.Conn{},
@@ -110,14 +117,14 @@ func Run(ctx context.Context, c *playbook.Compiled, inv *inventory.Inventory, op
 	stopPreparing()
 	prepared.Wait()
 
-	s := &Summary{Elapsed: time.Since(r.start)}
+	s := &Summary{Elapsed: time.Since(r.start), Timeline: r.timeline.list()}
 	for _, h := range hosts {
 		rc := *r.recap[h]
 		s.Recap = append(s.Recap, rc)
 		s.Failed = s.Failed || rc.Failed > 0
 		s.Unreachable = s.Unreachable || rc.Unreachable > 0
 	}
-	opts.Sink.Emit(Event{Time: time.Now(), Type: EventRecap, Recap: s.Recap, Elapsed: s.Elapsed.Seconds()})
+	opts.Sink.Emit(Event{Time: time.Now(), Type: EventRecap, Recap: s.Recap, Timeline: s.Timeline, Elapsed: s.Elapsed.Seconds()})
 	if err := ctx.Err(); err != nil {
 		return s, fmt.Errorf("run interrupted: %w", err)
 	}
@@ -195,8 +202,10 @@ func (r *run) connectAll(ctx context.Context, inv *inventory.Inventory, c *playb
 				r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusUnreachable, Msg: err.Error()})
 				return
 			}
-			r.opts.Sink.Emit(Event{Time: time.Now(), Type: EventHostConnect, Host: name, Status: modules.StatusOK,
-				Msg: conn.Describe() + fmt.Sprintf(", agent session up in %s", time.Since(began).Round(time.Millisecond)), Elapsed: time.Since(began).Seconds()})
+			up := time.Now()
+			r.timeline.add("", "connect", began, up)
+			r.opts.Sink.Emit(Event{Time: up, Type: EventHostConnect, Host: name, Status: modules.StatusOK,
+				Msg: conn.Describe() + fmt.Sprintf(", agent session up in %s", up.Sub(began).Round(time.Millisecond)), Elapsed: up.Sub(began).Seconds()})
 			r.mu.Lock()
 			r.conns[name] = conn
 			r.mu.Unlock()

@@ -587,3 +587,49 @@ func TestRunEndsPreparation(t *testing.T) {
 		t.Errorf("%d of 3 Prepare calls saw their context end", n)
 	}
 }
+
+// TestTimeline: the summary and the recap event say where the time went:
+// the connections, then each task that ran, over the hosts it ran on, in
+// the order they started; a task skipped everywhere takes no time.
+func TestTimeline(t *testing.T) {
+	inv, opts, _ := walkLab(t)
+	c := compile(t, inv, `
+- name: timed
+  hosts: all
+  tasks:
+    - name: first
+      sshtest_set: {have: a, want: a}
+    - name: once
+      sshtest_set: {have: a, want: a}
+      run_once: true
+    - name: never
+      sshtest_set: {have: a, want: a}
+      when: false
+    - name: only h1
+      sshtest_set: {have: a, want: a}
+      when: inventory_hostname == "h1"
+`)
+	rec, sum := runRecorded(t, c, inv, Options{Forks: 4, Connect: opts})
+	type step struct {
+		what  string
+		hosts int
+	}
+	var got []step
+	for i, s := range sum.Timeline {
+		got = append(got, step{s.What, s.Hosts})
+		if s.Start < 0 || s.End < s.Start || s.End > sum.Elapsed.Seconds() {
+			t.Errorf("%s: %.3f-%.3f in a run of %.3fs", s.What, s.Start, s.End, sum.Elapsed.Seconds())
+		}
+		if i > 0 && s.Start < sum.Timeline[i-1].Start {
+			t.Errorf("%s starts before %s, listed after it", s.What, sum.Timeline[i-1].What)
+		}
+	}
+	want := []step{{"connect", 3}, {"first", 3}, {"once", 1}, {"only h1", 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline %v, want %v", got, want)
+	}
+	recap := rec.events[len(rec.events)-1]
+	if recap.Type != EventRecap || !slices.Equal(recap.Timeline, sum.Timeline) {
+		t.Errorf("the recap event carries %v, the summary %v", recap.Timeline, sum.Timeline)
+	}
+}

@@ -21,8 +21,12 @@ func (r *run) node(ctx context.Context, _ string, n *playbook.Node) error {
 	began := time.Now()
 	emit := func(st modules.Status, res *modules.Result, msg string) {
 		r.count(n.Host, st)
-		ev := Event{Time: time.Now(), Type: EventNodeDone, Play: n.Play.Name, Task: taskTitle(n.Task),
-			Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: st, Msg: msg, Elapsed: time.Since(began).Seconds()}
+		ended := time.Now()
+		if st != modules.StatusSkipped {
+			r.timeline.add(n.Play.Name, taskTitle(n.Task), began, ended)
+		}
+		ev := Event{Time: ended, Type: EventNodeDone, Play: n.Play.Name, Task: taskTitle(n.Task),
+			Module: n.Task.Module, Host: n.Host, Node: n.ID, Status: st, Msg: msg, Elapsed: ended.Sub(began).Seconds()}
 		if res != nil {
 			ev.Change = res.Change
 			ev.Data = res.Data
