@@ -21,7 +21,10 @@ import (
 //     an anchor in another piece is unknown, so both fail;
 //   - the rest of the file (the pieces' lines left blank, so every line
 //     keeps its number) must parse with the list where it was, holding
-//     the one item left in place.
+//     the one item left in place;
+//   - every list cut must turn out to be a play's tasks or handlers (a
+//     "tasks:" key under vars is a list of anything), since only those
+//     read their pieces.
 //
 // Anything else falls back to parsing the file whole, which is also what
 // reports syntax errors, so a broken file says the same thing either way.
