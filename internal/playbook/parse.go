@@ -550,6 +550,9 @@ func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, 
 			if i == 0 {
 				return read(0, n.Content)
 			}
+			if p.cuts.wrong.Load() {
+				return run{} // the file is read whole anyway
+			}
 			items, ok := pieces[i-1].parse()
 			if !ok {
 				p.cuts.wrong.Store(true)
