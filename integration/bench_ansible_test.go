@@ -213,7 +213,11 @@ func printColdBreakdown(o *harness.Outcome) {
 			if s.What == "connect" {
 				note = upload
 			}
-			fmt.Printf("BENCH     %5.2f-%5.2f %5.2fs  %s (%d hosts%s)\n", s.Start, s.End, s.Seconds(), s.What, s.Hosts, note)
+			hosts := "1 host"
+			if s.Hosts != 1 {
+				hosts = fmt.Sprintf("%d hosts", s.Hosts)
+			}
+			fmt.Printf("BENCH     %5.2f-%5.2f %5.2fs  %s (%s%s)\n", s.Start, s.End, s.Seconds(), s.What, hosts, note)
 		}
 	}
 }
