@@ -529,13 +529,12 @@ func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, 
 	// by one. A cut list's pieces are parsed here, each just before its
 	// tasks are read.
 	type run struct {
-		first int
 		tasks []*Task
 		metas []*taskMeta
 		p     *parser
 	}
 	read := func(first int, items []*yaml.Node) run {
-		r := run{first: first, tasks: make([]*Task, len(items)), metas: make([]*taskMeta, len(items)),
+		r := run{tasks: make([]*Task, len(items)), metas: make([]*taskMeta, len(items)),
 			p: &parser{pb: p.pb, file: p.file, cuts: p.cuts}}
 		for j, item := range items {
 			i := first + j
