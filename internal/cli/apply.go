@@ -152,7 +152,7 @@ func newApply() *cobra.Command {
 	fl.IntVarP(&forks, "forks", "f", 50, "how many tasks run at once")
 	fl.StringVarP(&format, "output", "o", "text", "output format: text or json (one event per line)")
 	fl.BoolVarP(&yes, "yes", "y", false, "apply disruptive steps (membership changes, restores, rolling restarts, upgrades, defrags) without asking; $ETCDPLAY_YES")
-	fl.CountVarP(&verbose, "verbose", "v", "show each task's result data (a command's rc, stdout, stderr) with -v, each connection with -vvv")
+	fl.CountVarP(&verbose, "verbose", "v", "show each task's result data (a command's rc, stdout, stderr) and where the run's time went (TIMELINE, after the recap) with -v, each connection with -vvv")
 	fl.BoolVar(&noColor, "no-color", false, "no colour even on a terminal (also NO_COLOR=1)")
 	_ = cmd.RegisterFlagCompletionFunc("output", completeWords("text", "json"))
 	lf.registerCompletions(cmd)

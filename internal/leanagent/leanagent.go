@@ -78,9 +78,8 @@ var (
 // Unpacked is the lean agent as an executable file in the user's cache
 // dir, unpacked from the build once, with the digest it was verified
 // against and the gzipped bytes it came from (what a cold host is sent,
-// read when one is);
-// nil when this build embeds none or there is no cache dir, and the
-// caller sends etcdplay itself.
+// read only when one is); nil when this build embeds none or there is no
+// cache dir, and the caller sends etcdplay itself.
 func Unpacked() (*transport.AgentFile, error) {
 	fileOnce.Do(func() {
 		a := Embedded()

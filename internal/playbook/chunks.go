@@ -18,14 +18,7 @@ func inChunks[R any](n int, f func(lo, hi int) R) []R {
 	if k <= 1 {
 		return []R{f(0, n)}
 	}
-	out := make([]R, k)
-	var wg sync.WaitGroup
-	for i := range k {
-		lo, hi := i*n/k, (i+1)*n/k
-		wg.Go(func() { out[i] = f(lo, hi) })
-	}
-	wg.Wait()
-	return out
+	return inOrder(k, func(i int) R { return f(i*n/k, (i+1)*n/k) })
 }
 
 // inOrder runs f(0) to f(n-1) on at most one goroutine per CPU, each

@@ -249,7 +249,7 @@ func scanList(data []byte, lines []int, i, key int) (*taskList, int) {
 		if col == len(text) || text[col] == '#' {
 			continue // blank or comment: belongs wherever it falls
 		}
-		if col < len(text) && text[col] == '\t' {
+		if text[col] == '\t' {
 			return nil, i + 1
 		}
 		item := text[col] == '-' && (col+1 == len(text) || text[col+1] == ' ')

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -59,14 +60,6 @@ func (t *timeline) list() []Span {
 	for i, s := range t.spans {
 		out[i] = *s
 	}
-	slices.SortStableFunc(out, func(a, b Span) int {
-		switch {
-		case a.Start < b.Start:
-			return -1
-		case a.Start > b.Start:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(out, func(a, b Span) int { return cmp.Compare(a.Start, b.Start) })
 	return out
 }
