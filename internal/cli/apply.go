@@ -21,6 +21,7 @@ type sshFlags struct {
 	knownHosts  string
 	acceptNew   bool
 	timeout     time.Duration
+	persist     time.Duration
 	agentBinary []string
 	sshConfig   string
 }
@@ -32,6 +33,7 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
+	fl.DurationVar(&f.persist, "persist", 0, "keep each host's SSH connection open this long after the run, in a background `etcdplay relay` of yours, for the next run to reuse (as ssh's ControlPersist; e.g. 60s; 0: no)")
 	fl.StringVarP(&f.sshConfig, "ssh-config", "F", transport.DefaultSSHConfigFile(), "ssh client config whose HostName, Port, User, IdentityFile and ProxyJump fill what the inventory and flags leave unset (\"none\": no config)")
 	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: the lean agent embedded in this binary, or this binary itself for hosts that run a backup timer)")
 }
@@ -45,7 +47,7 @@ func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
 			kh = filepath.Join(home, ".ssh", "known_hosts")
 		}
 	}
-	o := transport.ConnectOptions{User: f.user, KeyFile: expandTilde(f.key), KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout}
+	o := transport.ConnectOptions{User: f.user, KeyFile: expandTilde(f.key), KnownHostsFile: kh, AcceptNewHostKeys: f.acceptNew, Timeout: f.timeout, Persist: f.persist}
 	for _, spec := range f.agentBinary {
 		if platform, path, ok := strings.Cut(spec, "="); ok {
 			if o.AgentBinaries == nil {

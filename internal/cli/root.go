@@ -74,7 +74,7 @@ other error.`,
 		Version:       versionLine(),
 	}
 	root.SetVersionTemplate("etcdplay {{.Version}}\n")
-	root.AddCommand(newApply(), newValidate(), newGraph(), newInventory(), newStatus(), newBackups(), newCtl(), newVersion(), newAgent(), newBackupHost())
+	root.AddCommand(newApply(), newValidate(), newGraph(), newInventory(), newStatus(), newBackups(), newCtl(), newVersion(), newAgent(), newBackupHost(), newRelay())
 	// A mistyped flag is bad input like any other (exit 4), for every verb.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(err) })
 	return root

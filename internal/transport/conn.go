@@ -33,7 +33,10 @@ type Conn struct {
 	opts   ConnectOptions
 	client *ssh.Client
 	jump   *ssh.Client // nil without a jump host
-	facts  Facts
+	// relayReused: client leads through the relay (Persist) to a
+	// connection an earlier run opened.
+	relayReused bool
+	facts       Facts
 	// uploaded is how the agent got to the host on this connect.
 	uploaded string
 	probe    *probe
@@ -96,18 +99,12 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 	c := &Conn{target: t, opts: o, pending: map[uint64]*call{}, dead: make(chan struct{}),
 		stopKeepAlive: make(chan struct{}), readerDone: make(chan struct{})}
 
-	if t.JumpHost != "" {
-		jt, perr := parseJump(t.JumpHost, t.User)
-		if perr != nil {
-			return nil, fmt.Errorf("%s: %w", t.label(), perr)
-		}
-		jt.KeyFile = t.KeyFile
-		if c.jump, err = dialRetrying(ctx, jt, &o, hk, nil); err != nil {
-			return nil, fmt.Errorf("%s via jump host: %w", t.label(), err)
-		}
+	if o.Persist > 0 {
+		c.client, c.relayReused, err = dialRelay(ctx, t, &o)
+	} else {
+		c.client, c.jump, err = dialHost(ctx, t, &o, hk)
 	}
-	if c.client, err = dialRetrying(ctx, t, &o, hk, c.jump); err != nil {
-		c.closeClients()
+	if err != nil {
 		return nil, err
 	}
 	// From here on a dead host is found by keepalive, and Ctrl-C (ctx)
@@ -128,6 +125,28 @@ func Connect(ctx context.Context, t Target, o ConnectOptions) (*Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialHost opens the SSH connection to t, through its jump host when it
+// has one (jump is then that host's connection, to close with client).
+func dialHost(ctx context.Context, t Target, o *ConnectOptions, hk *hostKeys) (client, jump *ssh.Client, err error) {
+	if t.JumpHost != "" {
+		jt, err := parseJump(t.JumpHost, t.User)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", t.label(), err)
+		}
+		jt.KeyFile = t.KeyFile
+		if jump, err = dialRetrying(ctx, jt, o, hk, nil); err != nil {
+			return nil, nil, fmt.Errorf("%s via jump host: %w", t.label(), err)
+		}
+	}
+	if client, err = dialRetrying(ctx, t, o, hk, jump); err != nil {
+		if jump != nil {
+			jump.Close()
+		}
+		return nil, nil, err
+	}
+	return client, jump, nil
 }
 
 func (c *Conn) closeClients() {
@@ -841,10 +860,17 @@ var _ modules.HostWriter = (*Conn)(nil)
 func (c *Conn) Describe() string { return describeTarget(c.target) + agentNote(c) }
 
 func agentNote(c *Conn) string {
-	if u := c.Uploaded(); u != "" {
-		return ", " + u
+	note := ""
+	switch {
+	case c.relayReused:
+		note = ", through the relay (its connection reused)"
+	case c.opts.Persist > 0:
+		note = ", through the relay (a new connection)"
 	}
-	return ""
+	if u := c.Uploaded(); u != "" {
+		note += ", " + u
+	}
+	return note
 }
 
 // describeTarget is how a connection went, for -vvv.

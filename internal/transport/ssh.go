@@ -88,6 +88,24 @@ type ConnectOptions struct {
 	// /var/lib/etcdplay/agent for root, ~/.cache/etcdplay otherwise, when
 	// empty.
 	RemoteDir string
+	// Persist, when above zero, connects through the relay (relay.go),
+	// which keeps each SSH connection open for this long after the last
+	// run that used it, so that the next run skips the handshake (as
+	// ssh's ControlPersist).
+	Persist time.Duration
+	// RelaySocket is where the relay listens (DefaultRelaySocket when
+	// empty).
+	RelaySocket string
+	// AgentSock is the ssh-agent socket (SSH_AUTH_SOCK when empty): the
+	// relay dials with its client's, not its own.
+	AgentSock string
+}
+
+func (o *ConnectOptions) agentSock() string {
+	if o.AgentSock != "" {
+		return o.AgentSock
+	}
+	return os.Getenv("SSH_AUTH_SOCK")
 }
 
 // UnreachableError is a host that cannot be reached or stopped answering:
@@ -190,7 +208,7 @@ func localUser() string {
 // authMethods offers the key file (or ssh's default keys when none is
 // given) and the keys of a running ssh-agent. The returned func releases
 // the agent connection.
-func authMethods(keyFile string) ([]ssh.AuthMethod, func(), error) {
+func authMethods(keyFile, agentSock string) ([]ssh.AuthMethod, func(), error) {
 	var signers []ssh.Signer
 	done := func() {}
 	explicit := keyFile != ""
@@ -219,8 +237,8 @@ func authMethods(keyFile string) ([]ssh.AuthMethod, func(), error) {
 		}
 	}
 	var agentSigners func() ([]ssh.Signer, error)
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
-		if c, err := net.Dial("unix", sock); err == nil {
+	if agentSock != "" {
+		if c, err := net.Dial("unix", agentSock); err == nil {
 			done = func() { c.Close() }
 			agentSigners = sshagent.NewClient(c).Signers
 		}
@@ -319,7 +337,7 @@ func dialSSH(ctx context.Context, t Target, o *ConnectOptions, hk *hostKeys, via
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
-	methods, release, err := authMethods(t.KeyFile)
+	methods, release, err := authMethods(t.KeyFile, o.agentSock())
 	defer release()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", host, err)

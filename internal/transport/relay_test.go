@@ -1,0 +1,222 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdplay/etcdplay/internal/transport/sshtest"
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// startRelay runs a relay in this process (what `etcdplay relay` runs)
+// on a socket of the test's own; done is closed when RelayMain returns,
+// with its error in *err.
+func startRelay(t *testing.T, persist time.Duration) (sock string, done <-chan struct{}, mainErrP *error) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "r", "relay.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan struct{})
+	var mainErr error
+	go func() { mainErr = RelayMain(ctx, sock, persist); close(ch) }()
+	t.Cleanup(func() { cancel(); <-ch })
+	waitFor(t, "the relay's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	return sock, ch, &mainErr
+}
+
+func relayed(c *sshtest.Client, sock string) ConnectOptions {
+	o := optsOf(c)
+	o.Persist, o.RelaySocket = time.Minute, sock
+	return o
+}
+
+// Two runs through the relay: the host sees one SSH login, and each run
+// its own agent session; everything a run does over the connection (the
+// agent's cold upload, requests, SFTP, a forwarded port) goes through.
+func TestRelayReusesTheConnection(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	sock, _, _ := startRelay(t, time.Minute)
+	ctx := context.Background()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello from the host side"))
+			c.Close()
+		}
+	}()
+
+	for run, want := range []string{"a new connection", "its connection reused"} {
+		conn, err := connect(t, c, s, relayed(c, sock))
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if !strings.Contains(conn.Describe(), want) {
+			t.Errorf("run %d: %s", run, conn.Describe())
+		}
+		r, err := conn.Do(ctx, "sshtest_set", modules.Args{"want": 2, "have": 1}, false)
+		if err != nil || r.Status != modules.StatusChanged {
+			t.Fatalf("run %d: %+v %v", run, r, err)
+		}
+		dst := filepath.Join(s.Home, "f")
+		content := strings.Repeat("relayed ", 1<<16)
+		if err := conn.Upload(ctx, strings.NewReader(content), dst, 0o600); err != nil {
+			t.Fatalf("run %d: upload: %v", run, err)
+		}
+		var buf bytes.Buffer
+		if err := conn.Download(ctx, dst, &buf); err != nil || buf.String() != content {
+			t.Fatalf("run %d: download: %d bytes, %v", run, buf.Len(), err)
+		}
+		nc, err := conn.Dial(ctx, "tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("run %d: dial: %v", run, err)
+		}
+		b := make([]byte, 64)
+		n, _ := nc.Read(b)
+		nc.Close()
+		if string(b[:n]) != "hello from the host side" {
+			t.Fatalf("run %d: read %q", run, b[:n])
+		}
+		conn.Close()
+	}
+	s.Mu.Lock()
+	logins := len(s.Users)
+	s.Mu.Unlock()
+	if logins != 1 || s.Execs.Load() != 2 {
+		t.Errorf("%d logins, %d exec sessions; want 1 and 2", logins, s.Execs.Load())
+	}
+}
+
+// A host the relay cannot use fails the run as it would without the
+// relay: the same words, and the same type for IsUnreachable and
+// errors.As.
+func TestRelayErrorsAreConnects(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	untrusted := sshtest.NewServer(t, c.Pub)
+	sock, _, _ := startRelay(t, time.Minute)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+
+	tests := []struct {
+		name string
+		edit func(*Target)
+		as   any
+	}{
+		{"host key not known", func(tg *Target) { tg.Port = untrusted.Port }, new(*HostKeyError)},
+		{"key refused", func(tg *Target) { tg.KeyFile = sshtest.NewClient(t).KeyFile }, new(*AuthError)},
+		{"port closed", func(tg *Target) { tg.Port = closedPort }, new(*UnreachableError)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := targetOf(s)
+			tg.KeyFile = c.KeyFile
+			tt.edit(&tg)
+			_, direct := Connect(context.Background(), tg, optsOf(c))
+			_, viaRelay := Connect(context.Background(), tg, relayed(c, sock))
+			if direct == nil || viaRelay == nil {
+				t.Fatalf("connected: %v, %v", direct, viaRelay)
+			}
+			if direct.Error() != viaRelay.Error() {
+				t.Errorf("through the relay:\n%v\nwithout:\n%v", viaRelay, direct)
+			}
+			if !IsUnreachable(viaRelay) || !errors.As(viaRelay, tt.as) {
+				t.Errorf("%T: not a %T (without the relay: %T %v)", viaRelay, tt.as, direct, errors.As(direct, tt.as))
+			}
+		})
+	}
+}
+
+// A host that went away since the last run is dialed again, not served
+// from the dead connection.
+func TestRelayRedialsAHostThatWentAway(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	sock, _, _ := startRelay(t, time.Minute)
+	conn, err := connect(t, c, s, relayed(c, sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	s.Kill()
+	_, err = connect(t, c, s, relayed(c, sock))
+	if err == nil || !IsUnreachable(err) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("after the host died: %v", err)
+	}
+}
+
+// Once no run has used it for its persist time, the relay closes its
+// connections, removes its socket and exits.
+func TestRelayExitsWhenIdle(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	sock, done, mainErr := startRelay(t, 300*time.Millisecond)
+	o := relayed(c, sock)
+	o.Persist = 300 * time.Millisecond
+	conn, err := connect(t, c, s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatalf("exited while a run was connected: %v", *mainErr)
+	default:
+	}
+	conn.Close()
+	select {
+	case <-done:
+		if *mainErr != nil {
+			t.Fatal(*mainErr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5s after the last run left")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// The socket's directory must be the user's alone: another user who can
+// write there could stand in for the relay and see every session.
+func TestRelayRefusesASharedDirectory(t *testing.T) {
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := relayed(c, filepath.Join(dir, "relay.sock"))
+	if _, err := connect(t, c, s, o); err == nil || !strings.Contains(err.Error(), "mode 0755") {
+		t.Fatalf("connected through a shared directory: %v", err)
+	}
+	if err := RelayMain(context.Background(), o.RelaySocket, time.Second); err == nil || !strings.Contains(err.Error(), "mode 0755") {
+		t.Fatalf("relay served from a shared directory: %v", err)
+	}
+}
