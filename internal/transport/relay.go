@@ -279,6 +279,7 @@ func spawnRelay(sock string, persist time.Duration) error {
 	defer logf.Close()
 	cmd := exec.Command(exe, "relay", "--socket", sock, "--persist", persist.String())
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/" // not hold the run's directory (a mount) busy
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the relay (%s relay): %w", exe, err)
