@@ -124,12 +124,12 @@ func (r *relayReply) err() error {
 		cause = &AuthError{Host: r.Host, User: r.User, Err: errors.New(r.Cause)}
 	case "unreachable":
 		cause = &UnreachableError{Host: r.Host, Err: errors.New(r.Cause)}
-	default:
-		return errors.New(r.Msg)
 	}
 	return &relayedError{msg: r.Msg, cause: cause}
 }
 
+// relayedError is an error of the host's that the relay reported (not
+// of the relay itself).
 type relayedError struct {
 	msg   string
 	cause error
@@ -213,15 +213,23 @@ func dialRelay(ctx context.Context, t Target, o *ConnectOptions) (client *ssh.Cl
 	if err := privateDir(filepath.Dir(sock)); err != nil {
 		return nil, false, err
 	}
-	conn, err := relaySocket(ctx, sock, o.Persist)
-	if err != nil {
-		return nil, false, err
-	}
-	client, reused, err = relayHandshake(ctx, conn, sock, t, o)
-	if err != nil {
+	// A relay that was just then closing for idleness drops the run:
+	// the second try starts the next one.
+	for try := 1; ; try++ {
+		conn, err := relaySocket(ctx, sock, o.Persist)
+		if err != nil {
+			return nil, false, err
+		}
+		client, reused, err = relayHandshake(ctx, conn, sock, t, o)
+		if err == nil {
+			return client, reused, nil
+		}
 		conn.Close()
+		var host *relayedError
+		if try == 2 || errors.As(err, &host) || ctx.Err() != nil {
+			return nil, false, err
+		}
 	}
-	return client, reused, err
 }
 
 // relaySocket dials the relay's socket, starting the relay when nothing

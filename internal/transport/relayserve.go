@@ -35,11 +35,8 @@ func RelayMain(ctx context.Context, sock string, persist time.Duration) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil // another relay serves sock
-		}
-		return fmt.Errorf("relay: lock: %w", err)
+	if serving, err := lockRelay(ctx, lock, sock); err != nil || serving {
+		return err
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -71,6 +68,10 @@ func RelayMain(ctx context.Context, sock string, persist time.Duration) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			// The socket goes first, so that a run arriving now starts
+			// the next relay, which takes the lock once this one is
+			// done with its hosts.
+			os.Remove(sock)
 			break
 		}
 		if err := samePeer(c); err != nil {
@@ -87,6 +88,33 @@ func RelayMain(ctx context.Context, sock string, persist time.Duration) error {
 	r.closeHosts()
 	log.Printf("relay %d: idle for %s, exiting", os.Getpid(), r.persistFor())
 	return nil
+}
+
+// lockRelay takes the relay's lock, which its holder keeps for life.
+// serving reports that another relay holds it and answers on sock; one
+// that holds it without answering is on its way out, and is waited for.
+func lockRelay(ctx context.Context, lock *os.File, sock string) (serving bool, err error) {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return false, fmt.Errorf("relay: lock: %w", err)
+		}
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, errors.New("relay: another relay holds the lock and does not answer on " + sock)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 type relayServer struct {
@@ -201,6 +229,12 @@ func (r *relayServer) serve(c net.Conn) {
 	case <-waitClosed(sc):
 		return
 	}
+	// The run's connection ends with the host's, as it would without
+	// the relay.
+	go func() {
+		host.Wait()
+		sc.Close()
+	}()
 	for nc := range chans {
 		go relayChannel(nc, host)
 	}
