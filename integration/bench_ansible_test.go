@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
@@ -70,12 +75,14 @@ func BenchmarkFleet200(b *testing.B) {
 	cold := e.MustApply(b, pb, args...)
 	printColdBreakdown(cold)
 	w := medianWarm(b, e, pb, args...)
+	sock := ownRelay(b)
 	persist := append(append([]string{}, args...), "--persist", ansiblePersist)
 	opened := e.MustApply(b, pb, persist...)
 	wp := medianWarm(b, e, pb, persist...)
 	printFleetRun("generic-demo cold", n, cold, "")
 	printFleetRun("generic-demo warm", n, w, "; target <= 3s and <= 300 MB")
 	printFleetRun("generic-demo warm through the relay (--persist)", n, wp, fmt.Sprintf("; the run that opened its connections %.2fs", opened.Elapsed.Seconds()))
+	printRelayUsage(b, sock, n, 4)
 	b.ReportMetric(cold.Elapsed.Seconds(), "s/cold")
 	b.ReportMetric(w.Elapsed.Seconds(), "s/warm")
 	b.ReportMetric(float64(w.MaxRSS)/1e6, "MB/warm-rss")
@@ -173,6 +180,7 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 	}
 	// etcdplay --persist warms on etcdplay's hosts: its first run opens
 	// the relay's connections, as Ansible's first run opened its masters.
+	sock := ownRelay(b)
 	opened, _ := runs[persisting]()
 	warmTools := append([]string{tools[0], persisting}, tools[1:]...)
 	const rounds = 3
@@ -196,12 +204,57 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 	pp := med(warm[persisting])
 	fmt.Printf("BENCH %s, %d hosts, warm no-op with --persist %s (connections kept open between runs, as Ansible's ControlPersist here): %.3fs (median of %d; the run that opened them %.3fs)\n",
 		c.name, n, ansiblePersist, pp.Seconds(), rounds, opened.Seconds())
+	printRelayUsage(b, sock, n, rounds+1)
 	for _, tool := range tools[1:] {
 		w := med(warm[tool])
 		fmt.Printf("BENCH %s, %d hosts, cold: %s %.2fs (etcdplay %.1fx faster); warm no-op: %.2fs (etcdplay %.1fx faster, with --persist %.1fx)\n",
 			c.name, n, tool, cold[tool].Seconds(), cold[tool].Seconds()/cold["etcdplay"].Seconds(), w.Seconds(), w.Seconds()/ep.Seconds(), w.Seconds()/pp.Seconds())
 	}
 	return cold["etcdplay"], ep
+}
+
+// ownRelay gives the benchmark's runs a relay of their own (its socket
+// in a runtime dir of the benchmark's), whose costs printRelayUsage can
+// then find.
+func ownRelay(b *testing.B) string {
+	dir := b.TempDir()
+	b.Setenv("XDG_RUNTIME_DIR", dir)
+	return filepath.Join(dir, "etcdplay", "relay.sock")
+}
+
+// printRelayUsage prints what the relay on sock has cost so far, over
+// runs runs: the controller's figures of the runs through it leave it
+// out, as it is a process of its own.
+func printRelayUsage(b *testing.B, sock string, hosts, runs int) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatalf("the relay: %v", err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	stat, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cred.Pid))
+	status, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	if err := errors.Join(err1, err2); err != nil {
+		b.Fatalf("the relay (pid %d): %v", cred.Pid, err)
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	cpu := float64(utime+stime) / 100 // USER_HZ
+	var hwmKB int
+	if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(status); m != nil {
+		hwmKB, _ = strconv.Atoi(string(m[1]))
+	}
+	fmt.Printf("BENCH   the relay itself (a process of its own) over those %d runs: %.2fs CPU (%.1f ms per host per run), peak RSS %.0f MB (%.2f MB per host)\n",
+		runs, cpu, cpu*1000/float64(hosts*runs), float64(hwmKB)/1000, float64(hwmKB)/1000/float64(hosts))
 }
 
 // persisting is etcdplay with --persist among compareWithAnsible's tools;
