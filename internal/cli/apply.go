@@ -22,6 +22,7 @@ type sshFlags struct {
 	acceptNew   bool
 	timeout     time.Duration
 	persist     time.Duration
+	persistErr  error // ETCDPLAY_PERSIST is not a duration
 	agentBinary []string
 	sshConfig   string
 }
@@ -33,7 +34,15 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file to verify host keys against (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record keys of hosts not yet in known_hosts (a changed key is always refused)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout per host")
-	fl.DurationVar(&f.persist, "persist", 0, "keep each host's SSH connection open this long after the run, in a background `etcdplay relay` of yours, for the next run to reuse (as ssh's ControlPersist; e.g. 60s; 0: no)")
+	persist := time.Duration(0)
+	if v := os.Getenv("ETCDPLAY_PERSIST"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			f.persistErr = fmt.Errorf("ETCDPLAY_PERSIST=%q: want a duration such as 60s (or 0)", v)
+		}
+		persist = d
+	}
+	fl.DurationVar(&f.persist, "persist", persist, "keep each host's SSH connection open this long after the run, in a background `etcdplay relay` of yours, for the next run to reuse (as ssh's ControlPersist; e.g. 60s; 0: no; default $ETCDPLAY_PERSIST)")
 	fl.StringVarP(&f.sshConfig, "ssh-config", "F", transport.DefaultSSHConfigFile(), "ssh client config whose HostName, Port, User, IdentityFile and ProxyJump fill what the inventory and flags leave unset (\"none\": no config)")
 	fl.StringArrayVar(&f.agentBinary, "agent-binary", nil, "agent executable for hosts of another platform: os/arch=PATH, e.g. linux/arm64=./etcdplay-arm64 (repeatable; default: the lean agent embedded in this binary, or this binary itself for hosts that run a backup timer)")
 }
@@ -41,6 +50,9 @@ func (f *sshFlags) register(cmd *cobra.Command) {
 // connectOptions are the flags' connection settings; a bad ssh config
 // is invalid input.
 func (f *sshFlags) connectOptions() (transport.ConnectOptions, error) {
+	if f.persistErr != nil {
+		return transport.ConnectOptions{}, invalid(f.persistErr)
+	}
 	kh := f.knownHosts
 	if kh == "" {
 		if home, err := os.UserHomeDir(); err == nil {

@@ -66,25 +66,29 @@ func TestInvalidInputExitCode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
+		env  string // ETCDPLAY_PERSIST
 		want int
 	}{
-		{"unknown argument", []string{"apply", bad, "-i", inv}, ExitInvalid},
-		{"missing inventory", []string{"apply", good, "-i", filepath.Join(dir, "none.yml")}, ExitInvalid},
-		{"no inventory flag", []string{"apply", good}, ExitInvalid},
-		{"bad extra vars", []string{"apply", good, "-i", inv, "-e", "novalue"}, ExitInvalid},
-		{"bad output", []string{"apply", good, "-i", inv, "-o", "xml"}, ExitInvalid},
-		{"validate ok", []string{"validate", good, "-i", inv}, ExitOK},
-		{"validate bad", []string{"validate", bad, "-i", inv}, ExitInvalid},
-		{"unreachable", []string{"apply", good, "-i", inv, "--known-hosts", filepath.Join(dir, "kh"), "--timeout", "1s"}, ExitUnreachable},
-		{"unknown flag", []string{"apply", good, "-i", inv, "--chek"}, ExitInvalid},
-		{"unknown flag of status", []string{"status", "-i", inv, "--nope"}, ExitInvalid},
+		{"unknown argument", []string{"apply", bad, "-i", inv}, "", ExitInvalid},
+		{"missing inventory", []string{"apply", good, "-i", filepath.Join(dir, "none.yml")}, "", ExitInvalid},
+		{"no inventory flag", []string{"apply", good}, "", ExitInvalid},
+		{"bad extra vars", []string{"apply", good, "-i", inv, "-e", "novalue"}, "", ExitInvalid},
+		{"bad output", []string{"apply", good, "-i", inv, "-o", "xml"}, "", ExitInvalid},
+		{"validate ok", []string{"validate", good, "-i", inv}, "", ExitOK},
+		{"validate bad", []string{"validate", bad, "-i", inv}, "", ExitInvalid},
+		{"unreachable", []string{"apply", good, "-i", inv, "--known-hosts", filepath.Join(dir, "kh"), "--timeout", "1s"}, "", ExitUnreachable},
+		{"unknown flag", []string{"apply", good, "-i", inv, "--chek"}, "", ExitInvalid},
+		{"unknown flag of status", []string{"status", "-i", inv, "--nope"}, "", ExitInvalid},
 		// The format is refused before the (unreachable) cluster is
 		// contacted, and inventory is not needed to say so.
-		{"status bad output", []string{"status", "-i", inv, "-o", "yaml"}, ExitInvalid},
-		{"inventory bad output", []string{"inventory", "-i", inv, "-o", "toml"}, ExitInvalid},
+		{"status bad output", []string{"status", "-i", inv, "-o", "yaml"}, "", ExitInvalid},
+		{"inventory bad output", []string{"inventory", "-i", inv, "-o", "toml"}, "", ExitInvalid},
+		{"persist not a duration", []string{"apply", good, "-i", inv}, "60", ExitInvalid},
+		{"persist negative", []string{"status", "-i", inv}, "-1s", ExitInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("ETCDPLAY_INVENTORY", "")
+			t.Setenv("ETCDPLAY_PERSIST", tc.env)
 			if got := Main(tc.args); got != tc.want {
 				t.Errorf("exit %d, want %d", got, tc.want)
 			}
