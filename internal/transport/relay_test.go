@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -218,5 +219,37 @@ func TestRelayRefusesASharedDirectory(t *testing.T) {
 	}
 	if err := RelayMain(context.Background(), o.RelaySocket, time.Second); err == nil || !strings.Contains(err.Error(), "mode 0755") {
 		t.Fatalf("relay served from a shared directory: %v", err)
+	}
+}
+
+// Through a bastion, the relay keeps both connections: the second run
+// logs in to neither.
+func TestRelayThroughAJumpHost(t *testing.T) {
+	c := sshtest.NewClient(t)
+	bastion := sshtest.NewServer(t, c.Pub)
+	target := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, bastion)
+	c.Trust(t, target)
+	sock, _, _ := startRelay(t, time.Minute)
+	tg := targetOf(target)
+	tg.KeyFile = c.KeyFile
+	tg.JumpHost = fmt.Sprintf("jumper@127.0.0.1:%d", bastion.Port)
+	for run := range 2 {
+		conn, err := Connect(context.Background(), tg, relayed(c, sock))
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
+			t.Fatalf("run %d: Do via bastion: %+v %v", run, r, err)
+		}
+		conn.Close()
+	}
+	bastion.Mu.Lock()
+	target.Mu.Lock()
+	logins := []int{len(bastion.Users), len(target.Users)}
+	target.Mu.Unlock()
+	bastion.Mu.Unlock()
+	if logins[0] != 1 || logins[1] != 1 || bastion.Forward.Load() != 1 || target.Execs.Load() != 2 {
+		t.Errorf("logins %v, bastion forwards %d, target execs %d", logins, bastion.Forward.Load(), target.Execs.Load())
 	}
 }
