@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,6 +65,11 @@ func TestPersist(t *testing.T) {
 		}
 	}
 
+	interruptThroughRelay(t, e, persist)
+	if after := sshConnections(t, l); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Errorf("connections changed across an interrupted run: %v, then %v", before, after)
+	}
+
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, err := os.Stat(sock)
@@ -74,6 +81,52 @@ func TestPersist(t *testing.T) {
 			t.Fatalf("15s past its persist time the relay's socket is there (%v) and %d connections are open", err, len(conns))
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// interruptThroughRelay: Ctrl-C while a command runs on every host
+// through the relay ends the command on every host (seen by pgrep on the
+// host), as it does without the relay, and leaves the relay serving.
+func interruptThroughRelay(t *testing.T, e *harness.Env, persist []string) {
+	t.Helper()
+	pb := filepath.Join(t.TempDir(), "sleep.yml")
+	if err := os.WriteFile(pb, []byte("- hosts: etcd\n  tasks:\n    - name: A long command\n      command: sleep 120\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"apply", pb, "-i", e.Inventory, "--known-hosts", e.Lab.KnownHostsFile, "--state-dir", e.StateDir}, persist...)
+	cmd := exec.Command(harness.Binary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sleeping := func() int {
+		n := 0
+		for _, h := range e.Lab.Hosts() {
+			if o, _ := e.Lab.Run(ctx, h.Name, "pgrep -x sleep || true"); strings.TrimSpace(o) != "" {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(20 * time.Second); sleeping() < 3; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the command did not start on every host:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Errorf("interrupted run: %v (want exit 130)\n%s", err, out.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); sleeping() > 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after Ctrl-C the command still runs on %d hosts", sleeping())
+		}
 	}
 }
 
