@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/etcdplay/etcdplay/integration/harness"
 	"github.com/etcdplay/etcdplay/integration/lab"
 	"github.com/etcdplay/etcdplay/internal/runner"
+	"github.com/etcdplay/etcdplay/internal/transport"
 )
 
 // BenchmarkGenericDemoVsAnsible applies playbooks/generic-demo.yml, which
@@ -226,24 +224,14 @@ func ownRelay(b *testing.B) string {
 // runs runs: the controller's figures of the runs through it leave it
 // out, as it is a process of its own.
 func printRelayUsage(b *testing.B, sock string, hosts, runs int) {
-	c, err := net.Dial("unix", sock)
+	pid, err := transport.RelayPID(sock)
 	if err != nil {
 		b.Fatalf("the relay: %v", err)
 	}
-	defer c.Close()
-	raw, err := c.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	stat, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cred.Pid))
-	status, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	stat, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	status, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err := errors.Join(err1, err2); err != nil {
-		b.Fatalf("the relay (pid %d): %v", cred.Pid, err)
+		b.Fatalf("the relay (pid %d): %v", pid, err)
 	}
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
 	utime, _ := strconv.Atoi(f[11])

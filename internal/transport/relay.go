@@ -176,28 +176,52 @@ func privateDir(dir string) error {
 
 // samePeer checks that the other end of a unix socket runs as this user.
 func samePeer(c net.Conn) error {
+	cred, err := peerCred(c)
+	if err != nil {
+		return err
+	}
+	if int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("relay: peer runs as uid %d, not %d", cred.Uid, os.Getuid())
+	}
+	return nil
+}
+
+// peerCred is who runs the process at the other end of a unix socket.
+func peerCred(c net.Conn) (*unix.Ucred, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return errors.New("relay: not a unix socket")
+		return nil, errors.New("relay: not a unix socket")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if credErr != nil {
-		return fmt.Errorf("relay: peer credentials: %w", credErr)
+		return nil, fmt.Errorf("relay: peer credentials: %w", credErr)
 	}
-	if int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("relay: peer runs as uid %d, not %d", cred.Uid, os.Getuid())
+	return cred, nil
+}
+
+// RelayPID is the process id of the relay serving sock: for accounting
+// its costs apart from the runs' (the benchmarks).
+func RelayPID(sock string) (int, error) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	defer c.Close()
+	cred, err := peerCred(c)
+	if err != nil {
+		return 0, err
+	}
+	return int(cred.Pid), nil
 }
 
 func relayPubFile(sock string) string { return filepath.Join(filepath.Dir(sock), "relay.pub") }
