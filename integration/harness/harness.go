@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -267,13 +266,19 @@ func run(t testing.TB, bin string, args, env []string) *Outcome {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	err := cmd.Run()
-	o := &Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}}
+	err := cmd.Start()
+	var peak int64
+	if err == nil {
+		done := make(chan struct{})
+		followed := make(chan int64)
+		go func() { followed <- followPeakRSS(cmd.Process.Pid, done) }()
+		err = cmd.Wait()
+		close(done)
+		peak = <-followed
+	}
+	o := &Outcome{Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Recap: map[string]runner.HostRecap{}, MaxRSS: peak}
 	if ps := cmd.ProcessState; ps != nil {
 		o.CPU = ps.UserTime() + ps.SystemTime()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			o.MaxRSS = ru.Maxrss * 1024 // Linux reports KiB
-		}
 	}
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
@@ -284,6 +289,40 @@ func run(t testing.TB, bin string, args, env []string) *Outcome {
 	}
 	o.parseEvents()
 	return o
+}
+
+// followPeakRSS reads a running process's VmHWM (its peak resident
+// memory since its exec) every few milliseconds until done is closed, and
+// returns the last value in bytes. wait4's ru_maxrss would not do: Linux
+// carries into it, across the exec, the high-water mark of the process
+// it was forked from, and the test binary is hundreds of MB after some
+// benchmarks (the simulated fleet's servers run in it). VmHWM only grows,
+// so the last reading misses at most a few milliseconds' growth.
+func followPeakRSS(pid int, done <-chan struct{}) int64 {
+	var peak int64
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done: // the pid may be another process's by now
+			return peak
+		default:
+		}
+		if b, err := os.ReadFile(path); err == nil {
+			if i := bytes.Index(b, []byte("VmHWM:")); i >= 0 {
+				var kb int64
+				if _, err := fmt.Sscan(string(b[i+len("VmHWM:"):]), &kb); err == nil && kb*1024 > peak {
+					peak = kb * 1024
+				}
+			}
+		}
+		select {
+		case <-done:
+			return peak
+		case <-t.C:
+		}
+	}
 }
 
 // ParseOutcome reads the JSON events (and the recap) of an `--output json`
