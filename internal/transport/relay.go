@@ -44,6 +44,10 @@ import (
 // relayReply.
 const relayConnect = "connect@etcdplay"
 
+// relayStop asks the relay to take no more runs and to exit once the
+// runs it serves have ended (StopRelay).
+const relayStop = "stop@etcdplay"
+
 // relayRequest is what the relay needs to dial a host as the run would.
 type relayRequest struct {
 	Target         Target
@@ -319,15 +323,25 @@ func spawnRelay(sock string, persist time.Duration) error {
 	return cmd.Process.Release()
 }
 
-// relayHandshake speaks SSH to the relay over conn and asks it for t.
-func relayHandshake(ctx context.Context, conn net.Conn, sock string, t Target, o *ConnectOptions) (*ssh.Client, bool, error) {
+// relayClientConfig is how a run speaks SSH to the relay on sock: its
+// host key pinned to the one the relay wrote beside the socket.
+func relayClientConfig(sock string, timeout time.Duration) (*ssh.ClientConfig, error) {
 	pubText, err := os.ReadFile(relayPubFile(sock))
 	if err != nil {
-		return nil, false, fmt.Errorf("relay: its host key: %w", err)
+		return nil, fmt.Errorf("relay: its host key: %w", err)
 	}
 	pub, _, _, _, err := ssh.ParseAuthorizedKey(pubText)
 	if err != nil {
-		return nil, false, fmt.Errorf("relay: its host key %s: %w", relayPubFile(sock), err)
+		return nil, fmt.Errorf("relay: its host key %s: %w", relayPubFile(sock), err)
+	}
+	return &ssh.ClientConfig{User: "etcdplay", HostKeyCallback: ssh.FixedHostKey(pub), Timeout: timeout}, nil
+}
+
+// relayHandshake speaks SSH to the relay over conn and asks it for t.
+func relayHandshake(ctx context.Context, conn net.Conn, sock string, t Target, o *ConnectOptions) (*ssh.Client, bool, error) {
+	cfg, err := relayClientConfig(sock, o.Timeout)
+	if err != nil {
+		return nil, false, err
 	}
 	req := relayRequest{Target: t, KnownHostsFile: o.KnownHostsFile, AcceptNew: o.AcceptNewHostKeys, Hash: o.HashKnownHosts,
 		Timeout: o.Timeout, Attempts: o.ConnectionAttempts, AgentSock: o.agentSock(), Persist: o.Persist}
@@ -342,8 +356,7 @@ func relayHandshake(ctx context.Context, conn net.Conn, sock string, t Target, o
 	}
 	done := make(chan result, 1)
 	go func() {
-		sc, chans, reqs, err := ssh.NewClientConn(conn, "relay", &ssh.ClientConfig{
-			User: "etcdplay", HostKeyCallback: ssh.FixedHostKey(pub), Timeout: o.Timeout})
+		sc, chans, reqs, err := ssh.NewClientConn(conn, "relay", cfg)
 		if err != nil {
 			done <- result{err: fmt.Errorf("relay: %w", err)}
 			return
@@ -373,4 +386,35 @@ func relayHandshake(ctx context.Context, conn net.Conn, sock string, t Target, o
 		<-done
 		return nil, false, &UnreachableError{Host: t.label(), Err: fmt.Errorf("connecting through the relay: %w", context.Cause(ctx))}
 	}
+}
+
+// StopRelay asks the relay on sock to stop: it takes no more runs, and
+// closes its connections and exits once the runs it serves have ended.
+// running is false when no relay answered there.
+func StopRelay(sock string) (running bool, err error) {
+	if sock == "" {
+		sock = DefaultRelaySocket()
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return false, nil
+	}
+	defer conn.Close()
+	if err := samePeer(conn); err != nil {
+		return true, err
+	}
+	cfg, err := relayClientConfig(sock, 10*time.Second)
+	if err != nil {
+		return true, err
+	}
+	sc, _, reqs, err := ssh.NewClientConn(conn, "relay", cfg)
+	if err != nil {
+		return true, fmt.Errorf("relay: %w", err)
+	}
+	defer sc.Close()
+	go ssh.DiscardRequests(reqs)
+	if ok, _, err := sc.SendRequest(relayStop, true, nil); err != nil || !ok {
+		return true, fmt.Errorf("relay on %s did not take the stop request (%v)", sock, err)
+	}
+	return true, nil
 }

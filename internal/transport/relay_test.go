@@ -184,20 +184,7 @@ func TestRelayExitsWhenIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(600 * time.Millisecond)
-	select {
-	case <-done:
-		t.Fatalf("exited while a run was connected: %v", *mainErr)
-	default:
-	}
-	conn.Close()
-	select {
-	case <-done:
-		if *mainErr != nil {
-			t.Fatal(*mainErr)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("still running 5s after the last run left")
-	}
+	exitsAfterTheRun(t, conn, done, mainErr, 0)
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
 	}
@@ -251,5 +238,50 @@ func TestRelayThroughAJumpHost(t *testing.T) {
 	bastion.Mu.Unlock()
 	if logins[0] != 1 || logins[1] != 1 || bastion.Forward.Load() != 1 || target.Execs.Load() != 2 {
 		t.Errorf("logins %v, bastion forwards %d, target execs %d", logins, bastion.Forward.Load(), target.Execs.Load())
+	}
+}
+
+// StopRelay: the relay takes no more runs at once (its socket goes), lets
+// the run it serves finish over its connection, then exits.
+func TestRelayStop(t *testing.T) {
+	if running, err := StopRelay(filepath.Join(t.TempDir(), "relay.sock")); running || err != nil {
+		t.Fatalf("no relay: running %v, %v", running, err)
+	}
+	c := sshtest.NewClient(t)
+	s := sshtest.NewServer(t, c.Pub)
+	c.Trust(t, s)
+	sock, done, mainErr := startRelay(t, time.Minute)
+	conn, err := connect(t, c, s, relayed(c, sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if running, err := StopRelay(sock); !running || err != nil {
+		t.Fatalf("stop: running %v, %v", running, err)
+	}
+	waitFor(t, "the socket to go", func() bool { _, err := os.Stat(sock); return os.IsNotExist(err) })
+	if r, err := conn.Do(context.Background(), "sshtest_set", nil, false); err != nil || r.Status != modules.StatusOK {
+		t.Fatalf("the run in progress lost its connection: %+v %v", r, err)
+	}
+	exitsAfterTheRun(t, conn, done, mainErr, 200*time.Millisecond)
+}
+
+// exitsAfterTheRun checks that the relay (done, mainErr: startRelay's)
+// still runs after grace while conn is open, and exits cleanly once it
+// is closed.
+func exitsAfterTheRun(t *testing.T, conn *Conn, done <-chan struct{}, mainErr *error, grace time.Duration) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatalf("exited while a run was connected: %v", *mainErr)
+	case <-time.After(grace):
+	}
+	conn.Close()
+	select {
+	case <-done:
+		if *mainErr != nil {
+			t.Fatal(*mainErr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5s after the last run left")
 	}
 }

@@ -60,7 +60,7 @@ func RelayMain(ctx context.Context, sock string, persist time.Duration) error {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	r := &relayServer{hosts: map[string]*relayHost{}, persist: persist, idle: make(chan struct{}, 1)}
+	r := &relayServer{hosts: map[string]*relayHost{}, persist: persist, idle: make(chan struct{}, 1), stop: make(chan struct{})}
 	r.cfg = &ssh.ServerConfig{NoClientAuth: true}
 	r.cfg.AddHostKey(signer)
 	log.Printf("relay %d: serving %s, persist %s", os.Getpid(), sock, persist)
@@ -80,13 +80,26 @@ func RelayMain(ctx context.Context, sock string, persist time.Duration) error {
 			continue
 		}
 		r.clientStarted()
+		r.runs.Add(1)
 		go func() {
+			defer r.runs.Done()
 			defer r.clientEnded()
 			r.serve(c)
 		}()
 	}
+	why := fmt.Sprintf("idle for %s", r.persistFor())
+	switch {
+	case ctx.Err() != nil:
+		why = "signalled" // the runs' connections end with the hosts'
+	case r.stopped():
+		why = "asked to stop"
+		r.runs.Wait()
+	default:
+		// One that came in as the socket went finishes its run.
+		r.runs.Wait()
+	}
 	r.closeHosts()
-	log.Printf("relay %d: idle for %s, exiting", os.Getpid(), r.persistFor())
+	log.Printf("relay %d: %s, exiting", os.Getpid(), why)
 	return nil
 }
 
@@ -126,6 +139,19 @@ type relayServer struct {
 	persist time.Duration
 	last    time.Time     // when the last client left
 	idle    chan struct{} // a client left
+
+	runs     sync.WaitGroup // clients being served
+	stop     chan struct{}  // closed by a stop request
+	stopOnce sync.Once
+}
+
+func (r *relayServer) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // relayHost is one connection to a host, dialed once for all runs that
@@ -181,6 +207,9 @@ func (r *relayServer) expire(ctx context.Context, ln net.Listener) {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.stop:
 			t.Stop()
 			return
 		case <-r.idle:
@@ -253,6 +282,11 @@ func (r *relayServer) globalRequests(reqs <-chan *ssh.Request, connected chan<- 
 	var host *ssh.Client
 	for req := range reqs {
 		switch {
+		case req.Type == relayStop:
+			// Runs in progress keep their connections until they end;
+			// new ones find no socket and start the next relay.
+			r.stopOnce.Do(func() { close(r.stop) })
+			req.Reply(true, nil)
 		case req.Type == relayConnect && host == nil:
 			var rr relayRequest
 			if err := json.Unmarshal(req.Payload, &rr); err != nil {
