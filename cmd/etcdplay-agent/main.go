@@ -1,9 +1,9 @@
 // Command etcdplay-agent is the lean agent: the host side of etcdplay
 // (`etcdplay-agent agent` serves the controller on stdin and stdout) with
 // only the modules of modules/hostside linked in. etcdplay embeds it
-// (internal/leanagent) and sends it to hosts instead of itself: 7 MB, not
-// 28, and none of etcd's client, gRPC, S3 or age, which run on the
-// controller. A host that needs those (a backup timer's program) gets
+// (internal/leanagent) and sends it to hosts instead of itself: 5 MB, not
+// 28, and none of etcd's client, gRPC, S3, age or TLS, which run on the
+// controller (a test keeps TLS out: it is 2 MB of the 7). A host that needs those (a backup timer's program) gets
 // etcdplay itself.
 package main
 

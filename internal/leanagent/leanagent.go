@@ -1,7 +1,7 @@
 // Package leanagent carries the lean agent (cmd/etcdplay-agent) inside
-// etcdplay and puts it where the transport can send it: hosts get 3 MB
-// gzipped instead of etcdplay's 11, and unpack and hash 7 MB instead of
-// 28, on every cold connect.
+// etcdplay and puts it where the transport can send it: hosts get 2.3 MB
+// gzipped instead of etcdplay's 11, and unpack 5 MB instead of 28, on
+// every cold connect.
 //
 // The agent is embedded as build output: `make build` runs
 // `go generate ./internal/leanagent` before building etcdplay. A plain
@@ -38,7 +38,7 @@ type Agent struct {
 	SHA256   string
 	Size     int64
 	Platform string // "linux/amd64"
-	// gz reads the gzipped agent out of the binary, which copies 3 MB:
+	// gz reads the gzipped agent out of the binary, which copies 2.3 MB:
 	// about 20 ms that a run whose hosts and user cache already hold the
 	// agent never spends.
 	gz func() []byte
@@ -97,7 +97,7 @@ func Unpacked() (*transport.AgentFile, error) {
 
 // unpack writes the agent to dir unless it is there already. A copy is
 // trusted when its stat stamp is the one recorded (in NAME.ok) when it was
-// last hashed, so a warm run costs a stat, not hashing 7 MB; any write to
+// last hashed, so a warm run costs a stat, not hashing 5 MB; any write to
 // the copy moves its stamp, and it is hashed again and replaced if it
 // differs.
 func (a *Agent) unpack(dir string) (string, error) {

@@ -60,6 +60,36 @@ func mtlsServer(t *testing.T) string {
 	return strings.TrimPrefix(srv.URL, "https://")
 }
 
+// bareTLSServer serves TLS the way etcd's peer port does, with no HTTP
+// server in front of the handshake (cmux reads the first bytes through
+// the TLS listener): bytes that are no TLS hello end the connection.
+func bareTLSServer(t *testing.T) string {
+	t.Helper()
+	// httptest's built-in certificate, taken from a server of its own.
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS()
+	cert := srv.TLS.Certificates[0]
+	srv.Close()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 1))
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
 func TestProbePeer(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
@@ -72,6 +102,7 @@ func TestProbePeer(t *testing.T) {
 		{"bound, not served (https)", "https://" + silentListener(t), peerSilent},
 		{"bound, not served (http)", "http://" + silentListener(t), peerSilent},
 		{"served, client certificate required", "https://" + mtlsServer(t), peerServing},
+		{"served by a bare TLS listener", "https://" + bareTLSServer(t), peerServing},
 		{"served over http", plain.URL, peerServing},
 	}
 	for _, tt := range tests {

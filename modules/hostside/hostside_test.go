@@ -19,17 +19,18 @@ func TestLeanRegistry(t *testing.T) {
 }
 
 // TestLeanAgentLinksNoClients: the lean agent is small because etcd's
-// client, gRPC, S3, age and cfssl stay on the controller. A module that
-// pulls one of them in belongs in modules/all, marked
-// modules.FullAgentOnly if it runs on hosts.
+// client, gRPC, S3, age, cfssl and TLS stay on the controller. A module
+// that pulls one of them in belongs in modules/all, marked
+// modules.FullAgentOnly if it runs on hosts. (crypto/tls and the x509
+// and elliptic-curve code it brings are 2 MB of a 7 MB agent.)
 func TestLeanAgentLinksNoClients(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "../../cmd/etcdplay-agent").Output()
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		for _, banned := range []string{"go.etcd.io/etcd/client/", "google.golang.org/grpc", "github.com/minio/", "filippo.io/age", "github.com/cloudflare/cfssl", "github.com/spf13/cobra"} {
-			if strings.HasPrefix(dep, banned) {
+		for _, banned := range []string{"go.etcd.io/etcd/client/", "google.golang.org/grpc", "github.com/minio/", "filippo.io/age", "github.com/cloudflare/cfssl", "github.com/spf13/cobra", "crypto/tls", "net/http"} {
+			if dep == banned || strings.HasPrefix(dep, banned+"/") || strings.HasSuffix(banned, "/") && strings.HasPrefix(dep, banned) {
 				t.Errorf("cmd/etcdplay-agent links %s", dep)
 			}
 		}
