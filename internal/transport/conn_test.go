@@ -682,9 +682,9 @@ func TestHandshakesWaitForASlot(t *testing.T) {
 }
 
 // A lean agent's digest is the caller's word (internal/leanagent verified
-// it), not hashed again: the host still checks what arrives against it,
-// so a file that changed after it was verified is refused, never run, and
-// a right one is sent as the gzipped bytes given.
+// it), and its gzip is checked against it before any host gets it: a
+// file that changed after it was verified is refused, never sent, and a
+// right one is sent as the gzipped bytes given.
 func TestKnownAgentFile(t *testing.T) {
 	exe, _ := os.Executable()
 	native, err := loadAgentBin(exe)
@@ -701,7 +701,7 @@ func TestKnownAgentFile(t *testing.T) {
 		wantErr string
 	}{
 		{"digest right", AgentFile{Path: exe, SHA256: native.sha256, Gzipped: func() []byte { return gz }}, ""},
-		{"file changed since", AgentFile{Path: exe, SHA256: strings.Repeat("ab", 32), Gzipped: func() []byte { return gz }}, "sha256"},
+		{"file changed since", AgentFile{Path: exe, SHA256: strings.Repeat("ab", 32), Gzipped: func() []byte { return gz }}, "unpacks to sha256"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -716,9 +716,6 @@ func TestKnownAgentFile(t *testing.T) {
 					t.Fatalf("connect: %v, want an error naming %q", err, tt.wantErr)
 				}
 				t.Log(err)
-				if s.Running.Load() != 0 {
-					t.Fatal("an agent runs on the host")
-				}
 				return
 			}
 			if err != nil {

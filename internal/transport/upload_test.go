@@ -233,7 +233,7 @@ func TestUnpackCommandRefusesForeignDir(t *testing.T) {
 		}
 		return string(out), err
 	}
-	run := func(dir string) (string, error) { return runStream(dir, b.sha256) }
+	run := func(dir string) (string, error) { return runStream(dir, b.gzSHA) }
 	root := t.TempDir()
 	loot := filepath.Join(root, "loot")
 	if err := os.Mkdir(loot, 0o777); err != nil {
@@ -262,7 +262,7 @@ func TestUnpackCommandRefusesForeignDir(t *testing.T) {
 		}
 	}
 	bad := filepath.Join(root, "bad")
-	if out, err := runStream(bad, strings.Repeat("0", 64)); err == nil || !strings.Contains(out, "arrived with sha256 "+b.sha256) {
+	if out, err := runStream(bad, strings.Repeat("0", 64)); err == nil || !strings.Contains(out, "arrived with sha256 "+b.gzSHA) {
 		t.Errorf("hash mismatch: err %v, output %q", err, out)
 	}
 	if ents, _ := os.ReadDir(bad); len(ents) != 0 {
