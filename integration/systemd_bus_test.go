@@ -34,11 +34,11 @@ func TestUnitStateOverBus(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := l.Run(ctx, h, "cd /root && ./systemd.test -test.v -test.run 'TestShowOverBusMatchesSystemctl|TestRealSystemd'")
+	out, err := l.Run(ctx, h, "cd /root && ./systemd.test -test.v -test.run 'TestShowOverBusMatchesSystemctl|TestRunOverBus|TestRealSystemd'")
 	if err != nil {
 		t.Fatalf("modules/systemd tests on %s: %v\n%s", h, err, out)
 	}
-	for _, test := range []string{"TestShowOverBusMatchesSystemctl", "TestRealSystemd"} {
+	for _, test := range []string{"TestShowOverBusMatchesSystemctl", "TestRunOverBus", "TestRealSystemd"} {
 		if !strings.Contains(out, "--- PASS: "+test) {
 			t.Errorf("%s did not pass on %s (skipped?):\n%s", test, h, out)
 		}

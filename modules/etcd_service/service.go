@@ -118,19 +118,19 @@ func (Module) Apply(ctx context.Context, env *modules.Env, c *modules.Change) (*
 		case stepUnit:
 			err = writeUnit(ctx, w, p.NewUnit)
 		case stepReload:
-			_, err = systemd.Systemctl(ctx, "daemon-reload")
+			err = systemd.Run(ctx, "daemon-reload", "", false)
 		case stepEnable:
 			// Any reload the unit needs was planned before this one.
-			_, err = systemd.Systemctl(ctx, "enable", "--quiet", "--no-reload", w.Name)
+			err = systemd.Run(ctx, "enable", w.Name, false)
 		case stepDisable:
-			_, err = systemd.Systemctl(ctx, "disable", "--quiet", "--no-reload", w.Name)
+			err = systemd.Run(ctx, "disable", w.Name, false)
 		case stepStart:
 			if p.WaitFor != nil {
 				waitForPeers(ctx, p.WaitFor, startAfterLimit)
 			}
-			_, err = systemd.Systemctl(ctx, "start", "--no-block", w.Name)
+			err = systemd.Run(ctx, "start", w.Name, true)
 		case stepStop:
-			_, err = systemd.Systemctl(ctx, "stop", w.Name)
+			err = systemd.Run(ctx, "stop", w.Name, false)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("etcd_service on %s: %w", env.Host, err)
@@ -156,8 +156,7 @@ func writeUnit(ctx context.Context, w *want, isNew bool) error {
 	if u.LoadState == "loaded" && !u.NeedDaemonReload {
 		return nil
 	}
-	_, err = systemd.Systemctl(ctx, "daemon-reload")
-	return err
+	return systemd.Run(ctx, "daemon-reload", "", false)
 }
 
 // ensureDirs creates the data directories 0700 owned by the etcd user

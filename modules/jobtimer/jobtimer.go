@@ -266,7 +266,12 @@ func Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (*modules.
 func (j Job) do(ctx context.Context, s step, args modules.Args) error {
 	switch s {
 	case stepStopDisable:
-		return systemctl(ctx, "disable", "--now", j.timerName())
+		// As systemctl disable --now, less its daemon-reload: the plan
+		// reloads once the files are gone.
+		if err := systemd.Run(ctx, "disable", j.timerName(), false); err != nil {
+			return err
+		}
+		return systemd.Run(ctx, "stop", j.timerName(), false)
 	case stepRemove:
 		for _, f := range j.files() {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -305,22 +310,16 @@ func (j Job) do(ctx context.Context, s step, args modules.Args) error {
 	case stepTimer:
 		return hostfile.WriteAtomic(j.timerPath(), []byte(args.Str("timer", "")), 0o644, 0, 0)
 	case stepReload:
-		return systemctl(ctx, "daemon-reload")
+		return systemd.Run(ctx, "daemon-reload", "", false)
 	case stepEnable:
-		// The plan reloads before this whenever a unit file changed;
-		// enable's own reload would cost systemd another 0.3 s.
-		return systemctl(ctx, "enable", "--no-reload", j.timerName())
+		// The plan reloads before this whenever a unit file changed.
+		return systemd.Run(ctx, "enable", j.timerName(), false)
 	case stepRestart:
-		return systemctl(ctx, "restart", j.timerName())
+		return systemd.Run(ctx, "restart", j.timerName(), false)
 	case stepStart:
-		return systemctl(ctx, "start", j.timerName())
+		return systemd.Run(ctx, "start", j.timerName(), false)
 	}
 	return fmt.Errorf("unknown step %d", s)
-}
-
-func systemctl(ctx context.Context, args ...string) error {
-	_, err := systemd.Systemctl(ctx, args...)
-	return err
 }
 
 // Spec is a job timer module's arguments: its own, plus the state,

@@ -302,6 +302,96 @@ func TestShowOverBusMatchesSystemctl(t *testing.T) {
 	}
 }
 
+// TestRunOverBus drives throwaway units through every verb Run carries
+// over systemd's socket, with systemctl forbidden (Show too reads over
+// the socket), and checks each result as systemd reports it. It needs
+// root and a running systemd; TestUnitStateOverBus runs it on a lab host.
+func TestRunOverBus(t *testing.T) {
+	if _, err := os.Stat(privateSocket); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and a running systemd (" + privateSocket + "); TestUnitStateOverBus runs this on a lab host")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tag := fmt.Sprintf("etcdplay-run-%d", time.Now().UnixNano()%1e6)
+	good, bad := tag+"-good", tag+"-bad.service"
+	files := map[string]string{
+		good + ".service": "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
+		bad:               "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo refusing to start; exit 3'\n",
+	}
+	real := Systemctl
+	t.Cleanup(func() {
+		real(ctx, "disable", "--now", good+".service")
+		for name := range files {
+			os.Remove(filepath.Join("/etc/systemd/system", name))
+		}
+		real(ctx, "daemon-reload")
+	})
+	Systemctl = func(ctx context.Context, args ...string) (string, error) {
+		t.Errorf("systemctl %s ran: the socket was not used", strings.Join(args, " "))
+		return real(ctx, args...)
+	}
+	t.Cleanup(func() { Systemctl = real })
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join("/etc/systemd/system", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() UnitState {
+		t.Helper()
+		st, err := Show(ctx, good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	run := func(verb, unit string, noBlock bool) {
+		t.Helper()
+		if err := Run(ctx, verb, unit, noBlock); err != nil {
+			t.Fatalf("%s %s: %v", verb, unit, err)
+		}
+	}
+	run("daemon-reload", "", false)
+	if st := state(); st.LoadState != "loaded" {
+		t.Fatalf("after daemon-reload: %+v", st)
+	}
+	run("enable", good, false) // named without its type, as systemctl takes it
+	if st := state(); st.UnitFileState != "enabled" {
+		t.Errorf("after enable: %+v", st)
+	}
+	run("start", good, false)
+	first := state()
+	if first.ActiveState != "active" || first.MainStarted.IsZero() {
+		t.Fatalf("start returned before the unit was active: %+v", first)
+	}
+	run("restart", good, false)
+	if st := state(); st.ActiveState != "active" || !st.MainStarted.After(first.MainStarted) {
+		t.Errorf("after restart: %+v (started %v before)", st, first.MainStarted)
+	}
+	run("stop", good, false)
+	if st := state(); st.ActiveState != "inactive" {
+		t.Errorf("stop returned before the unit stopped: %+v", st)
+	}
+	run("disable", good, false)
+	if st := state(); st.UnitFileState != "disabled" {
+		t.Errorf("after disable: %+v", st)
+	}
+	run("start", good, true)
+	for st := state(); !st.Active(); st = state() {
+		if ctx.Err() != nil {
+			t.Fatalf("a start without waiting never started the unit: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A failed job is an error, with what the unit said in its journal;
+	// an unknown unit is an error in systemd's own words.
+	if err := Run(ctx, "start", bad, false); err == nil || !strings.Contains(err.Error(), `ended "failed"`) || !strings.Contains(err.Error(), "refusing to start") {
+		t.Errorf("a failing start: %v", err)
+	}
+	if err := Run(ctx, "start", tag+"-none.service", false); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("starting a unit with no file: %v", err)
+	}
+}
+
 // closeBus drops the agent's connection, so the next Show dials again.
 func closeBus() {
 	bus.mu.Lock()
