@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 )
 
 // Run is the one way a module runs, wherever it runs: the agent (host-side
@@ -71,7 +72,8 @@ func Run(ctx context.Context, name string, m Module, env *Env, args Args, writer
 	if env.writers == nil {
 		env.writers = map[string]HostWriter{}
 	}
-	defer func() { env.writers = nil }()
+	NoteChange()
+	defer func() { env.writers = nil; NoteChange() }()
 	r, err := m.Apply(ctx, env, c)
 	if r == nil {
 		r = &Result{}
@@ -87,6 +89,20 @@ func Run(ctx context.Context, name string, m Module, env *Env, args Args, writer
 	}
 	return r, nil
 }
+
+// changes counts the Applies this process has run or asked an agent for
+// that changed, or may have changed, a host (NoteChange).
+var changes atomic.Uint64
+
+// NoteChange records that a host is being changed: Run calls it around
+// every Apply, and the transport after every agent Apply that was not a
+// no-op and every upload. What the process keeps about hosts on the
+// strength of nothing having changed (etcd clients shared by a run's
+// checks) is dropped when Changes moves.
+func NoteChange() { changes.Add(1) }
+
+// Changes is how many changes NoteChange has recorded.
+func Changes() uint64 { return changes.Load() }
 
 // failure turns err into a failed Result, keeping what partial carries
 // (the module's own message first, its Data, the plan).

@@ -594,7 +594,11 @@ func (c *Conn) Reachable() bool {
 // request did not complete (ctx ended, or the connection died:
 // IsUnreachable).
 func (c *Conn) Do(ctx context.Context, module string, args modules.Args, check bool) (*modules.Result, error) {
-	return c.request(ctx, &agent.Request{Op: agent.OpRun, Module: module, Args: args, Check: check, Host: c.target.Name})
+	r, err := c.request(ctx, &agent.Request{Op: agent.OpRun, Module: module, Args: args, Check: check, Host: c.target.Name})
+	if !check && (err != nil || r.Status != modules.StatusOK && r.Status != modules.StatusSkipped) {
+		modules.NoteChange()
+	}
+	return r, err
 }
 
 // Plan runs a host-side module's Plan only (modules.Host).
@@ -690,6 +694,7 @@ func (c *Conn) agentCopy(ctx context.Context, spec *agent.CopySpec) error {
 // Upload streams r to dst on the host atomically (temp file in the same
 // directory, fsync, rename) with mode; an existing file's owner is kept.
 func (c *Conn) Upload(ctx context.Context, r io.Reader, dst string, mode uint32) error {
+	defer modules.NoteChange()
 	r = withProgress(r, dst, sizeOf(r), c.opts.OnProgress)
 	sc, err := c.sftpClient()
 	if err != nil {

@@ -152,11 +152,20 @@ func RemoteDialer(c *etcd.Cluster, hosts map[string]modules.Host) DialFunc {
 // "context deadline exceeded".
 type dialRecorder struct {
 	dial DialFunc
+	mu   sync.Mutex
+	err  error
 	// onErr, when set, runs after a failed dial: the probe gives up at
 	// once instead of letting gRPC retry until its deadline.
 	onErr func()
-	mu    sync.Mutex
-	err   error
+}
+
+// arm readies d for a probe: a failed dial from now on ends it (onErr),
+// and explain speaks of this probe's dials only. A kept client's dialer
+// is armed anew by every probe that uses it.
+func (d *dialRecorder) arm(onErr func()) {
+	d.mu.Lock()
+	d.onErr, d.err = onErr, nil
+	d.mu.Unlock()
 }
 
 func (d *dialRecorder) Dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -168,9 +177,10 @@ func (d *dialRecorder) Dial(ctx context.Context, addr string) (net.Conn, error) 
 	conn, err := dial(ctx, addr)
 	d.mu.Lock()
 	d.err = err
+	onErr := d.onErr
 	d.mu.Unlock()
-	if err != nil && d.onErr != nil {
-		d.onErr()
+	if err != nil && onErr != nil {
+		onErr()
 	}
 	return conn, err
 }

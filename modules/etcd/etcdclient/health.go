@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -183,7 +184,7 @@ func CheckHealth(ctx context.Context, c *etcd.Cluster, stateDir string, dial Dia
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.Members[i] = probe(ctx, c, m, stateDir, dial, timeout, func(cli *clientv3.Client, pctx context.Context) {
+			h.Members[i] = probeKept(ctx, c, m, stateDir, dial, timeout, func(cli *clientv3.Client, pctx context.Context) {
 				listOnce.Do(func() {
 					defer close(listDone)
 					h.List, h.Alarms, h.ListError = listAndAlarms(pctx, cli)
@@ -265,7 +266,7 @@ func probeOutsiders(ctx context.Context, c *etcd.Cluster, list []*etcdserverpb.M
 		go func() {
 			defer wg.Done()
 			id := out[i].ID
-			out[i] = probe(ctx, c, etcd.Member{Name: out[i].Name, ClientURL: out[i].Endpoint}, stateDir, dial, timeout, nil)
+			out[i] = probe(ctx, c, etcd.Member{Name: out[i].Name, ClientURL: out[i].Endpoint}, stateDir, dial, timeout, nil, nil)
 			if out[i].Healthy && out[i].ID != id {
 				out[i].Healthy = false
 				out[i].Error = fmt.Sprintf("its client URL is served by member %x, not %x", out[i].ID, id)
@@ -277,20 +278,38 @@ func probeOutsiders(ctx context.Context, c *etcd.Cluster, list []*etcdserverpb.M
 	return out
 }
 
-// probe checks one member; onHealthy runs with its client once it has
-// proved healthy (to list members and alarms through it).
-func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
+// probe checks one member with a new client; onHealthy runs with its
+// client once it has proved healthy (to list members and alarms through
+// it). keep, when set, is offered the client of a healthy member (and its
+// dialer), and the client is left open when it takes it (probeKept).
+func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context), keep func(*clientv3.Client, *dialRecorder) bool) MemberHealth {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rec := &dialRecorder{dial: dial}
+	rec.arm(cancel)
+	// A client that may be kept must outlive this probe's deadline.
+	cctx := pctx
+	if keep != nil {
+		cctx = context.WithoutCancel(ctx)
+	}
+	cli, err := NewMemberClient(cctx, c, m, stateDir, rec.Dial)
+	if err != nil {
+		return MemberHealth{Host: m.Host, Name: m.Name, Endpoint: m.ClientURL, Error: err.Error()}
+	}
+	mh := probeWith(pctx, cli, m, timeout, rec, onHealthy)
+	rec.arm(nil)
+	if !mh.Healthy || keep == nil || !keep(cli, rec) {
+		cli.Close()
+	}
+	return mh
+}
+
+// probeWith checks one member through cli, as probe describes.
+func probeWith(ctx context.Context, cli *clientv3.Client, m etcd.Member, timeout time.Duration, rec *dialRecorder, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
 	mh := MemberHealth{Host: m.Host, Name: m.Name, Endpoint: m.ClientURL}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	rec := &dialRecorder{dial: dial, onErr: cancel}
-	cli, err := NewMemberClient(pctx, c, m, stateDir, rec.Dial)
-	if err != nil {
-		mh.Error = err.Error()
-		return mh
-	}
-	defer cli.Close()
 	// The linearizable read goes out with Status, not after it: one round
 	// trip to the member instead of two, which over a bastion is tens of
 	// milliseconds per check. It is cancelled once Status has decided (an
@@ -302,7 +321,7 @@ func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string,
 		_, err := cli.Get(gctx, "health")
 		read <- err
 	}()
-	st, err := cli.Status(pctx, m.ClientURL)
+	st, err := memberStatus(pctx, cli)
 	if err != nil {
 		mh.Error = describe(rec.explain(err))
 		mh.Took = time.Since(start)
@@ -333,6 +352,24 @@ func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string,
 		onHealthy(cli, pctx)
 	}
 	return mh
+}
+
+// memberStatus is the Status of the member cli, a client of that member
+// alone, talks to, asked over cli's own connection: clientv3's Status
+// dials the endpoint anew for every call, one more TLS handshake through
+// SSH per member per check.
+func memberStatus(ctx context.Context, cli *clientv3.Client) (*clientv3.StatusResponse, error) {
+	r, err := etcdserverpb.NewMaintenanceClient(cli.ActiveConnection()).Status(ctx, &etcdserverpb.StatusRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		// As clientv3 hands its errors back: etcd's own errors typed, and
+		// a deadline or cancellation as the context's.
+		err = rpctypes.Error(err)
+		if c := status.Code(err); (c == codes.DeadlineExceeded || c == codes.Canceled) && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+	return (*clientv3.StatusResponse)(r), nil
 }
 
 // describe turns client errors into the operator's words.

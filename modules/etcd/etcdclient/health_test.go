@@ -10,21 +10,27 @@ import (
 	"time"
 
 	"github.com/etcdplay/etcdplay/internal/etcdtest"
+	"github.com/etcdplay/etcdplay/modules"
 	"github.com/etcdplay/etcdplay/modules/etcd"
 	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
+
+// countingDialer dials directly and counts its dials.
+func countingDialer() (etcdclient.DialFunc, *atomic.Int32) {
+	var dials atomic.Int32
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, &dials
+}
 
 func TestHealthOverTLS(t *testing.T) {
 	tc := etcdtest.Start(t, 3)
 	ctx := context.Background()
 
 	// Every connection goes through the dialer, as it would through SSH.
-	var dials atomic.Int32
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		dials.Add(1)
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
-	}
+	dial, dials := countingDialer()
 	h, err := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -122,5 +128,36 @@ func TestHealthProbesOutsiders(t *testing.T) {
 	}
 	if !h.Healthy() {
 		t.Errorf("an outsider down made the inventory's members unhealthy: %v", h.Problems())
+	}
+}
+
+// TestChecksShareClientsUntilAChange: a check right after another dials
+// no member again (the clients of the healthy members were kept), and
+// the first check after a change to any host dials every member anew.
+// Each member is dialled once per check that makes its client: Status
+// goes over the client's own connection.
+func TestChecksShareClientsUntilAChange(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	dial, dials := countingDialer()
+	check := func() int32 {
+		t.Helper()
+		before := dials.Load()
+		h, err := etcdclient.CheckHealth(ctx, tc.Model, tc.StateDir, dial, etcdclient.CheckOptions{})
+		if err != nil || !h.Healthy() {
+			t.Fatalf("check: err=%v problems=%v", err, h.Problems())
+		}
+		return dials.Load() - before
+	}
+	modules.NoteChange() // nothing kept from an earlier test
+	if n := check(); n != 3 {
+		t.Fatalf("first check dialled %d times, want each member once", n)
+	}
+	if n := check(); n != 0 {
+		t.Errorf("a check with nothing changed since the last dialled %d times, want none", n)
+	}
+	modules.NoteChange()
+	if n := check(); n != 3 {
+		t.Errorf("the check after a change dialled %d times, want each member once anew", n)
 	}
 }
