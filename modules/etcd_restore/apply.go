@@ -115,6 +115,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		return nil, fmt.Errorf("etcd_restore: interrupted before any data dir moved, nothing restored; %s: %w", startedOrNot(startErr, "old"), ctx.Err())
 	}
 
+	env.Logf("restore: moving the restored data into place on %s", hostList(j.Members))
 	err = forEach(crit, members, func(ctx context.Context, i int, m etcd.Member) error {
 		return swap(ctx, hosts[m.Host], j, j.Members[i])
 	})
