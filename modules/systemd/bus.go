@@ -104,21 +104,24 @@ func runBus(ctx context.Context, verb, unit string, noBlock bool) (ok bool, err 
 		unit = unitName(unit) // systemctl's default type; the bus has none
 	}
 	obj := c.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
-	call := func(method string, args ...any) *dbus.Call {
-		cctx, cancel := context.WithTimeout(ctx, busTimeout)
+	call := func(timeout time.Duration, method string, args ...any) *dbus.Call {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return obj.CallWithContext(cctx, manager+"."+method, 0, args...)
 	}
 	var res *dbus.Call
 	switch verb {
 	case "daemon-reload":
-		// systemd answers once the reload is done, as systemctl waits.
-		res = call("Reload")
+		// systemd answers once the reload is done, which on a host
+		// with many units can take well over the 25 s of other calls:
+		// wait minutes rather than give up and reload again with
+		// systemctl.
+		res = call(6*time.Minute, "Reload")
 	case "enable":
 		// As systemctl enable --no-reload: the links, no reload.
-		res = call("EnableUnitFiles", []string{unit}, false, false)
+		res = call(busTimeout, "EnableUnitFiles", []string{unit}, false, false)
 	case "disable":
-		res = call("DisableUnitFiles", []string{unit}, false)
+		res = call(busTimeout, "DisableUnitFiles", []string{unit}, false)
 	case "start", "stop", "restart", "reload":
 		return runJob(ctx, c, obj, verb, unit, noBlock)
 	default:
