@@ -150,15 +150,9 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		fetched.Done()
 		return nil, fmt.Errorf("etcd_restore: refusing the snapshot %s, no member touched: %w", fetched.From, err)
 	}
-	stamp := time.Now().UTC().Format(StampLayout)
-	token := args.Str("token", "")
-	if token == "" {
-		token = c.Token + "-restore-" + stamp
-	}
-	if token == c.Token {
+	if args.Str("token", "") == c.Token {
 		return nil, fmt.Errorf("etcd_restore: the new cluster token must differ from the current one (%s)", c.Token)
 	}
-
 	hosts := env.Remotes()
 	var missing []string
 	for _, m := range c.Members {
@@ -170,42 +164,31 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, fmt.Errorf("etcd_restore: every member must be reachable to restore the cluster; not reachable in this play: %s", strings.Join(missing, ", "))
 	}
 
-	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
-	plans := make([]memberPlan, len(c.Members))
-	err = forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
-		p, err := probe(ctx, hosts[m.Host], etcdutl, c.Paths.UploadDir)
-		if err != nil {
-			return err
+	// The stamp names this restore's dirs and files on every member. A
+	// restore run again within the second of one a killed controller left
+	// behind would get that run's names, whose staging dirs etcdutl
+	// refuses to restore into: the next second's stamp is free.
+	var stamp string
+	var plans []memberPlan
+	for try := 0; ; try++ {
+		stamp = time.Now().UTC().Format(StampLayout)
+		plans, err = planMembers(ctx, hosts, c, stamp, info.Size)
+		if !errors.Is(err, errStampTaken) || try == 2 {
+			break
 		}
-		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], dataDirs(c)...)
-		if err != nil {
-			return err
+		next := time.Now().Truncate(time.Second).Add(time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Until(next)):
 		}
-		// Staging and moved-aside dirs sit on the data dir's own
-		// filesystem (inside it when it is a mount point), so the swap
-		// is renames only.
-		mp := memberPlan{
-			Member: m,
-			Probe:  p,
-			Data:   lay[0],
-			Upload: path.Join(c.Paths.UploadDir, "restore-"+stamp+".db"),
-			Stage:  lay[0].Beside(stageSuffix(stamp)),
-		}
-		if lay[0].HasData() {
-			mp.Aside = lay[0].Beside(asideSuffix(stamp))
-		}
-		if c.WALDir != "" {
-			mp.WAL = lay[1]
-			mp.StageWAL = lay[1].Beside(stageSuffix(stamp))
-			if lay[1].HasData() {
-				mp.AsideWAL = lay[1].Beside(asideSuffix(stamp))
-			}
-		}
-		plans[i] = mp
-		return checkHost(mp, etcdutl, info.Size)
-	})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restore: %w", err)
+	}
+	token := args.Str("token", "")
+	if token == "" {
+		token = c.Token + "-restore-" + stamp
 	}
 
 	j := &job{Cluster: c, Snapshot: *info, Fetched: fetched, Skip: skip, Stamp: stamp, Token: token, Members: plans, Timeout: timeout,
@@ -237,6 +220,52 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		ch.Add("!", "no snapshot of the running cluster", "no member is healthy; the old data dirs are moved aside, never deleted")
 	}
 	return describe(ch, j), nil
+}
+
+// errStampTaken: a path named after the stamp already exists on a member.
+var errStampTaken = errors.New("already exists, left by an earlier restore")
+
+// planMembers probes every member and lays out its paths under stamp.
+func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Cluster, stamp string, size int64) ([]memberPlan, error) {
+	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
+	plans := make([]memberPlan, len(c.Members))
+	err := forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
+		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], dataDirs(c)...)
+		if err != nil {
+			return err
+		}
+		// Staging and moved-aside dirs sit on the data dir's own
+		// filesystem (inside it when it is a mount point), so the swap
+		// is renames only.
+		mp := memberPlan{
+			Member: m,
+			Data:   lay[0],
+			Upload: path.Join(c.Paths.UploadDir, "restore-"+stamp+".db"),
+			Stage:  lay[0].Beside(stageSuffix(stamp)),
+		}
+		if lay[0].HasData() {
+			mp.Aside = lay[0].Beside(asideSuffix(stamp))
+		}
+		if c.WALDir != "" {
+			mp.WAL = lay[1]
+			mp.StageWAL = lay[1].Beside(stageSuffix(stamp))
+			if lay[1].HasData() {
+				mp.AsideWAL = lay[1].Beside(asideSuffix(stamp))
+			}
+		}
+		named := []string{mp.Upload, mp.Stage, mp.StageWAL, mp.Aside, mp.AsideWAL}
+		p, taken, err := probe(ctx, hosts[m.Host], etcdutl, c.Paths.UploadDir, named)
+		if err != nil {
+			return err
+		}
+		if taken != "" {
+			return fmt.Errorf("%s %w", taken, errStampTaken)
+		}
+		mp.Probe = p
+		plans[i] = mp
+		return checkHost(mp, etcdutl, size)
+	})
+	return plans, err
 }
 
 func stageSuffix(stamp string) string { return "restore-" + stamp }

@@ -44,10 +44,11 @@ func TestValidate(t *testing.T) {
 // answers the probes from its probe text and records anything else: Plan
 // must never ask for anything but the probes.
 type fakeHost struct {
-	name  string
-	probe string
-	mu    sync.Mutex
-	calls []string
+	name   string
+	probe  string
+	mu     sync.Mutex
+	calls  []string
+	probes int
 }
 
 func (f *fakeHost) Name() string    { return f.name }
@@ -94,17 +95,26 @@ func (f *fakeHost) kv() map[string]string {
 	return kv
 }
 
-// facts answers the host probe from active=, etcdutl=, user= and
-// upavail= (KiB free where the snapshot is uploaded).
+// facts answers the host probe from active=, etcdutl=, user=, upavail=
+// (KiB free where the snapshot is uploaded) and taken= (first: the
+// restore's own paths exist at the first probe; always).
 func (f *fakeHost) facts(args modules.Args) hostprobe.Facts {
 	kv := f.kv()
+	f.mu.Lock()
+	f.probes++
+	taken := kv["taken"] == "always" || kv["taken"] == "first" && f.probes == 1
+	f.mu.Unlock()
 	fs := hostprobe.Facts{Units: map[string]hostprobe.Unit{}, Paths: map[string]hostprobe.Path{},
 		Users: map[string]bool{}, Free: map[string]uint64{}}
 	for _, u := range args.Strings("units") {
 		fs.Units[u] = hostprobe.Unit{Load: "loaded", Active: kv["active"]}
 	}
 	for _, p := range args.Strings("paths") {
-		fs.Paths[p] = hostprobe.Path{Exists: kv["etcdutl"] == "yes", Executable: kv["etcdutl"] == "yes"}
+		if strings.HasSuffix(p, "/etcdutl") {
+			fs.Paths[p] = hostprobe.Path{Exists: kv["etcdutl"] == "yes", Executable: kv["etcdutl"] == "yes"}
+		} else if taken {
+			fs.Paths[p] = hostprobe.Path{Exists: true}
+		}
 	}
 	for _, u := range args.Strings("users") {
 		fs.Users[u] = kv["user"] == "yes"
@@ -275,6 +285,8 @@ func TestPlanRefuses(t *testing.T) {
 			probes: map[string]string{"etcd2": strings.Replace(goodProbe, "upavail=10485760", "upavail=0", 1)}, want: "etcd2: only 0 MiB free for the uploaded snapshot"},
 		{name: "WAL dir inside the data dir", args: modules.Args{"snapshot": snap}, vars: map[string]any{"etcd_wal_dir": "/var/lib/etcd/wal"}, want: "inside etcd_data_dir", noHost: true},
 		{name: "member unreachable", args: modules.Args{"snapshot": snap}, down: "etcd2", want: "not reachable in this play: etcd2", noHost: true},
+		{name: "restore paths taken in every second tried", args: modules.Args{"snapshot": snap},
+			probes: map[string]string{"etcd3": goodProbe + "taken=always\n"}, want: "etcd3: /var/tmp/etcdplay/restore-"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env, fakes := labEnv(tt.probes)
@@ -297,6 +309,30 @@ func TestPlanRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlanSkipsTakenStamp: a restore run again within the second of one a
+// killed controller left behind finds that run's upload and staging dir
+// (etcdutl refused to restore into it): it takes the next second's names.
+func TestPlanSkipsTakenStamp(t *testing.T) {
+	snap := realSnapshot(t)
+	env, fakes := labEnv(map[string]string{"etcd2": goodProbe + "taken=first\n"})
+	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := ch.Payload.(*job)
+	if fakes["etcd2"].probes != 2 {
+		t.Errorf("etcd2 probed %d times, want 2 (the taken stamp, then the next)", fakes["etcd2"].probes)
+	}
+	for _, mp := range j.Members {
+		if !strings.HasSuffix(mp.Stage, "restore-"+j.Stamp) || !strings.HasSuffix(mp.Upload, "restore-"+j.Stamp+".db") {
+			t.Errorf("%s: stage %s, upload %s: not named after the stamp %s", mp.Member.Host, mp.Stage, mp.Upload, j.Stamp)
+		}
+	}
+	if !strings.HasSuffix(j.Token, "-restore-"+j.Stamp) {
+		t.Errorf("token %s is not named after the stamp %s", j.Token, j.Stamp)
 	}
 }
 
