@@ -265,7 +265,8 @@ func TestRestoreInterruptedLeavesMembersRunning(t *testing.T) {
 // TestRestoreResumesAfterControllerKilled: the controller is SIGKILLed at
 // each phase of a restore (staging, the stop, the swap, the start); the
 // operator then runs site.yml, then the restore again, which must finish
-// the job with the members never serving two cluster IDs.
+// the job with the members never serving two cluster IDs, and remove the
+// staging dirs and uploads the killed run left.
 //
 // Before the fix the fourth restore failed: each restore's snapshot of the
 // running cluster applied retention, which removed the snapshot being
@@ -339,9 +340,10 @@ func TestRestoreResumesAfterControllerKilled(t *testing.T) {
 		if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 0 {
 			t.Errorf("%s: the restore run again did not replace the data: %v %v", name, resp, err)
 		}
+		// Nor is what the killed run staged or uploaded left behind.
 		for _, h := range l.Hosts() {
-			if out := l.MustRun(t, h.Name, "systemctl is-active etcd; ls "+marker+" 2>/dev/null; true"); strings.TrimSpace(out) != "active" {
-				t.Errorf("%s: %s after the restore ran again (want etcd active, no marker): %s", name, h.Name, out)
+			if out := l.MustRun(t, h.Name, "systemctl is-active etcd; ls -d "+marker+" /var/lib/etcd.restore-* /var/tmp/etcdplay/restore-* 2>/dev/null; true"); strings.TrimSpace(out) != "active" {
+				t.Errorf("%s: %s after the restore ran again (want etcd active, no marker, no staging dir or upload): %s", name, h.Name, out)
 			}
 		}
 		if acts, _ := e.MustApply(t, site, "--check").Planned("etcd1"); len(acts) > 0 {

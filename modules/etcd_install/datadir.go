@@ -35,6 +35,10 @@ type DirLayout struct {
 	// Data lists the entries that are etcd data: all but lost+found and
 	// the dirs etcdplay set aside or staged inside a mount point earlier.
 	Data []string `json:"data,omitempty"`
+	// Besides lists, as paths, what etcdplay set aside or staged beside
+	// the dir earlier (see Beside): DIR.* next to a plain dir, DIR/NAME.*
+	// inside a mount point.
+	Besides []string `json:"besides,omitempty"`
 	// FreeBytes is the space left on the filesystem that holds Path (its
 	// nearest existing ancestor when Path does not exist).
 	FreeBytes uint64 `json:"free_bytes"`
@@ -204,6 +208,19 @@ func layoutOf(dir string) (DirLayout, error) {
 		for _, e := range ents {
 			if !ignored(dir, e.Name()) {
 				l.Data = append(l.Data, e.Name())
+			}
+		}
+	}
+	// What sits beside the dir: inside a mount point, the entries just
+	// read; next to a plain (or missing) dir, its parent's.
+	beside, prefix := filepath.Dir(dir), filepath.Base(dir)+"."
+	if l.Mount {
+		beside = dir
+	}
+	if ents, err := os.ReadDir(beside); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) {
+				l.Besides = append(l.Besides, filepath.Join(beside, e.Name()))
 			}
 		}
 	}

@@ -55,6 +55,10 @@ func TestLayoutIgnoresLostFoundAndEarlierAsides(t *testing.T) {
 	if l, _ = layoutOf(d); strings.Join(l.Data, ",") != "member" {
 		t.Errorf("data %v, want [member]", l.Data)
 	}
+	mkTree(t, root, "etcd.restore-2/member/snap/db", "etcd.pre-restore-3/member/snap/db", "etcd-wal/x", "etcdx/y")
+	if l, _ = layoutOf(d); strings.Join(l.Besides, ",") != filepath.Join(root, "etcd.pre-restore-3")+","+filepath.Join(root, "etcd.restore-2") {
+		t.Errorf("besides %v, want the two dirs named etcd.* next to it", l.Besides)
+	}
 	if l, _ := layoutOf(filepath.Join(root, "missing")); l.Exists || l.FreeBytes == 0 {
 		t.Errorf("missing dir: %+v (free space is its ancestor's)", l)
 	}

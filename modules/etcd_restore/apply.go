@@ -75,7 +75,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		err = context.Cause(sctx)
 	}
 	if err != nil {
-		cleanup(ctx, hosts, j, true)
+		cleanup(ctx, hosts, j, notRestored)
 		return nil, fmt.Errorf("etcd_restore: staging failed, no member was stopped, the cluster is as it was: %w", oplock.Explain(sctx, err))
 	}
 
@@ -87,7 +87,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	crit, cancelCrit := context.WithTimeout(context.WithoutCancel(ctx), criticalTimeout)
 	defer cancelCrit()
 	if err := markAll(crit, hosts, j); err != nil {
-		cleanup(ctx, hosts, j, true)
+		cleanup(ctx, hosts, j, notRestored)
 		return nil, fmt.Errorf("etcd_restore: no member was stopped, the cluster is as it was: %w", err)
 	}
 	// restart brings every member back on one data set (which names it)
@@ -106,12 +106,12 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err := stopErr; err != nil {
 		// The old data dirs are still in place: bring every member back.
 		startErr := restart()
-		cleanup(ctx, hosts, j, true)
+		cleanup(ctx, hosts, j, notRestored)
 		return nil, fmt.Errorf("etcd_restore: stopping etcd failed, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
 	}
 	if ctx.Err() != nil {
 		startErr := restart()
-		cleanup(ctx, hosts, j, true)
+		cleanup(ctx, hosts, j, notRestored)
 		return nil, fmt.Errorf("etcd_restore: interrupted before any data dir moved, nothing restored; %s: %w", startedOrNot(startErr, "old"), ctx.Err())
 	}
 
@@ -132,7 +132,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 				err, undoErr, hostList(j.Members), asidePaths(j), c.DataDir, stagePaths(j), c.DataDir, c.Paths.RestoreMarker)
 		}
 		startErr := restart()
-		cleanup(ctx, hosts, j, true)
+		cleanup(ctx, hosts, j, notRestored)
 		return nil, fmt.Errorf("etcd_restore: moving the data dirs failed, so every member got its old data back, nothing restored; %s: %w", startedOrNot(startErr, "old"), err)
 	}
 
@@ -155,7 +155,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	// Interrupted from here on, the members run the restored data: say so
 	// rather than report the cancelled wait as a failed restore.
 	interrupted := func() error {
-		cleanup(ctx, hosts, j, false)
+		cleanup(ctx, hosts, j, restored)
 		return fmt.Errorf("etcd_restore: interrupted after the swap: every member has the restored data and was started (new cluster token %s), "+
 			"but its health and key count were not checked: run `etcdplay status`; the old data is kept at %s: %w", j.Token, asidePaths(j), ctx.Err())
 	}
@@ -181,7 +181,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if v.Keys != int64(j.Snapshot.Keys) {
 		return nil, fmt.Errorf("etcd_restore: %w: %d keys at revision %d, the snapshot has %d", ErrVerify, v.Keys, j.Snapshot.Revision, j.Snapshot.Keys)
 	}
-	cleanup(ctx, hosts, j, false)
+	cleanup(ctx, hosts, j, checked)
 	j.Fetched.Done()
 
 	took := time.Since(start)
@@ -429,20 +429,32 @@ func stagePaths(j *job) string {
 	return strings.Join(out, ", ")
 }
 
-// cleanup removes the uploaded snapshots and, when the restore did not
-// happen, the staging dirs. It never touches a data dir. Errors are
-// ignored: it runs after the outcome is decided.
-func cleanup(ctx context.Context, hosts map[string]modules.HostWriter, j *job, staging bool) {
+// outcome is how far a restore got, which decides what cleanup removes.
+type outcome int
+
+const (
+	notRestored outcome = iota // the staging dirs go too
+	restored                   // moved into place: only the uploads go
+	checked                    // and what interrupted restores left
+)
+
+// cleanup removes the uploaded snapshots and what the outcome says. It
+// never touches a data dir. Errors are ignored: it runs after the outcome
+// is decided.
+func cleanup(ctx context.Context, hosts map[string]modules.HostWriter, j *job, o outcome) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	_ = forEach(cctx, members(j), func(ctx context.Context, i int, m etcd.Member) error {
 		mp := j.Members[i]
-		argv := []string{"rm", "-f", "--", mp.Upload}
-		if staging {
-			argv = []string{"rm", "-rf", "--", mp.Upload, mp.Stage}
+		argv := []string{"rm", "-rf", "--", mp.Upload}
+		switch o {
+		case notRestored:
+			argv = append(argv, mp.Stage)
 			if mp.StageWAL != "" {
 				argv = append(argv, mp.StageWAL)
 			}
+		case checked:
+			argv = append(argv, mp.Leftovers...)
 		}
 		_, err := command.Run(ctx, hosts[m.Host], argv...)
 		return err

@@ -110,6 +110,9 @@ type memberPlan struct {
 	StageWAL string                 // "" without a separate WAL dir
 	Aside    string                 // where the old data dir goes; "" when there is none
 	AsideWAL string
+	// Leftovers are earlier restores' staging dirs and uploads, removed
+	// once this restore has succeeded.
+	Leftovers []string
 }
 
 // job is the whole plan, handed from Plan to Apply.
@@ -230,10 +233,11 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
 	plans := make([]memberPlan, len(c.Members))
 	err := forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
-		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], dataDirs(c)...)
+		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], append(dataDirs(c), c.Paths.UploadDir)...)
 		if err != nil {
 			return err
 		}
+		uploads := lay[len(lay)-1]
 		// Staging and moved-aside dirs sit on the data dir's own
 		// filesystem (inside it when it is a mount point), so the swap
 		// is renames only.
@@ -253,6 +257,7 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 				mp.AsideWAL = lay[1].Beside(asideSuffix(stamp))
 			}
 		}
+		mp.Leftovers = leftovers(lay[:len(lay)-1], uploads)
 		named := []string{mp.Upload, mp.Stage, mp.StageWAL, mp.Aside, mp.AsideWAL}
 		p, taken, err := probe(ctx, hosts[m.Host], etcdutl, c.Paths.UploadDir, named)
 		if err != nil {
@@ -266,6 +271,33 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 		return checkHost(mp, etcdutl, size)
 	})
 	return plans, err
+}
+
+// leftovers are the staging dirs and snapshot uploads of earlier restores
+// that a killed controller left on the member: copies of a snapshot the
+// controller keeps, never data a member ran on (a staging dir moved into
+// place is the data dir; old data dirs are set aside as pre-restore-*,
+// which stay).
+func leftovers(data []etcd_install.DirLayout, uploads etcd_install.DirLayout) []string {
+	var out []string
+	stamped := func(name, prefix, suffix string) bool {
+		stamp, ok := strings.CutPrefix(strings.TrimSuffix(name, suffix), prefix)
+		_, err := time.Parse(StampLayout, stamp)
+		return ok && strings.HasSuffix(name, suffix) && err == nil
+	}
+	for _, l := range data {
+		for _, p := range l.Besides {
+			if stamped(path.Base(p), path.Base(l.Path)+"."+stageSuffix(""), "") {
+				out = append(out, p)
+			}
+		}
+	}
+	for _, name := range uploads.Data {
+		if stamped(name, "restore-", ".db") {
+			out = append(out, path.Join(uploads.Path, name))
+		}
+	}
+	return out
 }
 
 func stageSuffix(stamp string) string { return "restore-" + stamp }
@@ -352,6 +384,11 @@ func describe(ch *modules.Change, j *job) *modules.Change {
 	}
 	ch.Add("!", "start etcd on "+hostList(j.Members), fmt.Sprintf("all at once; new cluster token %s; initial cluster %s", j.Token, j.Cluster.InitialCluster()))
 	ch.Add("!", "verify the restored cluster", fmt.Sprintf("%d healthy members serving revision %d with %d keys", len(j.Members), s.Revision+j.Bump, s.Keys))
+	for _, mp := range j.Members {
+		for _, p := range mp.Leftovers {
+			ch.Add("-", mp.Member.Host+":"+p, "left by an interrupted restore (a copy of its snapshot); removed once this restore is verified")
+		}
+	}
 	return ch
 }
 

@@ -145,6 +145,13 @@ func (f *fakeHost) layout(dirs []string) []etcd_install.DirLayout {
 		if has {
 			l.Data = []string{"member"}
 		}
+		switch {
+		case kv["leftover"] != "yes":
+		case d == "/var/tmp/etcdplay":
+			l.Data = []string{"restore-20260101T000000Z.db", "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst"}
+		case i == 0:
+			l.Besides = []string{d + ".pre-restore-20260101T000000Z", d + ".restore-20260101T000000Z", d + ".restore-mine"}
+		}
 		out = append(out, l)
 	}
 	return out
@@ -210,6 +217,19 @@ func realSnapshot(t *testing.T) string {
 	return p
 }
 
+// planFor plans a restore of a real snapshot on the fake lab with these
+// probe texts, which must succeed.
+func planFor(t *testing.T, probes map[string]string) (snap string, ch *modules.Change, j *job, fakes map[string]*fakeHost) {
+	t.Helper()
+	snap = realSnapshot(t)
+	env, fakes := labEnv(probes)
+	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap, ch, ch.Payload.(*job), fakes
+}
+
 var (
 	stampRE = regexp.MustCompile(`\d{8}T\d{6}Z`)
 	shaRE   = regexp.MustCompile(`sha256 [0-9a-f]{64}`)
@@ -219,12 +239,7 @@ var (
 // TestPlanGolden is the --check output of a restore of a 3-member
 // cluster: every step, in order, with the dirs, token and cluster.
 func TestPlanGolden(t *testing.T) {
-	snap := realSnapshot(t)
-	env, fakes := labEnv(map[string]string{"etcd3": strings.Replace(goodProbe, "data=yes", "data=no", 1)})
-	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap, ch, _, fakes := planFor(t, map[string]string{"etcd3": strings.Replace(goodProbe, "data=yes", "data=no", 1)})
 	var b strings.Builder
 	for _, a := range ch.Actions {
 		line := strings.ReplaceAll(a.String(), snap, "SNAPSHOT")
@@ -316,13 +331,7 @@ func TestPlanRefuses(t *testing.T) {
 // killed controller left behind finds that run's upload and staging dir
 // (etcdutl refused to restore into it): it takes the next second's names.
 func TestPlanSkipsTakenStamp(t *testing.T) {
-	snap := realSnapshot(t)
-	env, fakes := labEnv(map[string]string{"etcd2": goodProbe + "taken=first\n"})
-	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := ch.Payload.(*job)
+	_, _, j, fakes := planFor(t, map[string]string{"etcd2": goodProbe + "taken=first\n"})
 	if fakes["etcd2"].probes != 2 {
 		t.Errorf("etcd2 probed %d times, want 2 (the taken stamp, then the next)", fakes["etcd2"].probes)
 	}
@@ -336,6 +345,24 @@ func TestPlanSkipsTakenStamp(t *testing.T) {
 	}
 }
 
+// TestPlanRemovesLeftoversOnceVerified: the staging dir and upload a
+// killed restore left are listed for removal after this one is verified;
+// set-aside data dirs and files not named like a restore's are not.
+func TestPlanRemovesLeftoversOnceVerified(t *testing.T) {
+	_, ch, j, _ := planFor(t, map[string]string{"etcd2": goodProbe + "leftover=yes\n"})
+	want := "/var/lib/etcd.restore-20260101T000000Z /var/tmp/etcdplay/restore-20260101T000000Z.db"
+	if got := strings.Join(j.Members[1].Leftovers, " "); got != want {
+		t.Errorf("leftovers %q, want %q", got, want)
+	}
+	if len(j.Members[0].Leftovers) > 0 {
+		t.Errorf("etcd1 has leftovers %v", j.Members[0].Leftovers)
+	}
+	last := ch.Actions[len(ch.Actions)-1].String()
+	if !strings.HasPrefix(last, "- etcd2:/var/tmp/etcdplay/restore-20260101T000000Z.db: left by an interrupted restore") {
+		t.Errorf("last action %q, want the upload's removal after the check", last)
+	}
+}
+
 type downHost struct{ *fakeHost }
 
 func (downHost) Reachable() bool { return false }
@@ -344,13 +371,7 @@ func (downHost) Reachable() bool { return false }
 // so staging and the moved-aside data live inside it, on its filesystem,
 // and its free space is the one checked.
 func TestPlanMountPointDataDir(t *testing.T) {
-	snap := realSnapshot(t)
-	env, _ := labEnv(map[string]string{"etcd2": goodProbe + "mount=yes\n"})
-	ch, err := Module{}.Plan(context.Background(), env, modules.Args{"snapshot": snap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := ch.Payload.(*job)
+	snap, ch, j, _ := planFor(t, map[string]string{"etcd2": goodProbe + "mount=yes\n"})
 	mp := j.Members[1]
 	if want := "/var/lib/etcd/etcd.pre-restore-" + j.Stamp; mp.Aside != want {
 		t.Errorf("aside %q, want %q", mp.Aside, want)
@@ -369,7 +390,7 @@ func TestPlanMountPointDataDir(t *testing.T) {
 		t.Errorf("plan does not show the in-place move:\n%s", p)
 	}
 
-	env, _ = labEnv(map[string]string{"etcd2": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1) + "mount=yes\n"})
+	env, _ := labEnv(map[string]string{"etcd2": strings.Replace(goodProbe, "avail=10485760", "avail=100", 1) + "mount=yes\n"})
 	if _, err := (Module{}).Plan(context.Background(), env, modules.Args{"snapshot": snap}); err == nil || !strings.Contains(err.Error(), "etcd2: only 0 MiB free on the filesystem of /var/lib/etcd") {
 		t.Errorf("full data disk: %v", err)
 	}
