@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Args are a task's module arguments after templating, as decoded from YAML
@@ -21,10 +22,13 @@ const (
 	List
 	Map
 	Any
+	// Duration is a positive Go duration ("90s", "2m") or a bare number
+	// of seconds; Args.Duration reads it.
+	Duration
 )
 
 func (k Kind) String() string {
-	return [...]string{"string", "bool", "int", "list", "map", "any"}[k]
+	return [...]string{"string", "bool", "int", "list", "map", "any", "duration"}[k]
 }
 
 // Param describes one argument a module accepts.
@@ -33,6 +37,9 @@ type Param struct {
 	Required bool
 	// OneOf restricts a string argument to these values.
 	OneOf []string
+	// Valid, when set, checks a string argument's value further (a
+	// version, a name); its error is the message.
+	Valid func(string) error
 }
 
 // Spec is the full set of arguments a module accepts, by name.
@@ -103,6 +110,13 @@ func (p Param) check(v any) error {
 			}
 			return fmt.Errorf("must be one of %s, got %q", strings.Join(p.OneOf, ", "), s)
 		}
+		if p.Valid != nil {
+			return p.Valid(fmt.Sprint(v))
+		}
+	case Duration:
+		if _, err := parseDuration(v); err != nil {
+			return err
+		}
 	case Bool:
 		if _, err := toBool(v); err != nil {
 			return err
@@ -121,6 +135,34 @@ func (p Param) check(v any) error {
 		}
 	}
 	return nil
+}
+
+// Duration returns a Duration argument, or def when absent.
+func (a Args) Duration(name string, def time.Duration) (time.Duration, error) {
+	v, ok := a[name]
+	if !ok || v == nil {
+		return def, nil
+	}
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, &ArgError{Arg: name, Msg: err.Error()}
+	}
+	return d, nil
+}
+
+func parseDuration(v any) (time.Duration, error) {
+	s := strings.TrimSpace(fmt.Sprint(v))
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 {
+			return 0, fmt.Errorf("must be positive, got %d", n)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 60s, 2m, or seconds)", s)
+	}
+	return d, nil
 }
 
 // Str returns a string argument, or def when absent.

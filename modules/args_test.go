@@ -2,10 +2,18 @@ package modules
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestSpecCheck(t *testing.T) {
+	noSpace := func(s string) error {
+		if strings.Contains(s, " ") {
+			return errors.New("has a space")
+		}
+		return nil
+	}
 	spec := Spec{
 		"path":  {Kind: String, Required: true},
 		"mode":  {Kind: String},
@@ -13,6 +21,8 @@ func TestSpecCheck(t *testing.T) {
 		"force": {Kind: Bool},
 		"count": {Kind: Int},
 		"items": {Kind: List},
+		"wait":  {Kind: Duration},
+		"name":  {Kind: String, Valid: noSpace},
 	}
 	for _, tc := range []struct {
 		name    string
@@ -28,6 +38,13 @@ func TestSpecCheck(t *testing.T) {
 		{"bad int", Args{"path": "/x", "count": 1.5}, "count", ""},
 		{"bad list", Args{"path": "/x", "items": "a"}, "items", ""},
 		{"unrelated name", Args{"path": "/x", "zzzzzzzz": 1}, "zzzzzzzz", ""},
+		{"durations", Args{"path": "/x", "wait": "1m30s"}, "", ""},
+		{"seconds", Args{"path": "/x", "wait": 90}, "", ""},
+		{"not a duration", Args{"path": "/x", "wait": "soon"}, "wait", ""},
+		{"zero seconds", Args{"path": "/x", "wait": 0}, "wait", ""},
+		{"negative duration", Args{"path": "/x", "wait": "-1s"}, "wait", ""},
+		{"valid", Args{"path": "/x", "name": "a"}, "", ""},
+		{"not valid", Args{"path": "/x", "name": "a b"}, "name", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := spec.Check(tc.args)
@@ -64,6 +81,25 @@ func TestArgsGetters(t *testing.T) {
 	}
 	if got := a.Strings("one"); len(got) != 1 || got[0] != "y" {
 		t.Errorf("Strings scalar: %v", got)
+	}
+}
+
+func TestArgsDuration(t *testing.T) {
+	a := Args{"s": 90, "d": "2m", "bad": "soon"}
+	for _, tc := range []struct {
+		name string
+		want time.Duration
+		err  string
+	}{
+		{"s", 90 * time.Second, ""},
+		{"d", 2 * time.Minute, ""},
+		{"absent", time.Hour, ""},
+		{"bad", 0, `argument "bad": "soon" is not a duration (e.g. 60s, 2m, or seconds)`},
+	} {
+		got, err := a.Duration(tc.name, time.Hour)
+		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && err.Error() != tc.err {
+			t.Errorf("Duration(%q) = %v, %v; want %v, %q", tc.name, got, err, tc.want, tc.err)
+		}
 	}
 }
 

@@ -17,6 +17,16 @@ var versionRE = regexp.MustCompile(`^v(\d+)\.(\d+)\.(\d+)$`)
 // 3.4 is the first with the zap logger and the config-file layout we render.
 var oldestSupported = Version{3, 4, 0}
 
+// ValidVersion checks a version argument (modules.Param.Valid): empty, or
+// one ParseVersion takes.
+func ValidVersion(s string) error {
+	if s == "" {
+		return nil
+	}
+	_, err := ParseVersion(s)
+	return err
+}
+
 // ParseVersion parses "vX.Y.Z" and refuses releases the modules cannot
 // drive (before v3.4, or another major version).
 func ParseVersion(s string) (Version, error) {

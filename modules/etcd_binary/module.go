@@ -20,7 +20,7 @@ func (Module) RunsOnController() {}
 
 var spec = modules.Spec{
 	// version overrides etcd_version (the upgrade runbook passes it).
-	"version":      {Kind: modules.String},
+	"version":      {Kind: modules.String, Valid: etcd.ValidVersion},
 	"install_root": {Kind: modules.String},
 	"bin_dir":      {Kind: modules.String},
 	"upload_dir":   {Kind: modules.String},
@@ -30,15 +30,7 @@ var spec = modules.Spec{
 }
 
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	if v := args.Str("version", ""); v != "" {
-		if _, err := etcd.ParseVersion(v); err != nil {
-			return &modules.ArgError{Arg: "version", Msg: err.Error()}
-		}
-	}
-	return nil
+	return spec.Check(args)
 }
 
 // Prepare fetches, verifies and repacks the release while the runner is

@@ -28,22 +28,15 @@ func (Module) RunsOnController() {}
 
 var spec = modules.Spec{
 	"members":       {Kind: modules.List},
-	"timeout":       {Kind: modules.String},
-	"probe_timeout": {Kind: modules.String},
+	"timeout":       {Kind: modules.Duration},
+	"probe_timeout": {Kind: modules.Duration},
 }
 
 const defaultTimeout = 60 * time.Second
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	if _, err := etcd.ArgDuration(args, "timeout", defaultTimeout); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "probe_timeout", 3*time.Second)
-	return err
+	return spec.Check(args)
 }
 
 // Plan waits for the cluster. Under --check it looks once instead: on bare
@@ -53,8 +46,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, err
 	}
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	probe, _ := etcd.ArgDuration(args, "probe_timeout", 3*time.Second)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
+	probe, _ := args.Duration("probe_timeout", 3*time.Second)
 	opt := etcdclient.CheckOptions{Members: args.Strings("members"), ProbeTimeout: probe}
 	if _, err := c.Select(opt.Members); err != nil {
 		return nil, fmt.Errorf("etcd_health: %w", err)

@@ -25,7 +25,7 @@ var defragSpec = modules.Spec{
 	// force: every member, whatever the rule says.
 	"force": {Kind: modules.Bool},
 	// timeout bounds one member's defrag, and the wait after it.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 }
 
 const defaultDefragTimeout = 5 * time.Minute
@@ -37,8 +37,7 @@ func (defragModule) Validate(args modules.Args) error {
 	if _, err := etcd.DefragRuleOf(args, &etcd.Cluster{}); err != nil {
 		return err
 	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultDefragTimeout)
-	return err
+	return nil
 }
 
 type defragJob struct {

@@ -59,6 +59,6 @@ func healthFor(ctx context.Context, env *modules.Env, c *etcd.Cluster, what stri
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func timeoutArg(args modules.Args, def time.Duration) time.Duration {
-	d, _ := etcd.ArgDuration(args, "timeout", def)
+	d, _ := args.Duration("timeout", def)
 	return d
 }

@@ -75,7 +75,7 @@ var spec = modules.Spec{
 	"preflight": {Kind: modules.Bool},
 	// timeout bounds each wait: a learner catching up, a new member
 	// becoming healthy, a change showing in the member list.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 	// template: the etcd.yaml template for joiners (as etcd_config).
 	"template":           {Kind: modules.String},
 	"heartbeat_interval": {Kind: modules.Int},
@@ -119,11 +119,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return spec.Check(args)
 }
 
 // names reads a list argument written as a YAML list or a comma-separated
@@ -219,7 +215,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, fmt.Errorf("etcd_member: %w", err)
 	}
-	timeout, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, err := args.Duration("timeout", defaultTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ var spec = modules.Spec{
 	// first, then in the binary).
 	"template": {Kind: modules.String},
 	// timeout bounds the wait for a proxy to serve after a start.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 	// base_dir is the playbook's directory (set by Resolve: templates).
 	"base_dir": {Kind: modules.String},
 }
@@ -63,11 +63,7 @@ const defaultTimeout = 60 * time.Second
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return spec.Check(args)
 }
 
 // unitSafe is what may go into an ExecStart argument unquoted: no

@@ -45,7 +45,7 @@ type restartPlan struct {
 // stale and restarts them when run again. Under --check the inputs have
 // not changed yet, so every notified running proxy is listed.
 func planRestart(ctx context.Context, env *modules.Env, c *etcd.Cluster, args modules.Args) (*modules.Change, error) {
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	var targets []etcd.Proxy
 	notified := map[string]bool{}
 	for _, h := range env.Notified {

@@ -177,7 +177,7 @@ func planUnit(ctx context.Context, env *modules.Env, c *etcd.Cluster, px etcd.Pr
 	}
 	list := joinEndpoints(px, eps)
 	env.Logf("%s forwards to %s (from %s)", px.Mode, list, from)
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	p := &unitPlan{proxy: px, cluster: c, wait: state == "started", timeout: timeout}
 	p.fileArgs = etcd_install.Set{
 		Dirs: []etcd_install.Dir{{Path: etcd.ProxyConfigDir, Mode: "0755", Owner: "root", Group: "root"}},

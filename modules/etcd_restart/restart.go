@@ -36,9 +36,9 @@ var spec = modules.Spec{
 	// notified the handler (or, as a plain task, every member).
 	"members": {Kind: modules.List},
 	// timeout bounds the wait for a healthy cluster after each restart.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 	// restart_timeout bounds `systemctl restart` itself.
-	"restart_timeout": {Kind: modules.String},
+	"restart_timeout": {Kind: modules.Duration},
 }
 
 const (
@@ -48,14 +48,7 @@ const (
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	if _, err := etcd.ArgDuration(args, "timeout", defaultTimeout); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "restart_timeout", defaultRestartTimeout)
-	return err
+	return spec.Check(args)
 }
 
 // step is one member to restart.
@@ -84,8 +77,8 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, err
 	}
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	rtimeout, _ := etcd.ArgDuration(args, "restart_timeout", defaultRestartTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
+	rtimeout, _ := args.Duration("restart_timeout", defaultRestartTimeout)
 	targets, err := targetMembers(c, args.Strings("members"), env.Notified)
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)

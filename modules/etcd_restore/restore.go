@@ -68,7 +68,7 @@ var spec = modules.Spec{
 	// token overrides the new cluster token (<token>-restore-<time>).
 	"token": {Kind: modules.String},
 	// timeout bounds the wait for a healthy cluster after the start.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 }
 
 const (
@@ -95,8 +95,7 @@ func (Module) Validate(args modules.Args) error {
 	if args.Int("bump_revision", DefaultBumpRevision) < 0 {
 		return &modules.ArgError{Arg: "bump_revision", Msg: "must not be negative (0 turns it off)"}
 	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return nil
 }
 
 // memberPlan is what happens on one member.
@@ -138,7 +137,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if err != nil {
 		return nil, err
 	}
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	if c.WALDir != "" && strings.HasPrefix(path.Clean(c.WALDir)+"/", path.Clean(c.DataDir)+"/") {
 		// Moving the data dir aside would carry the WAL dir with it.
 		return nil, fmt.Errorf("etcd_restore: etcd_wal_dir %s is inside etcd_data_dir %s: restore needs them apart (or no etcd_wal_dir)", c.WALDir, c.DataDir)

@@ -43,7 +43,7 @@ var spec = modules.Spec{
 	// member prefers this member (inventory host or etcd name) as source.
 	"member": {Kind: modules.String},
 	// timeout bounds the whole snapshot transfer.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 }
 
 const (
@@ -60,8 +60,7 @@ func (Module) Validate(args modules.Args) error {
 	if _, ok := args["keep"]; ok && args.Int("keep", DefaultKeep) < 1 {
 		return &modules.ArgError{Arg: "keep", Msg: "must be at least 1"}
 	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return nil
 }
 
 // job is what Plan hands to Apply.
@@ -88,7 +87,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if _, err := keepOf(args, env.Vars); err != nil {
 		return nil, err
 	}
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	t, err := OpenTarget(ctx, env, c, args.Str("dir", ""))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_snapshot: %w", err)

@@ -54,7 +54,7 @@ func (Module) RunsOnController() {}
 
 var spec = modules.Spec{
 	// timeout bounds the wait for health and catch-up after each member.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 	// template is etcd.yaml's template, as etcd_config takes it.
 	"template": {Kind: modules.String},
 	// base_dir is the playbook's directory (set by Resolve: templates).
@@ -80,11 +80,7 @@ func (Module) Resolve(args modules.Args, rc *modules.ResolveContext) (modules.Ar
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return spec.Check(args)
 }
 
 // live is the cluster as its member list describes it.
@@ -114,7 +110,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, &etcd.VarError{Var: "etcd_tls", Msg: "etcd_enable_tls moves a cluster to TLS: run it with etcd_tls true (playbooks/enable-tls.yml sets it)"}
 	}
 	j := &job{tls: c.WithScheme(true), plain: c.WithScheme(false), args: args}
-	j.timeout, _ = etcd.ArgDuration(args, "timeout", defaultTimeout)
+	j.timeout, _ = args.Duration("timeout", defaultTimeout)
 	j.to = etcd.TLSOn
 	if args.Str("to", "on") == "peer" {
 		j.to = etcd.TLSPeer

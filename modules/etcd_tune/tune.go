@@ -96,10 +96,10 @@ func readLimits(args modules.Args, vars map[string]any, auto bool) (limits, erro
 		return modules.Args{}
 	}
 	var err error
-	if l.MaxSkew, err = etcd.ArgDuration(pick("max_clock_skew", "etcd_max_clock_skew"), "x", time.Second); err != nil {
+	if l.MaxSkew, err = pick("max_clock_skew", "etcd_max_clock_skew").Duration("x", time.Second); err != nil {
 		return l, fmt.Errorf("max_clock_skew / etcd_max_clock_skew: %w", err)
 	}
-	if l.MaxFsync, err = etcd.ArgDuration(pick("max_fsync_latency", "etcd_max_fsync_latency"), "x", 100*time.Millisecond); err != nil {
+	if l.MaxFsync, err = pick("max_fsync_latency", "etcd_max_fsync_latency").Duration("x", 100*time.Millisecond); err != nil {
 		return l, fmt.Errorf("max_fsync_latency / etcd_max_fsync_latency: %w", err)
 	}
 	l.MinFree = 1 << 30

@@ -56,7 +56,7 @@ func (Module) RunsOnController() {}
 
 var spec = modules.Spec{
 	// version overrides etcd_version.
-	"version": {Kind: modules.String},
+	"version": {Kind: modules.String, Valid: etcd.ValidVersion},
 	// mode: run (the upgrade), preflight (its checks only, changing
 	// nothing), converge (site.yml: refuse a version change, name the
 	// runbook).
@@ -65,7 +65,7 @@ var spec = modules.Spec{
 	"snapshot": {Kind: modules.Bool},
 	// timeout bounds each member's wait (version, health, catch-up) and
 	// the wait for the cluster version.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 }
 
 const (
@@ -76,16 +76,7 @@ const (
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	if v := args.Str("version", ""); v != "" {
-		if _, err := etcd.ParseVersion(v); err != nil {
-			return &modules.ArgError{Arg: "version", Msg: err.Error()}
-		}
-	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return spec.Check(args)
 }
 
 // memberStep is one member to move, with the version it runs now.
@@ -116,7 +107,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 		return nil, err
 	}
 	mode := args.Str("mode", "run")
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	dial := etcdclient.Dialer(c, env)
 	var h *etcdclient.Health
 	if mode == "run" {

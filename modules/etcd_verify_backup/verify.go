@@ -44,18 +44,14 @@ var spec = modules.Spec{
 	// snapshot is what restore.yml's snapshot= takes; default latest.
 	"snapshot": {Kind: modules.String},
 	// timeout bounds the throw-away etcd's start.
-	"timeout": {Kind: modules.String},
+	"timeout": {Kind: modules.Duration},
 }
 
 const defaultTimeout = 2 * time.Minute
 
 // Validate checks the arguments.
 func (Module) Validate(args modules.Args) error {
-	if err := spec.Check(args); err != nil {
-		return err
-	}
-	_, err := etcd.ArgDuration(args, "timeout", defaultTimeout)
-	return err
+	return spec.Check(args)
 }
 
 type job struct {
@@ -74,7 +70,7 @@ func (Module) Plan(ctx context.Context, env *modules.Env, args modules.Args) (*m
 	if runtime.GOOS != "linux" || runtime.GOARCH != c.Arch {
 		return nil, fmt.Errorf("etcd_verify_backup runs etcd %s (linux/%s) on the controller, which is %s/%s", c.Version, c.Arch, runtime.GOOS, runtime.GOARCH)
 	}
-	timeout, _ := etcd.ArgDuration(args, "timeout", defaultTimeout)
+	timeout, _ := args.Duration("timeout", defaultTimeout)
 	l, err := etcd_snapshot.Locate(ctx, env, c, args.Str("snapshot", "latest"))
 	if err != nil {
 		return nil, fmt.Errorf("etcd_verify_backup: %w", err)
