@@ -86,3 +86,20 @@ func PlansNothing(t *testing.T, m modules.Module, root string, args modules.Args
 		t.Errorf("second plan changed the tree")
 	}
 }
+
+// Settled checks err against a table case's expected error: want "" is
+// no error (any error fails the test), otherwise an error containing want.
+// It reports whether the case expected an error and so is done.
+func Settled(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	return true
+}
