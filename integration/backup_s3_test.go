@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +150,7 @@ func TestBackupToS3Encrypted(t *testing.T) {
 	if err := bucket.Remove(ctx, store.Entry{Name: truncated.SnapshotName()}); err != nil {
 		t.Fatal(err)
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("verify-backup changed etcd processes: %v -> %v", pids, now)
 	}
 	if left, _ := filepath.Glob(filepath.Join(e.StateDir, harness.ClusterName, "verify", "*")); len(left) != 0 {
@@ -174,7 +175,7 @@ func TestBackupToS3Encrypted(t *testing.T) {
 	if bad.Code == 0 || !strings.Contains(bad.Stdout, "is not one the backup was encrypted to") {
 		t.Errorf("wrong identity: exit %d\n%s", bad.Code, bad.Summary())
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("a refused restore changed etcd processes: %v -> %v", pids, now)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,7 +189,7 @@ func TestRestoreRunningCluster(t *testing.T) {
 			t.Errorf("%s snapshot: the output does not say why (%q):\n%s", bad.name, bad.why, o.Summary())
 		}
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("etcd processes changed by refused restores: %v -> %v", pids, now)
 	}
 	for _, h := range e.Lab.Hosts() {
@@ -295,18 +296,6 @@ func etcdPIDs(t *testing.T, e *harness.Env) map[string]string {
 		out[h.Name] = strings.Join(strings.Fields(s), " ")
 	}
 	return out
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestBackupTimer installs the scheduled local snapshots on one chosen

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,7 +216,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 			t.Errorf("a failed upgrade changed hosts:\n%s", strings.Join(d, "\n"))
 		}
 		time.Sleep(200 * time.Millisecond)
-		if now := bootPIDs(t, e, hosts); !maps2Equal(now, pids) {
+		if now := bootPIDs(t, e, hosts); !maps.Equal(now, pids) {
 			t.Errorf("a failed upgrade restarted etcd: PIDs %v, were %v", now, pids)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -119,7 +120,7 @@ func TestBootstrapThreeMembers(t *testing.T) {
 	if d := e.ChangedSince(t, conv, harness.CheckDirs...); len(d) > 0 {
 		t.Errorf("second apply or --check changed hosts:\n%s", strings.Join(d, "\n"))
 	}
-	if now := bootPIDs(t, e, hosts); !maps2Equal(now, pids) {
+	if now := bootPIDs(t, e, hosts); !maps.Equal(now, pids) {
 		t.Errorf("etcd restarted by a no-op apply: main PIDs %v, were %v", now, pids)
 	}
 }
@@ -180,18 +181,6 @@ func bootHostNames(l *lab.Lab) []string {
 		out = append(out, h.Name)
 	}
 	return out
-}
-
-func maps2Equal(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // bootSplitByHost groups the text output's lines by the host of the result

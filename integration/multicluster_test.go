@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -160,7 +161,7 @@ func TestTwoClustersInOneRun(t *testing.T) {
 	greenBefore := bootPIDs(t, e, hostsOf["green"])
 	e.Inventory = withClusters(map[string]map[string]any{"green": {"etcd_heartbeat_interval": 150}})
 	e.MustApply(t, pb)
-	if after := bootPIDs(t, e, hostsOf["blue"]); !maps2Equal(before, after) {
+	if after := bootPIDs(t, e, hostsOf["blue"]); !maps.Equal(before, after) {
 		t.Errorf("blue's members restarted for green's change: etcd PIDs %v -> %v", before, after)
 	}
 	for h, pid := range bootPIDs(t, e, hostsOf["green"]) {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,7 +84,7 @@ func TestRotateCertsWithoutRestart(t *testing.T) {
 				t.Errorf("%s: %s serves serial %q, was %q: not rotated", version, what, s, before[what])
 			}
 		}
-		if now := bootPIDs(t, e, hosts); !maps2Equal(now, pids) {
+		if now := bootPIDs(t, e, hosts); !maps.Equal(now, pids) {
 			t.Errorf("%s: etcd restarted by the rotation: main PIDs %v, were %v", version, now, pids)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -113,7 +114,7 @@ func TestRotateCertsWithoutRestart(t *testing.T) {
 				t.Errorf("site.yml renewal: %s still serves serial %s", what, s)
 			}
 		}
-		if now := bootPIDs(t, e, hosts); !maps2Equal(now, pids) {
+		if now := bootPIDs(t, e, hosts); !maps.Equal(now, pids) {
 			t.Errorf("site.yml renewal restarted etcd: main PIDs %v, were %v", now, pids)
 		}
 	}

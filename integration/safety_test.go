@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"syscall"
@@ -185,7 +186,7 @@ func restoreRefusedOnFullDisks(t *testing.T, e *harness.Env, snap string) {
 			t.Errorf("refused restore does not say %q:\n%s", want, o.Summary())
 		}
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("etcd processes changed by a refused restore: %v -> %v", pids, now)
 	}
 	for _, h := range e.Lab.Hosts() {
@@ -405,7 +406,7 @@ func TestRestoreUploadDirNotHijacked(t *testing.T) {
 	if o.Code == 0 || !strings.Contains(o.Summary(), "/var/tmp/etcdplay is a symlink (to /home/mallory/loot)") || !strings.Contains(o.Summary(), "no member was stopped") {
 		t.Errorf("restore through a planted symlink: exit %d\n%s", o.Code, o.Summary())
 	}
-	if now := bootPIDs(t, e, bootHostNames(l)); !maps2Equal(now, pids) {
+	if now := bootPIDs(t, e, bootHostNames(l)); !maps.Equal(now, pids) {
 		t.Errorf("the refused restore restarted etcd: %v, were %v", now, pids)
 	}
 	for _, h := range []string{"etcd1", "etcd2", "etcd3"} {
@@ -505,7 +506,7 @@ done; echo "the upload never started"; exit 1`)
 			t.Errorf("the failed restore does not say %q:\n%s", want, o.Summary())
 		}
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("etcd processes changed by the failed restore: %v -> %v", pids, now)
 	}
 	resp, err := e.Client(t).Get(ctx, "after-backup")
@@ -561,7 +562,7 @@ done; echo "staging never started"; exit 1`)
 			t.Errorf("the failed restore does not say %q:\n%s", want, o.Summary())
 		}
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("etcd processes changed by the failed restore: %v -> %v", pids, now)
 	}
 	if resp, err := e.Client(t).Get(ctx, "after-backup"); err != nil || len(resp.Kvs) != 1 {

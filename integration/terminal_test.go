@@ -9,6 +9,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"strings"
@@ -46,7 +47,7 @@ func TestConfirmOnTerminal(t *testing.T) {
 	if !strings.Contains(out, "\x1b[") {
 		t.Errorf("no colour on a terminal:\n%q", out)
 	}
-	if now := etcdPIDs(t, e); !equalMaps(now, pids) {
+	if now := etcdPIDs(t, e); !maps.Equal(now, pids) {
 		t.Errorf("answered no, yet etcd restarted: %v -> %v", pids, now)
 	}
 
