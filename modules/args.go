@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // Args are a task's module arguments after templating, as decoded from YAML
@@ -220,34 +222,15 @@ func (a Args) Strings(name string) []string {
 }
 
 func toBool(v any) (bool, error) {
-	switch t := v.(type) {
-	case bool:
-		return t, nil
-	case string:
-		switch strings.ToLower(t) {
-		case "yes", "true", "on", "1":
-			return true, nil
-		case "no", "false", "off", "0", "":
-			return false, nil
-		}
+	if b, ok := coerce.Bool(v); ok {
+		return b, nil
 	}
 	return false, fmt.Errorf("must be a boolean, got %s %v", typeName(v), v)
 }
 
 func toInt(v any) (int, error) {
-	switch t := v.(type) {
-	case int:
-		return t, nil
-	case int64:
-		return int(t), nil
-	case float64:
-		if t == float64(int(t)) {
-			return int(t), nil
-		}
-	case string:
-		if n, err := strconv.Atoi(strings.TrimSpace(t)); err == nil {
-			return n, nil
-		}
+	if n, ok := coerce.Int(v); ok {
+		return n, nil
 	}
 	return 0, fmt.Errorf("must be an integer, got %s %v", typeName(v), v)
 }

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/etcdplay/etcdplay/internal/coerce"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -85,9 +86,6 @@ func (c *confirmer) confirm(ctx context.Context, task, host string, ch *modules.
 
 // yesFromEnv reads ETCDPLAY_YES (1, true, yes).
 func yesFromEnv() bool {
-	switch strings.ToLower(os.Getenv("ETCDPLAY_YES")) {
-	case "1", "true", "yes", "y":
-		return true
-	}
-	return false
+	yes, _ := coerce.Bool(os.Getenv("ETCDPLAY_YES"))
+	return yes
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // unsupported are connection variables etcdplay does not honour, with the
@@ -42,13 +44,13 @@ func (inv *Inventory) checkConnections() error {
 		}
 		for _, name := range []string{"ansible_port", "ansible_ssh_port"} {
 			if v, ok := raw(name); ok {
-				if n, ok := toInt(v); !ok || n < 1 || n > 65535 {
+				if n, ok := coerce.Int(v); !ok || n < 1 || n > 65535 {
 					fail(name, "%v is not a TCP port (1-65535)", v)
 				}
 			}
 		}
 		if v, ok := raw("ansible_become"); ok {
-			if _, ok := toBool(v); !ok {
+			if _, ok := coerce.Bool(v); !ok {
 				fail("ansible_become", "%v is not a boolean (true/false, yes/no)", v)
 			}
 		}

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // first returns the first of the named vars that is set and not empty:
@@ -32,7 +33,7 @@ func (h *Host) Address() string { return h.str(h.Name, "ansible_host", "ansible_
 // Port is ansible_port, default 22.
 func (h *Host) Port() int {
 	if v, ok := h.first("ansible_port", "ansible_ssh_port"); ok {
-		if n, ok := toInt(v); ok {
+		if n, ok := coerce.Int(v); ok {
 			return n
 		}
 	}
@@ -43,7 +44,7 @@ func (h *Host) Port() int {
 // ~/.ssh/config's Port may apply).
 func (h *Host) ExplicitPort() int {
 	if v, ok := h.first("ansible_port", "ansible_ssh_port"); ok {
-		if n, ok := toInt(v); ok {
+		if n, ok := coerce.Int(v); ok {
 			return n
 		}
 	}
@@ -65,7 +66,7 @@ func (h *Host) Become() bool {
 	if !ok {
 		return false
 	}
-	b, _ := toBool(v)
+	b, _ := coerce.Bool(v)
 	return b
 }
 
@@ -125,34 +126,4 @@ func expandHome(p string) string {
 		}
 	}
 	return p
-}
-
-func toInt(v any) (int, bool) {
-	switch t := v.(type) {
-	case int:
-		return t, true
-	case float64:
-		return int(t), t == float64(int(t))
-	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(t))
-		return n, err == nil
-	}
-	return 0, false
-}
-
-func toBool(v any) (bool, bool) {
-	switch t := v.(type) {
-	case bool:
-		return t, true
-	case int:
-		return t != 0, true
-	case string:
-		switch strings.ToLower(strings.TrimSpace(t)) {
-		case "yes", "true", "on", "1", "y":
-			return true, true
-		case "no", "false", "off", "0", "n", "":
-			return false, true
-		}
-	}
-	return false, false
 }

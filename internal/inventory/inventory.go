@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // Error is a problem in an inventory file, with its position.
@@ -435,7 +437,7 @@ func (inv *Inventory) mergeVars(h *Host) map[string]any {
 func priority(g *group) int {
 	for _, vs := range []map[string]any{g.fileVars, g.vars} {
 		if v, ok := vs["ansible_group_priority"]; ok {
-			if n, ok := toInt(v); ok {
+			if n, ok := coerce.Int(v); ok {
 				return n
 			}
 		}

@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/etcdplay/etcdplay/internal/coerce"
 	"github.com/etcdplay/etcdplay/internal/dag"
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/tmpl"
@@ -1071,12 +1072,9 @@ func (p *parser) tags(v *yaml.Node, field string) []string {
 }
 
 func (p *parser) boolean(v *yaml.Node, field string) (bool, bool) {
-	if v.Kind == yaml.ScalarNode {
-		switch strings.ToLower(v.Value) {
-		case "true", "yes", "on":
-			return true, true
-		case "false", "no", "off":
-			return false, true
+	if v.Kind == yaml.ScalarNode && !isNull(v) {
+		if b, ok := coerce.Bool(v.Value); ok {
+			return b, true
 		}
 	}
 	p.errf(v, field, "", "must be a boolean, got %s", kindName(v))

@@ -2,9 +2,9 @@ package etcd
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // VarError names the variable (and the host whose value it is, when the
@@ -69,19 +69,8 @@ func (r varReader) integer(name string, def int) int {
 	if !ok || v == nil {
 		return def
 	}
-	switch t := v.(type) {
-	case int:
-		return t
-	case int64:
-		return int(t)
-	case float64:
-		if t == math.Trunc(t) {
-			return int(t)
-		}
-	case string:
-		if n, err := strconv.Atoi(strings.TrimSpace(t)); err == nil {
-			return n
-		}
+	if n, ok := coerce.Int(v); ok {
+		return n
 	}
 	r.fail(name, "must be an integer, got %v", v)
 	return def
@@ -92,16 +81,8 @@ func (r varReader) boolean(name string, def bool) bool {
 	if !ok || v == nil {
 		return def
 	}
-	switch t := v.(type) {
-	case bool:
-		return t
-	case string:
-		switch strings.ToLower(strings.TrimSpace(t)) {
-		case "yes", "true", "on", "1":
-			return true
-		case "no", "false", "off", "0":
-			return false
-		}
+	if b, ok := coerce.Bool(v); ok {
+		return b
 	}
 	r.fail(name, "must be true or false, got %v", v)
 	return def
