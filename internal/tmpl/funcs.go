@@ -7,10 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/internal/coerce"
 )
 
 // FuncNames lists the template functions (besides text/template's own),
@@ -209,12 +210,13 @@ func toList(v any) ([]any, error) {
 	return nil, fmt.Errorf("want a list, got %T", v)
 }
 
+// toInt is the int filter: a whole number as everywhere (coerce.Int),
+// and as in Jinja a fraction truncated and a bool 1 or 0.
 func toInt(v any) (int, error) {
+	if n, ok := coerce.Int(v); ok {
+		return n, nil
+	}
 	switch t := v.(type) {
-	case int:
-		return t, nil
-	case int64:
-		return int(t), nil
 	case float64:
 		return int(t), nil
 	case bool:
@@ -223,11 +225,7 @@ func toInt(v any) (int, error) {
 		}
 		return 0, nil
 	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(t))
-		if err != nil {
-			return 0, fmt.Errorf("int: %q is not an integer", t)
-		}
-		return n, nil
+		return 0, fmt.Errorf("int: %q is not an integer", t)
 	}
 	return 0, fmt.Errorf("int: cannot convert %T", v)
 }
