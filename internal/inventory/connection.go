@@ -33,7 +33,7 @@ func (inv *Inventory) checkConnections() error {
 			if p.File == "" {
 				p.File = inv.File
 			}
-			errs = append(errs, &Error{File: p.File, Line: p.Line, Column: p.Column, Field: h.Name + "." + name, Msg: fmt.Sprintf(format, args...)})
+			errs = append(errs, &Error{Pos: p, Field: h.Name + "." + name, Msg: fmt.Sprintf(format, args...)})
 		}
 		raw := func(name string) (any, bool) {
 			v, ok := h.Vars[name]

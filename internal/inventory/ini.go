@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 )
 
 // parseINI reads Ansible's INI layout:
@@ -24,80 +26,95 @@ import (
 //
 // Values are typed as Ansible's ini plugin types them (iniValue).
 func (inv *Inventory) parseINI(data []byte) error {
-	section, kind := "ungrouped", "hosts"
+	st := iniSection{name: "ungrouped", kind: "hosts"}
+	var errs yamlpos.Errors
 	for i, raw := range strings.Split(string(data), "\n") {
-		lineNo := i + 1
-		line := strings.TrimSpace(raw)
-		col := strings.Index(raw, line) + 1
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
+		if e := inv.iniLine(&st, raw, i+1); e != nil {
+			errs = append(errs, e)
 		}
-		errf := func(field, format string, args ...any) error {
-			return &Error{File: inv.File, Line: lineNo, Column: col, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	return errs.Err()
+}
+
+// iniSection is the section the lines being read belong to; kind "" after
+// a bad header, whose lines are skipped rather than misread.
+type iniSection struct{ name, kind string }
+
+// iniLine reads one line into the inventory, or says what is wrong with it.
+func (inv *Inventory) iniLine(st *iniSection, raw string, lineNo int) *Error {
+	line := strings.TrimSpace(raw)
+	col := strings.Index(raw, line) + 1
+	if line == "" || line[0] == '#' || line[0] == ';' {
+		return nil
+	}
+	errf := func(field, format string, args ...any) *Error {
+		return yamlpos.Errorf(Pos{File: inv.File, Line: lineNo, Column: col}, field, format, args...)
+	}
+	if line[0] == '[' {
+		st.kind = ""
+		if !strings.HasSuffix(line, "]") {
+			return errf("", "section header %q is missing its closing ]", line)
 		}
-		if line[0] == '[' {
-			if !strings.HasSuffix(line, "]") {
-				return errf("", "section header %q is missing its closing ]", line)
-			}
-			name := strings.TrimSpace(line[1 : len(line)-1])
-			section, kind = name, "hosts"
-			if g, k, ok := strings.Cut(name, ":"); ok {
-				section, kind = g, k
-			}
-			if kind != "hosts" && kind != "vars" && kind != "children" {
-				return errf(name, "unknown section kind %q, want :vars or :children", kind)
-			}
-			if err := checkName(section); err != nil {
-				return errf(name, "%v", err)
-			}
-			inv.group(section)
-			continue
+		name := strings.TrimSpace(line[1 : len(line)-1])
+		section, kind := name, "hosts"
+		if g, k, ok := strings.Cut(name, ":"); ok {
+			section, kind = g, k
 		}
-		switch kind {
-		case "hosts":
-			fields, err := splitINI(line)
-			if err != nil {
-				return errf(section, "%v", err)
-			}
-			name, port, hasPort := splitHostPort(fields[0])
-			vars := map[string]any{}
-			if hasPort {
-				vars["ansible_port"] = port
-			}
-			for _, f := range fields[1:] {
-				k, v, ok := strings.Cut(f, "=")
-				if !ok || k == "" {
-					return errf(fields[0], "expected key=value, got %q", f)
-				}
-				vars[k] = iniValue(v)
-			}
-			names, err := hostNames(name)
-			if err != nil {
-				return errf(section, "%v", err)
-			}
-			for _, hn := range names {
-				inv.addHost(section, hn)
-				h := inv.host(hn)
-				for k, v := range vars {
-					h.inline[k] = v
-					h.inlineAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
-				}
-			}
-		case "children":
-			if err := checkName(line); err != nil {
-				return errf(section+":children", "%v", err)
-			}
-			inv.addChild(section, line)
-		case "vars":
-			k, v, ok := strings.Cut(line, "=")
-			k = strings.TrimSpace(k)
+		if kind != "hosts" && kind != "vars" && kind != "children" {
+			return errf(name, "unknown section kind %q, want :vars or :children", kind)
+		}
+		if err := checkName(section); err != nil {
+			return errf(name, "%v", err)
+		}
+		st.name, st.kind = section, kind
+		inv.group(section)
+		return nil
+	}
+	section := st.name
+	switch st.kind {
+	case "hosts":
+		fields, err := splitINI(line)
+		if err != nil {
+			return errf(section, "%v", err)
+		}
+		name, port, hasPort := splitHostPort(fields[0])
+		vars := map[string]any{}
+		if hasPort {
+			vars["ansible_port"] = port
+		}
+		for _, f := range fields[1:] {
+			k, v, ok := strings.Cut(f, "=")
 			if !ok || k == "" {
-				return errf(section+":vars", "expected key=value, got %q", line)
+				return errf(fields[0], "expected key=value, got %q", f)
 			}
-			g := inv.group(section)
-			g.vars[k] = iniValue(strings.TrimSpace(v))
-			g.varsAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
+			vars[k] = iniValue(v)
 		}
+		names, err := hostNames(name)
+		if err != nil {
+			return errf(section, "%v", err)
+		}
+		for _, hn := range names {
+			inv.addHost(section, hn)
+			h := inv.host(hn)
+			for k, v := range vars {
+				h.inline[k] = v
+				h.inlineAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
+			}
+		}
+	case "children":
+		if err := checkName(line); err != nil {
+			return errf(section+":children", "%v", err)
+		}
+		inv.addChild(section, line)
+	case "vars":
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return errf(section+":vars", "expected key=value, got %q", line)
+		}
+		g := inv.group(section)
+		g.vars[k] = iniValue(strings.TrimSpace(v))
+		g.varsAt[k] = Pos{File: inv.File, Line: lineNo, Column: col}
 	}
 	return nil
 }

@@ -22,33 +22,11 @@ import (
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/coerce"
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 )
 
 // Error is a problem in an inventory file, with its position.
-type Error struct {
-	File   string
-	Line   int
-	Column int
-	Field  string
-	Msg    string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+type Error = yamlpos.Error
 
 // Inventory is a loaded inventory: hosts in the order they first appear,
 // groups, and every host's merged variables.
@@ -96,19 +74,7 @@ type Host struct {
 
 // Pos is where a variable's value is written: a file, and its line and
 // column when the format has them.
-type Pos struct {
-	File         string
-	Line, Column int
-}
-
-func (p Pos) String() string {
-	switch {
-	case p.Line > 0:
-		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
-	default:
-		return p.File
-	}
-}
+type Pos = yamlpos.Pos
 
 // VarPos says where the value of the host's variable name was written
 // (the definition that wins the merge), if it is an inventory variable.
@@ -226,7 +192,7 @@ func (inv *Inventory) addHostList(list string) error {
 		}
 		names, err := hostNames(h)
 		if err != nil {
-			return &Error{File: "-i " + list, Msg: err.Error()}
+			return &Error{Pos: Pos{File: "-i " + list}, Msg: err.Error()}
 		}
 		for _, n := range names {
 			inv.addHost("ungrouped", n)
@@ -315,7 +281,7 @@ func (inv *Inventory) finish() error {
 		}
 	}
 	if cyc := inv.groupCycle(); cyc != "" {
-		return &Error{File: inv.File, Field: "children", Msg: "group cycle: " + cyc}
+		return &Error{Pos: Pos{File: inv.File}, Field: "children", Msg: "group cycle: " + cyc}
 	}
 	inv.setDepth("all", 0)
 

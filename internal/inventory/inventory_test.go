@@ -205,6 +205,14 @@ func TestLoadErrors(t *testing.T) {
 		{"ini bad vars line", "inv.ini", "[etcd:vars]\nnovalue\n", `inv.ini:2:1: etcd:vars: expected key=value, got "novalue"`},
 		{"ini unclosed", "inv.ini", "[etcd\n", `inv.ini:1:1: section header "[etcd" is missing its closing ]`},
 		{"ini quote", "inv.ini", "a x=\"open\n", `inv.ini:1:1: ungrouped: unterminated " quote`},
+		{"yaml: every problem, in order", "inv.yml", "etcd:\n  host:\n    a:\n  hosts:\n    b: 3\nclient:\n  children: [x]\n",
+			`inv.yml:2:3: etcd.host: unknown key in group "etcd", want hosts, vars or children (did you mean "hosts"?)` + "\n" +
+				`inv.yml:5:8: etcd.hosts.b: must be a mapping of variables, got int "3"` + "\n" +
+				`inv.yml:7:13: client.children: must be a mapping of group names, got a list`},
+		{"ini: every problem, in order", "inv.ini", "[etcd\na\n[etcd]\nb port\n[etcd:vars]\nnovalue\n",
+			`inv.ini:1:1: section header "[etcd" is missing its closing ]` + "\n" +
+				`inv.ini:4:1: b: expected key=value, got "port"` + "\n" +
+				`inv.ini:6:1: etcd:vars: expected key=value, got "novalue"`},
 		{"group cycle", "inv.ini", "[a:children]\nb\n[b:children]\na\n", "inv.ini: children: group cycle: a -> b -> a"},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 )
 
 // loadVarDirs reads group_vars/ and host_vars/ beside the inventory file.
@@ -100,14 +102,13 @@ func readVarsFile(path string) (map[string]any, map[string]Pos, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line, msg := YAMLErrorLine(err)
-		return nil, nil, &Error{File: path, Line: line, Msg: msg}
+		return nil, nil, yamlpos.DecodeError(path, err)
 	}
-	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+	if len(doc.Content) == 0 || yamlpos.IsNull(doc.Content[0]) {
 		return nil, nil, nil
 	}
 	if strings.HasPrefix(doc.Content[0].Tag, "!vault") || strings.HasPrefix(strings.TrimSpace(string(data)), "$ANSIBLE_VAULT") {
-		return nil, nil, &Error{File: path, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
+		return nil, nil, &Error{Pos: Pos{File: path}, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
 	}
 	tmp := &Inventory{File: path}
 	return tmp.varsOf(doc.Content[0], "vars")

@@ -510,7 +510,7 @@ func (c *compiler) valuePos(ve modules.VariableError, host string, vars map[stri
 	if !ok || !reflect.DeepEqual(vars[name], ih.Vars[name]) {
 		return Pos{}, false
 	}
-	return Pos{File: at.File, Line: at.Line, Column: at.Column}, true
+	return at, true
 }
 
 func variableErrors(err error) []modules.VariableError {

@@ -14,6 +14,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/dag"
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/tmpl"
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -304,8 +305,9 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 		}
 		var m map[string]any
 		if err := yaml.Unmarshal(data, &m); err != nil {
-			line, msg := inventory.YAMLErrorLine(err)
-			c.c.add(&Error{Pos: Pos{File: path, Line: line}, Msg: "vars file: " + msg})
+			e := yamlpos.DecodeError(path, err)
+			e.Msg = "vars file: " + e.Msg
+			c.c.add(e)
 			continue
 		}
 		if m != nil {

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"github.com/etcdplay/etcdplay/internal/dag"
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -126,8 +127,4 @@ type Task struct {
 }
 
 // Pos is where something was written: file, 1-based line and column.
-type Pos struct {
-	File   string
-	Line   int
-	Column int
-}
+type Pos = yamlpos.Pos

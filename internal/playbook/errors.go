@@ -2,71 +2,18 @@ package playbook
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 )
 
-// Error is one problem found in a playbook, at the place it was written.
-// Its message reads `file:line:col: field: msg (did you mean "hint"?)`.
-type Error struct {
-	Pos Pos
-	// Field says what is wrong, as a path that matches the graph's node
-	// ids: "p1.serial", "p1.t3.when", "p1.t3.file.mode", "p1.h1.notify".
-	Field string
-	Msg   string
-	// Hint is the closest valid name, for typos.
-	Hint string
-}
+// Error is one problem found in a playbook, at the place it was written;
+// Field is a path that matches the graph's node ids: "p1.serial",
+// "p1.t3.when", "p1.t3.file.mode", "p1.h1.notify".
+type Error = yamlpos.Error
 
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.Pos.File != "" {
-		b.WriteString(e.Pos.String())
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (did you mean %q?)", e.Hint)
-	}
-	return b.String()
-}
-
-func (p Pos) String() string {
-	switch {
-	case p.Line == 0:
-		return p.File
-	case p.Column == 0:
-		return fmt.Sprintf("%s:%d", p.File, p.Line)
-	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
-}
-
-// Errors is every problem found, sorted by position. errors.As finds each
-// *Error inside it.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap exposes the individual errors to errors.Is and errors.As.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+// Errors is every problem found, sorted by position.
+type Errors = yamlpos.Errors
 
 // collector gathers errors. The same mistake seen for several hosts of a
 // play is reported once, naming the hosts.
@@ -127,16 +74,7 @@ func (c *collector) err() error {
 		}
 		out[i] = &cp
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].Pos, out[j].Pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Column < b.Column
-	})
+	out.Sort()
 	return out
 }
 
@@ -148,11 +86,4 @@ func hostList(hs []string) string {
 		return fmt.Sprintf("hosts %s and %d more", strings.Join(hs[:3], ", "), len(hs)-3)
 	}
 	return "hosts " + strings.Join(hs, ", ")
-}
-
-func posOf(file string, n *yaml.Node) Pos {
-	if n == nil {
-		return Pos{File: file}
-	}
-	return Pos{File: file, Line: n.Line, Column: n.Column}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/etcdplay/etcdplay/internal/dag"
 	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/internal/tmpl"
+	"github.com/etcdplay/etcdplay/internal/yamlpos"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -216,8 +217,9 @@ func (p *parser) readPlays(path string, data []byte) (*yaml.Node, Errors) {
 	if doc == nil {
 		doc = &yaml.Node{}
 		if err := yaml.Unmarshal(data, doc); err != nil {
-			line, msg := inventory.YAMLErrorLine(err)
-			return nil, Errors{{Pos: Pos{File: path, Line: line}, Msg: "YAML syntax: " + msg}}
+			e := yamlpos.DecodeError(path, err)
+			e.Msg = "YAML syntax: " + e.Msg
+			return nil, Errors{e}
 		}
 	}
 	if len(doc.Content) == 0 {
@@ -225,7 +227,7 @@ func (p *parser) readPlays(path string, data []byte) (*yaml.Node, Errors) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.SequenceNode {
-		return nil, Errors{{Pos: posOf(path, root), Msg: "a playbook is a list of plays, got " + kindName(root)}}
+		return nil, Errors{{Pos: yamlpos.At(path, root), Msg: "a playbook is a list of plays, got " + yamlpos.KindName(root)}}
 	}
 	return root, nil
 }
@@ -328,7 +330,7 @@ type parser struct {
 	cuts *cuts
 }
 
-func (p *parser) pos(n *yaml.Node) Pos { return posOf(p.file, n) }
+func (p *parser) pos(n *yaml.Node) Pos { return yamlpos.At(p.file, n) }
 
 func (p *parser) errf(n *yaml.Node, field, hint, format string, args ...any) {
 	p.c.addf(p.pos(n), field, hint, format, args...)
@@ -423,7 +425,7 @@ func (p *parser) play(idx int, n *yaml.Node) *PlaySpec {
 	field := fmt.Sprintf("p%d", idx)
 	n = resolveAlias(n)
 	if n.Kind != yaml.MappingNode {
-		p.errf(n, field, "", "a play is a mapping (hosts, tasks, ...), got %s", kindName(n))
+		p.errf(n, field, "", "a play is a mapping (hosts, tasks, ...), got %s", yamlpos.KindName(n))
 		return nil
 	}
 	play := &PlaySpec{Index: idx, Pos: p.pos(n), MaxFailPercentage: -1, Vars: map[string]any{},
@@ -514,11 +516,11 @@ func (p *parser) unknownKey(k *yaml.Node, field, what string, valid []string) {
 }
 
 func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, handlers bool) []*Task {
-	if n == nil || isNull(n) {
+	if n == nil || yamlpos.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errf(n, playField+"."+section, "", "must be a list of tasks, got %s", kindName(n))
+		p.errf(n, playField+"."+section, "", "must be a list of tasks, got %s", yamlpos.KindName(n))
 		return nil
 	}
 	letter := "t"
@@ -589,7 +591,7 @@ func (p *parser) tasks(play *PlaySpec, n *yaml.Node, playField, section string, 
 // and writes only p's collector, so tasks can be read concurrently.
 func (p *parser) task(idx int, n *yaml.Node, field string, handler bool) (*Task, *taskMeta) {
 	if n.Kind != yaml.MappingNode {
-		p.errf(n, field, "", "a task is a mapping (name, a module, ...), got %s", kindName(n))
+		p.errf(n, field, "", "a task is a mapping (name, a module, ...), got %s", yamlpos.KindName(n))
 		return nil, nil
 	}
 	t := &Task{Index: idx, Pos: p.pos(n)}
@@ -669,7 +671,7 @@ func (p *parser) task(idx int, n *yaml.Node, field string, handler bool) (*Task,
 			t.ChangedWhenList = conds
 		case "args":
 			if v.Kind != yaml.MappingNode {
-				p.errf(v, f, "", "must be a mapping, got %s", kindName(v))
+				p.errf(v, f, "", "must be a mapping, got %s", yamlpos.KindName(v))
 				continue
 			}
 			extraArgs = v
@@ -750,7 +752,7 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 	m.args = make(positions, 0, len(v.Content)/2+1)
 	m.args.add("args", p.pos(v))
 	switch {
-	case isNull(v):
+	case yamlpos.IsNull(v):
 		return map[string]any{}
 	case v.Kind == yaml.MappingNode:
 		out := map[string]any{}
@@ -779,7 +781,7 @@ func (p *parser) moduleArgs(module string, v *yaml.Node, field string, m *taskMe
 		}
 		return args
 	}
-	p.errf(v, field, "", "module arguments must be a mapping, got %s", kindName(v))
+	p.errf(v, field, "", "module arguments must be a mapping, got %s", yamlpos.KindName(v))
 	return nil
 }
 
@@ -893,11 +895,11 @@ func splitWords(s string) ([]string, error) {
 // vars decodes a mapping of variables, recording each one's position.
 func (p *parser) vars(n *yaml.Node, field, prefix string, pos map[string]Pos) map[string]any {
 	out := map[string]any{}
-	if isNull(n) {
+	if yamlpos.IsNull(n) {
 		return out
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errf(n, field, "", "must be a mapping of variables, got %s", kindName(n))
+		p.errf(n, field, "", "must be a mapping of variables, got %s", yamlpos.KindName(n))
 		return out
 	}
 	for _, kv := range p.pairs(n, field) {
@@ -949,8 +951,8 @@ func (p *parser) conditions(v *yaml.Node, field string) []string {
 	var out []string
 	for _, n := range nodes {
 		n = resolveAlias(n)
-		if n.Kind != yaml.ScalarNode || isNull(n) {
-			p.errf(n, field, "", "must be a condition (a template expression or a boolean), got %s", kindName(n))
+		if n.Kind != yaml.ScalarNode || yamlpos.IsNull(n) {
+			p.errf(n, field, "", "must be a condition (a template expression or a boolean), got %s", yamlpos.KindName(n))
 			continue
 		}
 		out = append(out, n.Value)
@@ -979,8 +981,8 @@ func (p *parser) serial(v *yaml.Node, field string) []SerialStep {
 	for _, n := range nodes {
 		n = resolveAlias(n)
 		s := strings.TrimSpace(n.Value)
-		if n.Kind != yaml.ScalarNode || isNull(n) {
-			p.errf(n, field, "", "must be a number, a percentage or a list of them, got %s", kindName(n))
+		if n.Kind != yaml.ScalarNode || yamlpos.IsNull(n) {
+			p.errf(n, field, "", "must be a number, a percentage or a list of them, got %s", yamlpos.KindName(n))
 			continue
 		}
 		step := SerialStep{}
@@ -1016,7 +1018,7 @@ func (p *parser) percent(v *yaml.Node, field string) (int, bool) {
 	s := strings.TrimSuffix(strings.TrimSpace(v.Value), "%")
 	f, err := strconv.ParseFloat(s, 64)
 	if v.Kind != yaml.ScalarNode || err != nil {
-		p.errf(v, field, "", "must be a percentage between 0 and 100, got %s", kindName(v))
+		p.errf(v, field, "", "must be a percentage between 0 and 100, got %s", yamlpos.KindName(v))
 		return 0, false
 	}
 	if f < 0 || f > 100 {
@@ -1027,29 +1029,29 @@ func (p *parser) percent(v *yaml.Node, field string) (int, bool) {
 }
 
 func (p *parser) str(v *yaml.Node, field string) (string, bool) {
-	if v.Kind != yaml.ScalarNode || isNull(v) {
-		p.errf(v, field, "", "must be a string, got %s", kindName(v))
+	if v.Kind != yaml.ScalarNode || yamlpos.IsNull(v) {
+		p.errf(v, field, "", "must be a string, got %s", yamlpos.KindName(v))
 		return "", false
 	}
 	return v.Value, true
 }
 
 func (p *parser) strList(v *yaml.Node, field string) ([]string, bool) {
-	if isNull(v) {
+	if yamlpos.IsNull(v) {
 		return nil, true
 	}
 	if v.Kind == yaml.ScalarNode {
 		return []string{v.Value}, true
 	}
 	if v.Kind != yaml.SequenceNode {
-		p.errf(v, field, "", "must be a string or a list of strings, got %s", kindName(v))
+		p.errf(v, field, "", "must be a string or a list of strings, got %s", yamlpos.KindName(v))
 		return nil, false
 	}
 	var out []string
 	for _, e := range v.Content {
 		e = resolveAlias(e)
-		if e.Kind != yaml.ScalarNode || isNull(e) {
-			p.errf(e, field, "", "must be a string, got %s", kindName(e))
+		if e.Kind != yaml.ScalarNode || yamlpos.IsNull(e) {
+			p.errf(e, field, "", "must be a string, got %s", yamlpos.KindName(e))
 			continue
 		}
 		out = append(out, e.Value)
@@ -1072,12 +1074,12 @@ func (p *parser) tags(v *yaml.Node, field string) []string {
 }
 
 func (p *parser) boolean(v *yaml.Node, field string) (bool, bool) {
-	if v.Kind == yaml.ScalarNode && !isNull(v) {
+	if v.Kind == yaml.ScalarNode && !yamlpos.IsNull(v) {
 		if b, ok := coerce.Bool(v.Value); ok {
 			return b, true
 		}
 	}
-	p.errf(v, field, "", "must be a boolean, got %s", kindName(v))
+	p.errf(v, field, "", "must be a boolean, got %s", yamlpos.KindName(v))
 	return false, false
 }
 
@@ -1087,7 +1089,7 @@ func (p *parser) integer(v *yaml.Node, field string) (int, bool) {
 			return n, true
 		}
 	}
-	p.errf(v, field, "", "must be an integer, got %s", kindName(v))
+	p.errf(v, field, "", "must be an integer, got %s", yamlpos.KindName(v))
 	return 0, false
 }
 
@@ -1097,7 +1099,7 @@ func (p *parser) number(v *yaml.Node, field string) (float64, bool) {
 			return f, true
 		}
 	}
-	p.errf(v, field, "", "must be a number of seconds, got %s", kindName(v))
+	p.errf(v, field, "", "must be a number of seconds, got %s", yamlpos.KindName(v))
 	return 0, false
 }
 
@@ -1275,26 +1277,4 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		tag := strings.TrimPrefix(n.ShortTag(), "!!")
-		if tag == "null" {
-			return "nothing"
-		}
-		return fmt.Sprintf("%s %q", tag, n.Value)
-	case yaml.AliasNode:
-		return kindName(n.Alias)
-	}
-	return "nothing"
 }
