@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/etcdplay/etcdplay/internal/coerce"
+	"github.com/etcdplay/etcdplay/internal/dag"
 	"github.com/etcdplay/etcdplay/internal/yamlpos"
 )
 
@@ -333,33 +334,20 @@ func (inv *Inventory) setDepth(name string, d int) {
 	}
 }
 
+// groupCycle names a cycle among the groups' children ("a -> b -> a"), or
+// is "" when there is none.
 func (inv *Inventory) groupCycle() string {
-	state := map[string]int{}
-	var path []string
-	var visit func(n string) string
-	visit = func(n string) string {
-		state[n] = 1
-		path = append(path, n)
-		for _, c := range inv.groups[n].children {
-			if state[c] == 1 {
-				return strings.Join(append(path, c), " -> ")
-			}
-			if state[c] == 0 {
-				if s := visit(c); s != "" {
-					return s
-				}
-			}
-		}
-		path = path[:len(path)-1]
-		state[n] = 2
-		return ""
+	g := dag.New[struct{}]()
+	for _, n := range inv.order {
+		_ = g.Add(n, struct{}{})
 	}
 	for _, n := range inv.order {
-		if state[n] == 0 {
-			if s := visit(n); s != "" {
-				return s
-			}
+		for _, c := range inv.groups[n].children {
+			_ = g.Connect(n, c)
 		}
+	}
+	if c := g.Cycle(); c != nil {
+		return strings.Join(append(c, c[0]), " -> ")
 	}
 	return ""
 }
