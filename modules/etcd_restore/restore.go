@@ -232,11 +232,17 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 	etcdutl := path.Join(c.Paths.BinDir, "etcdutl")
 	plans := make([]memberPlan, len(c.Members))
 	err := forEach(ctx, c.Members, func(ctx context.Context, i int, m etcd.Member) error {
-		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], append(dataDirs(c), c.Paths.UploadDir)...)
+		lay, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], dataDirs(c)...)
 		if err != nil {
 			return err
 		}
-		uploads := lay[len(lay)-1]
+		// An upload dir that is not a plain dir (a symlink another user
+		// planted) is refused by staging, which names it, before any
+		// member stops; here it only means no earlier uploads to list.
+		var uploads etcd_install.DirLayout
+		if up, err := etcd_install.ProbeDirs(ctx, hosts[m.Host], c.Paths.UploadDir); err == nil {
+			uploads = up[0]
+		}
 		// Staging and moved-aside dirs sit on the data dir's own
 		// filesystem (inside it when it is a mount point), so the swap
 		// is renames only.
@@ -256,7 +262,7 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 				mp.AsideWAL = lay[1].Beside(asideSuffix(stamp))
 			}
 		}
-		mp.Leftovers = leftovers(lay[:len(lay)-1], uploads)
+		mp.Leftovers = leftovers(lay, uploads)
 		named := []string{mp.Upload, mp.Stage, mp.StageWAL, mp.Aside, mp.AsideWAL}
 		p, taken, err := probe(ctx, hosts[m.Host], etcdutl, c.Paths.UploadDir, named)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +74,11 @@ func (f *fakeHost) Probe(_ context.Context, probe string, args modules.Args, out
 		f.record("probe")
 		answer = f.facts(args)
 	case "etcd_datadir":
-		answer = f.layout(args.Strings("dirs"))
+		dirs := args.Strings("dirs")
+		if f.kv()["uploadlink"] == "yes" && slices.Contains(dirs, "/var/tmp/etcdplay") {
+			return fmt.Errorf("/var/tmp/etcdplay exists and is not a directory (L---------)")
+		}
+		answer = f.layout(dirs)
 	default:
 		return fmt.Errorf("unexpected probe %s", probe)
 	}
@@ -356,6 +361,12 @@ func TestPlanRemovesLeftoversOnceVerified(t *testing.T) {
 	}
 	if len(j.Members[0].Leftovers) > 0 {
 		t.Errorf("etcd1 has leftovers %v", j.Members[0].Leftovers)
+	}
+	// A planted symlink for the upload dir is staging's to refuse, by
+	// name; the plan only lists no uploads there.
+	_, _, j, _ = planFor(t, map[string]string{"etcd2": goodProbe + "leftover=yes\nuploadlink=yes\n"})
+	if got := strings.Join(j.Members[1].Leftovers, " "); got != "/var/lib/etcd.restore-20260101T000000Z" {
+		t.Errorf("leftovers with the upload dir a symlink: %q", got)
 	}
 	last := ch.Actions[len(ch.Actions)-1].String()
 	if !strings.HasPrefix(last, "- etcd2:/var/tmp/etcdplay/restore-20260101T000000Z.db: left by an interrupted restore") {
