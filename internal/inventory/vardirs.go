@@ -111,5 +111,9 @@ func readVarsFile(path string) (map[string]any, map[string]Pos, error) {
 		return nil, nil, &Error{Pos: Pos{File: path}, Msg: "ansible-vault encrypted files are not supported; decrypt it or pass the secret with -e @file"}
 	}
 	tmp := &Inventory{File: path}
-	return tmp.varsOf(doc.Content[0], "vars")
+	vars, at, verr := tmp.varsOf(doc.Content[0], "vars")
+	if verr != nil { // returned as error only when set: a nil *Error is not a nil error
+		return nil, nil, verr
+	}
+	return vars, at, nil
 }

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -43,13 +42,6 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string, errs *
 	fail := func(at *yaml.Node, field, format string, args ...any) {
 		*errs = append(*errs, inv.errAt(at, field, format, args...))
 	}
-	failed := func(err error) { // from varsOf: always an *Error
-		var e *Error
-		if !errors.As(err, &e) {
-			e = inv.errAt(n, name, "%v", err)
-		}
-		*errs = append(*errs, e)
-	}
 	if err := checkName(name); err != nil {
 		fail(n, name, "%v", err)
 		return
@@ -86,7 +78,7 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string, errs *
 				}
 				vars, at, verr := inv.varsOf(hv, field+"."+hk.Value)
 				if verr != nil {
-					failed(verr)
+					*errs = append(*errs, verr)
 				}
 				for _, hn := range names {
 					inv.addHost(name, hn)
@@ -98,9 +90,9 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string, errs *
 				}
 			}
 		case "vars":
-			vars, at, err := inv.varsOf(v, field)
-			if err != nil {
-				failed(err)
+			vars, at, verr := inv.varsOf(v, field)
+			if verr != nil {
+				*errs = append(*errs, verr)
 				continue
 			}
 			g := inv.group(name)
@@ -131,7 +123,7 @@ func (inv *Inventory) yamlGroup(name string, n *yaml.Node, parent string, errs *
 
 // varsOf decodes a mapping of variables (null is no variables), and says
 // where each value is written.
-func (inv *Inventory) varsOf(n *yaml.Node, field string) (map[string]any, map[string]Pos, error) {
+func (inv *Inventory) varsOf(n *yaml.Node, field string) (map[string]any, map[string]Pos, *Error) {
 	if yamlpos.IsNull(n) {
 		return nil, nil, nil
 	}

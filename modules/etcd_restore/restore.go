@@ -285,10 +285,12 @@ func planMembers(ctx context.Context, hosts map[string]modules.Host, c *etcd.Clu
 // which stay).
 func leftovers(data []etcd_install.DirLayout, uploads etcd_install.DirLayout) []string {
 	var out []string
+	// stamped: name is prefix, a restore's stamp, suffix.
 	stamped := func(name, prefix, suffix string) bool {
-		stamp, ok := strings.CutPrefix(strings.TrimSuffix(name, suffix), prefix)
+		rest, hasPrefix := strings.CutPrefix(name, prefix)
+		stamp, hasSuffix := strings.CutSuffix(rest, suffix)
 		_, err := time.Parse(StampLayout, stamp)
-		return ok && strings.HasSuffix(name, suffix) && err == nil
+		return hasPrefix && hasSuffix && err == nil
 	}
 	for _, l := range data {
 		for _, p := range l.Besides {
