@@ -41,14 +41,21 @@ func BenchmarkGenericDemoVsAnsible(b *testing.B) {
 // re-applies both as no-ops. Both fetch the release from the lab's mirror.
 func BenchmarkSiteVsAnsible(b *testing.B) {
 	url := harness.Mirror(b, "v3.6.16")
-	ansibleDir := b.TempDir()
 	cold, warm := compareWithAnsible(b, benchCase{
 		name: "site.yml", lab: "bench-site-ansible", block: 75, hosts: 3,
-		etcdplay:    harness.Playbook("site.yml"),
-		setup:       func(e *harness.Env) { e.Vars["etcd_release_url"] = url },
-		ansible:     filepath.Join(harness.RepoRoot(), "integration/bench/ansible/site.yml"),
-		ansibleVars: []string{"-e", "etcd_release_url=" + url, "-e", "controller_dir=" + ansibleDir},
-		target:      "cold target <= 2.5s (>= 12x Ansible), warm <= 0.15s (>= 90x Ansible, >= 40x Mitogen)",
+		// etcd's first election alone takes 0.2-1.1 s (a random timeout
+		// of 2-11 heartbeats after its tick advance), so one cold run says
+		// little: three each, on fresh hosts, and the medians.
+		coldRounds: 3,
+		etcdplay:   harness.Playbook("site.yml"),
+		setup:      func(e *harness.Env) { e.Vars["etcd_release_url"] = url },
+		ansible:    filepath.Join(harness.RepoRoot(), "integration/bench/ansible/site.yml"),
+		// Each Ansible cluster gets a controller dir (its CA) of its own,
+		// as each etcdplay one gets its own state dir.
+		ansibleVars: func(dir string) []string {
+			return []string{"-e", "etcd_release_url=" + url, "-e", "controller_dir=" + dir}
+		},
+		target: "cold target <= 2.5s (>= 12x Ansible), warm <= 0.15s (>= 90x Ansible, >= 40x Mitogen)",
 	})
 	b.ReportMetric(cold.Seconds(), "s/cold")
 	b.ReportMetric(warm.Seconds(), "s/warm")
@@ -116,17 +123,19 @@ type benchCase struct {
 	name        string
 	lab         string
 	block       int
-	hosts       int // per tool
+	hosts       int // per tool and cold round
+	coldRounds  int // cold runs per tool, each on hosts of its own (default 1)
 	etcdplay    string
 	setup       func(*harness.Env)
 	ansible     string
-	ansibleVars []string
+	ansibleVars func(dir string) []string // given a fresh dir per cluster
 	target      string
 }
 
-// compareWithAnsible runs c cold once per tool, then warm no-op runs
-// alternating between the tools, prints the figures and ratios, and
-// returns etcdplay's cold time and median warm time. Ansible is set up as
+// compareWithAnsible runs c cold coldRounds times per tool, alternating,
+// each on fresh hosts, then warm no-op runs alternating between the tools
+// on the last round's hosts, prints the figures and ratios (of medians),
+// and returns etcdplay's median cold and warm times. Ansible is set up as
 // fast as it goes (runAnsible); Mitogen joins when installed.
 func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration) {
 	tools := []string{"etcdplay"}
@@ -141,55 +150,44 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 			fmt.Println("BENCH ansible-mitogen not installed: no Mitogen figures")
 		}
 	}
-	n := c.hosts
-	l := lab.ForTest(b, lab.Options{Name: c.lab, Block: c.block, Hosts: n * len(tools), BootTimeout: 3 * time.Minute})
-	runs := map[string]func() (time.Duration, int){}
+	n, rounds := c.hosts, max(c.coldRounds, 1)
+	l := lab.ForTest(b, lab.Options{Name: c.lab, Block: c.block, Hosts: n * len(tools) * rounds, BootTimeout: 3 * time.Minute})
+	// runs[tool][r] applies c to hostsOf(tool i, round r).
+	type run func() (*harness.Outcome, time.Duration, int)
+	runs := map[string][]run{}
+	hostsOf := func(i, r int) []lab.Host {
+		first := (r*len(tools) + i) * n
+		return l.Hosts()[first : first+n]
+	}
+	last := rounds - 1
 	for i, tool := range tools {
-		inv := subsetInventory(b, l, l.Hosts()[i*n:(i+1)*n], tool)
-		if tool == "etcdplay" {
-			e := harness.New(b, l)
-			e.Inventory = inv
-			if c.setup != nil {
-				c.setup(e)
-			}
-			apply := func(extra ...string) (time.Duration, int) {
-				o := e.MustApply(b, c.etcdplay, append([]string{"--forks", fmt.Sprint(max(n, 50)), "--timeout", "120s"}, extra...)...)
-				if o.Changed() > 0 {
-					printColdBreakdown(o)
+		for r := 0; r < rounds; r++ {
+			inv := subsetInventory(b, l, hostsOf(i, r), fmt.Sprintf("%s-%d", tool, r))
+			if tool == "etcdplay" {
+				e := harness.New(b, l)
+				e.Inventory = inv
+				if c.setup != nil {
+					c.setup(e)
 				}
-				return o.Elapsed, o.Changed()
+				apply := func(extra ...string) (*harness.Outcome, time.Duration, int) {
+					o := e.MustApply(b, c.etcdplay, append([]string{"--forks", fmt.Sprint(max(n, 50)), "--timeout", "120s"}, extra...)...)
+					return o, o.Elapsed, o.Changed()
+				}
+				runs[tool] = append(runs[tool], func() (*harness.Outcome, time.Duration, int) { return apply() })
+				if r == last {
+					runs[persisting] = []run{func() (*harness.Outcome, time.Duration, int) { return apply("--persist", ansiblePersist) }}
+				}
+				continue
 			}
-			runs[tool] = func() (time.Duration, int) { return apply() }
-			runs[persisting] = func() (time.Duration, int) { return apply("--persist", ansiblePersist) }
-			continue
-		}
-		mitogen := tool == "mitogen"
-		runs[tool] = func() (time.Duration, int) {
-			return runAnsible(b, ansible, inv, c.ansible, l.KnownHostsFile, n, mitogen, c.ansibleVars...)
-		}
-	}
-	cold := map[string]time.Duration{}
-	for _, tool := range tools {
-		d, changed := runs[tool]()
-		if changed == 0 {
-			b.Fatalf("%s cold run changed nothing", tool)
-		}
-		cold[tool] = d
-	}
-	// etcdplay --persist warms on etcdplay's hosts: its first run opens
-	// the relay's connections, as Ansible's first run opened its masters.
-	sock := ownRelay(b)
-	opened, _ := runs[persisting]()
-	warmTools := append([]string{tools[0], persisting}, tools[1:]...)
-	const rounds = 3
-	warm := map[string][]time.Duration{}
-	for r := 0; r < rounds; r++ {
-		for _, tool := range warmTools {
-			d, changed := runs[tool]()
-			if changed != 0 {
-				b.Fatalf("%s warm run %d changed %d", tool, r, changed)
+			var vars []string
+			if c.ansibleVars != nil {
+				vars = c.ansibleVars(b.TempDir())
 			}
-			warm[tool] = append(warm[tool], d)
+			mitogen := tool == "mitogen"
+			runs[tool] = append(runs[tool], func() (*harness.Outcome, time.Duration, int) {
+				d, changed := runAnsible(b, ansible, inv, c.ansible, l.KnownHostsFile, n, mitogen, vars...)
+				return nil, d, changed
+			})
 		}
 	}
 	med := func(ds []time.Duration) time.Duration {
@@ -197,18 +195,77 @@ func compareWithAnsible(b *testing.B, c benchCase) (time.Duration, time.Duration
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[len(ds)/2]
 	}
-	ep := med(warm["etcdplay"])
-	fmt.Printf("BENCH %s, %d hosts, cold: etcdplay %.2fs; warm no-op: %.3fs (median of %d); %s\n", c.name, n, cold["etcdplay"].Seconds(), ep.Seconds(), rounds, c.target)
+	cold := map[string][]time.Duration{}
+	var coldOutcomes []*harness.Outcome
+	for r := 0; r < rounds; r++ {
+		for _, tool := range tools {
+			o, d, changed := runs[tool][r]()
+			if changed == 0 {
+				b.Fatalf("%s cold run changed nothing", tool)
+			}
+			cold[tool] = append(cold[tool], d)
+			if o != nil {
+				coldOutcomes = append(coldOutcomes, o)
+			}
+		}
+		// Power off the round's hosts before the next one, so every
+		// cold run shares the machine with as many idle clusters (at
+		// most the other tools' of its round) as the warm runs do.
+		for i := 0; r < last && i < len(tools); i++ {
+			for _, h := range hostsOf(i, r) {
+				if err := l.Kill(h.Name); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	sort.Slice(coldOutcomes, func(i, j int) bool { return coldOutcomes[i].Elapsed < coldOutcomes[j].Elapsed })
+	printColdBreakdown(coldOutcomes[len(coldOutcomes)/2])
+	// etcdplay --persist warms on etcdplay's hosts: its first run opens
+	// the relay's connections, as Ansible's first run opened its masters.
+	sock := ownRelay(b)
+	_, opened, _ := runs[persisting][0]()
+	warmTools := append([]string{tools[0], persisting}, tools[1:]...)
+	const warmRounds = 3
+	warm := map[string][]time.Duration{}
+	for r := 0; r < warmRounds; r++ {
+		for _, tool := range warmTools {
+			wr := runs[tool]
+			_, d, changed := wr[len(wr)-1]()
+			if changed != 0 {
+				b.Fatalf("%s warm run %d changed %d", tool, r, changed)
+			}
+			warm[tool] = append(warm[tool], d)
+		}
+	}
+	coldNote := ""
+	if rounds > 1 {
+		coldNote = fmt.Sprintf(" (median of %d, each on fresh hosts: %s)", rounds, seconds(cold["etcdplay"]))
+	}
+	ec, ep := med(cold["etcdplay"]), med(warm["etcdplay"])
+	fmt.Printf("BENCH %s, %d hosts, cold: etcdplay %.2fs%s; warm no-op: %.3fs (median of %d); %s\n", c.name, n, ec.Seconds(), coldNote, ep.Seconds(), warmRounds, c.target)
 	pp := med(warm[persisting])
 	fmt.Printf("BENCH %s, %d hosts, warm no-op with --persist %s (connections kept open between runs, as Ansible's ControlPersist here): %.3fs (median of %d; the run that opened them %.3fs)\n",
-		c.name, n, ansiblePersist, pp.Seconds(), rounds, opened.Seconds())
-	printRelayUsage(b, sock, n, rounds+1)
+		c.name, n, ansiblePersist, pp.Seconds(), warmRounds, opened.Seconds())
+	printRelayUsage(b, sock, n, warmRounds+1)
 	for _, tool := range tools[1:] {
-		w := med(warm[tool])
-		fmt.Printf("BENCH %s, %d hosts, cold: %s %.2fs (etcdplay %.1fx faster); warm no-op: %.2fs (etcdplay %.1fx faster, with --persist %.1fx)\n",
-			c.name, n, tool, cold[tool].Seconds(), cold[tool].Seconds()/cold["etcdplay"].Seconds(), w.Seconds(), w.Seconds()/ep.Seconds(), w.Seconds()/pp.Seconds())
+		tc, w := med(cold[tool]), med(warm[tool])
+		if rounds > 1 {
+			coldNote = fmt.Sprintf(" (median of %d: %s)", rounds, seconds(cold[tool]))
+		}
+		fmt.Printf("BENCH %s, %d hosts, cold: %s %.2fs%s (etcdplay %.1fx faster); warm no-op: %.2fs (etcdplay %.1fx faster, with --persist %.1fx)\n",
+			c.name, n, tool, tc.Seconds(), coldNote, tc.Seconds()/ec.Seconds(), w.Seconds(), w.Seconds()/ep.Seconds(), w.Seconds()/pp.Seconds())
 	}
-	return cold["etcdplay"], ep
+	return ec, ep
+}
+
+// seconds lists ds as "1.23s, 1.40s, ...", in the order they ran.
+func seconds(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return strings.Join(s, ", ")
 }
 
 // ownRelay gives the benchmark's runs a relay of their own (its socket
