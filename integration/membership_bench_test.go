@@ -12,19 +12,7 @@ import (
 // replaced in place.
 func BenchmarkReplaceNode(b *testing.B) {
 	m := newMLab(b, "bench-replace", 26, 3)
-	all := m.nodes()
-	three := m.inventory("three.yml", all...)
-	m.mustApply(three, "site.yml")
-	m.put("k", "v", all[0].Addr)
-
-	if err := m.Lab.Kill("etcd3"); err != nil {
-		b.Fatal(err)
-	}
-	spare, err := m.Lab.AddHost(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	moved := m.inventory("moved.yml", all[0], all[1], node{"etcd3", spare.Addr})
+	all, spare, moved, _ := m.etcd3DiedAndMoved()
 	dead := m.mustApply(moved, "replace-node.yml", "-e", "node=etcd3")
 	fmt.Printf("BENCH replace-node.yml, dead member -> new host at a new address, 3 members: %.3fs (target < 15s)\n", dead.Elapsed.Seconds())
 

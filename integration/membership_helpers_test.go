@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -50,20 +51,11 @@ func (m *mlab) inventory(file string, nodes ...node) string {
 func (m *mlab) nodes(names ...string) []node {
 	var out []node
 	for _, h := range m.Lab.Hosts() {
-		if len(names) == 0 || memContains(names, h.Name) {
+		if len(names) == 0 || slices.Contains(names, h.Name) {
 			out = append(out, node{h.Name, h.Addr})
 		}
 	}
 	return out
-}
-
-func memContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // apply runs `etcdplay apply PLAYBOOK -i INV --output json ...`.
@@ -79,6 +71,50 @@ func (m *mlab) mustApply(inv, playbook string, extra ...string) *harness.Outcome
 	o := m.apply(inv, playbook, extra...)
 	if o.Code != 0 {
 		m.t.Fatalf("etcdplay apply %s %v: exit %d\n%s\n%s\nstderr:\n%s", playbook, extra, o.Code, o.Summary(), runLogs(o), o.Stderr)
+	}
+	return o
+}
+
+// etcd3DiedAndMoved bootstraps a three-member cluster holding k=v, kills
+// etcd3's host and boots a spare one. It returns the three nodes, the
+// spare, an inventory that gives etcd3 the spare's address, and the dead
+// member's id.
+func (m *mlab) etcd3DiedAndMoved() (all []node, spare lab.Host, moved string, old uint64) {
+	m.t.Helper()
+	all = m.nodes()
+	m.mustApply(m.inventory("three.yml", all...), "site.yml")
+	m.put("k", "v", all[0].Addr)
+	old = m.memberIDs(all[0].Addr)["etcd3"]
+	if err := m.Lab.Kill("etcd3"); err != nil {
+		m.t.Fatal(err)
+	}
+	spare, err := m.Lab.AddHost(context.Background())
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return all, spare, m.inventory("moved.yml", all[0], all[1], node{"etcd3", spare.Addr}), old
+}
+
+// mustReplace runs replace-node.yml -e node=NODE with inv and checks,
+// with etcd's client through via, that the three members are listed with
+// NODE under a new member id (not old), that addrs are healthy and still
+// hold k=v, and that a second run changes nothing. It returns the first
+// run.
+func (m *mlab) mustReplace(inv, node string, old uint64, via string, addrs []string) *harness.Outcome {
+	m.t.Helper()
+	o := m.mustApply(inv, "replace-node.yml", "-e", "node="+node)
+	if got := m.members(via); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
+		m.t.Fatalf("members after replace: %v", got)
+	}
+	if m.memberIDs(via)[node] == old {
+		m.t.Errorf("%s kept its old member id %x", node, old)
+	}
+	m.healthy(addrs...)
+	m.mustRead(map[string]string{"k": "v"}, addrs...)
+
+	again := m.mustApply(inv, "replace-node.yml", "-e", "node="+node)
+	if c := again.Changed(); c != 0 {
+		m.t.Errorf("second replace-node changed %d: %v", c, planActions(again))
 	}
 	return o
 }

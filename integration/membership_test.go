@@ -178,20 +178,7 @@ func TestScaleOut3To5To3(t *testing.T) {
 // data survives, and a second run changes nothing.
 func TestReplaceDeadNodeAtNewAddress(t *testing.T) {
 	m := newMLab(t, "it-replace-new", 22, 3)
-	all := m.nodes()
-	three := m.inventory("three.yml", all...)
-	m.mustApply(three, "site.yml")
-	m.put("k", "v", all[0].Addr)
-	old := m.memberIDs(all[0].Addr)["etcd3"]
-
-	if err := m.Lab.Kill("etcd3"); err != nil {
-		t.Fatal(err)
-	}
-	spare, err := m.Lab.AddHost(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	moved := m.inventory("moved.yml", all[0], all[1], node{"etcd3", spare.Addr})
+	all, spare, moved, old := m.etcd3DiedAndMoved()
 
 	untouched := m.CheckSnapshot(t)
 	check := m.apply(moved, "replace-node.yml", "-e", "node=etcd3", "--check")
@@ -215,23 +202,8 @@ func TestReplaceDeadNodeAtNewAddress(t *testing.T) {
 		t.Fatalf("--check changed the member list: %v", got)
 	}
 
-	o := m.mustApply(moved, "replace-node.yml", "-e", "node=etcd3")
+	o := m.mustReplace(moved, "etcd3", old, all[0].Addr, []string{all[0].Addr, all[1].Addr, spare.Addr})
 	t.Logf("replace-node.yml took %.1fs", o.Elapsed.Seconds())
-	now := []string{all[0].Addr, all[1].Addr, spare.Addr}
-	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
-		t.Fatalf("members after replace: %v", got)
-	}
-	ids := m.memberIDs(all[0].Addr)
-	if ids["etcd3"] == old {
-		t.Errorf("etcd3 kept its old member id %x", old)
-	}
-	m.healthy(now...)
-	m.mustRead(map[string]string{"k": "v"}, now...)
-
-	again := m.mustApply(moved, "replace-node.yml", "-e", "node=etcd3")
-	if c := again.Changed(); c != 0 {
-		t.Errorf("second replace-node changed %d: %v", c, planActions(again))
-	}
 }
 
 // TestReplaceWipedNodeInPlace wipes one host of three (same address, empty
@@ -247,20 +219,7 @@ func TestReplaceWipedNodeInPlace(t *testing.T) {
 	if err := m.Lab.Wipe(context.Background(), "etcd2"); err != nil {
 		t.Fatal(err)
 	}
-	m.mustApply(three, "replace-node.yml", "-e", "node=etcd2")
-	if got := m.members(all[0].Addr); !sameList(got, []string{"etcd1", "etcd2", "etcd3"}) {
-		t.Fatalf("members after replace: %v", got)
-	}
-	if m.memberIDs(all[0].Addr)["etcd2"] == old {
-		t.Errorf("etcd2 kept its old member id %x", old)
-	}
-	m.healthy(nodeAddrs(all)...)
-	m.mustRead(map[string]string{"k": "v"}, nodeAddrs(all)...)
-
-	again := m.mustApply(three, "replace-node.yml", "-e", "node=etcd2")
-	if c := again.Changed(); c != 0 {
-		t.Errorf("second replace-node changed %d: %v", c, planActions(again))
-	}
+	m.mustReplace(three, "etcd2", old, all[0].Addr, nodeAddrs(all))
 }
 
 // TestMembershipRefusals checks that unsafe or impossible requests are
