@@ -204,12 +204,8 @@ func bootSplitByHost(out string) map[string]string {
 // of a bootstrap, with certificates in full and keys as hashes only.
 func bootCheckPlanBare(t *testing.T, check *harness.Outcome, host, text string) {
 	t.Helper()
-	acts, diffs := check.Planned(host)
-	var targets []string
-	for _, a := range acts {
-		targets = append(targets, a.String())
-	}
-	all := strings.Join(targets, "\n")
+	_, diffs := check.Planned(host)
+	all := check.PlanText(host)
 	for _, want := range []string{
 		"/opt/etcd/" + bootVersion,
 		"/usr/local/bin/etcd:", "/usr/local/bin/etcdctl:", "/usr/local/bin/etcdutl:",

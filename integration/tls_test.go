@@ -54,16 +54,12 @@ func TestEnableTLS(t *testing.T) {
 		t.Errorf("site.yml with etcd_tls true on a plain-HTTP cluster: exit %d, want a refusal naming enable-tls.yml:\n%s", o.Code, o.Summary())
 	}
 	delete(e.Vars, "etcd_tls")
-	if changed := harness.Diff(snap, e.CheckSnapshot(t)); len(changed) != 0 {
-		t.Errorf("the refused site.yml changed hosts: %v", changed)
-	}
+	e.Unchanged(t, snap, "the refused site.yml")
 	check := e.Etcdplay(t, "apply", harness.Playbook("enable-tls.yml"), "--check")
 	if check.Code != 0 || !strings.Contains(check.Stdout, "off -> both") || !strings.Contains(check.Stdout, "peer -> on") {
 		t.Errorf("enable-tls --check: exit %d, want the three phases planned:\n%s%s", check.Code, check.Stdout, check.Stderr)
 	}
-	if changed := harness.Diff(snap, e.CheckSnapshot(t)); len(changed) != 0 {
-		t.Errorf("enable-tls --check changed hosts: %v", changed)
-	}
+	e.Unchanged(t, snap, "enable-tls --check")
 
 	w := startDualWriter(e, plain, tlsEPs)
 	// An application on the client host, through its local grpc-proxy

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -79,4 +80,13 @@ func (e *Env) CheckSnapshot(t testing.TB) HostSnapshots {
 		}
 	}
 	return out
+}
+
+// Unchanged fails t, naming what ran, if any host differs from snap (a
+// CheckSnapshot taken before it ran).
+func (e *Env) Unchanged(t testing.TB, snap HostSnapshots, what string) {
+	t.Helper()
+	if d := Diff(snap, e.CheckSnapshot(t)); len(d) > 0 {
+		t.Errorf("%s changed hosts:\n%s", what, strings.Join(d, "\n"))
+	}
 }

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"strings"
+
 	"github.com/etcdplay/etcdplay/internal/runner"
 	"github.com/etcdplay/etcdplay/modules"
 )
@@ -16,4 +18,14 @@ func (o *Outcome) Planned(host string) (actions []modules.Action, diffs []module
 		diffs = append(diffs, ev.Change.Diffs...)
 	}
 	return actions, diffs
+}
+
+// PlanText is host's planned actions (Planned), one line each.
+func (o *Outcome) PlanText(host string) string {
+	acts, _ := o.Planned(host)
+	lines := make([]string, len(acts))
+	for i, a := range acts {
+		lines[i] = a.String()
+	}
+	return strings.Join(lines, "\n")
 }
