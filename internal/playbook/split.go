@@ -97,7 +97,16 @@ func cutYAML(data []byte) *cutFile {
 	kept := 0
 	for _, l := range lists {
 		// The first item stays in the skeleton, so the list is still
-		// there, with its position, when the pieces are read.
+		// there, with its position, when the pieces are read. The
+		// pieces' lines are emptied there, and a quoted or flow scalar
+		// in the first item that runs on past it would swallow them and
+		// close after the list, where the skeleton's parse cannot tell:
+		// so the first item must parse on its own too, as each piece
+		// must (a fuzzed `- "` item lost the next item this way).
+		first := &piece{text: data[lines[l.items[0]]:lineEnd(data, lines, l.items[1])], col: l.col, line: l.items[0]}
+		if _, ok := first.parse(); !ok {
+			return nil
+		}
 		from := 1
 		last := l.items[len(l.items)-1]
 		for i := 1; i < len(l.items)-1; i++ {
