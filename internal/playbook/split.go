@@ -3,6 +3,7 @@ package playbook
 import (
 	"bytes"
 	"runtime"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -73,6 +74,11 @@ type piece struct {
 func cutYAML(data []byte) *cutFile {
 	lines := lineStarts(data)
 	if len(lines) < 2*splitMinLines {
+		return nil
+	}
+	// A byte that is not UTF-8 is an error of the whole file, which only
+	// the whole parse reports (a piece without it would parse).
+	if !utf8.Valid(data) {
 		return nil
 	}
 	lists := findTaskLists(data, lines)
