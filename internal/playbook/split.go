@@ -17,7 +17,10 @@ import (
 //   - a list is cut only at lines that start an item at the list's own
 //     indentation ("- " at column k), inside a run of lines that are all
 //     blank, comments, or indented at least k;
-//   - each piece must parse on its own to a list at column k; a cut inside
+//   - a file that is not valid UTF-8 is never cut (only the whole parse
+//     reports it);
+//   - each piece, and the first item that stays in place, must parse on
+//     its own to a list at column k; a cut inside
 //     a quoted or flow scalar leaves a piece unterminated, and an alias to
 //     an anchor in another piece is unknown, so both fail;
 //   - the rest of the file (the pieces' lines left blank, so every line
