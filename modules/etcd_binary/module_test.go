@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -293,6 +294,51 @@ func TestSecondStateDirUsesUserCache(t *testing.T) {
 		t.Error(err)
 	} else if fi.Mode().Perm() != 0o700 {
 		t.Errorf("user cache of releases has mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+// A user cache entry written by an older build (another repack format)
+// still spares the download: its verified tarball is repacked, hosts
+// install from the new repack, and the entry is replaced by it.
+func TestOlderRepackFormatInUserCache(t *testing.T) {
+	tb := fakeRelease(t, "a")
+	m := newMirror(t, tb, tb)
+	f := newFixture(t)
+	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
+		t.Fatal(err)
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	entries, _ := filepath.Glob(filepath.Join(cache, "etcdplay", "releases", "*", "files.json"))
+	if len(entries) != 1 {
+		t.Fatalf("user cache entries: %v", entries)
+	}
+	var idx filesIndex
+	b, _ := os.ReadFile(entries[0])
+	must(t, json.Unmarshal(b, &idx))
+	idx.RepackFormat = "" // as builds before the format was recorded wrote it
+	b, _ = json.Marshal(idx)
+	must(t, os.WriteFile(entries[0], b, 0o600))
+	repack := filepath.Join(filepath.Dir(entries[0]), "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst")
+	must(t, os.WriteFile(repack, []byte("an older repack"), 0o600))
+
+	g := newFixture(t)
+	t.Setenv("XDG_CACHE_HOME", cache)
+	if _, err := run(t, g.env("etcd1", m.URL), g.args); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.downloads.Load(); n != 1 {
+		t.Errorf("downloads = %d, want 1 (the older entry's tarball is repacked)", n)
+	}
+	got, _ := os.ReadFile(filepath.Join(g.root, "opt/etcd", version, "etcd"))
+	if !bytes.Contains(got, []byte("echo etcd")) {
+		t.Errorf("etcd not installed from the new repack: %q", got)
+	}
+	b, _ = os.ReadFile(entries[0])
+	if err := json.Unmarshal(b, &idx); err != nil || idx.RepackFormat != repackFormat {
+		t.Errorf("user cache entry not replaced: format %q (err %v)", idx.RepackFormat, err)
+	}
+	if b, _ := os.ReadFile(repack); bytes.Equal(b, []byte("an older repack")) {
+		t.Error("user cache still holds the older repack")
 	}
 }
 

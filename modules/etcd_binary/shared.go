@@ -52,6 +52,15 @@ func fromShared(sum, tarPath string) (rel *Release, ok bool) {
 		}
 		return nil, false
 	}
+	now := time.Now()
+	_ = os.Chtimes(src, now, now) // most recently used: kept longest
+	if idx.RepackFormat != repackFormat {
+		// An older build's repack: the verified tarball is still good, so
+		// repack it here rather than download it again (toShared then
+		// replaces the entry).
+		rel, err := withFiles(tarPath, sum)
+		return rel, err == nil
+	}
 	repack := repackPath(tarPath)
 	if _, err := copyHashed(filepath.Join(src, filepath.Base(repack)), repack); err != nil {
 		return nil, false
@@ -61,8 +70,6 @@ func fromShared(sum, tarPath string) (rel *Release, ok bool) {
 	if hostfile.WriteAtomic(tarPath+".files.json", b, 0o644, -1, -1) != nil {
 		return nil, false
 	}
-	now := time.Now()
-	_ = os.Chtimes(src, now, now) // most recently used: kept longest
 	return idx.release(tarPath), true
 }
 
@@ -74,7 +81,8 @@ func toShared(rel *Release) {
 	if dst == "" {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(dst, "files.json")); err == nil {
+	var old filesIndex
+	if b, err := os.ReadFile(filepath.Join(dst, "files.json")); err == nil && json.Unmarshal(b, &old) == nil && old.RepackFormat == repackFormat {
 		return
 	}
 	parent := filepath.Dir(dst)
@@ -91,10 +99,19 @@ func toShared(rel *Release) {
 			return
 		}
 	}
-	b, _ := json.Marshal(filesIndex{TarballSHA256: rel.SHA256, Files: rel.Files})
+	b, _ := json.Marshal(filesIndex{TarballSHA256: rel.SHA256, Files: rel.Files, RepackFormat: repackFormat})
 	// files.json last: an entry without it is never used.
 	if hostfile.WriteAtomic(filepath.Join(tmp, "files.json"), b, 0o600, -1, -1) != nil {
 		return
+	}
+	if _, err := os.Stat(dst); err == nil {
+		// An older format's entry: moved aside whole, so a reader never
+		// sees a mix of the two.
+		stale := tmp + ".stale"
+		if os.Rename(dst, stale) != nil {
+			return
+		}
+		defer os.RemoveAll(stale)
 	}
 	if os.Rename(tmp, dst) != nil {
 		return // another run published it first
