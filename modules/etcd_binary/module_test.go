@@ -228,12 +228,7 @@ func TestUnreachableInstallsNothing(t *testing.T) {
 }
 
 func TestCorruptCacheIsFetchedAgain(t *testing.T) {
-	tb := fakeRelease(t, "a")
-	m := newMirror(t, tb, tb)
-	f := newFixture(t)
-	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
-		t.Fatal(err)
-	}
+	f, m, tb := installedOnce(t)
 	cached := filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.tar.gz")
 	shared := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "etcdplay", "releases", hex.EncodeToString(sha256Of(tb)), "etcd-v3.6.16-linux-amd64.tar.gz")
 	for _, tt := range []struct {
@@ -263,12 +258,7 @@ func TestCorruptCacheIsFetchedAgain(t *testing.T) {
 // the release from the controller's user cache: no download, no repack,
 // and hosts install the same verified binaries.
 func TestSecondStateDirUsesUserCache(t *testing.T) {
-	tb := fakeRelease(t, "a")
-	m := newMirror(t, tb, tb)
-	f := newFixture(t)
-	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
-		t.Fatal(err)
-	}
+	f, m, _ := installedOnce(t)
 	first, err := os.ReadFile(filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst"))
 	if err != nil {
 		t.Fatal(err)
@@ -292,12 +282,7 @@ func TestSecondStateDirUsesUserCache(t *testing.T) {
 // still spares the download: its verified tarball is repacked, hosts
 // install from the new repack, and the entry is replaced by it.
 func TestOlderRepackFormatInUserCache(t *testing.T) {
-	tb := fakeRelease(t, "a")
-	m := newMirror(t, tb, tb)
-	f := newFixture(t)
-	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
-		t.Fatal(err)
-	}
+	_, m, _ := installedOnce(t)
 	cache := os.Getenv("XDG_CACHE_HOME")
 	entries, _ := filepath.Glob(filepath.Join(cache, "etcdplay", "releases", "*", "files.json"))
 	if len(entries) != 1 {
@@ -327,12 +312,7 @@ func TestOlderRepackFormatInUserCache(t *testing.T) {
 // The repack is rebuilt from the verified tarball whenever it is not as
 // indexed, without downloading again; hosts install from it.
 func TestEditedRepackIsRebuilt(t *testing.T) {
-	tb := fakeRelease(t, "a")
-	m := newMirror(t, tb, tb)
-	f := newFixture(t)
-	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
-		t.Fatal(err)
-	}
+	f, m, _ := installedOnce(t)
 	repack := filepath.Join(f.state, "cache", version, "etcd-v3.6.16-linux-amd64.etcdplay.tar.zst")
 	good, err := os.ReadFile(repack)
 	if err != nil {
@@ -341,6 +321,19 @@ func TestEditedRepackIsRebuilt(t *testing.T) {
 	must(t, os.WriteFile(repack, good[:len(good)/2], 0o644))
 	must(t, os.RemoveAll(filepath.Join(f.root, "opt")))
 	installsWithoutDownload(t, f, m, "the repack is rebuilt from the cached tarball")
+}
+
+// installedOnce serves a release from a mirror and installs it on one
+// host of a new fixture: the start of every test of the caches.
+func installedOnce(t *testing.T) (fixture, *mirror, []byte) {
+	t.Helper()
+	tb := fakeRelease(t, "a")
+	m := newMirror(t, tb, tb)
+	f := newFixture(t)
+	if _, err := run(t, f.env("etcd1", m.URL), f.args); err != nil {
+		t.Fatal(err)
+	}
+	return f, m, tb
 }
 
 // installsWithoutDownload runs etcd_binary on f's host and checks that
