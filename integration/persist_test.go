@@ -40,11 +40,20 @@ func TestPersist(t *testing.T) {
 		t.Fatalf("after the first run the relay holds %d connections to the hosts' sshd, want 3: %v", len(before), before)
 	}
 
+	// The relay has started the next run's agent on each host.
+	spares := waitingAgents(t, e, 1)
+
 	o = e.MustApply(t, pb, persist...)
 	if c := o.Changed(); c != 0 {
 		t.Fatalf("re-apply through the relay changed %d", c)
 	}
 	connectMsgs(t, o, "through the relay (its connection reused)")
+	// That run used them (they have exited), and left the next ones.
+	for h, next := range waitingAgents(t, e, 1) {
+		if slices.Contains(next, spares[h][0]) {
+			t.Errorf("%s: the agent started for the second run (pid %s) still waits after it", h, spares[h][0])
+		}
+	}
 	if st := e.Etcdplay(t, "status", "--persist", "5s"); st.Code != 0 {
 		t.Fatalf("status through the relay: exit %d\n%s%s", st.Code, st.Stdout, st.Stderr)
 	}
@@ -81,6 +90,34 @@ func TestPersist(t *testing.T) {
 			t.Fatalf("15s past its persist time the relay's socket is there (%v) and %d connections are open", err, len(conns))
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// The agents started ahead ended with the connections.
+	waitingAgents(t, e, 0)
+}
+
+// waitingAgents waits until each lab host runs n etcdplay agents and
+// returns their pids by host.
+func waitingAgents(t *testing.T, e *harness.Env, n int) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pids, ok := map[string][]string{}, true
+		for _, h := range e.Lab.Hosts() {
+			// The brackets keep pgrep's own shell out of the match.
+			o, err := e.Lab.Run(ctx, h.Name, "pgrep -f '^/var/lib/etcdplay/agent/[e]tcdplay-agent-[0-9a-f]+ agent$' || true")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pids[h.Name] = strings.Fields(o)
+			ok = ok && len(pids[h.Name]) == n
+		}
+		if ok {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d etcdplay agents on each host, have %v", n, pids)
+		}
 	}
 }
 

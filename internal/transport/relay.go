@@ -9,7 +9,8 @@ package transport
 // the host and copies the bytes. The next run within Persist skips the
 // TCP connect, the key exchange, the authentication and the host's
 // per-login setup (sshd's re-exec and PAM), which are most of a warm
-// run's cost; its sessions, and so its agents, are its own.
+// run's cost; its sessions, and so its agents, are its own (the agent
+// session may have been started before the run asked: relayspare.go).
 //
 // What is trusted: the socket's directory is the user's alone (0700,
 // checked on both sides), the relay accepts only peers of its own uid

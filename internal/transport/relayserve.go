@@ -160,6 +160,9 @@ type relayHost struct {
 	ready        chan struct{}
 	client, jump *ssh.Client
 	err          error
+
+	spareMu sync.Mutex
+	spare   *spareSession // the next run's agent session, started ahead
 }
 
 func (r *relayServer) clientStarted() {
@@ -250,9 +253,9 @@ func (r *relayServer) serve(c net.Conn) {
 		return
 	}
 	defer sc.Close()
-	connected := make(chan *ssh.Client, 1)
+	connected := make(chan *relayHost, 1)
 	go r.globalRequests(reqs, connected)
-	var host *ssh.Client
+	var host *relayHost
 	select {
 	case host = <-connected:
 	case <-waitClosed(sc):
@@ -261,11 +264,11 @@ func (r *relayServer) serve(c net.Conn) {
 	// The run's connection ends with the host's, as it would without
 	// the relay.
 	go func() {
-		host.Wait()
+		host.client.Wait()
 		sc.Close()
 	}()
 	for nc := range chans {
-		go relayChannel(nc, host)
+		go r.relayChannel(nc, host)
 	}
 }
 
@@ -278,8 +281,8 @@ func waitClosed(sc ssh.Conn) <-chan struct{} {
 // globalRequests answers the run's connect request, then passes its
 // keepalives on to the host: the run learns of a dead host as it would
 // without the relay.
-func (r *relayServer) globalRequests(reqs <-chan *ssh.Request, connected chan<- *ssh.Client) {
-	var host *ssh.Client
+func (r *relayServer) globalRequests(reqs <-chan *ssh.Request, connected chan<- *relayHost) {
+	var host *relayHost
 	for req := range reqs {
 		switch {
 		case req.Type == relayStop:
@@ -305,7 +308,7 @@ func (r *relayServer) globalRequests(reqs <-chan *ssh.Request, connected chan<- 
 			req.Reply(true, body)
 			connected <- host
 		case host != nil:
-			ok, payload, err := host.SendRequest(req.Type, req.WantReply, req.Payload)
+			ok, payload, err := host.client.SendRequest(req.Type, req.WantReply, req.Payload)
 			if req.WantReply {
 				req.Reply(ok && err == nil, payload)
 			}
@@ -320,7 +323,7 @@ func (r *relayServer) globalRequests(reqs <-chan *ssh.Request, connected chan<- 
 // host returns the connection for rr, dialing it unless a live one is
 // open. Whether one is live is asked of the host (a keepalive), not
 // assumed: it may have rebooted since the last run.
-func (r *relayServer) host(rr *relayRequest) (*ssh.Client, bool, error) {
+func (r *relayServer) host(rr *relayRequest) (*relayHost, bool, error) {
 	key := rr.key()
 	o := &ConnectOptions{KnownHostsFile: rr.KnownHostsFile, AcceptNewHostKeys: rr.AcceptNew, HashKnownHosts: rr.Hash,
 		Timeout: rr.Timeout, ConnectionAttempts: rr.Attempts, AgentSock: rr.AgentSock}
@@ -334,7 +337,7 @@ func (r *relayServer) host(rr *relayRequest) (*ssh.Client, bool, error) {
 	if h != nil {
 		<-h.ready
 		if h.err == nil && alive(h.client, o.Timeout) {
-			return h.client, true, nil
+			return h, true, nil
 		}
 		r.mu.Lock()
 		if r.hosts[key] == h {
@@ -350,7 +353,7 @@ func (r *relayServer) host(rr *relayRequest) (*ssh.Client, bool, error) {
 		// Another run dialed it meanwhile.
 		r.mu.Unlock()
 		<-h.ready
-		return h.client, true, h.err
+		return h, true, h.err
 	}
 	h = &relayHost{ready: make(chan struct{})}
 	r.hosts[key] = h
@@ -376,7 +379,7 @@ func (r *relayServer) host(rr *relayRequest) (*ssh.Client, bool, error) {
 		}
 		r.mu.Unlock()
 	}()
-	return h.client, false, nil
+	return h, false, nil
 }
 
 // alive reports whether c answers a keepalive within timeout.
@@ -394,11 +397,16 @@ func alive(c *ssh.Client, timeout time.Duration) bool {
 	}
 }
 
-// relayChannel opens nc's channel on host and copies between the two
-// until both ends have closed it: data both ways (stderr too), end of
-// input, and channel requests both ways (exec, subsystem, exit-status).
-func relayChannel(nc ssh.NewChannel, host *ssh.Client) {
-	hc, hreqs, err := host.OpenChannel(nc.ChannelType(), nc.ExtraData())
+// relayChannel opens nc's channel on the host and copies between the two
+// until both ends have closed it. An agent session (the transport's
+// probe) is served from the session started ahead for it when there is
+// one, and starts the next run's when it ends.
+func (r *relayServer) relayChannel(nc ssh.NewChannel, host *relayHost) {
+	if nc.ChannelType() == "session" && host.hasSpare() {
+		r.relaySession(nc, host)
+		return
+	}
+	hc, hreqs, err := host.client.OpenChannel(nc.ChannelType(), nc.ExtraData())
 	if err != nil {
 		var oe *ssh.OpenChannelError
 		if errors.As(err, &oe) {
@@ -413,6 +421,68 @@ func relayChannel(nc ssh.NewChannel, host *ssh.Client) {
 		hc.Close()
 		return
 	}
+	if nc.ChannelType() != "session" {
+		splice(cc, creqs, hc, hreqs)
+		return
+	}
+	// A session's first request says whether it is the agent's: the
+	// probe's exec.
+	first, ok := <-creqs
+	if !ok {
+		hc.Close()
+		cc.Close()
+		return
+	}
+	sent, err := hc.SendRequest(first.Type, first.WantReply, first.Payload)
+	if first.WantReply {
+		first.Reply(sent && err == nil, nil)
+	}
+	splice(cc, creqs, hc, hreqs)
+	if cmd := execCommand(first); sent && err == nil && IsProbe(cmd) && !r.stopped() {
+		host.startSpare(cmd)
+	}
+}
+
+// relaySession serves a session channel of a host that has a spare: the
+// run's exec of the same probe is answered by the spare, anything else
+// by a channel of its own.
+func (r *relayServer) relaySession(nc ssh.NewChannel, host *relayHost) {
+	cc, creqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	first, ok := <-creqs
+	if !ok {
+		cc.Close()
+		return
+	}
+	cmd := execCommand(first)
+	var hc ssh.Channel
+	var hreqs <-chan *ssh.Request
+	sent := false
+	if sp := host.takeSpare(cmd); sp != nil {
+		hc, hreqs, sent = sp.ch, sp.reqs, true
+	} else if hc, hreqs, err = host.client.OpenChannel("session", nc.ExtraData()); err == nil {
+		sent, err = hc.SendRequest(first.Type, first.WantReply, first.Payload)
+		sent = sent && err == nil
+	}
+	if first.WantReply {
+		first.Reply(sent, nil)
+	}
+	if hc == nil {
+		cc.Close()
+		return
+	}
+	splice(cc, creqs, hc, hreqs)
+	if sent && IsProbe(cmd) && !r.stopped() {
+		host.startSpare(cmd)
+	}
+}
+
+// splice copies between a run's channel cc and the host's hc until both
+// ends have closed: data both ways (stderr too), end of input, and
+// channel requests both ways (exec, subsystem, exit-status).
+func splice(cc ssh.Channel, creqs <-chan *ssh.Request, hc ssh.Channel, hreqs <-chan *ssh.Request) {
 	var output sync.WaitGroup
 	output.Add(2)
 	go func() { defer output.Done(); io.Copy(cc, hc) }()
@@ -428,6 +498,15 @@ func relayChannel(nc ssh.NewChannel, host *ssh.Client) {
 	forwardRequests(hreqs, cc, &output)
 	output.Wait()
 	cc.Close()
+}
+
+// execCommand is the command of an exec request ("" for any other).
+func execCommand(req *ssh.Request) string {
+	var p struct{ Command string }
+	if req.Type != "exec" || ssh.Unmarshal(req.Payload, &p) != nil {
+		return ""
+	}
+	return p.Command
 }
 
 // forwardRequests passes a channel's requests on to its other end. With
