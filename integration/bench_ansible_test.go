@@ -304,10 +304,13 @@ func printRelayUsage(b *testing.B, sock string, hosts, runs int) {
 
 // persisting is etcdplay with --persist among compareWithAnsible's tools;
 // ansiblePersist is how long both keep connections (runAnsible's
-// ControlPersist).
+// ControlPersist): longer than the other tools' runs between two of a
+// tool's warm runs, which on a slow machine (30 hosts under Ansible and
+// Mitogen) take over two minutes. A shorter one closes the connections
+// between rounds and measures a first run.
 const (
 	persisting     = "etcdplay --persist"
-	ansiblePersist = "120s"
+	ansiblePersist = "600s"
 )
 
 // printColdBreakdown says where a cold run's time went: the run's own

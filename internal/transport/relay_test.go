@@ -147,6 +147,29 @@ func TestRelaySpareSession(t *testing.T) {
 	o := relayed(c, sock)
 	run(o, "the first run", 1)
 
+	// A session that is not an agent's (SFTP here) leaves the spare for
+	// the next run.
+	tg := targetOf(s)
+	tg.KeyFile = c.KeyFile
+	so := o
+	if err := so.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	client, _, err := dialRelay(context.Background(), tg, &so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	sess.Close()
+	client.Close()
+	run(o, "a run after an SFTP session", 0)
+
 	killAgents(t, s.Home)
 	waitFor(t, "the spare's end", func() bool { return s.Running.Load() == 0 })
 	run(o, "a run after its spare died", 1)
@@ -157,25 +180,32 @@ func TestRelaySpareSession(t *testing.T) {
 	run(other, "its next run", 0)
 }
 
-// killAgents kills the agents running from under home (sshtest runs its
-// sessions' commands as the test's own processes).
+// killAgents kills the agent running from under home (sshtest runs its
+// sessions' commands as the test's own processes), once the probe's
+// shell has become it.
 func killAgents(t *testing.T, home string) {
 	t.Helper()
-	pids, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	n := 0
-	for _, f := range pids {
-		b, err := os.ReadFile(f)
-		if err != nil || !bytes.HasPrefix(b, []byte(home)) || !bytes.Contains(b, []byte("\x00agent")) {
-			continue
+	var pids []int
+	waitFor(t, "the spare's agent process", func() bool {
+		pids = nil
+		files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil || !bytes.HasPrefix(b, []byte(home)) || !bytes.HasSuffix(b, []byte("\x00agent\x00")) {
+				continue
+			}
+			var pid int
+			fmt.Sscanf(f, "/proc/%d/cmdline", &pid)
+			pids = append(pids, pid)
 		}
-		var pid int
-		fmt.Sscanf(f, "/proc/%d/cmdline", &pid)
-		if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
-			n++
-		}
+		return len(pids) == 1
+	})
+	p, err := os.FindProcess(pids[0])
+	if err == nil {
+		err = p.Kill()
 	}
-	if n != 1 {
-		t.Fatalf("killed %d agents under %s; want 1", n, home)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -301,12 +331,15 @@ func TestRelayThroughAJumpHost(t *testing.T) {
 		}
 		conn.Close()
 	}
+	// Three agent sessions: the two runs', and the one the relay has
+	// started for the next run.
+	waitFor(t, "the next run's agent session", func() bool { return target.Execs.Load() == 3 })
 	bastion.Mu.Lock()
 	target.Mu.Lock()
 	logins := []int{len(bastion.Users), len(target.Users)}
 	target.Mu.Unlock()
 	bastion.Mu.Unlock()
-	if logins[0] != 1 || logins[1] != 1 || bastion.Forward.Load() != 1 || target.Execs.Load() != 2 {
+	if logins[0] != 1 || logins[1] != 1 || bastion.Forward.Load() != 1 || target.Execs.Load() != 3 {
 		t.Errorf("logins %v, bastion forwards %d, target execs %d", logins, bastion.Forward.Load(), target.Execs.Load())
 	}
 }

@@ -402,26 +402,31 @@ func alive(c *ssh.Client, timeout time.Duration) bool {
 // probe) is served from the session started ahead for it when there is
 // one, and starts the next run's when it ends.
 func (r *relayServer) relayChannel(nc ssh.NewChannel, host *relayHost) {
-	if nc.ChannelType() == "session" && host.hasSpare() {
-		r.relaySession(nc, host)
-		return
-	}
-	hc, hreqs, err := host.client.OpenChannel(nc.ChannelType(), nc.ExtraData())
-	if err != nil {
-		var oe *ssh.OpenChannelError
-		if errors.As(err, &oe) {
-			nc.Reject(oe.Reason, oe.Message)
-		} else {
-			nc.Reject(ssh.ConnectionFailed, err.Error())
+	session := nc.ChannelType() == "session"
+	var hc ssh.Channel
+	var hreqs <-chan *ssh.Request
+	var err error
+	if !session || !host.hasSpare() {
+		// Opened before the run's is accepted, so that a refusal reaches
+		// the run as the host's.
+		if hc, hreqs, err = host.client.OpenChannel(nc.ChannelType(), nc.ExtraData()); err != nil {
+			var oe *ssh.OpenChannelError
+			if errors.As(err, &oe) {
+				nc.Reject(oe.Reason, oe.Message)
+			} else {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+			}
+			return
 		}
-		return
 	}
 	cc, creqs, err := nc.Accept()
 	if err != nil {
-		hc.Close()
+		if hc != nil {
+			hc.Close()
+		}
 		return
 	}
-	if nc.ChannelType() != "session" {
+	if !session {
 		splice(cc, creqs, hc, hreqs)
 		return
 	}
@@ -429,42 +434,27 @@ func (r *relayServer) relayChannel(nc ssh.NewChannel, host *relayHost) {
 	// probe's exec.
 	first, ok := <-creqs
 	if !ok {
-		hc.Close()
+		if hc != nil {
+			hc.Close()
+		}
 		cc.Close()
 		return
 	}
-	sent, err := hc.SendRequest(first.Type, first.WantReply, first.Payload)
-	if first.WantReply {
-		first.Reply(sent && err == nil, nil)
+	cmd, sent := execCommand(first), false
+	if hc == nil && IsProbe(cmd) {
+		// Another session (SFTP, say) leaves the spare for the next run.
+		if sp := host.takeSpare(cmd); sp != nil {
+			hc, hreqs, sent = sp.ch, sp.reqs, true
+		}
 	}
-	splice(cc, creqs, hc, hreqs)
-	if cmd := execCommand(first); sent && err == nil && IsProbe(cmd) && !r.stopped() {
-		host.startSpare(cmd)
+	if hc == nil {
+		if hc, hreqs, err = host.client.OpenChannel("session", nc.ExtraData()); err != nil {
+			hc = nil
+		}
 	}
-}
-
-// relaySession serves a session channel of a host that has a spare: the
-// run's exec of the same probe is answered by the spare, anything else
-// by a channel of its own.
-func (r *relayServer) relaySession(nc ssh.NewChannel, host *relayHost) {
-	cc, creqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
-	first, ok := <-creqs
-	if !ok {
-		cc.Close()
-		return
-	}
-	cmd := execCommand(first)
-	var hc ssh.Channel
-	var hreqs <-chan *ssh.Request
-	sent := false
-	if sp := host.takeSpare(cmd); sp != nil {
-		hc, hreqs, sent = sp.ch, sp.reqs, true
-	} else if hc, hreqs, err = host.client.OpenChannel("session", nc.ExtraData()); err == nil {
-		sent, err = hc.SendRequest(first.Type, first.WantReply, first.Payload)
-		sent = sent && err == nil
+	if hc != nil && !sent {
+		ok, err := hc.SendRequest(first.Type, first.WantReply, first.Payload)
+		sent = ok && err == nil
 	}
 	if first.WantReply {
 		first.Reply(sent, nil)

@@ -93,9 +93,9 @@ func (sp *spareSession) end() (taken bool) {
 	return sp.taken
 }
 
-// takeSpare hands the spare to a run that execs cmd, if it is for cmd and
-// alive. A spare for another command (another agent binary, another
-// become user) is closed.
+// takeSpare hands the spare to a run that execs the probe cmd, if it is
+// for cmd and alive. A spare for another probe (another agent binary,
+// another become user) is closed.
 func (h *relayHost) takeSpare(cmd string) *spareSession {
 	h.spareMu.Lock()
 	sp := h.spare
@@ -109,7 +109,7 @@ func (h *relayHost) takeSpare(cmd string) *spareSession {
 		return nil
 	}
 	sp.mu.Lock()
-	usable := !sp.ended && cmd != "" && sp.cmd == cmd
+	usable := !sp.ended && sp.cmd == cmd
 	sp.taken = usable
 	sp.mu.Unlock()
 	if !usable {
