@@ -448,9 +448,8 @@ func (r *relayServer) relayChannel(nc ssh.NewChannel, host *relayHost) {
 		}
 	}
 	if hc == nil {
-		if hc, hreqs, err = host.client.OpenChannel("session", nc.ExtraData()); err != nil {
-			hc = nil
-		}
+		// A refused open leaves hc nil: the run's exec is refused.
+		hc, hreqs, _ = host.client.OpenChannel("session", nc.ExtraData())
 	}
 	if hc != nil && !sent {
 		ok, err := hc.SendRequest(first.Type, first.WantReply, first.Payload)

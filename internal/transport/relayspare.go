@@ -19,8 +19,7 @@ import (
 // use it.
 type spareSession struct {
 	cmd   string
-	ready chan struct{} // closed once ch is open and its exec answered
-	ok    bool          // the exec was accepted (read after ready)
+	ready chan struct{} // closed once ch is set, or left nil when the exec failed
 	ch    ssh.Channel
 	reqs  chan *ssh.Request // the host's channel requests, passed on
 
@@ -60,7 +59,7 @@ func (h *relayHost) startSpare(cmd string) {
 			h.dropSpare(sp)
 			return
 		}
-		sp.ch, sp.ok, sp.reqs = ch, true, make(chan *ssh.Request, 4)
+		sp.ch, sp.reqs = ch, make(chan *ssh.Request, 4)
 		go sp.watch(reqs, h)
 	}()
 }
@@ -105,7 +104,7 @@ func (h *relayHost) takeSpare(cmd string) *spareSession {
 		return nil
 	}
 	<-sp.ready
-	if !sp.ok {
+	if sp.ch == nil {
 		return nil
 	}
 	sp.mu.Lock()
