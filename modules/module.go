@@ -11,8 +11,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -278,6 +281,9 @@ var (
 	internal = map[string]Module{}
 	groups   = map[string]bool{}
 	probes   = map[string]Prober{}
+	// namespaces maps a variable prefix a module package owns to every
+	// variable under it that the package reads.
+	namespaces = map[string]map[string]bool{}
 )
 
 // Register makes a module available to playbooks under name. Module
@@ -299,6 +305,50 @@ func KnownGroup(name string) bool {
 	mu.Lock()
 	defer mu.Unlock()
 	return groups[name]
+}
+
+// RegisterVariables declares that the variables starting with prefix
+// are a module package's contract (etcd_ for the etcd modules) and names
+// every one of them it reads. Any other variable under prefix is read by
+// nothing: UnreadVariable says so, so that a misspelt name does not leave
+// a setting at its default without a word.
+func RegisterVariables(prefix string, names ...string) {
+	mu.Lock()
+	defer mu.Unlock()
+	if namespaces[prefix] == nil {
+		namespaces[prefix] = map[string]bool{}
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, prefix) {
+			panic(fmt.Sprintf("modules: variable %q is outside its namespace %q", n, prefix))
+		}
+		namespaces[prefix][n] = true
+	}
+}
+
+// UnreadVariable reports whether name lies in a registered namespace
+// without being one of its variables, and the closest variable that is
+// (for a "did you mean" hint; "" when none is near).
+func UnreadVariable(name string) (unread bool, hint string) {
+	mu.RLock()
+	defer mu.RUnlock()
+	for prefix, known := range namespaces {
+		if !strings.HasPrefix(name, prefix) || known[name] {
+			continue
+		}
+		// Compared without the prefix they all share, and closer than
+		// Closest allows: a hint from another tool's variable that only
+		// shares a word (kubespray's etcd_events_data_dir) misleads.
+		rest := strings.TrimPrefix(name, prefix)
+		best, bestD := "", len(rest)/3+2
+		for _, k := range slices.Sorted(maps.Keys(known)) {
+			if d := EditDistance(rest, strings.TrimPrefix(k, prefix)); d < bestD {
+				best, bestD = k, d
+			}
+		}
+		return true, best
+	}
+	return false, ""
 }
 
 // RegisterInternal makes a host-side module available to controller-side

@@ -116,7 +116,7 @@ func newApply() *cobra.Command {
 			if err != nil {
 				return invalid(err)
 			}
-			inv, compiled, err := lf.compile(args[0])
+			inv, compiled, err := lf.compile(cmd.ErrOrStderr(), args[0])
 			if err != nil {
 				return err
 			}

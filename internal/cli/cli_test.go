@@ -212,15 +212,11 @@ func TestListHostsAndTasks(t *testing.T) {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "inv.yml")
 	pb := filepath.Join(dir, "pb.yml")
-	for p, s := range map[string]string{
+	writeFiles(t, map[string]string{
 		inv: "all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n    h2: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
 		pb: "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n      tags: [setup]\n" +
 			"    - name: other\n      file: {path: /tmp/y, state: directory}\n",
-	} {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	root := newRoot()
 	var out strings.Builder
 	root.SetOut(&out)
@@ -286,15 +282,11 @@ func TestSeveralInventoriesAndLimitFile(t *testing.T) {
 	a := filepath.Join(dir, "a.yml")
 	pb := filepath.Join(dir, "pb.yml")
 	retry := filepath.Join(dir, "pb.retry")
-	for p, s := range map[string]string{
+	writeFiles(t, map[string]string{
 		a:     "all:\n  children:\n    etcd:\n      hosts:\n        h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
 		pb:    "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n",
 		retry: "# failed last time\nh3\nh1\n",
-	} {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	root := newRoot()
 	var out strings.Builder
 	root.SetOut(&out)
@@ -337,6 +329,40 @@ func TestCompletion(t *testing.T) {
 		got := lines[:len(lines)-1] // the last line is cobra's directive
 		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
 			t.Errorf("%v: %v, want %v", tt.args[2:], got, tt.want)
+		}
+	}
+}
+
+// An etcd_ variable nothing reads is a warning on stderr, not a failure:
+// validate still says ok and exits 0.
+func TestUnreadVariableWarns(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.yml")
+	pb := filepath.Join(dir, "pb.yml")
+	writeFiles(t, map[string]string{
+		inv: "all:\n  vars:\n    etcd_verison: v3.7.3\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
+		pb:  "- hosts: all\n  tasks:\n    - file: {path: /tmp/x, state: directory}\n",
+	})
+	root := newRoot()
+	var out, errs strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errs)
+	root.SetArgs([]string{"validate", pb, "-i", inv})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want := "warning: " + inv + `:3:19: vars.etcd_verison: no module or task reads etcd_verison: it changes nothing (did you mean "etcd_version"?)` + "\n"
+	if errs.String() != want || !strings.Contains(out.String(), ": ok (") {
+		t.Errorf("stdout %q\nstderr %q\nwant stderr %q", out.String(), errs.String(), want)
+	}
+}
+
+// writeFiles writes each path's text.
+func writeFiles(t *testing.T, files map[string]string) {
+	t.Helper()
+	for p, s := range files {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

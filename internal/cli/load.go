@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,8 +130,9 @@ func (f *loadFlags) resolveStateDir() string {
 }
 
 // compile loads the inventory and compiles the playbook against it. Every
-// error here is invalid input: nothing has connected anywhere yet.
-func (f *loadFlags) compile(path string) (*inventory.Inventory, *playbook.Compiled, error) {
+// error here is invalid input: nothing has connected anywhere yet. The
+// compiler's warnings go to warn, one a line.
+func (f *loadFlags) compile(warn io.Writer, path string) (*inventory.Inventory, *playbook.Compiled, error) {
 	inv, err := f.loadInventory()
 	if err != nil {
 		return nil, nil, err
@@ -146,6 +148,9 @@ func (f *loadFlags) compile(path string) (*inventory.Inventory, *playbook.Compil
 	c, err := playbook.Load(path, inv, playbook.Options{ExtraVars: extra, Limit: limit, Tags: f.tags, SkipTags: f.skipTags, StateDir: f.resolveStateDir()})
 	if err != nil {
 		return nil, nil, invalid(err)
+	}
+	for _, w := range c.Warnings {
+		fmt.Fprintf(warn, "warning: %v\n", w)
 	}
 	return inv, c, nil
 }

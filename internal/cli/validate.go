@@ -14,7 +14,7 @@ func newValidate() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := lf.compile(args[0])
+			_, c, err := lf.compile(cmd.ErrOrStderr(), args[0])
 			if err != nil {
 				return err
 			}
@@ -41,7 +41,7 @@ func newGraph() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePlaybooks,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := lf.compile(args[0])
+			_, c, err := lf.compile(cmd.ErrOrStderr(), args[0])
 			if err != nil {
 				return err
 			}

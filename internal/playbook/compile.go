@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -78,6 +79,9 @@ type compiler struct {
 	// broken are the current play's variables that failed to render, by
 	// host and name.
 	broken map[string]map[string]*brokenVar
+	// words are the names the playbook writes (see unreadVariables), and
+	// warned the places already warned about.
+	words, warned map[string]bool
 }
 
 // Compile lays the parsed playbook out against an inventory (see Load).
@@ -133,6 +137,7 @@ func (c *compiler) run() {
 	for _, ps := range pb.Plays {
 		c.play(ps)
 	}
+	c.unreadVariables()
 }
 
 func (c *compiler) play(ps *PlaySpec) {
@@ -312,6 +317,9 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 		}
 		if m != nil {
 			maps.Copy(out, inventory.Normalize(m).(map[string]any))
+			for _, name := range slices.Sorted(maps.Keys(m)) {
+				c.warnUnread(Pos{File: path}, "vars."+name, name)
+			}
 		}
 	}
 	return out

@@ -17,6 +17,9 @@ type Compiled struct {
 	Plays []*Play
 	// Graph holds every node; edges run from a dependency to its dependent.
 	Graph *dag.Graph[*Node]
+	// Warnings are what the operator should hear of without being stopped:
+	// variables in a module namespace that nothing reads (a typo?).
+	Warnings Errors
 }
 
 // Node is one task on one host (or, for a run_once task, one node for the

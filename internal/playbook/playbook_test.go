@@ -499,13 +499,7 @@ func TestUntilDefaults(t *testing.T) {
 // cycle and play keys beside the import are errors.
 func TestImportPlaybook(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, body string) string { return writeFile(t, dir, name, body) }
 	write("inner.yml", "- hosts: etcd1\n  tasks:\n    - ping:\n")
 	outer := write("outer.yml", "- hosts: etcd2\n  tasks:\n    - ping:\n- import_playbook: inner.yml\n")
 	pb, err := Parse(outer)
@@ -527,4 +521,14 @@ func TestImportPlaybook(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
 		}
 	}
+}
+
+// writeFile writes body to dir/name and returns that path.
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

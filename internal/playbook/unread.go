@@ -1,0 +1,96 @@
+package playbook
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+
+	"github.com/etcdplay/etcdplay/modules"
+)
+
+// unreadVariables warns about each variable in a module namespace (etcd_)
+// that nothing reads: not the modules (modules.UnreadVariable) and not
+// the playbook, whose own tasks and vars may use a variable of that name.
+// A misspelt etcd_quota_backend_bytes would otherwise leave etcd at its
+// default without a word. A warning, not an error: an inventory written
+// for another tool (kubespray's has etcd_ variables of its own) still
+// runs, and says what etcdplay ignores.
+func (c *compiler) unreadVariables() {
+	for _, h := range c.inv.Hosts() {
+		for _, name := range slices.Sorted(maps.Keys(h.Vars)) {
+			pos, _ := h.VarPos(name)
+			c.warnUnread(pos, "vars."+name, name)
+		}
+	}
+	for _, ps := range c.pb.Plays {
+		for _, name := range slices.Sorted(maps.Keys(ps.Vars)) {
+			c.warnUnread(ps.pos["vars."+name], fmt.Sprintf("p%d.vars.%s", ps.Index, name), name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.opts.ExtraVars)) {
+		c.warnUnread(Pos{}, "-e "+name, name)
+	}
+	c.out.Warnings.Sort()
+}
+
+// warnUnread warns about name, written at pos, when nothing reads it; once
+// per place.
+func (c *compiler) warnUnread(pos Pos, field, name string) {
+	unread, hint := modules.UnreadVariable(name)
+	if !unread {
+		return
+	}
+	if c.words == nil {
+		c.words = c.pb.words()
+	}
+	key := pos.String() + " " + field
+	if c.words[name] || c.warned[key] {
+		return
+	}
+	if c.warned == nil {
+		c.warned = map[string]bool{}
+	}
+	c.warned[key] = true
+	c.out.Warnings = append(c.out.Warnings, &Error{Pos: pos, Field: field, Hint: hint,
+		Msg: fmt.Sprintf("no module or task reads %s: it changes nothing", name)})
+}
+
+var word = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+
+// words is every identifier-like word in the playbook's plays: host
+// patterns, vars, and every string of every task and handler.
+func (pb *Playbook) words() map[string]bool {
+	out := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case string:
+			for _, w := range word.FindAllString(t, -1) {
+				out[w] = true
+			}
+		case map[string]any: // keys name arguments and variables, not reads
+			for _, x := range t {
+				walk(x)
+			}
+		case []any:
+			for _, x := range t {
+				walk(x)
+			}
+		}
+	}
+	for _, ps := range pb.Plays {
+		walk(ps.Hosts)
+		walk(ps.PartitionBy)
+		walk(ps.Vars)
+		for _, t := range append(slices.Clone(ps.Tasks), ps.Handlers...) {
+			walk(t.Name)
+			walk(t.Args)
+			walk(t.Until)
+			for _, w := range append(slices.Clone(t.WhenList), t.ChangedWhenList...) {
+				walk(w)
+			}
+		}
+	}
+	return out
+}

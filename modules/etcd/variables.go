@@ -1,0 +1,72 @@
+package etcd
+
+import "github.com/etcdplay/etcdplay/modules"
+
+// Variables is every etcd_ variable the etcd modules and the shipped
+// playbooks read: the contract docs/variables.md documents (a test keeps
+// the two equal). Any other etcd_ variable is read by nothing, and the
+// compiler warns about it: a misspelt etcd_quota_backend_bytes would
+// otherwise leave etcd at its 2 GiB default without a word.
+var Variables = []string{
+	"etcd_address",
+	"etcd_arch",
+	"etcd_auto_compaction_mode",
+	"etcd_auto_compaction_retention",
+	"etcd_backup_age_identity",
+	"etcd_backup_age_recipients",
+	"etcd_backup_dir",
+	"etcd_backup_keep",
+	"etcd_backup_local_keep",
+	"etcd_backup_retention",
+	"etcd_backup_s3",
+	"etcd_backup_schedule",
+	"etcd_backup_verify",
+	"etcd_ca_cert",
+	"etcd_ca_key",
+	"etcd_ca_validity",
+	"etcd_cert_renew_before",
+	"etcd_cert_validity",
+	"etcd_client_cert_names",
+	"etcd_client_port",
+	"etcd_cluster_name",
+	"etcd_cluster_token",
+	"etcd_compact_keep",
+	"etcd_data_dir",
+	"etcd_defrag_free_above",
+	"etcd_defrag_quota_fraction",
+	"etcd_defrag_schedule",
+	"etcd_election_timeout",
+	"etcd_enable_v2",
+	"etcd_extra_config",
+	"etcd_extra_sans",
+	"etcd_heartbeat_interval",
+	"etcd_initial_cluster_state",
+	"etcd_ionice_priority",
+	"etcd_listen_address",
+	"etcd_log_level",
+	"etcd_log_outputs",
+	"etcd_max_clock_skew",
+	"etcd_max_fsync_latency",
+	"etcd_max_request_bytes",
+	"etcd_metrics_url",
+	"etcd_min_free_disk",
+	"etcd_name",
+	"etcd_peer_port",
+	"etcd_proxy_advertise_url",
+	"etcd_proxy_listen_address",
+	"etcd_proxy_metrics_url",
+	"etcd_proxy_mode",
+	"etcd_proxy_namespace",
+	"etcd_proxy_port",
+	"etcd_proxy_resolver_prefix",
+	"etcd_proxy_resolver_ttl",
+	"etcd_proxy_tls",
+	"etcd_quota_backend_bytes",
+	"etcd_release_url",
+	"etcd_snapshot_count",
+	"etcd_tls",
+	"etcd_version",
+	"etcd_wal_dir",
+}
+
+func init() { modules.RegisterVariables("etcd_", Variables...) }
