@@ -259,7 +259,10 @@ func (c *compiler) node(n *Node, m *taskMeta, shared modules.Args, isShared bool
 	if res, ok := mod.(modules.Resolver); ok {
 		var err error
 		rc := &modules.ResolveContext{BaseDir: c.pb.Dir, Host: host, Vars: vars, StateDir: c.opts.StateDir,
-			Render: func(name, text string) (string, error) { return tmpl.String(name, text, vars) }}
+			Render: func(name, text string) (string, error) {
+				c.renderedTemplate(name, text)
+				return tmpl.String(name, text, vars)
+			}}
 		args, err = res.Resolve(args, rc)
 		if err != nil {
 			return nil, append(reports, func() { c.moduleErr(m, t, err, host, vars) })

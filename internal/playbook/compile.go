@@ -6,9 +6,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -79,8 +79,12 @@ type compiler struct {
 	// broken are the current play's variables that failed to render, by
 	// host and name.
 	broken map[string]map[string]*brokenVar
-	// words are the names the playbook writes (see unreadVariables), and
-	// warned the places already warned about.
+	// For unreadVariables: the vars files read, the template files
+	// rendered (by name; builds run concurrently), the names the playbook
+	// writes, and the places already warned about.
+	varsFilesRead []varsFile
+	templatesMu   sync.Mutex
+	templates     map[string]string
 	words, warned map[string]bool
 }
 
@@ -317,9 +321,7 @@ func (c *compiler) varsFiles(ps *PlaySpec, global map[string]any, field string) 
 		}
 		if m != nil {
 			maps.Copy(out, inventory.Normalize(m).(map[string]any))
-			for _, name := range slices.Sorted(maps.Keys(m)) {
-				c.warnUnread(Pos{File: path}, "vars."+name, name)
-			}
+			c.varsFilesRead = append(c.varsFilesRead, varsFile{path, m})
 		}
 	}
 	return out

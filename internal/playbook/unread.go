@@ -11,11 +11,11 @@ import (
 
 // unreadVariables warns about each variable in a module namespace (etcd_)
 // that nothing reads: not the modules (modules.UnreadVariable) and not
-// the playbook, whose own tasks and vars may use a variable of that name.
-// A misspelt etcd_quota_backend_bytes would otherwise leave etcd at its
-// default without a word. A warning, not an error: an inventory written
-// for another tool (kubespray's has etcd_ variables of its own) still
-// runs, and says what etcdplay ignores.
+// the playbook, whose own tasks, vars and template files may use a
+// variable of that name. A misspelt etcd_quota_backend_bytes would
+// otherwise leave etcd at its default without a word. A warning, not an
+// error: an inventory written for another tool (kubespray's has etcd_
+// variables of its own) still runs, and says what etcdplay ignores.
 func (c *compiler) unreadVariables() {
 	for _, h := range c.inv.Hosts() {
 		for _, name := range slices.Sorted(maps.Keys(h.Vars)) {
@@ -28,10 +28,21 @@ func (c *compiler) unreadVariables() {
 			c.warnUnread(ps.pos["vars."+name], fmt.Sprintf("p%d.vars.%s", ps.Index, name), name)
 		}
 	}
+	for _, f := range c.varsFilesRead {
+		for _, name := range slices.Sorted(maps.Keys(f.vars)) {
+			c.warnUnread(Pos{File: f.path}, "vars."+name, name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.opts.ExtraVars)) {
 		c.warnUnread(Pos{}, "-e "+name, name)
 	}
 	c.out.Warnings.Sort()
+}
+
+// varsFile is what one vars_files entry set.
+type varsFile struct {
+	path string
+	vars map[string]any
 }
 
 // warnUnread warns about name, written at pos, when nothing reads it; once
@@ -42,7 +53,7 @@ func (c *compiler) warnUnread(pos Pos, field, name string) {
 		return
 	}
 	if c.words == nil {
-		c.words = c.pb.words()
+		c.words = c.playbookWords()
 	}
 	key := pos.String() + " " + field
 	if c.words[name] || c.warned[key] {
@@ -56,11 +67,23 @@ func (c *compiler) warnUnread(pos Pos, field, name string) {
 		Msg: fmt.Sprintf("no module or task reads %s: it changes nothing", name)})
 }
 
+// renderedTemplate records a template file a module had rendered: the
+// variables it reads are read.
+func (c *compiler) renderedTemplate(name, text string) {
+	c.templatesMu.Lock()
+	defer c.templatesMu.Unlock()
+	if c.templates == nil {
+		c.templates = map[string]string{}
+	}
+	c.templates[name] = text
+}
+
 var word = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 
-// words is every identifier-like word in the playbook's plays: host
-// patterns, vars, and every string of every task and handler.
-func (pb *Playbook) words() map[string]bool {
+// playbookWords is every identifier-like word the playbook writes where a
+// variable can be read: host patterns, vars values, every string of every
+// task and handler, and the template files rendered for them.
+func (c *compiler) playbookWords() map[string]bool {
 	out := map[string]bool{}
 	var walk func(v any)
 	walk = func(v any) {
@@ -79,7 +102,7 @@ func (pb *Playbook) words() map[string]bool {
 			}
 		}
 	}
-	for _, ps := range pb.Plays {
+	for _, ps := range c.pb.Plays {
 		walk(ps.Hosts)
 		walk(ps.PartitionBy)
 		walk(ps.Vars)
@@ -91,6 +114,9 @@ func (pb *Playbook) words() map[string]bool {
 				walk(w)
 			}
 		}
+	}
+	for _, text := range c.templates {
+		walk(text)
 	}
 	return out
 }
