@@ -86,6 +86,7 @@ type compiler struct {
 	templatesMu   sync.Mutex
 	templates     map[string]string
 	words, warned map[string]bool
+	unread        map[string]unreadVar
 }
 
 // Compile lays the parsed playbook out against an inventory (see Load).

@@ -39,6 +39,12 @@ func (c *compiler) unreadVariables() {
 	c.out.Warnings.Sort()
 }
 
+// unreadVar is what modules.UnreadVariable said of a name.
+type unreadVar struct {
+	unread bool
+	hint   string
+}
+
 // varsFile is what one vars_files entry set.
 type varsFile struct {
 	path string
@@ -48,10 +54,18 @@ type varsFile struct {
 // warnUnread warns about name, written at pos, when nothing reads it; once
 // per place.
 func (c *compiler) warnUnread(pos Pos, field, name string) {
-	unread, hint := modules.UnreadVariable(name)
-	if !unread {
+	v, ok := c.unread[name] // a fleet's hosts share their group's variables
+	if !ok {
+		v.unread, v.hint = modules.UnreadVariable(name)
+		if c.unread == nil {
+			c.unread = map[string]unreadVar{}
+		}
+		c.unread[name] = v
+	}
+	if !v.unread {
 		return
 	}
+	hint := v.hint
 	if c.words == nil {
 		c.words = c.playbookWords()
 	}
