@@ -329,6 +329,7 @@ func (c *Cluster) readMembers(vars map[string]any, errs *[]error) {
 	}
 	hostvars, _ := vars["hostvars"].(map[string]any)
 	hosts = c.ownHosts(vars, hosts, hostvars, errs)
+	checkAgreement(hosts, hostvars, errs)
 	scheme := "http"
 	if c.TLS {
 		scheme = "https"

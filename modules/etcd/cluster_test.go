@@ -149,6 +149,11 @@ func TestFromVarsErrors(t *testing.T) {
 		{"client cn clash", map[string]any{"etcd_client_cert_names": []any{"etcdplay"}}, nil, 1, "etcd_client_cert_names", "other than"},
 		{"listen on a name", nil, map[string]map[string]any{"etcd1": {"etcd_listen_address": "etcd1.example.com"}}, 1, "etcd_listen_address", "IP"},
 		{"bad metrics", nil, map[string]map[string]any{"etcd1": {"etcd_metrics_url": "127.0.1.1:2381"}}, 1, "etcd_metrics_url", "http"},
+		{"one member's version", nil, map[string]map[string]any{"etcd3": {"etcd_version": "v3.5.21"}}, 3, "etcd_version", `(host etcd3): "v3.5.21" here but "v3.6.16" on etcd1: the members of a cluster must agree`},
+		{"one member's token", nil, map[string]map[string]any{"etcd2": {"etcd_cluster_token": "t2"}}, 3, "etcd_cluster_token", `"t2" here but "etcd" on etcd1`},
+		{"one member plain", nil, map[string]map[string]any{"etcd2": {"etcd_tls": "no"}}, 2, "etcd_tls", `"false" here but "true" on etcd1`},
+		{"one member's timing", nil, map[string]map[string]any{"etcd2": {"etcd_heartbeat_interval": 150, "etcd_election_timeout": 1500}}, 2, "etcd_heartbeat_interval", `"150" here but "100" on etcd1`},
+		{"first member's CA", nil, map[string]map[string]any{"etcd1": {"etcd_ca_cert": "/pki/ca.crt", "etcd_ca_key": "/pki/ca.key"}}, 2, "etcd_ca_cert", `unset here but "/pki/ca.crt" on etcd1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,5 +299,22 @@ func TestSeveralClustersInOneInventory(t *testing.T) {
 				t.Errorf("members = %v, want %v", got, tt.members)
 			}
 		})
+	}
+}
+
+// TestMembersAgreeInEffect: a cluster-wide setting spelt differently but
+// read the same (a default written out, a number as a string, yes for
+// true) is agreement, and so are different values in different clusters.
+func TestMembersAgreeInEffect(t *testing.T) {
+	perHost := map[string]map[string]any{
+		"etcd1": {"etcd_version": "v3.6.16", "etcd_heartbeat_interval": "100", "etcd_tls": "yes", "etcd_cluster_token": "etcd"},
+		"etcd2": {"etcd_election_timeout": 1000},
+		"etcd4": {"etcd_cluster_name": "green", "etcd_heartbeat_interval": 150, "etcd_election_timeout": 1500},
+		"etcd5": {"etcd_cluster_name": "green", "etcd_heartbeat_interval": "150", "etcd_election_timeout": "1500"},
+	}
+	vars := lab(5, nil, perHost)
+	vars["ansible_play_hosts"] = []any{"etcd1", "etcd2", "etcd3"}
+	if _, err := FromVars(vars); err != nil {
+		t.Error(err)
 	}
 }
