@@ -143,6 +143,13 @@ func TestBadInputsChangeNothing(t *testing.T) {
 			want:      []string{"variable etcd_address (host etcd3)", etcd2.Addr + " is also the address of etcd2"},
 		},
 		{
+			name:      "one member on another release",
+			vars:      map[string]string{"etcd_release_url": good},
+			inventory: badInventory(t, l, map[string]string{"etcd3": "etcd_version: v3.5.21"}),
+			code:      4,
+			want:      []string{"variable etcd_version (host etcd3)", `"v3.5.21" here but "` + bootVersion + `" on etcd1`},
+		},
+		{
 			name: "client port in use",
 			vars: map[string]string{"etcd_release_url": good},
 			// A second sshd on etcd2's client port: a real process on the
