@@ -217,14 +217,7 @@ func TestListHostsAndTasks(t *testing.T) {
 		pb: "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n      tags: [setup]\n" +
 			"    - name: other\n      file: {path: /tmp/y, state: directory}\n",
 	})
-	root := newRoot()
-	var out strings.Builder
-	root.SetOut(&out)
-	root.SetArgs([]string{"apply", pb, "-i", inv, "--list-hosts", "--list-tasks", "-l", "h2", "--tags", "setup"})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
+	got, _ := execute(t, "apply", pb, "-i", inv, "--list-hosts", "--list-tasks", "-l", "h2", "--tags", "setup")
 	for _, want := range []string{"play #1: demo", "hosts (1):\n      h2\n", "tasks:\n      dir\tTAGS: [setup]\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
@@ -287,14 +280,7 @@ func TestSeveralInventoriesAndLimitFile(t *testing.T) {
 		pb:    "- name: demo\n  hosts: all\n  tasks:\n    - name: dir\n      file: {path: /tmp/x, state: directory}\n",
 		retry: "# failed last time\nh3\nh1\n",
 	})
-	root := newRoot()
-	var out strings.Builder
-	root.SetOut(&out)
-	root.SetArgs([]string{"apply", pb, "-i", a, "-i", "h2,h3,", "--list-hosts", "-l", "@" + retry})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got := out.String(); !strings.Contains(got, "hosts (2):\n      h1\n      h3\n") {
+	if got, _ := execute(t, "apply", pb, "-i", a, "-i", "h2,h3,", "--list-hosts", "-l", "@"+retry); !strings.Contains(got, "hosts (2):\n      h1\n      h3\n") {
 		t.Errorf("merged inventories limited by the retry file:\n%s", got)
 	}
 	if code := Main([]string{"apply", pb, "-i", a, "--list-hosts", "-l", "@" + filepath.Join(dir, "missing")}); code != ExitInvalid {
@@ -318,14 +304,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"__complete", "apply", pb, "-i", inv, "--tags", ""}, []string{"files", "setup"}},
 		{[]string{"__complete", "apply", pb, "--output", ""}, []string{"text", "json"}},
 	} {
-		root := newRoot()
-		var out strings.Builder
-		root.SetOut(&out)
-		root.SetArgs(tt.args)
-		if err := root.Execute(); err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		out, _ := execute(t, tt.args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
 		got := lines[:len(lines)-1] // the last line is cobra's directive
 		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
 			t.Errorf("%v: %v, want %v", tt.args[2:], got, tt.want)
@@ -343,17 +323,10 @@ func TestUnreadVariableWarns(t *testing.T) {
 		inv: "all:\n  vars:\n    etcd_verison: v3.7.3\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
 		pb:  "- hosts: all\n  tasks:\n    - file: {path: /tmp/x, state: directory}\n",
 	})
-	root := newRoot()
-	var out, errs strings.Builder
-	root.SetOut(&out)
-	root.SetErr(&errs)
-	root.SetArgs([]string{"validate", pb, "-i", inv})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
+	out, errs := execute(t, "validate", pb, "-i", inv)
 	want := "warning: " + inv + `:3:19: vars.etcd_verison: no module or task reads etcd_verison: it changes nothing (did you mean "etcd_version"?)` + "\n"
-	if errs.String() != want || !strings.Contains(out.String(), ": ok (") {
-		t.Errorf("stdout %q\nstderr %q\nwant stderr %q", out.String(), errs.String(), want)
+	if errs != want || !strings.Contains(out, ": ok (") {
+		t.Errorf("stdout %q\nstderr %q\nwant stderr %q", out, errs, want)
 	}
 }
 
@@ -365,4 +338,19 @@ func writeFiles(t *testing.T, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// execute runs the CLI with args and returns what it printed on stdout
+// and stderr; an error fails the test.
+func execute(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	root := newRoot()
+	var out, errs strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errs)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		t.Fatalf("etcdplay %s: %v\n%s", strings.Join(args, " "), err, errs.String())
+	}
+	return out.String(), errs.String()
 }
