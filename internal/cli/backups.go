@@ -45,7 +45,7 @@ and the store, the location is what restore.yml's -e snapshot= takes.`,
 			if format != "table" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want table or json", format))
 			}
-			inv, c, memberVars, err := lf.loadMemberVars()
+			inv, c, memberVars, err := lf.loadMemberVars(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -354,3 +354,20 @@ func execute(t *testing.T, args ...string) (stdout, stderr string) {
 	}
 	return out.String(), errs.String()
 }
+
+// status, backups and ctl read the inventory's etcd variables without a
+// playbook: they warn about the same unread ones, before any connection.
+func TestClusterCommandsWarnOfUnreadVariables(t *testing.T) {
+	inv := filepath.Join(t.TempDir(), "inv.yml")
+	writeFiles(t, map[string]string{inv: "all:\n  children:\n    etcd:\n      hosts:\n        e1: {ansible_host: 127.0.0.1, ansible_port: 1, etcd_client_prot: 2379}\n"})
+	root := newRoot()
+	var errs strings.Builder
+	root.SetOut(io.Discard)
+	root.SetErr(&errs)
+	root.SetArgs([]string{"ctl", "-i", inv, "--known-hosts", filepath.Join(t.TempDir(), "kh"), "--timeout", "1s", "--", "endpoint", "health"})
+	_ = root.Execute() // e1 is not there: only the warning matters here
+	want := "warning: " + inv + `:5:74: vars.etcd_client_prot: no module or task reads etcd_client_prot: it changes nothing (did you mean "etcd_client_port"?)` + "\n"
+	if !strings.HasPrefix(errs.String(), want) {
+		t.Errorf("stderr %q, want it to start with %q", errs.String(), want)
+	}
+}

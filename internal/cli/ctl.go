@@ -43,7 +43,7 @@ member's SSH connection, so it works from wherever apply works.`,
 			if len(args) == 0 {
 				return invalid(fmt.Errorf("no etcdctl arguments: etcdplay ctl -i INV -- endpoint health"))
 			}
-			inv, c, err := lf.loadCluster()
+			inv, c, err := lf.loadCluster(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -149,10 +149,15 @@ func (f *loadFlags) compile(warn io.Writer, path string) (*inventory.Inventory, 
 	if err != nil {
 		return nil, nil, invalid(err)
 	}
-	for _, w := range c.Warnings {
-		fmt.Fprintf(warn, "warning: %v\n", w)
-	}
+	printWarnings(warn, c.Warnings)
 	return inv, c, nil
+}
+
+// printWarnings prints the compiler's warnings, one a line.
+func printWarnings(w io.Writer, warnings playbook.Errors) {
+	for _, x := range warnings {
+		fmt.Fprintf(w, "warning: %v\n", x)
+	}
 }
 
 // parseExtraVars merges -e values in order, later ones winning, as Ansible

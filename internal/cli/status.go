@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -39,7 +40,7 @@ func newStatus() *cobra.Command {
 			if format != "table" && format != "json" {
 				return invalid(fmt.Errorf("--output %q: want table or json", format))
 			}
-			inv, cluster, err := lf.loadCluster()
+			inv, cluster, err := lf.loadCluster(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -82,15 +83,16 @@ func newStatus() *cobra.Command {
 }
 
 // loadCluster loads the inventory and the cluster model a play over the
-// etcd group would see (bad input is exit 4).
-func (lf *loadFlags) loadCluster() (*inventory.Inventory, *etcd.Cluster, error) {
-	inv, c, _, err := lf.loadClusterVars()
+// etcd group would see (bad input is exit 4); the compiler's warnings
+// about the inventory and -e go to warn.
+func (lf *loadFlags) loadCluster(warn io.Writer) (*inventory.Inventory, *etcd.Cluster, error) {
+	inv, c, _, err := lf.loadClusterVars(warn)
 	return inv, c, err
 }
 
 // loadClusterVars is loadCluster with the first member's variables.
-func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map[string]any, error) {
-	inv, c, all, err := lf.loadMemberVars()
+func (lf *loadFlags) loadClusterVars(warn io.Writer) (*inventory.Inventory, *etcd.Cluster, map[string]any, error) {
+	inv, c, all, err := lf.loadMemberVars(warn)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -98,7 +100,7 @@ func (lf *loadFlags) loadClusterVars() (*inventory.Inventory, *etcd.Cluster, map
 }
 
 // loadMemberVars is loadCluster with every member's variables.
-func (lf *loadFlags) loadMemberVars() (*inventory.Inventory, *etcd.Cluster, map[string]map[string]any, error) {
+func (lf *loadFlags) loadMemberVars(warn io.Writer) (*inventory.Inventory, *etcd.Cluster, map[string]map[string]any, error) {
 	inv, err := lf.loadInventory()
 	if err != nil {
 		return nil, nil, nil, err
@@ -107,6 +109,7 @@ func (lf *loadFlags) loadMemberVars() (*inventory.Inventory, *etcd.Cluster, map[
 	if err != nil {
 		return nil, nil, nil, invalid(err)
 	}
+	printWarnings(warn, playbook.UnreadVariables(inv, extra))
 	c, vars, err := clusterFromInventory(inv, extra, lf.cluster)
 	if err != nil {
 		return nil, nil, nil, invalid(err)

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/etcdplay/etcdplay/internal/inventory"
 	"github.com/etcdplay/etcdplay/modules"
 )
 
@@ -49,6 +50,15 @@ type unreadVar struct {
 type varsFile struct {
 	path string
 	vars map[string]any
+}
+
+// UnreadVariables is what the compiler warns about an inventory and -e
+// when no playbook reads anything: for the tools that build the cluster
+// model without one (status, backups, ctl).
+func UnreadVariables(inv *inventory.Inventory, extra map[string]any) Errors {
+	c := newCompiler(&Playbook{}, inv, Options{ExtraVars: extra})
+	c.unreadVariables()
+	return c.out.Warnings
 }
 
 // warnUnread warns about name, written at pos, when nothing reads it; once
