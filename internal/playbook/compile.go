@@ -3,6 +3,7 @@ package playbook
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
@@ -527,23 +528,39 @@ func renderVars(v map[string]any, hostvars map[string]any) (map[string]any, []va
 func equalish(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
 func hasTemplate(v any) bool {
+	for s := range leaves(v) {
+		if tmpl.Has(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaves yields every string in v, a value as YAML decodes it: map
+// values and list items, not map keys (they name arguments and
+// variables).
+func leaves(v any) iter.Seq[string] {
+	return func(yield func(string) bool) { yieldLeaves(v, yield) }
+}
+
+func yieldLeaves(v any, yield func(string) bool) bool {
 	switch t := v.(type) {
 	case string:
-		return tmpl.Has(t)
+		return yield(t)
 	case map[string]any:
 		for _, e := range t {
-			if hasTemplate(e) {
-				return true
+			if !yieldLeaves(e, yield) {
+				return false
 			}
 		}
 	case []any:
 		for _, e := range t {
-			if hasTemplate(e) {
-				return true
+			if !yieldLeaves(e, yield) {
+				return false
 			}
 		}
 	}
-	return false
+	return true
 }
 
 // undefinedHint suggests the closest variable to an undefined one.

@@ -75,7 +75,6 @@ func (c *compiler) warnUnread(pos Pos, field, name string) {
 	if !v.unread {
 		return
 	}
-	hint := v.hint
 	if c.words == nil {
 		c.words = c.playbookWords()
 	}
@@ -87,7 +86,7 @@ func (c *compiler) warnUnread(pos Pos, field, name string) {
 		c.warned = map[string]bool{}
 	}
 	c.warned[key] = true
-	c.out.Warnings = append(c.out.Warnings, &Error{Pos: pos, Field: field, Hint: hint,
+	c.out.Warnings = append(c.out.Warnings, &Error{Pos: pos, Field: field, Hint: v.hint,
 		Msg: fmt.Sprintf("no module or task reads %s: it changes nothing", name)})
 }
 
@@ -109,20 +108,10 @@ var word = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 // task and handler, and the template files rendered for them.
 func (c *compiler) playbookWords() map[string]bool {
 	out := map[string]bool{}
-	var walk func(v any)
-	walk = func(v any) {
-		switch t := v.(type) {
-		case string:
-			for _, w := range word.FindAllString(t, -1) {
+	walk := func(v any) {
+		for s := range leaves(v) {
+			for _, w := range word.FindAllString(s, -1) {
 				out[w] = true
-			}
-		case map[string]any: // keys name arguments and variables, not reads
-			for _, x := range t {
-				walk(x)
-			}
-		case []any:
-			for _, x := range t {
-				walk(x)
 			}
 		}
 	}
