@@ -386,11 +386,6 @@ func describe(err error) string {
 	return err.Error()
 }
 
-func isUnavailable(err error) bool {
-	s, ok := status.FromError(err)
-	return ok && s.Code() == codes.Unavailable
-}
-
 // WaitOptions bound WaitHealthy.
 type WaitOptions struct {
 	CheckOptions

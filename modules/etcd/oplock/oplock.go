@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdplay/etcdplay/modules/etcd"
+	"github.com/etcdplay/etcdplay/modules/etcd/etcdclient"
 )
 
 // Key is where the lock lives.
@@ -30,6 +31,10 @@ const Key = etcd.OpLockKey
 
 // TTL is the lease, in seconds: how long the lock outlives a dead holder.
 const TTL = 10
+
+// attemptTimeout bounds one attempt at the lock (a lease grant and a
+// transaction, milliseconds on a healthy cluster).
+const attemptTimeout = 5 * time.Second
 
 // ErrLost is the cause of Held.Ctx's cancellation when the lease is lost.
 var ErrLost = errors.New("lost the etcdplay operation lock (its lease expired: the controller was cut off from the cluster for longer than the lease)")
@@ -72,38 +77,41 @@ func holder(what string) string {
 // Acquire takes the lock through cli for what ("rolling restart"), waiting
 // up to timeout for another holder; logf says when it waits. The client
 // stays the caller's and must outlive the lock.
+//
+// The cluster may be between leaders while Acquire waits: the holder's
+// rolling restart hands leadership over, and the leader drops proposals
+// meanwhile. Such an error is retried for up to the lease's TTL, a
+// transition's length many times over; one that outlasts it is the
+// cluster's state (no quorum), and the error says so.
 func Acquire(ctx context.Context, cli *clientv3.Client, what string, timeout time.Duration, logf func(string, ...any)) (*Held, error) {
 	deadline := time.Now().Add(timeout)
 	logged := false
+	var failing time.Time // since when every attempt failed transiently
 	for {
-		lease, err := cli.Grant(ctx, TTL)
-		if err != nil {
+		held, by, err := try(ctx, cli, what)
+		switch {
+		case held != nil:
+			return held, nil
+		case err != nil && ctx.Err() == nil && (etcdclient.Transient(err) || errors.Is(err, context.DeadlineExceeded)):
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			if time.Since(failing) >= TTL*time.Second || time.Now().After(deadline) {
+				return nil, fmt.Errorf("operation lock for the %s: the cluster did not take it for %s (no leader, or no quorum?): check `etcdplay status`: %w",
+					what, time.Since(failing).Round(time.Second), err)
+			}
+		case err != nil:
 			return nil, fmt.Errorf("operation lock for the %s: %w", what, err)
-		}
-		resp, err := cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(Key), "=", 0)).
-			Then(clientv3.OpPut(Key, holder(what), clientv3.WithLease(lease.ID))).
-			Else(clientv3.OpGet(Key)).
-			Commit()
-		if err != nil {
-			_, _ = cli.Revoke(context.WithoutCancel(ctx), lease.ID)
-			return nil, fmt.Errorf("operation lock for the %s: %w", what, err)
-		}
-		if resp.Succeeded {
-			return hold(ctx, cli, lease.ID), nil
-		}
-		_, _ = cli.Revoke(ctx, lease.ID)
-		by := "another run"
-		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
-			by = string(kvs[0].Value)
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the %s waited %s for the operation lock %s, still held by another run (%s): let it finish, or wait %ds after it died: %w",
-				what, timeout, Key, by, TTL, ErrHeld)
-		}
-		if !logged && logf != nil {
-			logf("waiting: the operation lock %s is held (%s); it is released %ds after that run dies", Key, by, TTL)
-			logged = true
+		default:
+			failing = time.Time{}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("the %s waited %s for the operation lock %s, still held by another run (%s): let it finish, or wait %ds after it died: %w",
+					what, timeout, Key, by, TTL, ErrHeld)
+			}
+			if !logged && logf != nil {
+				logf("waiting: the operation lock %s is held (%s); it is released %ds after that run dies", Key, by, TTL)
+				logged = true
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -111,6 +119,42 @@ func Acquire(ctx context.Context, cli *clientv3.Client, what string, timeout tim
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// try makes one attempt at the lock: it is held, or another run holds it
+// (by says who), or the cluster answered with err. A failed attempt
+// revokes its lease, so a put applied before an ambiguous error (a
+// timeout) does not leave the key behind for longer than an attempt.
+func try(ctx context.Context, cli *clientv3.Client, what string) (held *Held, by string, err error) {
+	// Without a leader a member neither answers nor fails a proposal: it
+	// holds it until etcd's request timeout, which clientv3 then retries
+	// a hundred times. Requiring a leader makes a leaderless member say
+	// so at once, and the attempt's own deadline bounds the rest.
+	actx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), attemptTimeout)
+	defer cancel()
+	lease, err := cli.Grant(actx, TTL)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := cli.Txn(actx).
+		If(clientv3.Compare(clientv3.CreateRevision(Key), "=", 0)).
+		Then(clientv3.OpPut(Key, holder(what), clientv3.WithLease(lease.ID))).
+		Else(clientv3.OpGet(Key)).
+		Commit()
+	if err == nil && resp.Succeeded {
+		return hold(ctx, cli, lease.ID), "", nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_, _ = cli.Revoke(rctx, lease.ID)
+	cancel()
+	if err != nil {
+		return nil, "", err
+	}
+	by = "another run"
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
+		by = string(kvs[0].Value)
+	}
+	return nil, by, nil
 }
 
 // hold renews the lease every third of its TTL until released; when the
