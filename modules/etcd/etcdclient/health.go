@@ -178,24 +178,33 @@ func CheckHealth(ctx context.Context, c *etcd.Cluster, stateDir string, dial Dia
 	}
 	h := &Health{Members: make([]MemberHealth, len(members)), ignoreAlarms: opt.IgnoreAlarms}
 	var wg sync.WaitGroup
-	var listOnce sync.Once
-	listDone := make(chan struct{})
+	// The list comes from the first healthy member that gives it. A
+	// member can go down between its probe and the list (another run's
+	// rolling restart): then the next healthy member is asked.
+	var listMu sync.Mutex
+	listed := false
 	for i, m := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.Members[i] = probeKept(ctx, c, m, stateDir, dial, timeout, func(cli *clientv3.Client, pctx context.Context) {
-				listOnce.Do(func() {
-					defer close(listDone)
-					h.List, h.Alarms, h.ListError = listAndAlarms(pctx, cli)
-				})
+			h.Members[i] = probeKept(ctx, c, m, stateDir, dial, timeout, func(cli *clientv3.Client, pctx context.Context, explain func(error) error) {
+				listMu.Lock()
+				defer listMu.Unlock()
+				if listed {
+					return
+				}
+				var err error
+				h.List, h.Alarms, err = listAndAlarms(pctx, cli)
+				if err != nil {
+					h.ListError = fmt.Sprintf("from %s: %s", m.Name, describe(explain(err)))
+					return
+				}
+				listed, h.ListError = true, ""
 			})
 		}()
 	}
 	wg.Wait()
-	select {
-	case <-listDone:
-	default:
+	if !listed && h.ListError == "" {
 		h.ListError = "no member answered"
 	}
 	if opt.Outsiders && len(opt.Members) == 0 {
@@ -213,7 +222,7 @@ func CheckHealth(ctx context.Context, c *etcd.Cluster, stateDir string, dial Dia
 }
 
 // listAndAlarms asks for both at once: one round trip, not two.
-func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.Member, []*etcdserverpb.AlarmMember, string) {
+func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.Member, []*etcdserverpb.AlarmMember, error) {
 	type alarms struct {
 		r   *clientv3.AlarmResponse
 		err error
@@ -226,12 +235,12 @@ func listAndAlarms(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.M
 	ml, err := cli.MemberList(ctx)
 	al := <-ac
 	if err != nil {
-		return nil, nil, err.Error()
+		return nil, nil, err
 	}
 	if al.err != nil {
-		return ml.Members, nil, al.err.Error()
+		return nil, nil, al.err
 	}
-	return ml.Members, al.r.Alarms, ""
+	return ml.Members, al.r.Alarms, nil
 }
 
 // probeOutsiders probes, in parallel, the voting members in list that c
@@ -278,11 +287,17 @@ func probeOutsiders(ctx context.Context, c *etcd.Cluster, list []*etcdserverpb.M
 	return out
 }
 
+// healthyHook runs with the client of a member that has proved healthy,
+// the probe's context, and what explains an error of a request through
+// that client (a failed dial: "connection refused", not "context
+// canceled").
+type healthyHook func(cli *clientv3.Client, ctx context.Context, explain func(error) error)
+
 // probe checks one member with a new client; onHealthy runs with its
 // client once it has proved healthy (to list members and alarms through
 // it). keep, when set, is offered the client of a healthy member (and its
 // dialer), and the client is left open when it takes it (probeKept).
-func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context), keep func(*clientv3.Client, *dialRecorder) bool) MemberHealth {
+func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy healthyHook, keep func(*clientv3.Client, *dialRecorder) bool) MemberHealth {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rec := &dialRecorder{dial: dial}
@@ -305,7 +320,7 @@ func probe(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string,
 }
 
 // probeWith checks one member through cli, as probe describes.
-func probeWith(ctx context.Context, cli *clientv3.Client, m etcd.Member, timeout time.Duration, rec *dialRecorder, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
+func probeWith(ctx context.Context, cli *clientv3.Client, m etcd.Member, timeout time.Duration, rec *dialRecorder, onHealthy healthyHook) MemberHealth {
 	mh := MemberHealth{Host: m.Host, Name: m.Name, Endpoint: m.ClientURL}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -349,7 +364,7 @@ func probeWith(ctx context.Context, cli *clientv3.Client, m etcd.Member, timeout
 	mh.Took = time.Since(start)
 	mh.Healthy = true
 	if onHealthy != nil {
-		onHealthy(cli, pctx)
+		onHealthy(cli, pctx, rec.explain)
 	}
 	return mh
 }

@@ -102,7 +102,7 @@ func dropStale() {
 
 // probeKept probes m with its kept client when it has a ready one, else
 // with a new one, as probe does; the client of a healthy member is kept.
-func probeKept(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy func(*clientv3.Client, context.Context)) MemberHealth {
+func probeKept(ctx context.Context, c *etcd.Cluster, m etcd.Member, stateDir string, dial DialFunc, timeout time.Duration, onHealthy healthyHook) MemberHealth {
 	k := keptKey{stateDir, c.Name, m.Host, m.ClientURL}
 	changes := modules.Changes()
 	if kc, ok := take(k); ok {
