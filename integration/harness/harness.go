@@ -287,6 +287,21 @@ func (o *Outcome) Summary() string {
 	return b.String()
 }
 
+// Logs is what the run logged and what failed, in order: what a test
+// shows when a run took another path than it expected.
+func (o *Outcome) Logs() string {
+	var b strings.Builder
+	for _, ev := range o.Events {
+		switch {
+		case ev.Type == runner.EventLog:
+			fmt.Fprintf(&b, "%s [%s] %s: %s\n", ev.Time.Format("15:04:05.000"), ev.Host, ev.Task, ev.Msg)
+		case ev.Status == "failed" || ev.Status == "unreachable":
+			fmt.Fprintf(&b, "%s %s [%s] %s: %s\n", ev.Time.Format("15:04:05.000"), ev.Status, ev.Host, ev.Task, ev.Msg)
+		}
+	}
+	return b.String()
+}
+
 func run(t testing.TB, bin string, args, env []string) *Outcome {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
