@@ -183,7 +183,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 	if err != nil {
 		return nil, fmt.Errorf("etcd_restart: %w", err)
 	}
-	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcdclient.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log,
+	opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcdclient.Dialer(c, env), Timeout: p.Timeout, Verb: "restart", Log: env.Log, Reconnect: roll.ClientReconnect,
 		Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
 			r, err := env.Writer(m.Host)
 			if err != nil {

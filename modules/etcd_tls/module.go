@@ -293,7 +293,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 			c = j.plain
 		}
 		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: etcdclient.Dialer(c, env), Timeout: j.timeout,
-			Verb: fmt.Sprintf("TLS %s -> %s", from, from+1), Log: env.Log}
+			Verb: fmt.Sprintf("TLS %s -> %s", from, from+1), Log: env.Log, Reconnect: roll.ClientReconnect}
 		prog, err := roll.Run(ctx, opt, members, func(ctx context.Context, m etcd.Member) error {
 			if from == etcd.TLSBoth {
 				if err := j.updatePeerURL(ctx, env, m, l.id[m.Host]); err != nil {

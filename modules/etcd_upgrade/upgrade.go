@@ -367,7 +367,7 @@ func (Module) Apply(ctx context.Context, env *modules.Env, ch *modules.Change) (
 		if j.Downgrade {
 			verb = "downgrade to "
 		}
-		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log,
+		opt := roll.Options{Cluster: c, StateDir: env.StateDir, Dial: dial, Timeout: j.Timeout, Verb: verb + j.To.String(), Log: env.Log, Reconnect: roll.ClientReconnect,
 			Pending: func(ctx context.Context, m etcd.Member) (bool, string, error) {
 				if j.servesTarget(etcdclient.CheckHealth(ctx, c, env.StateDir, dial, etcdclient.CheckOptions{Members: []string{m.Host}})) {
 					return false, "it already runs " + j.To.String() + " (another run did it)", nil

@@ -223,3 +223,42 @@ func TestRunSkipsStepsNoLongerPending(t *testing.T) {
 		t.Errorf("Pending failing: stepped=%v err %v", stepped, err)
 	}
 }
+
+// TestRunGivesClientsTimeToReconnect: with Reconnect, each member is left
+// up that long before the next member's step, and the roll does not wait
+// after its last member (two waits logged for three members).
+func TestRunGivesClientsTimeToReconnect(t *testing.T) {
+	tc := etcdtest.Start(t, 3)
+	const wait = 700 * time.Millisecond
+	var logged []string
+	opt := Options{Cluster: tc.Model, StateDir: tc.StateDir, Timeout: 30 * time.Second, Verb: "restart", NoLock: true, Reconnect: wait,
+		Log: func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }}
+	var starts, ends []time.Time
+	_, err := Run(context.Background(), opt, tc.Model.Members, func(ctx context.Context, m etcd.Member) error {
+		starts = append(starts, time.Now())
+		for i, x := range tc.Model.Members {
+			if x.Host == m.Host {
+				tc.Restart(i)
+			}
+		}
+		ends = append(ends, time.Now())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(starts); i++ {
+		if gap := starts[i].Sub(ends[i-1]); gap < wait {
+			t.Errorf("step %d began %s after step %d ended, want at least %s", i+1, gap, i, wait)
+		}
+	}
+	n := 0
+	for _, l := range logged {
+		if strings.Contains(l, "to reconnect before the next restart") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d reconnect waits logged, want 2 (between 3 members):\n%s", n, strings.Join(logged, "\n"))
+	}
+}
