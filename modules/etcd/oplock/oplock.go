@@ -144,9 +144,9 @@ func try(ctx context.Context, cli *clientv3.Client, what string) (held *Held, by
 	if err == nil && resp.Succeeded {
 		return hold(ctx, cli, lease.ID), "", nil
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	rctx, rcancel := context.WithTimeout(clientv3.WithRequireLeader(context.WithoutCancel(ctx)), attemptTimeout)
 	_, _ = cli.Revoke(rctx, lease.ID)
-	cancel()
+	rcancel()
 	if err != nil {
 		return nil, "", err
 	}
