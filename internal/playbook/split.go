@@ -17,8 +17,11 @@ import (
 //   - a list is cut only at lines that start an item at the list's own
 //     indentation ("- " at column k), inside a run of lines that are all
 //     blank, comments, or indented at least k;
-//   - a file that is not valid UTF-8 is never cut (only the whole parse
-//     reports it);
+//   - a file with a character yaml.v3's reader refuses (not UTF-8, a
+//     control character) is never cut: only the whole parse reports it
+//     (yaml.v3 stops reading after a document's root node, so whether
+//     it reads such a character after the list depends on where its
+//     read-ahead ends, which differs in the cut-down rest of the file);
 //   - each piece, and the first item that stays in place, must parse on
 //     its own to a list at column k; a cut inside
 //     a quoted or flow scalar leaves a piece unterminated, and an alias to
@@ -79,9 +82,7 @@ func cutYAML(data []byte) *cutFile {
 	if len(lines) < 2*splitMinLines {
 		return nil
 	}
-	// A byte that is not UTF-8 is an error of the whole file, which only
-	// the whole parse reports (a piece without it would parse).
-	if !utf8.Valid(data) {
+	if !yamlReadable(data) {
 		return nil
 	}
 	lists := findTaskLists(data, lines)
@@ -307,4 +308,30 @@ func indent(text []byte) int {
 		n++
 	}
 	return n
+}
+
+// yamlReadable reports whether every character of data is one yaml.v3's
+// reader accepts: valid UTF-8, and in YAML's printable set (tab, line
+// feed, carriage return, and no other control character).
+func yamlReadable(data []byte) bool {
+	for i := 0; i < len(data); {
+		b := data[i]
+		if b < utf8.RuneSelf {
+			if b < 0x20 && b != '\t' && b != '\n' && b != '\r' || b == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return false
+		case r == 0x85, r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000:
+		default:
+			return false
+		}
+		i += size
+	}
+	return true
 }

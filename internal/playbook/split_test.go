@@ -282,3 +282,40 @@ func TestParseSplitRandomLists(t *testing.T) {
 		t.Errorf("only %d of %d lists were cut: the test no longer tests the cut", cut, valid)
 	}
 }
+
+// TestYAMLReadable: yamlReadable refuses exactly the characters yaml.v3's
+// reader refuses (yaml.v3, reading each in a comment, is the oracle). A
+// fuzzed file ending in "\x10" was cut, and its pieces parsed, although
+// the whole file is not YAML.
+func TestYAMLReadable(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       bool
+	}{
+		{"plain", "a", true},
+		{"tab", "\t", true},
+		{"carriage return", "\r", true},
+		{"data link escape, as fuzzed", "\x10", false},
+		{"NUL", "\x00", false},
+		{"escape", "\x1b", false},
+		{"delete", "\x7f", false},
+		{"next line", "\u0085", true},
+		{"C1 control", "\u0090", false},
+		{"no-break space", "\u00a0", true},
+		{"byte order mark", "\ufeff", true},
+		{"replacement character", "\ufffd", true},
+		{"a noncharacter", "\ufffe", false},
+		{"beyond the BMP", "\U0001F600", true},
+		{"not UTF-8", "\xff", false},
+		{"a lone continuation byte", "\x80", false},
+	} {
+		doc := []byte("a: 1\n# " + tc.text + "\n")
+		var n yaml.Node
+		if oracle := yaml.Unmarshal(doc, &n) == nil; oracle != tc.want {
+			t.Errorf("%s: yaml.v3 reads %q: %v, the table says %v", tc.name, tc.text, oracle, tc.want)
+		}
+		if got := yamlReadable(doc); got != tc.want {
+			t.Errorf("%s: yamlReadable(%q) = %v, want %v", tc.name, doc, got, tc.want)
+		}
+	}
+}
